@@ -1,0 +1,16 @@
+"""Built-in models: an MLP, a small CNN for 8x8 digits, ResNet-20 for 32x32 inputs.
+
+Any user ``nn.Module`` built from Conv1d/Conv2d/Linear layers works with the rest of the
+package too; these exist so that the CLI, tests and benchmarks have known targets.
+"""
+
+from __future__ import annotations
+
+from optuna_kmtpe.models._registry import build_model
+from optuna_kmtpe.models._registry import MODEL_NAMES
+from optuna_kmtpe.models._small import DigitsCNN
+from optuna_kmtpe.models._small import MLP
+from optuna_kmtpe.models.resnet import ResNet20
+
+
+__all__ = ["DigitsCNN", "MLP", "MODEL_NAMES", "ResNet20", "build_model"]
