@@ -7,8 +7,8 @@ imports only numpy; :func:`trace_layer_shapes` imports torch when called.
 Example:
     >>> from optuna_kmtpe.config import QuantConfig
     >>> from optuna_kmtpe.hardware import FPGAModel, LayerShape
-    >>> conv = LayerShape(name="conv", kind="conv2d", in_channels=16, out_channels=32,
-    ...                   input_shape=(16, 8, 8), output_shape=(32, 8, 8), kernel=(3, 3))
+    >>> conv = LayerShape(name="conv", kind="conv2d", in_channels=16, out_channels=64,
+    ...                   input_shape=(16, 8, 8), output_shape=(64, 8, 8), kernel=(3, 3))
     >>> model = FPGAModel(device="zcu102")
     >>> r8 = model.evaluate([conv], QuantConfig.uniform(["conv"], weight_bits=8, act_bits=8))
     >>> r4 = model.evaluate([conv], QuantConfig.uniform(["conv"], weight_bits=4, act_bits=4))

@@ -375,11 +375,11 @@ class FPGAModel:
 
         Example:
             >>> import numpy as np
-            >>> layer = LayerShape(name="fc", kind="linear", in_channels=64, out_channels=10,
-            ...                    input_shape=(64,), output_shape=(10,))
+            >>> layer = LayerShape(name="fc", kind="linear", in_channels=64, out_channels=64,
+            ...                    input_shape=(64,), output_shape=(64,))
             >>> out = FPGAModel(device="zcu102", rows=8, cols=8).evaluate_batch(
             ...     [layer], np.array([[8], [4]]), np.array([[8], [4]]))
-            >>> out["latency_s"][0] > out["latency_s"][1]
+            >>> bool(out["latency_s"][0] > out["latency_s"][1])
             True
         """
         network = _as_network(shapes)

@@ -47,7 +47,7 @@ class LayerShape:
         >>> conv = LayerShape(name="conv", kind="conv2d", in_channels=3, out_channels=8,
         ...                   input_shape=(3, 8, 8), output_shape=(8, 8, 8), kernel=(3, 3))
         >>> conv.macs, conv.weight_count
-        (110592, 216)
+        (13824, 216)
     """
 
     name: str
