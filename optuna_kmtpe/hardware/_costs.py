@@ -229,48 +229,139 @@ class CompiledNetwork:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class BatchTables:
+    """Lookup tables that turn the vectorized path's heavy per-element work into gathers.
+
+    Indexed by ``b_w * 33 + b_a`` (bit pairs), by accumulator bits, and per layer by the kept
+    input channels, so that a batch of configs needs no integer division.
+    """
+
+    packing: np.ndarray  # (33*33,) products per DSP per cycle
+    mac_base_pj: np.ndarray  # (33*33,) multiply (integer) or whole MAC (float) energy
+    int_mask: np.ndarray  # (33*33,) 1.0 for integer operands (accumulator add counted), else 0
+    weight_bram18: np.ndarray  # (33*33,) weight buffer blocks
+    packed_code: np.ndarray  # (33*33,) index into the distinct ceil(p) values
+    psum_bram18: np.ndarray  # (L * (max_acc + 1) * n_codes,) partial-sum buffer blocks
+    n_codes: int
+    input_offset: np.ndarray  # (L,) start of each layer's input-buffer table
+    input_bram18: np.ndarray  # concatenated (in_channels + 1) * 33 tables
+
+    @classmethod
+    def build(cls, acc: Accelerator, net: CompiledNetwork, batch: int) -> BatchTables:
+        bits = np.arange(33)
+        bw, ba = np.meshgrid(bits, bits, indexing="ij")
+        table = acc.packing_table.copy()
+        table[0, :] = table[:, 0] = 1.0  # unused row/column (bits start at 1)
+        packed = np.maximum(1, np.ceil(table - _EPS)).astype(np.int64)
+        codes, packed_code = np.unique(packed, return_inverse=True)
+        energy = acc.energy
+        widest = np.maximum(bw, ba)
+        mac_base = np.where(
+            widest > 16,
+            energy.fp32_mac_pj,
+            np.where(widest == 16, energy.fp16_mac_pj, energy.int_mult_8x8_pj * bw * ba / 64.0),
+        )
+        weight_bram = np.array(
+            [
+                acc.buffers * acc.cols * bram18_blocks(acc.rows * int(k), int(w))
+                for k, w in zip(packed.ravel(), np.maximum(bw, 1).ravel())
+            ],
+            dtype=np.int64,
+        )
+        max_acc = energy.max_accumulator_bits
+        psum = np.zeros((len(net.names), max_acc + 1, len(codes)), dtype=np.int64)
+        banks = acc.cols * acc.pixel_parallel
+        for j, positions in enumerate(net.out_positions):
+            m_per_copy = -(-int(positions) * batch // acc.pixel_parallel)
+            for c, k in enumerate(codes):
+                depth = m_per_copy * (1 if acc.pack_reduction else int(k))
+                for a in range(1, max_acc + 1):
+                    psum[j, a, c] = acc.buffers * banks * bram18_blocks(depth, a)
+        in_banks = acc.rows * acc.pixel_parallel
+        offsets, tables = [], []
+        offset = 0
+        for j in range(len(net.names)):
+            cin = np.arange(int(net.in_channels[j]) + 1)[:, None]
+            depth = -(-(batch * cin * int(net.in_positions[j])) // in_banks)
+            blocks = in_banks * _bram18_blocks_array(depth, bits[None, :])
+            offsets.append(offset)
+            tables.append(blocks.ravel())
+            offset += blocks.size
+        return cls(
+            packing=table.ravel(),
+            mac_base_pj=mac_base.ravel(),
+            int_mask=(widest < 16).astype(np.float64).ravel(),
+            weight_bram18=weight_bram,
+            packed_code=packed_code.ravel().astype(np.int64),
+            psum_bram18=psum.ravel(),
+            n_codes=len(codes),
+            input_offset=np.asarray(offsets, dtype=np.int64),
+            input_bram18=np.concatenate(tables),
+        )
+
+
 def batch_costs(
     acc: Accelerator,
     net: CompiledNetwork,
+    tables: BatchTables,
     weight_bits: np.ndarray,
     act_bits: np.ndarray,
     widths: np.ndarray,
     batch: int,
 ) -> dict[str, np.ndarray]:
-    """Network costs of many configs at once (vectorized path); inputs are ``(n, L)``."""
+    """Network costs of many configs at once (vectorized path); inputs are ``(n, L)``.
+
+    Same formulas as :func:`layer_cost`; divisions of integers are done in float64, which is
+    exact here (quotients of integers below 2**53 round to an integer only when they are one).
+    """
     n, n_layers = weight_bits.shape
     rows, cols = acc.rows, acc.cols
 
-    kept = np.floor(widths * net.out_channels + 0.5).astype(np.int64)
+    kept = np.floor(widths * net.out_channels + 0.5)
     kept = np.clip(kept, 1, net.out_channels)
-    cin = np.empty((n, n_layers), dtype=np.int64)
-    cout = np.empty((n, n_layers), dtype=np.int64)
-    groups = np.empty((n, n_layers), dtype=np.int64)
+    cin = np.empty((n, n_layers))
+    cout = np.empty((n, n_layers))
+    groups = np.empty((n, n_layers))
+    reduction = np.empty((n, n_layers))
+    outputs = np.empty((n, n_layers))
     for j in net.order:
         producer = net.producer[j]
         if producer < 0:
             cin[:, j] = net.in_channels[j]
         else:
-            cin[:, j] = cout[:, producer] * net.input_multiplier[j]
+            np.multiply(cout[:, producer], net.input_multiplier[j], out=cin[:, j])
         if net.depthwise[j]:
             groups[:, j] = cin[:, j]
-            cout[:, j] = cin[:, j] * net.depth_multiplier[j]
+            np.multiply(cin[:, j], net.depth_multiplier[j], out=cout[:, j])
+            reduction[:, j] = net.kernel_size[j]
+            outputs[:, j] = net.depth_multiplier[j]
+            continue
+        g = int(net.groups[j])
+        groups[:, j] = g
+        cout[:, j] = kept[:, j]
+        if g == 1:
+            np.multiply(cin[:, j], net.kernel_size[j], out=reduction[:, j])
+            outputs[:, j] = cout[:, j]
         else:
-            groups[:, j] = net.groups[j]
-            cout[:, j] = kept[:, j]
-    out_bits = np.empty((n, n_layers), dtype=np.int64)
+            reduction[:, j] = np.ceil(cin[:, j] / g) * net.kernel_size[j]
+            outputs[:, j] = np.ceil(cout[:, j] / g)
+    out_bits = np.empty((n, n_layers))
     for j, readers in enumerate(net.readers):
-        if readers:
+        if len(readers) == 1:
+            out_bits[:, j] = act_bits[:, readers[0]]
+        elif readers:
             out_bits[:, j] = act_bits[:, list(readers)].max(axis=1)
         else:
             out_bits[:, j] = acc.output_bits
 
-    reduction = -(-cin // groups) * net.kernel_size
-    outputs = -(-cout // groups)
-    m = net.out_positions * batch
-    m_per_copy = -(-m // acc.pixel_parallel)
-    macs = (m * groups * reduction * outputs).astype(np.float64)
-    p = acc.packing_table[weight_bits, act_bits]
+    pair = weight_bits * 33 + act_bits
+    wbf = weight_bits.astype(np.float64)
+    abf = act_bits.astype(np.float64)
+    p = tables.packing.take(pair)
+    m = (net.out_positions * batch).astype(np.float64)
+    m_per_copy = np.ceil(m / acc.pixel_parallel)
+    macs = m * groups * reduction * outputs
     if acc.pack_reduction:
         k_tiles = np.ceil(reduction / (rows * p) - _EPS)
         n_tiles = np.ceil(outputs / float(cols) - _EPS)
@@ -278,12 +369,12 @@ def batch_costs(
         k_tiles = np.ceil(reduction / float(rows) - _EPS)
         n_tiles = np.ceil(outputs / (cols * p) - _EPS)
     tiles = groups * k_tiles * n_tiles
-    cycles = tiles * (m_per_copy + rows + cols - 2 + acc.weight_load_cycles)
+    cycles = tiles * (m_per_copy + (rows + cols - 2 + acc.weight_load_cycles))
     compute_s = cycles / acc.clock_hz
 
-    weight_bits_total = (groups * reduction * outputs * weight_bits).astype(np.float64)
-    in_bits = (batch * cin * net.in_positions * act_bits).astype(np.float64)
-    out_bits_total = (batch * cout * net.out_positions * out_bits).astype(np.float64)
+    weight_bits_total = groups * reduction * outputs * wbf
+    in_bits = (batch * net.in_positions) * cin * abf
+    out_bits_total = (batch * net.out_positions) * cout * out_bits
     dram_bits = weight_bits_total + in_bits + out_bits_total
     memory_s = dram_bits / 8 / acc.dram_bandwidth
     if acc.double_buffer:
@@ -292,19 +383,15 @@ def batch_costs(
         layer_s = compute_s + memory_s
 
     energy = acc.energy
-    log2_reduction = np.ceil(np.log2(reduction))
-    acc_bits = np.minimum(energy.max_accumulator_bits, weight_bits + act_bits + log2_reduction)
-    widest = np.maximum(weight_bits, act_bits)
-    int_mac_pj = (
-        energy.int_mult_8x8_pj * weight_bits * act_bits / 64.0
-        + energy.int_add_pj_per_bit * acc_bits
-    )
-    mac_pj = np.where(
-        widest > 16, energy.fp32_mac_pj, np.where(widest == 16, energy.fp16_mac_pj, int_mac_pj)
+    # ceil(log2 K) is the bit length of K - 1, the exponent frexp returns.
+    log2_reduction = np.frexp(reduction - 1)[1]
+    acc_bits = np.minimum(energy.max_accumulator_bits, wbf + abf + log2_reduction)
+    mac_pj = tables.mac_base_pj.take(pair) + energy.int_add_pj_per_bit * acc_bits * (
+        tables.int_mask.take(pair)
     )
     onchip_bits = (
         weight_bits_total
-        + groups * n_tiles * m * reduction * act_bits
+        + groups * n_tiles * m * reduction * abf
         + groups * m * outputs * acc_bits * (2 * k_tiles - 1)
     )
     dynamic_j = (
@@ -323,20 +410,17 @@ def batch_costs(
         last_output_bytes=out_bits_total[:, -1] / 8,
     )
 
-    packed = np.maximum(1, np.ceil(p - _EPS)).astype(np.int64)
-    acc_bits_int = acc_bits.astype(np.int64)
-    in_banks = rows * acc.pixel_parallel
-    input_bram18 = in_banks * _bram18_blocks_array(
-        -(-(batch * cin * net.in_positions) // in_banks), act_bits
+    layer_index = np.arange(n_layers) * (energy.max_accumulator_bits + 1)
+    psum_index = (layer_index + acc_bits.astype(np.int64)) * tables.n_codes + (
+        tables.packed_code.take(pair)
     )
-    psum_depth = m_per_copy * (1 if acc.pack_reduction else packed)
-    psum_bram18 = (
-        acc.buffers * cols * acc.pixel_parallel * _bram18_blocks_array(psum_depth, acc_bits_int)
+    input_index = tables.input_offset + cin.astype(np.int64) * 33 + act_bits
+    bram18 = (
+        tables.input_bram18.take(input_index).max(axis=1)
+        + tables.psum_bram18.take(psum_index).max(axis=1)
+        + tables.weight_bram18.take(pair).max(axis=1)
     )
-    weight_bram18 = acc.buffers * cols * _bram18_blocks_array(rows * packed, weight_bits)
-    bram18 = input_bram18.max(axis=1) + psum_bram18.max(axis=1) + weight_bram18.max(axis=1)
 
-    macs_per_sample = macs / batch
     return {
         "latency_s": latency_s,
         "throughput_ips": batch / pipeline_s,
@@ -345,8 +429,8 @@ def batch_costs(
         "energy_per_inference_j": energy_j / batch,
         "bram_used": -(-bram18 // 2),
         "size_bits": weight_bits_total.sum(axis=1),
-        "bops": (macs_per_sample * weight_bits * act_bits).sum(axis=1),
-        "macs": macs_per_sample.sum(axis=1),
+        "bops": ((macs / batch) * wbf * abf).sum(axis=1),
+        "macs": macs.sum(axis=1) / batch,
         "layer_latency_s": layer_s,
     }
 
