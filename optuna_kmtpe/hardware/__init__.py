@@ -20,18 +20,18 @@ from __future__ import annotations
 
 from optuna_kmtpe.hardware._device import DEFAULT_DEVICE
 from optuna_kmtpe.hardware._device import DEVICE_PRESETS
+from optuna_kmtpe.hardware._device import FPGADevice
 from optuna_kmtpe.hardware._device import device_from_dict
 from optuna_kmtpe.hardware._device import device_from_file
-from optuna_kmtpe.hardware._device import FPGADevice
 from optuna_kmtpe.hardware._device import get_device
 from optuna_kmtpe.hardware._energy import EnergyParams
 from optuna_kmtpe.hardware._model import FPGAModel
 from optuna_kmtpe.hardware._model import HardwareReport
 from optuna_kmtpe.hardware._model import LayerCost
 from optuna_kmtpe.hardware._packing import DSP_KINDS
+from optuna_kmtpe.hardware._packing import PACKING_VARIANTS
 from optuna_kmtpe.hardware._packing import make_packing
 from optuna_kmtpe.hardware._packing import packing_factor
-from optuna_kmtpe.hardware._packing import PACKING_VARIANTS
 from optuna_kmtpe.hardware._shapes import LAYER_KINDS
 from optuna_kmtpe.hardware._shapes import LayerShape
 from optuna_kmtpe.hardware._shapes import NetworkShape

@@ -223,9 +223,7 @@ class CompiledNetwork:
                 [-1 if layer.producer is None else index[layer.producer] for layer in layers]
             ),
             input_multiplier=ints([layer.input_multiplier for layer in layers]),
-            readers=tuple(
-                tuple(index[r] for r in network.output_readers(name)) for name in names
-            ),
+            readers=tuple(tuple(index[r] for r in network.output_readers(name)) for name in names),
         )
 
 

@@ -1,4 +1,4 @@
-"""FPGA device descriptions: presets with part data and user-defined devices (kwargs, TOML, JSON)."""
+"""FPGA device descriptions: presets with part data, and user devices (kwargs, TOML, JSON)."""
 
 from __future__ import annotations
 

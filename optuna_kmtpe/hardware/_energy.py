@@ -69,7 +69,9 @@ class EnergyParams:
 
     def accumulator_bits(self, weight_bits: int, act_bits: int, reduction: int) -> int:
         """``min(cap, b_w + b_a + ceil(log2 K))``: the bits a K-term dot product needs."""
-        return min(self.max_accumulator_bits, weight_bits + act_bits + (reduction - 1).bit_length())
+        return min(
+            self.max_accumulator_bits, weight_bits + act_bits + (reduction - 1).bit_length()
+        )
 
     def mac_pj(self, weight_bits: int, act_bits: int, accumulator_bits: int) -> float:
         """Energy of one MAC in an ASIC at 45 nm, pJ (multiply by ``fpga_factor`` for FPGA).

@@ -17,11 +17,11 @@ from optuna_kmtpe.hardware._device import DEFAULT_DEVICE
 from optuna_kmtpe.hardware._device import FPGADevice
 from optuna_kmtpe.hardware._device import get_device
 from optuna_kmtpe.hardware._energy import EnergyParams
+from optuna_kmtpe.hardware._packing import PACKING_VARIANTS
 from optuna_kmtpe.hardware._packing import check_bits
 from optuna_kmtpe.hardware._packing import make_packing
 from optuna_kmtpe.hardware._packing import packing_axis as default_packing_axis
 from optuna_kmtpe.hardware._packing import packing_table
-from optuna_kmtpe.hardware._packing import PACKING_VARIANTS
 from optuna_kmtpe.hardware._shapes import LayerShape
 from optuna_kmtpe.hardware._shapes import NetworkShape
 
@@ -280,7 +280,9 @@ class FPGAModel:
             costs.append((layer, kept, layer_config, cost))
 
         latency_s = sum(c["latency_s"] for *_, c in costs)
-        energy_j = sum(c["mac_energy_j"] + c["bram_energy_j"] + c["dram_energy_j"] for *_, c in costs)
+        energy_j = sum(
+            c["mac_energy_j"] + c["bram_energy_j"] + c["dram_energy_j"] for *_, c in costs
+        )
         energy_j += acc.static_power_w * latency_s
         interval_s = _costs.pipeline_interval(
             acc,

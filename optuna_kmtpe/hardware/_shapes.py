@@ -65,7 +65,9 @@ class LayerShape:
     def __post_init__(self) -> None:
         where = f"LayerShape {self.name!r}"
         if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"LayerShape needs a non-empty module path as name, got {self.name!r}.")
+            raise ValueError(
+                f"LayerShape needs a non-empty module path as name, got {self.name!r}."
+            )
         if self.kind not in LAYER_KINDS:
             raise ValueError(f"{where}: kind={self.kind!r} is unknown; use one of {LAYER_KINDS}.")
         for field in ("in_channels", "out_channels", "groups", "input_multiplier"):

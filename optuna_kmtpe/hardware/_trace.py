@@ -40,10 +40,13 @@ def trace_layer_shapes(model: Any, example_input: Any) -> NetworkShape:
     from optuna_kmtpe.graph import quantizable_layers
 
     if not isinstance(model, nn.Module):
-        raise ValueError(f"trace_layer_shapes expects a torch.nn.Module, got {type(model).__name__}.")
+        raise ValueError(
+            f"trace_layer_shapes expects a torch.nn.Module, got {type(model).__name__}."
+        )
     if not isinstance(example_input, torch.Tensor) or example_input.dim() < 2:
         raise ValueError(
-            "example_input must be a tensor with a batch axis first, e.g. torch.zeros(1, 3, 32, 32)."
+            "example_input must be a tensor with a batch axis first, e.g. "
+            "torch.zeros(1, 3, 32, 32)."
         )
     layers = quantizable_layers(model)
     graph = channel_graph(model, example_input)

@@ -172,7 +172,11 @@ def test_single_conv_matches_hand_computation() -> None:
 
 def test_single_linear_matches_hand_computation() -> None:
     fc = LayerShape(
-        name="fc", kind="linear", in_channels=10, out_channels=6, input_shape=(10,),
+        name="fc",
+        kind="linear",
+        in_channels=10,
+        out_channels=6,
+        input_shape=(10,),
         output_shape=(6,),
     )
     model = FPGAModel(device=TOY, rows=4, cols=3, pixel_parallel=1, double_buffer=False)
@@ -208,12 +212,22 @@ def test_single_linear_matches_hand_computation() -> None:
 
 def test_dsp58_packs_along_the_reduction() -> None:
     fc = LayerShape(
-        name="fc", kind="linear", in_channels=10, out_channels=6, input_shape=(10,),
+        name="fc",
+        kind="linear",
+        in_channels=10,
+        out_channels=6,
+        input_shape=(10,),
         output_shape=(6,),
     )
     versal = FPGADevice(
-        name="v", part="v", dsp_kind="DSP58", dsp_count=16, bram36=10, clock_hz=1e8,
-        dram_bandwidth=1e9, static_power_w=0.0,
+        name="v",
+        part="v",
+        dsp_kind="DSP58",
+        dsp_count=16,
+        bram36=10,
+        clock_hz=1e8,
+        dram_bandwidth=1e9,
+        static_power_w=0.0,
     )
     model = FPGAModel(device=versal, rows=4, cols=3, pixel_parallel=1)
     layer = model.evaluate([fc], QuantConfig({"fc": LayerConfig(8, 8, 1.0)})).layers[0]
@@ -297,9 +311,7 @@ def _lower(rng: np.random.Generator, values: np.ndarray, choices: np.ndarray) ->
     return lowered
 
 
-_MODELS = [
-    pytest.param(dict(device=name), id=name) for name in sorted(DEVICE_PRESETS)
-] + [
+_MODELS = [pytest.param(dict(device=name), id=name) for name in sorted(DEVICE_PRESETS)] + [
     pytest.param(dict(device="zcu102", packing="overpack", double_buffer=False), id="overpack"),
     pytest.param(dict(device="pynq-z2", packing="none", rows=4, cols=8), id="nopack"),
 ]
@@ -397,8 +409,14 @@ def test_too_many_dsps_is_infeasible_with_amounts() -> None:
 def test_too_much_bram_is_infeasible_with_amounts() -> None:
     network = _resnet_like()
     small = FPGADevice(
-        name="small", part="x", dsp_kind="DSP48E2", dsp_count=256, bram36=20, clock_hz=2e8,
-        dram_bandwidth=4e9, static_power_w=0.1,
+        name="small",
+        part="x",
+        dsp_kind="DSP48E2",
+        dsp_count=256,
+        bram36=20,
+        clock_hz=2e8,
+        dram_bandwidth=4e9,
+        static_power_w=0.1,
     )
     model = FPGAModel(device=small)
     report = model.evaluate(network, QuantConfig.uniform(network.names))

@@ -42,8 +42,17 @@ def test_trace_digits_cnn_shapes_and_producers() -> None:
     shapes = trace_layer_shapes(DigitsCNN(), torch.zeros(3, 1, 8, 8))
     assert shapes.names == ("features.0", "features.3", "features.7", "classifier")
     conv2 = shapes["features.3"]
-    assert (conv2.kind, conv2.input_shape, conv2.output_shape) == ("conv2d", (16, 8, 8), (32, 8, 8))
-    assert (conv2.kernel, conv2.stride, conv2.groups, conv2.producer) == ((3, 3), (1, 1), 1, "features.0")
+    assert (conv2.kind, conv2.input_shape, conv2.output_shape) == (
+        "conv2d",
+        (16, 8, 8),
+        (32, 8, 8),
+    )
+    assert (conv2.kernel, conv2.stride, conv2.groups, conv2.producer) == (
+        (3, 3),
+        (1, 1),
+        1,
+        "features.0",
+    )
     assert shapes["features.7"].input_shape == (32, 4, 4)
     assert shapes["classifier"].producer == "features.7"
     assert shapes["classifier"].kind == "linear" and shapes["classifier"].macs == 320
@@ -76,7 +85,10 @@ def test_trace_mixed_kinds_and_flatten_multiplier() -> None:
     assert all(torch.equal(before[k], after[k]) for k in before)
     # A narrower conv1d shrinks the depthwise layer that follows it.
     pruned = shapes.pruned({"c1": 0.5})
-    assert [(p.in_channels, p.out_channels, p.groups) for p in pruned[:2]] == [(2, 4, 1), (4, 8, 4)]
+    assert [(p.in_channels, p.out_channels, p.groups) for p in pruned[:2]] == [
+        (2, 4, 1),
+        (4, 8, 4),
+    ]
     report = FPGAModel(device="ultra96").evaluate(
         shapes, QuantConfig({"c1": LayerConfig(4, 8, 0.5), "fc": LayerConfig(2, 2, 1.0)})
     )
@@ -102,8 +114,13 @@ def test_presets_carry_sources_and_default_exists() -> None:
 @pytest.mark.parametrize("suffix", [".toml", ".json"])
 def test_user_device_from_file(tmp_path, suffix: str) -> None:
     fields = dict(
-        part="xczu7ev", dsp_kind="DSP48E2", dsp_count=1728, bram36=312, clock_hz=3e8,
-        dram_bandwidth=19.2e9, static_power_w=0.6,
+        part="xczu7ev",
+        dsp_kind="DSP48E2",
+        dsp_count=1728,
+        bram36=312,
+        clock_hz=3e8,
+        dram_bandwidth=19.2e9,
+        static_power_w=0.6,
     )
     path = tmp_path / f"board{suffix}"
     if suffix == ".json":
