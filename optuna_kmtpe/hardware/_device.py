@@ -110,7 +110,8 @@ DEVICE_PRESETS: dict[str, FPGADevice] = {
         description="TUL PYNQ-Z2 (Zynq-7020, Artix-7 fabric), 512 MB DDR3.",
         sources=(
             "DSP/BRAM: Zynq-7000 product table DS190 (XC7Z020: 220 DSP48E1, 140 BRAM36 = 4.9 "
-            "Mb); cross-checked with a third-party part list (220 dsp, 140 bram)",
+            "Mb); confirmed by FINN's platform table (finn.builder.platforms: dsp 220, "
+            "bram_18k 280) and a third-party part list",
             "DRAM: 16-bit DDR3 at 1050 MT/s = 2.1 GB/s [unverified]",
             "clock: 100 MHz, the FINN/PYNQ default fabric clock; " + _CLK,
             _PS,
@@ -128,7 +129,7 @@ DEVICE_PRESETS: dict[str, FPGADevice] = {
         description="Avnet Ultra96-V2 (Zynq UltraScale+ ZU3EG), 2 GB LPDDR4.",
         sources=(
             "DSP/BRAM: Zynq UltraScale+ product table DS891 (ZU3EG: 360 DSP48E2, 216 BRAM36 = "
-            "7.6 Mb) [unverified]",
+            "7.6 Mb); FINN's platform table lists dsp 360 and 'Datasheet: 216' block RAMs",
             "DRAM: 32-bit LPDDR4 at 2133 MT/s = 8.5 GB/s [unverified]",
             _CLK,
             _PS,
@@ -146,7 +147,8 @@ DEVICE_PRESETS: dict[str, FPGADevice] = {
         description="Xilinx ZCU102 (Zynq UltraScale+ ZU9EG), 4 GB PS DDR4 (64-bit).",
         sources=(
             "DSP/BRAM: Zynq UltraScale+ product table DS891 (ZU9EG: 2,520 DSP48E2, 912 BRAM36 "
-            "= 32.1 Mb); 2,520 DSPs also in notes/hessian-qat-fpga.md section 4.5",
+            "= 32.1 Mb); confirmed by FINN's platform table (dsp 2520, bram_18k 1824) and "
+            "other public ZCU102 resource budgets",
             "DRAM: 64-bit PS DDR4 at 2400 MT/s = 19.2 GB/s [unverified]",
             "clock: 300 MHz, the usual Vitis AI DPU clock on ZCU102; " + _CLK,
             _PS,
@@ -165,7 +167,8 @@ DEVICE_PRESETS: dict[str, FPGADevice] = {
         description="AMD Alveo U250 data-center card, 64 GB DDR4 in 4 channels.",
         sources=(
             "DSP/BRAM/URAM: Alveo U250 data sheet DS962 (12,288 DSP slices, 2,688 BRAM36 = "
-            "94.5 Mb, 1,280 URAM) [unverified]",
+            "94.5 Mb, 1,280 URAM); FINN's platform table gives the same datasheet numbers "
+            "(and 11,520 DSPs left to user kernels by the shell)",
             "DRAM: 77 GB/s for DDR-based Alveo cards, Vitis UG1393 'HBM Configuration and Use'",
             "clock: 300 MHz, the default Vitis kernel clock on Alveo; " + _CLK,
             _PS + " (large part: several W to tens of W)",
