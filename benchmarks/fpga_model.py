@@ -107,6 +107,8 @@ def _uniform_table(shapes: dict, devices: list[str]) -> list[dict]:
                             "pipe_speedup_vs_8bit": report.throughput_ips
                             / reports[8].throughput_ips,
                             "speedup_vs_float": reports[32].latency_s / report.latency_s,
+                            "pipe_speedup_vs_float": report.throughput_ips
+                            / reports[32].throughput_ips,
                             "energy_gain_vs_8bit": reports[8].energy_j / report.energy_j,
                             "model_obj": model,
                         }
@@ -142,7 +144,7 @@ def main() -> None:
     header = (
         f"{'device':<8} {'packing':<8} {'model':<10} {'bits':>4} {'array':>10} {'lat us':>9} "
         f"{'pipe inf/s':>11} {'energy uJ':>10} {'DSP':>5} {'BRAM36':>6} {'x vs 8b':>7} "
-        f"{'pipe x':>6} {'x vs fp32':>9} {'E x 8b':>6}"
+        f"{'pipe x':>6} {'x vs fp32':>9} {'pipe x fp32':>11} {'E x 8b':>6}"
     )
     print(
         "Uniform bits (32 = float); latency = layer-by-layer on the array; pipe = layer-"
@@ -158,7 +160,8 @@ def main() -> None:
             f"{array:>10} {row['latency_us']:>9.2f} {row['throughput_ips']:>11,.0f} "
             f"{row['energy_uj']:>10.2f} {row['dsp']:>5} {row['bram36']:>6} "
             f"{row['speedup_vs_8bit']:>7.2f} {row['pipe_speedup_vs_8bit']:>6.2f} "
-            f"{row['speedup_vs_float']:>9.2f} {row['energy_gain_vs_8bit']:>6.2f}"
+            f"{row['speedup_vs_float']:>9.2f} {row['pipe_speedup_vs_float']:>11.2f} "
+            f"{row['energy_gain_vs_8bit']:>6.2f}"
         )
 
     def pick(device: str, packing: str, model: str, bits: int) -> dict:
@@ -182,6 +185,12 @@ def main() -> None:
         ),
         "speedup_4bit_vs_float_resnet20": round(
             pick("zcu102", "standard", "resnet20", 4)["speedup_vs_float"], 3
+        ),
+        "pipelined_speedup_4bit_vs_float_resnet20": round(
+            pick("zcu102", "standard", "resnet20", 4)["pipe_speedup_vs_float"], 3
+        ),
+        "pipelined_speedup_4bit_overpack_vs_float_resnet20": round(
+            pick("zcu102", "overpack", "resnet20", 4)["pipe_speedup_vs_float"], 3
         ),
         "pipelined_speedup_4bit_vs_8bit_resnet20": round(
             pick("zcu102", "standard", "resnet20", 4)["pipe_speedup_vs_8bit"], 3

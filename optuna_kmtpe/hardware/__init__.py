@@ -28,6 +28,7 @@ from optuna_kmtpe.hardware._energy import EnergyParams
 from optuna_kmtpe.hardware._model import FPGAModel
 from optuna_kmtpe.hardware._model import HardwareReport
 from optuna_kmtpe.hardware._model import LayerCost
+from optuna_kmtpe.hardware._model import config_arrays
 from optuna_kmtpe.hardware._packing import DSP_KINDS
 from optuna_kmtpe.hardware._packing import PACKING_VARIANTS
 from optuna_kmtpe.hardware._packing import make_packing
@@ -53,6 +54,7 @@ __all__ = [
     "NetworkShape",
     "PACKING_VARIANTS",
     "PrunedLayer",
+    "config_arrays",
     "device_from_dict",
     "device_from_file",
     "get_device",

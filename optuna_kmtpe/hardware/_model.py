@@ -466,6 +466,36 @@ class FPGAModel:
         return tuple(violations)
 
 
+def config_arrays(
+    shapes: NetworkShape | Iterable[LayerShape], configs: Iterable[QuantConfig]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(weight_bits, act_bits, widths)`` arrays of shape ``(n_configs, n_layers)`` for
+    :meth:`FPGAModel.evaluate_batch`, columns in the network's module order (layers a config
+    omits are float at full width).
+
+    Example:
+        >>> layer = LayerShape(name="fc", kind="linear", in_channels=4, out_channels=2,
+        ...                    input_shape=(4,), output_shape=(2,))
+        >>> wb, ab, wd = config_arrays([layer], [QuantConfig.uniform(["fc"], weight_bits=4)])
+        >>> wb.tolist(), ab.tolist(), wd.tolist()
+        ([[4]], [[8]], [[1.0]])
+    """
+    network = _as_network(shapes)
+    rows = []
+    for config in configs:
+        if not isinstance(config, QuantConfig):
+            raise ValueError(
+                f"configs must hold QuantConfig objects, got {type(config).__name__}."
+            )
+        config.check_layers(network.names)
+        rows.append([config.layer(name) for name in network.names])
+    n_layers = len(network)
+    wb = np.array([[c.weight_bits for c in row] for row in rows], dtype=np.int64)
+    ab = np.array([[c.act_bits for c in row] for row in rows], dtype=np.int64)
+    wd = np.array([[c.width for c in row] for row in rows], dtype=np.float64)
+    return wb.reshape(-1, n_layers), ab.reshape(-1, n_layers), wd.reshape(-1, n_layers)
+
+
 def _as_network(shapes: NetworkShape | Iterable[LayerShape]) -> NetworkShape:
     if isinstance(shapes, NetworkShape):
         return shapes

@@ -16,6 +16,7 @@ from optuna_kmtpe.hardware import FPGADevice
 from optuna_kmtpe.hardware import FPGAModel
 from optuna_kmtpe.hardware import LayerShape
 from optuna_kmtpe.hardware import NetworkShape
+from optuna_kmtpe.hardware import config_arrays
 from optuna_kmtpe.hardware import packing_factor
 
 
@@ -476,3 +477,20 @@ def test_bad_input_raises_value_error_naming_the_fix() -> None:
         NetworkShape([_conv("a", 3, 8, 4, producer="missing")])
     with pytest.raises(ValueError, match="in_channels"):
         NetworkShape([_conv("a", 3, 8, 4), _conv("b", 7, 8, 4, producer="a")])
+
+
+def test_config_arrays_feed_the_vectorized_path() -> None:
+    network = _mixed_network()
+    configs = [
+        QuantConfig({"c1": LayerConfig(4, 8, 0.5), "fc": LayerConfig(2, 2, 1.0)}),
+        QuantConfig.uniform(network.names, weight_bits=3, act_bits=6, width=0.75),
+        QuantConfig({}),
+    ]
+    wb, ab, wd = config_arrays(network, configs)
+    assert wb.shape == (3, len(network)) and wb[2].tolist() == [32] * len(network)
+    model = FPGAModel(device="ultra96")
+    out = model.evaluate_batch(network, wb, ab, wd)
+    for i, config in enumerate(configs):
+        assert out["energy_j"][i] == pytest.approx(model.evaluate(network, config).energy_j)
+    with pytest.raises(ValueError, match="not quantizable layers"):
+        config_arrays(network, [QuantConfig.uniform(["zzz"])])
