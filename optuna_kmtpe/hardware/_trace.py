@@ -55,7 +55,9 @@ def trace_layer_shapes(model: Any, example_input: Any) -> NetworkShape:
 
     def make_hook(name: str) -> Any:
         def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
-            if name not in seen:
+            # The first call counts (a module called twice is costed once, as the channel
+            # graph also refuses to prune it); inputs passed by keyword are not visible here.
+            if name not in seen and inputs and isinstance(output, torch.Tensor):
                 seen[name] = (tuple(inputs[0].shape), tuple(output.shape))
 
         return hook
