@@ -75,6 +75,13 @@ class FPGADevice:
             )
         object.__setattr__(self, "sources", tuple(self.sources))
 
+    def __str__(self) -> str:
+        return (
+            f"{self.part}: {self.dsp_count} {self.dsp_kind}, {self.bram36} BRAM36, "
+            f"{self.clock_hz / 1e6:g} MHz, {self.dram_bandwidth / 1e9:g} GB/s DRAM, "
+            f"{self.static_power_w:g} W static"
+        )
+
     @property
     def bram18(self) -> int:
         """18 Kb block RAM halves."""

@@ -84,7 +84,10 @@ class HardwareReport:
         bram_used, bram_available: 36 Kb block RAMs needed (largest input, partial-sum and
             weight buffers over the layers) and available.
         feasible: Whether the design fits the device.
-        violations: One line per resource that does not fit, with the amounts.
+        violations: For each resource that does not fit (``"dsp"``, ``"bram"``), the relative
+            excess ``used / available - 1`` (> 0); empty when feasible. ``dict`` shaped so it
+            can feed Optuna constraints (positive = violated).
+        violation_messages: One readable line per violation, with the amounts.
         size_bits: Model size: sum over layers of kept weights x weight bits.
         bops: Bit operations per inference: sum of MACs x b_w x b_a.
         macs: Multiply-accumulates per inference after widths.
@@ -103,7 +106,8 @@ class HardwareReport:
     bram_used: int
     bram_available: int
     feasible: bool
-    violations: tuple[str, ...]
+    violations: dict[str, float]
+    violation_messages: tuple[str, ...]
     size_bits: int
     bops: int
     macs: int
@@ -112,7 +116,8 @@ class HardwareReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (layers as a list of dicts)."""
         data = dataclasses.asdict(self)
-        data["violations"] = list(self.violations)
+        data["violations"] = dict(self.violations)
+        data["violation_messages"] = list(self.violation_messages)
         data["layers"] = [layer.to_dict() for layer in self.layers]
         return data
 
@@ -327,7 +332,7 @@ class FPGAModel:
             )
             for layer, kept, lc, c in costs
         )
-        violations = self._violations(bram_used)
+        violations, messages = self._violations(bram_used)
         return HardwareReport(
             device=self.device.name,
             batch=batch,
@@ -342,6 +347,7 @@ class FPGAModel:
             bram_available=self.device.bram36,
             feasible=not violations,
             violations=violations,
+            violation_messages=messages,
             size_bits=sum(layer.size_bits for layer in layers),
             bops=sum(layer.bops for layer in layers),
             macs=sum(layer.macs for layer in layers) // batch,
@@ -450,20 +456,22 @@ class FPGAModel:
             cached = self._compiled[key] = (net, tables)
         return cached
 
-    def _violations(self, bram_used: int) -> tuple[str, ...]:
+    def _violations(self, bram_used: int) -> tuple[dict[str, float], tuple[str, ...]]:
         device = self.device
-        violations = []
+        excess: dict[str, float] = {}
+        messages = []
         if self.dsp_used > device.dsp_count:
-            violations.append(
+            excess["dsp"] = self.dsp_used / device.dsp_count - 1.0
+            messages.append(
                 f"DSP: {self.pixel_parallel} x {self.rows}x{self.cols} arrays need "
-                f"{self.dsp_used} DSPs, "
-                f"{device.name} has {device.dsp_count}"
+                f"{self.dsp_used} DSPs, {device.name} has {device.dsp_count}"
             )
         if bram_used > device.bram36:
-            violations.append(
+            excess["bram"] = bram_used / device.bram36 - 1.0
+            messages.append(
                 f"BRAM: needs {bram_used} BRAM36 blocks, {device.name} has {device.bram36}"
             )
-        return tuple(violations)
+        return excess, tuple(messages)
 
 
 def config_arrays(

@@ -168,7 +168,7 @@ def test_single_conv_matches_hand_computation() -> None:
     # Pipeline: packed work 1728 / 2 = 864 cycles on 4 DSPs at 100 MHz = 2.16 us (DRAM 412 ns).
     assert report.throughput_ips == pytest.approx(1 / 2.16e-6)
     assert report.size_bits == 864 and report.bops == 1728 * 64 and report.macs == 1728
-    assert report.dsp_used == 4 and report.feasible and report.violations == ()
+    assert report.dsp_used == 4 and report.feasible and report.violations == {}
 
 
 def test_single_linear_matches_hand_computation() -> None:
@@ -402,7 +402,9 @@ def test_too_many_dsps_is_infeasible_with_amounts() -> None:
     report = model.evaluate(network, QuantConfig.uniform(network.names))
     assert not report.feasible
     assert report.dsp_used == 3600 and report.dsp_available == 2520
-    assert any("3600" in v and "2520" in v for v in report.violations)
+    assert report.violations == {"dsp": pytest.approx(3600 / 2520 - 1)}
+    assert any("3600" in v and "2520" in v for v in report.violation_messages)
+    assert dict(report.violations)["dsp"] > 0  # feeds Optuna constraints as is
     out = model.evaluate_batch(network, np.full((3, 20), 8), np.full((3, 20), 8))
     assert not out["feasible"].any()
 
@@ -422,9 +424,12 @@ def test_too_much_bram_is_infeasible_with_amounts() -> None:
     model = FPGAModel(device=small)
     report = model.evaluate(network, QuantConfig.uniform(network.names))
     assert report.bram_used > 20 and not report.feasible
-    assert any(f"{report.bram_used} BRAM36" in v and "has 20" in v for v in report.violations)
+    assert report.violations == {"bram": pytest.approx(report.bram_used / 20 - 1)}
+    assert any(
+        f"{report.bram_used} BRAM36" in v and "has 20" in v for v in report.violation_messages
+    )
     fits = FPGAModel(device="zcu102").evaluate(network, QuantConfig.uniform(network.names))
-    assert fits.feasible and fits.violations == ()
+    assert fits.feasible and fits.violations == {} and fits.violation_messages == ()
 
 
 def test_report_serializes_to_json() -> None:
