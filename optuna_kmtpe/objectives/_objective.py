@@ -26,7 +26,7 @@ _logger = logging.getLogger(__name__)
 
 
 class ConfigSpace(Protocol):
-    """Anything that turns an Optuna trial into a :class:`QuantConfig` (e.g. the monotone space)."""
+    """Anything that turns an Optuna trial into a :class:`QuantConfig` (e.g. a search space)."""
 
     def suggest(self, trial: optuna.Trial) -> QuantConfig: ...
 

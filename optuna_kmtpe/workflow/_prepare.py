@@ -87,7 +87,8 @@ def pretrained_model(
         except (RuntimeError, OSError, EOFError) as exc:
             log(f"Ignoring an unreadable cached checkpoint {path} ({exc}); training again.")
     log(
-        f"Training the float {settings.model} on {splits.name} ({settings.pretrain_epochs} epochs)..."
+        f"Training the float {settings.model} on {splits.name} "
+        f"({settings.pretrain_epochs} epochs)..."
     )
     loader = kdata.make_loader(
         splits.train, batch_size=settings.batch_size // 2, shuffle=True, seed=settings.seed
