@@ -15,7 +15,6 @@ from optuna.trial import TrialState
 from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.objectives import _records as keys
 from optuna_kmtpe.objectives._metrics import METRICS
-from optuna_kmtpe.workflow._prepare import SearchJob
 from optuna_kmtpe.workflow._prepare import prepare_job
 from optuna_kmtpe.workflow._settings import SearchSettings
 
@@ -78,17 +77,18 @@ def make_sampler(name: str, *, seed: int | None, n_objectives: int) -> optuna.sa
     raise ValueError(f"Unknown sampler {name!r}; choose kmtpe, tpe, random or nsga2.")
 
 
-def warm_start_configs(job: SearchJob) -> list[tuple[str, QuantConfig]]:
+def warm_start_configs(
+    space: Any, report: Any, *, weight_bits: Sequence[int], act_bits: Sequence[int]
+) -> list[tuple[str, QuantConfig]]:
     """Uniform 8-bit and 4-bit configs and HAWQ-V2 selections at 3 size budgets."""
     from optuna_kmtpe.space import hawq_v2_frontier
 
-    space = job.space
     configs: list[tuple[str, QuantConfig]] = []
     for bits in (8, 4):
-        if bits in job.settings.weight_bits:
-            act = bits if bits in job.settings.act_bits else max(job.settings.act_bits)
+        if bits in weight_bits:
+            act = bits if bits in act_bits else max(act_bits)
             configs.append((f"uniform-w{bits}a{act}", space.uniform_config(bits, act)))
-    frontier = hawq_v2_frontier(job.report, weight_bits=job.settings.weight_bits)
+    frontier = hawq_v2_frontier(report, weight_bits=tuple(weight_bits))
     if frontier:
         for fraction in (0.25, 0.5, 0.75):
             point = frontier[min(len(frontier) - 1, int(fraction * len(frontier)))]
@@ -195,7 +195,13 @@ def run_search(
         early_stop=EarlyStopRule(),
     )
     if settings.warm_start and not join_only:
-        n = enqueue_warm_starts(study, warm_start_configs(job), job.space.params_for)
+        configs = warm_start_configs(
+            job.space,
+            job.report,
+            weight_bits=settings.weight_bits,
+            act_bits=settings.act_bits,
+        )
+        n = enqueue_warm_starts(study, configs, job.space.params_for)
         if n:
             log(f"Enqueued {n} warm-start configs (uniform 8/4-bit, HAWQ-V2).")
 
