@@ -42,7 +42,9 @@ class SearchSettings:
         constrained: Use the Hessian monotone space (True) or independent per-layer choices.
         objectives: Metrics to optimize (see ``optuna_kmtpe.objectives.METRICS``).
         budgets: Upper limits on cost metrics; violating configs are not trained.
-        device: FPGA preset name or a TOML/JSON device file.
+        device: FPGA preset name or a TOML/JSON device file. The digits job defaults to the
+            small pynq-z2 board: on large parts the tiny CNN fits in one array pass and its
+            latency no longer depends on bit-widths.
         n_trials: Total trials of the study (a resumed run only runs the rest).
         timeout: Seconds after which this process stops starting trials.
         seed: Seed of the data split, pre-training, sensitivity and sampler.
@@ -67,7 +69,7 @@ class SearchSettings:
     constrained: bool = True
     objectives: tuple[str, ...] = ("accuracy", "latency_s", "energy_j")
     budgets: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    device: str = "zcu102"
+    device: str = "pynq-z2"
     n_trials: int = 40
     timeout: float | None = None
     seed: int = 0
