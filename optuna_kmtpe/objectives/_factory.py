@@ -108,7 +108,7 @@ def quantized_accuracy_fn(
                 last[epoch] = quant.evaluate(trained, val_loader)
                 report_epoch(epoch, last[epoch])
 
-            quant.qat_finetune(
+            qmodel = quant.qat_finetune(
                 qmodel,
                 train_loader,
                 epochs=recipe.epochs,

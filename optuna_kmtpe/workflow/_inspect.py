@@ -73,7 +73,7 @@ def export_trial_model(study: optuna.Study, number: int, path: str) -> float:
     qmodel = quant.apply_config(job.model, config, example_input=job.example_input)
     quant.calibrate(qmodel, job.train_loader, num_batches=4)
     if settings.mode == "qat":
-        quant.qat_finetune(
+        qmodel = quant.qat_finetune(
             qmodel,
             job.train_loader,
             epochs=settings.qat_epochs,

@@ -93,7 +93,9 @@ def pretrained_model(
     loader = kdata.make_loader(
         splits.train, batch_size=settings.batch_size // 2, shuffle=True, seed=settings.seed
     )
-    quant.train_float(model, loader, epochs=settings.pretrain_epochs, seed=settings.seed)
+    model = quant.train_float(
+        model, loader, epochs=settings.pretrain_epochs, seed=settings.seed, progress=False
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(model.state_dict(), tmp)
