@@ -1,0 +1,189 @@
+"""HAWQ-V2 automatic bit selection: minimize Omega = sum_i Tr_i/n_i * ||Q(W_i) - W_i||^2.
+
+Pure functions over per-layer tables ``sizes[i][b]`` (bits of layer ``i`` at choice ``b``) and
+``omegas[i][b]`` (its Omega term), optionally under the monotone order ``below`` and caps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from optuna_kmtpe.space._order import count_monotone
+from optuna_kmtpe.space._order import iter_monotone
+
+
+# Beyond this many monotone configs, exact enumeration gives way to the integer program.
+MAX_ENUMERATE = 200_000
+
+
+class LevelPoint(NamedTuple):
+    size: float
+    omega: float
+    levels: tuple[int, ...]
+
+
+def pareto_independent(
+    sizes: Sequence[Sequence[float]], omegas: Sequence[Sequence[float]], caps: Sequence[int]
+) -> list[LevelPoint]:
+    """Exact Pareto frontier (min size, min Omega) when layers choose independently.
+
+    Costs are additive, so a partial assignment dominated on the first ``k`` layers can never
+    complete to a non-dominated config: merging layer by layer and dropping dominated partial
+    points is exact (the grouped dynamic program of HAWQ-V2's appendix, without grouping).
+    """
+    frontier = [LevelPoint(0.0, 0.0, ())]
+    for size_row, omega_row, cap in zip(sizes, omegas, caps):
+        merged = [
+            LevelPoint(p.size + size_row[b], p.omega + omega_row[b], p.levels + (b,))
+            for p in frontier
+            for b in range(cap + 1)
+        ]
+        frontier = _non_dominated(merged)
+    return frontier
+
+
+def _non_dominated(points: list[LevelPoint]) -> list[LevelPoint]:
+    points.sort(key=lambda p: (p.size, p.omega, p.levels))
+    kept: list[LevelPoint] = []
+    for point in points:
+        if not kept or point.omega < kept[-1].omega:
+            kept.append(point)
+    return kept
+
+
+def pareto_monotone(
+    sizes: Sequence[Sequence[float]],
+    omegas: Sequence[Sequence[float]],
+    caps: Sequence[int],
+    below: Sequence[frozenset[int]],
+    *,
+    method: str = "auto",
+    max_points: int = 1000,
+) -> list[LevelPoint]:
+    """Exact Pareto frontier over monotone configs (enumeration or a sweep of integer programs)."""
+    if method == "auto":
+        method = "enumerate" if count_monotone(caps, below) <= MAX_ENUMERATE else "milp"
+    if method == "enumerate":
+        points = [
+            LevelPoint(
+                sum(sizes[i][b] for i, b in enumerate(levels)),
+                sum(omegas[i][b] for i, b in enumerate(levels)),
+                levels,
+            )
+            for levels in iter_monotone(caps, below)
+        ]
+        return _non_dominated(points)
+    if method != "milp":
+        raise ValueError(f"method must be 'auto', 'enumerate' or 'milp', got {method!r}.")
+    frontier: list[LevelPoint] = []
+    budget = float("inf")
+    while len(frontier) < max_points:
+        point = select_milp(sizes, omegas, caps, below, budget)
+        if point is None:
+            break
+        frontier.append(point)
+        budget = point.size - 0.5
+    frontier.reverse()
+    return frontier
+
+
+def select(
+    sizes: Sequence[Sequence[float]],
+    omegas: Sequence[Sequence[float]],
+    caps: Sequence[int],
+    below: Sequence[frozenset[int]] | None,
+    budget: float,
+    *,
+    method: str = "auto",
+) -> LevelPoint | None:
+    """The config of minimal Omega (then minimal size) with size <= budget, or ``None``."""
+    if below is None or not any(below):
+        candidates = [p for p in pareto_independent(sizes, omegas, caps) if p.size <= budget]
+        return min(candidates, key=lambda p: (p.omega, p.size)) if candidates else None
+    if method == "auto":
+        method = "enumerate" if count_monotone(caps, below) <= MAX_ENUMERATE else "milp"
+    if method == "enumerate":
+        candidates = [p for p in pareto_monotone(sizes, omegas, caps, below, method="enumerate")
+                      if p.size <= budget]
+        return min(candidates, key=lambda p: (p.omega, p.size)) if candidates else None
+    return select_milp(sizes, omegas, caps, below, budget)
+
+
+def select_milp(
+    sizes: Sequence[Sequence[float]],
+    omegas: Sequence[Sequence[float]],
+    caps: Sequence[int],
+    below: Sequence[frozenset[int]],
+    budget: float,
+) -> LevelPoint | None:
+    """Minimal Omega, then minimal size, under the budget and the order, by ``scipy.optimize.milp``.
+
+    One binary ``x[i, b]`` per layer and choice; each layer picks one choice; a monotone pair
+    ``j in below[i]`` needs ``sum_b b x[i, b] >= sum_b b x[j, b]``.
+    """
+    from scipy.optimize import Bounds
+    from scipy.optimize import LinearConstraint
+    from scipy.optimize import milp
+
+    n_layers = len(sizes)
+    columns = [(i, b) for i in range(n_layers) for b in range(len(sizes[i]))]
+    index = {key: k for k, key in enumerate(columns)}
+    size_vec = np.array([sizes[i][b] for i, b in columns], dtype=float)
+    omega_vec = np.array([omegas[i][b] for i, b in columns], dtype=float)
+    size_scale = max(float(size_vec.max()), 1.0)
+    omega_scale = max(float(np.abs(omega_vec).max()), 1e-300)
+    size_vec /= size_scale
+    omega_vec /= omega_scale
+
+    rows: list[np.ndarray] = []
+    lower: list[float] = []
+    upper: list[float] = []
+    for i in range(n_layers):
+        row = np.zeros(len(columns))
+        for b in range(len(sizes[i])):
+            row[index[(i, b)]] = 1.0
+        rows.append(row)
+        lower.append(1.0)
+        upper.append(1.0)
+    for i, lower_set in enumerate(below):
+        for j in lower_set:
+            row = np.zeros(len(columns))
+            for b in range(len(sizes[i])):
+                row[index[(i, b)]] += b
+            for b in range(len(sizes[j])):
+                row[index[(j, b)]] -= b
+            rows.append(row)
+            lower.append(0.0)
+            upper.append(np.inf)
+    if np.isfinite(budget):
+        rows.append(size_vec)
+        lower.append(-np.inf)
+        upper.append(budget / size_scale)
+    col_upper = np.array([1.0 if b <= caps[i] else 0.0 for i, b in columns])
+    bounds = Bounds(np.zeros(len(columns)), col_upper)
+    integrality = np.ones(len(columns))
+    options = {"mip_rel_gap": 0.0}
+    constraints = [LinearConstraint(np.array(rows), np.array(lower), np.array(upper))]
+    first = milp(omega_vec, constraints=constraints, integrality=integrality, bounds=bounds,
+                 options=options)
+    if first.status != 0 or first.x is None:
+        return None
+    best_omega = float(omega_vec @ np.round(first.x))
+    tie = LinearConstraint(omega_vec[None, :], -np.inf, best_omega + 1e-9)
+    second = milp(size_vec, constraints=constraints + [tie], integrality=integrality,
+                  bounds=bounds, options=options)
+    solution = second.x if second.status == 0 and second.x is not None else first.x
+    chosen = np.round(solution).astype(int)
+    levels = [0] * n_layers
+    for k, (i, b) in enumerate(columns):
+        if chosen[k]:
+            levels[i] = b
+    levels_t = tuple(levels)
+    return LevelPoint(
+        sum(sizes[i][b] for i, b in enumerate(levels_t)),
+        sum(omegas[i][b] for i, b in enumerate(levels_t)),
+        levels_t,
+    )

@@ -1,0 +1,546 @@
+"""``MonotoneSearchSpace``: per-layer Optuna distributions whose configs respect sensitivity."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from collections.abc import Mapping
+from collections.abc import Sequence
+import math
+from typing import Any
+from typing import NamedTuple
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.distributions import IntDistribution
+
+from optuna_kmtpe.config import ALLOWED_BITS
+from optuna_kmtpe.config import is_float_bits
+from optuna_kmtpe.config import kept_channels
+from optuna_kmtpe.config import LayerConfig
+from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.sensitivity import SensitivityReport
+from optuna_kmtpe.space import _hawq
+from optuna_kmtpe.space._order import above_sets
+from optuna_kmtpe.space._order import count_monotone
+from optuna_kmtpe.space._order import is_monotone
+from optuna_kmtpe.space._order import project_monotone
+from optuna_kmtpe.space._order import sensitivity_order
+
+
+WEIGHT_SUFFIX = ".w_level"
+ACT_SUFFIX = ".a_level"
+WIDTH_SUFFIX = ".width_level"
+
+
+class FrontierPoint(NamedTuple):
+    """One point of a HAWQ-V2 frontier: model size in bits, Omega, and the config."""
+
+    size_bits: float
+    omega: float
+    config: QuantConfig
+
+
+class MonotoneSearchSpace:
+    """Per-layer bit-width (and width) choices that never give a more sensitive layer fewer bits.
+
+    **Order.** Layer ``i`` must get at least as many weight bits as layer ``j`` when its average
+    Hessian trace is significantly larger: ``T_i - s*SE_i > T_j + s*SE_j`` with
+    ``s = order_sigma`` (disjoint +-s standard-error intervals). Layers whose traces are within
+    noise are not ordered, so Hutchinson noise never becomes a hard, wrong constraint. With
+    activation traces in the report (``compute_sensitivity(..., activations=True)``) the
+    activation bits follow the same rule on the activation traces; otherwise they are free.
+
+    **Pruning.** With ``size_budget_bits``, a weight choice is removed from a layer when no
+    monotone config that uses it fits the budget (even with every other layer at its smallest
+    choice and every prunable layer at its smallest width). Because forcing a layer to ``b``
+    bits forces every more sensitive layer to ``>= b``, the surviving choices of each layer are
+    a prefix of ``weight_bits``, longer for more sensitive layers. Configs the sampler draws may
+    still exceed the budget: check :meth:`fits_budget` in the objective (as a constraint or by
+    pruning the trial).
+
+    **Parametrization (what TPE sees).** Every trial suggests the *same* distributions: one
+    ``IntDistribution(0, k_i - 1)`` per layer and operand, a *level* indexing the layer's
+    allowed choices (``"<layer>.w_level"``, ``"<layer>.a_level"``, ``"<layer>.width_level"``;
+    layers with a single choice suggest nothing). Levels are integers, so TPE's kernels see that
+    level 3 is near level 2. The levels are then projected onto the monotone set by
+    :func:`~optuna_kmtpe.space._order.project_monotone` (midpoint of the smallest monotone
+    config above and the largest below). The projection is the identity on monotone configs,
+    so (a) every monotone config is reachable, (b) :meth:`params_for` returns a config's own
+    levels, which makes warm starts (``study.enqueue_trial``) reproduce exactly, and (c) once
+    good trials cluster on monotone levels, TPE's per-parameter densities model the
+    configurations themselves rather than an encoding. Non-monotone draws are not wasted: they
+    land on a nearby monotone config, and each layer's level still moves its own bits in the
+    same direction. Alternatives considered: sampling in sensitivity order with bounds that
+    depend on earlier draws (dynamic distributions, which TPE cannot model), a "tier" or
+    increment encoding (one parameter shifts many layers, which independent TPE models poorly),
+    and rejecting non-monotone draws (the monotone fraction of a 20-layer space is tiny).
+
+    Args:
+        report: Per-layer sensitivities (:class:`~optuna_kmtpe.sensitivity.SensitivityReport`).
+        weight_bits: Candidate weight bit-widths (1..8; 16/32 keep a layer in float).
+        act_bits: Candidate input-activation bit-widths, or ``None`` to fix them at
+            ``default_act_bits``.
+        widths: Candidate width fractions for prunable layers, or ``None`` (full width).
+        prunable_layers: Layers whose width may change (names, or ``ChannelGraph.prunable``);
+            required when ``widths`` is given. Other layers keep width 1.0.
+        producers: ``ChannelGraph.producers``: the layer whose output channels feed each
+            layer's input, so that sizes account for input channels removed upstream.
+        size_budget_bits: Largest model size (weight bits) a config may have; enables pruning.
+        order_sigma: Standard errors that separate two ordered layers (0 orders by the means).
+        default_act_bits: Activation bits when ``act_bits`` is ``None``.
+        layers: Restrict the space to these layers (default: all layers of the report);
+            layers left out stay float.
+
+    Example:
+        >>> import optuna
+        >>> from optuna_kmtpe.sensitivity import LayerSensitivity, SensitivityReport
+        >>> def layer(name, trace):
+        ...     return LayerSensitivity(name, "Linear", 100, 10, 10, trace, trace / 100, 64,
+        ...                             {b: 1.0 / 4**b for b in (2, 4, 8)})
+        >>> report = SensitivityReport(layers=(layer("a", 1.0), layer("b", 0.1)))
+        >>> space = MonotoneSearchSpace(report, weight_bits=(2, 4, 8), act_bits=None)
+        >>> space.size_before, space.size_after  # 3 x 3 configs, 6 with bits_a >= bits_b
+        (9, 6)
+        >>> config = space.suggest(optuna.trial.FixedTrial({"a.w_level": 0, "b.w_level": 2}))
+        >>> config["a"].weight_bits >= config["b"].weight_bits
+        True
+    """
+
+    def __init__(
+        self,
+        report: SensitivityReport,
+        *,
+        weight_bits: Sequence[int] = (2, 3, 4, 6, 8),
+        act_bits: Sequence[int] | None = (4, 8),
+        widths: Sequence[float] | None = None,
+        prunable_layers: Iterable[str] | Mapping[str, bool] | None = None,
+        producers: Mapping[str, str | None] | None = None,
+        size_budget_bits: float | None = None,
+        order_sigma: float = 2.0,
+        default_act_bits: int = 8,
+        layers: Sequence[str] | None = None,
+    ) -> None:
+        if not isinstance(report, SensitivityReport):
+            raise ValueError(
+                "report must be a SensitivityReport (compute_sensitivity(...) or "
+                f"SensitivityReport.load_from_study(study)), got {type(report).__name__}."
+            )
+        self.report = report
+        names = list(report.names) if layers is None else list(layers)
+        if not names:
+            raise ValueError("The search space needs at least one layer.")
+        for name in names:
+            report[name]  # raises KeyError naming the known layers
+        self.layer_names: tuple[str, ...] = tuple(names)
+        self.weight_bits = _check_bits_list(weight_bits, "weight_bits")
+        missing = [
+            b for b in self.weight_bits if not is_float_bits(b) and b not in report.weight_bits
+        ]
+        if missing:
+            raise ValueError(
+                f"The report has no weight perturbation for bits {missing}; recompute it with "
+                f"compute_sensitivity(..., weight_bits=...) including them."
+            )
+        self.act_bits = None if act_bits is None else _check_bits_list(act_bits, "act_bits")
+        if default_act_bits not in ALLOWED_BITS:
+            raise ValueError(f"default_act_bits must be one of {ALLOWED_BITS}.")
+        self.default_act_bits = default_act_bits
+        self.widths = None if widths is None else _check_widths(widths)
+        self.order_sigma = float(order_sigma)
+        self.size_budget_bits = size_budget_bits
+
+        if self.widths is not None and prunable_layers is None:
+            raise ValueError(
+                "widths needs prunable_layers: pass channel_graph(model, x).prunable (or the "
+                "names of layers whose output channels may be removed)."
+            )
+        if isinstance(prunable_layers, Mapping):
+            prunable = {name for name, ok in prunable_layers.items() if ok}
+        else:
+            prunable = set(prunable_layers or ())
+        self.prunable: frozenset[str] = frozenset(
+            name for name in names if self.widths is not None and name in prunable
+        )
+        self.producers = dict(producers or {})
+
+        stats = [report[name] for name in names]
+        self.weight_below = sensitivity_order(
+            [s.trace for s in stats], [s.trace_stderr for s in stats], sigma=self.order_sigma
+        )
+        if self.act_bits is not None and all(s.act_trace is not None for s in stats):
+            self.act_below = sensitivity_order(
+                [float(s.act_trace) for s in stats],  # type: ignore[arg-type]
+                [float(s.act_trace_stderr or 0.0) for s in stats],
+                sigma=self.order_sigma,
+            )
+        else:
+            self.act_below = tuple(frozenset() for _ in names)
+
+        full_cap = len(self.weight_bits) - 1
+        self.weight_caps: tuple[int, ...] = self._prune_caps(full_cap)
+        act_cap = 0 if self.act_bits is None else len(self.act_bits) - 1
+        self.act_caps: tuple[int, ...] = tuple(act_cap for _ in names)
+
+        width_choices = 1 if self.widths is None else len(self.widths)
+        width_product = 1
+        for name in names:
+            width_product *= width_choices if name in self.prunable else 1
+        act_count = count_monotone(self.act_caps, self.act_below)
+        self.size_before: int = (
+            (len(self.weight_bits) * (act_cap + 1)) ** len(names) * width_product
+        )
+        self.size_monotone: int = (
+            count_monotone([full_cap] * len(names), self.weight_below) * act_count * width_product
+        )
+        self.size_after: int = count_monotone(self.weight_caps, self.weight_below) * act_count * (
+            width_product
+        )
+
+    # Construction helpers ---------------------------------------------------------------------
+    def _min_width(self, name: str) -> float:
+        return min(self.widths) if self.widths is not None and name in self.prunable else 1.0
+
+    def _bit_weight(self, name: str, widths: Mapping[str, float]) -> float:
+        """Weights that remain in ``name`` at the given widths (fractional for grouped convs)."""
+        stats = self.report[name]
+        out_kept = kept_channels(stats.out_channels, widths.get(name, 1.0))
+        ratio = out_kept / stats.out_channels
+        producer = self.producers.get(name)
+        if producer is not None and producer in self.report.names:
+            p_stats = self.report[producer]
+            ratio *= kept_channels(p_stats.out_channels, widths.get(producer, 1.0)) / (
+                p_stats.out_channels
+            )
+        return stats.n_params * ratio
+
+    def _prune_caps(self, full_cap: int) -> tuple[int, ...]:
+        if self.size_budget_bits is None:
+            return tuple(full_cap for _ in self.layer_names)
+        min_widths = {name: self._min_width(name) for name in self.layer_names}
+        costs = [self._bit_weight(name, min_widths) for name in self.layer_names]
+        bits = [_size_bits_of(b) for b in self.weight_bits]
+        floor = bits[0] * sum(costs)
+        if floor > self.size_budget_bits:
+            raise ValueError(
+                f"size_budget_bits={self.size_budget_bits:g} is below the smallest model this "
+                f"space can build ({floor:g} bits, every layer at {self.weight_bits[0]} bits and "
+                f"minimal width); raise the budget or add smaller weight_bits."
+            )
+        above = above_sets(self.weight_below)
+        caps = []
+        for i in range(len(self.layer_names)):
+            forced = above[i] | {i}
+            cap = 0
+            for level in range(full_cap + 1):
+                size = sum(
+                    (bits[level] if j in forced else bits[0]) * costs[j]
+                    for j in range(len(costs))
+                )
+                if size <= self.size_budget_bits:
+                    cap = level
+            caps.append(cap)
+        return tuple(caps)
+
+    # Optuna interface ---------------------------------------------------------------------------
+    @property
+    def distributions(self) -> dict[str, BaseDistribution]:
+        """The fixed distributions every trial suggests (name -> ``IntDistribution`` of levels)."""
+        dists: dict[str, BaseDistribution] = {}
+        for i, name in enumerate(self.layer_names):
+            if self.weight_caps[i] > 0:
+                dists[name + WEIGHT_SUFFIX] = IntDistribution(0, self.weight_caps[i])
+            if self.act_caps[i] > 0:
+                dists[name + ACT_SUFFIX] = IntDistribution(0, self.act_caps[i])
+            if name in self.prunable and self.widths is not None and len(self.widths) > 1:
+                dists[name + WIDTH_SUFFIX] = IntDistribution(0, len(self.widths) - 1)
+        return dists
+
+    def suggest(self, trial: optuna.trial.BaseTrial) -> QuantConfig:
+        """Suggest every level from its fixed distribution and return the monotone config."""
+        params = {
+            name: trial.suggest_int(name, dist.low, dist.high)  # type: ignore[attr-defined]
+            for name, dist in self.distributions.items()
+        }
+        return self.config_from_params(params)
+
+    def config_from_params(self, params: Mapping[str, int]) -> QuantConfig:
+        """The config of a trial's params (``trial.params``); missing levels count as 0."""
+        w_levels = [self._level(params, name + WEIGHT_SUFFIX, self.weight_caps[i])
+                    for i, name in enumerate(self.layer_names)]
+        a_levels = [self._level(params, name + ACT_SUFFIX, self.act_caps[i])
+                    for i, name in enumerate(self.layer_names)]
+        w_levels = list(project_monotone(w_levels, self.weight_below))
+        a_levels = list(project_monotone(a_levels, self.act_below))
+        layers = {}
+        for i, name in enumerate(self.layer_names):
+            width = 1.0
+            if name in self.prunable and self.widths is not None:
+                width = self.widths[
+                    self._level(params, name + WIDTH_SUFFIX, len(self.widths) - 1)
+                ]
+            act = self.default_act_bits if self.act_bits is None else self.act_bits[a_levels[i]]
+            layers[name] = LayerConfig(
+                weight_bits=self.weight_bits[w_levels[i]], act_bits=act, width=width
+            )
+        return QuantConfig(layers)
+
+    @staticmethod
+    def _level(params: Mapping[str, Any], key: str, cap: int) -> int:
+        value = params.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= cap:
+            raise ValueError(f"Parameter {key}={value!r} is not a level in 0..{cap}.")
+        return value
+
+    def params_for(self, config: QuantConfig) -> dict[str, int]:
+        """The trial params that make :meth:`suggest` return ``config`` (for ``enqueue_trial``).
+
+        Raises:
+            ValueError: If ``config`` is outside the space (a bit-width or width that is not a
+                choice, a pruned choice, or a violated order).
+        """
+        w_levels, a_levels, params = [], [], {}
+        for i, name in enumerate(self.layer_names):
+            layer = config.layer(name)
+            w_levels.append(self._index(self.weight_bits, layer.weight_bits, name, "weight_bits"))
+            if w_levels[-1] > self.weight_caps[i]:
+                raise ValueError(
+                    f"Layer {name!r}: {layer.weight_bits}-bit weights were pruned by the size "
+                    f"budget (allowed: {list(self.weight_bits[: self.weight_caps[i] + 1])})."
+                )
+            if self.act_bits is None:
+                if layer.act_bits != self.default_act_bits:
+                    raise ValueError(
+                        f"Layer {name!r}: act_bits={layer.act_bits}, but this space fixes "
+                        f"activations at {self.default_act_bits} bits."
+                    )
+                a_levels.append(0)
+            else:
+                a_levels.append(self._index(self.act_bits, layer.act_bits, name, "act_bits"))
+            if name in self.prunable and self.widths is not None:
+                width_level = self._index(self.widths, layer.width, name, "width")
+                if len(self.widths) > 1:
+                    params[name + WIDTH_SUFFIX] = width_level
+            elif layer.width != 1.0:
+                raise ValueError(f"Layer {name!r} is not prunable here: its width must be 1.0.")
+        if not is_monotone(w_levels, self.weight_below):
+            raise ValueError("The config's weight bits violate the sensitivity order.")
+        if not is_monotone(a_levels, self.act_below):
+            raise ValueError("The config's activation bits violate the sensitivity order.")
+        for i, name in enumerate(self.layer_names):
+            if self.weight_caps[i] > 0:
+                params[name + WEIGHT_SUFFIX] = w_levels[i]
+            if self.act_caps[i] > 0:
+                params[name + ACT_SUFFIX] = a_levels[i]
+        return {key: params[key] for key in self.distributions}
+
+    @staticmethod
+    def _index(choices: Sequence[Any], value: Any, name: str, field: str) -> int:
+        for k, choice in enumerate(choices):
+            if choice == value:
+                return k
+        raise ValueError(f"Layer {name!r}: {field}={value!r} is not one of {list(choices)}.")
+
+    # Sizes ----------------------------------------------------------------------------------------
+    def size_bits(self, config: QuantConfig) -> float:
+        """Weight storage of ``config`` in bits, counting removed channels (float = 32 bits)."""
+        widths = {name: config.layer(name).width for name in self.layer_names}
+        return sum(
+            _size_bits_of(config.layer(name).weight_bits) * self._bit_weight(name, widths)
+            for name in self.layer_names
+        )
+
+    def fits_budget(self, config: QuantConfig) -> bool:
+        return self.size_budget_bits is None or self.size_bits(config) <= self.size_budget_bits
+
+    # HAWQ-V2 --------------------------------------------------------------------------------------
+    def _hawq_tables(self) -> tuple[list[list[float]], list[list[float]]]:
+        sizes, omegas = [], []
+        for name in self.layer_names:
+            stats = self.report[name]
+            sizes.append([_size_bits_of(b) * stats.n_params for b in self.weight_bits])
+            omegas.append([stats.omega(b) for b in self.weight_bits])
+        return sizes, omegas
+
+    def _config_of_levels(self, levels: Sequence[int]) -> QuantConfig:
+        act = self.default_act_bits if self.act_bits is None else self.act_bits[-1]
+        return QuantConfig({
+            name: LayerConfig(weight_bits=self.weight_bits[level], act_bits=act, width=1.0)
+            for name, level in zip(self.layer_names, levels)
+        })
+
+    def hawq_v2_frontier(self, *, method: str = "auto") -> list[FrontierPoint]:
+        """HAWQ-V2 frontier restricted to this space's configs (monotone, pruned, full width,
+        activations at the largest choice), ordered by size; every config is in the space."""
+        sizes, omegas = self._hawq_tables()
+        points = _hawq.pareto_monotone(sizes, omegas, self.weight_caps, self.weight_below,
+                                       method=method)
+        return [FrontierPoint(p.size, p.omega, self._config_of_levels(p.levels)) for p in points]
+
+    def warm_start_params(self, num: int = 5, *, method: str = "auto") -> list[dict[str, int]]:
+        """Params of ``num`` HAWQ-V2 frontier configs spread over size, for ``enqueue_trial``.
+
+        Example:
+            >>> # for params in space.warm_start_params(5): study.enqueue_trial(params)
+        """
+        frontier = self.hawq_v2_frontier(method=method)
+        if self.size_budget_bits is not None:
+            frontier = [p for p in frontier if p.size_bits <= self.size_budget_bits] or frontier
+        if num >= len(frontier):
+            chosen = frontier
+        else:
+            picks = sorted({round(k * (len(frontier) - 1) / max(num - 1, 1)) for k in range(num)})
+            chosen = [frontier[k] for k in picks]
+        return [self.params_for(point.config) for point in chosen]
+
+    # Display --------------------------------------------------------------------------------------
+    def describe(self) -> str:
+        """A table of the space: per layer its trace, what it must dominate, and its choices."""
+        rank = sorted(range(len(self.layer_names)),
+                      key=lambda i: -self.report[self.layer_names[i]].trace)
+        position = {i: r + 1 for r, i in enumerate(rank)}
+        rows = [["layer", "rank", "Tr/n", "+-SE", "params", ">= #layers", "weight bits",
+                 "act bits", "widths"]]
+        for i, name in enumerate(self.layer_names):
+            stats = self.report[name]
+            acts = [self.default_act_bits] if self.act_bits is None else list(self.act_bits)
+            widths = list(self.widths) if name in self.prunable and self.widths else [1.0]
+            rows.append([
+                name, str(position[i]), f"{stats.trace:.3e}", f"{stats.trace_stderr:.1e}",
+                str(stats.n_params), str(len(self.weight_below[i])),
+                ",".join(map(str, self.weight_bits[: self.weight_caps[i] + 1])),
+                ",".join(map(str, acts)), ",".join(f"{w:g}" for w in widths),
+            ])
+        widths_col = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths_col)) for row in rows]
+        lines.insert(1, "-" * len(lines[0]))
+        budget = "none" if self.size_budget_bits is None else f"{self.size_budget_bits:g} bits"
+        lines += [
+            "",
+            f"order_sigma={self.order_sigma:g}, size budget: {budget}",
+            f"configs: {self.size_before:.4g} unconstrained -> {self.size_monotone:.4g} monotone "
+            f"-> {self.size_after:.4g} after pruning (exact: {self.size_after})",
+        ]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (
+            f"MonotoneSearchSpace(layers={len(self.layer_names)}, weight_bits={self.weight_bits}, "
+            f"act_bits={self.act_bits}, widths={self.widths}, size_after={self.size_after})"
+        )
+
+
+def _size_bits_of(bits: int) -> int:
+    return 32 if is_float_bits(bits) else bits
+
+
+def _check_bits_list(values: Sequence[int], field: str) -> tuple[int, ...]:
+    values = tuple(values)
+    bad = [b for b in values if isinstance(b, bool) or not isinstance(b, int) or
+           b not in ALLOWED_BITS]
+    if not values or bad or len(set(values)) != len(values):
+        raise ValueError(
+            f"{field} must be distinct ints from {ALLOWED_BITS}, got {list(values)}."
+        )
+    return tuple(sorted(values))
+
+
+def _check_widths(values: Sequence[float]) -> tuple[float, ...]:
+    values = tuple(float(v) for v in values)
+    if not values or any(not (0 < v <= 1) or not math.isfinite(v) for v in values) or len(
+        set(values)
+    ) != len(values):
+        raise ValueError(f"widths must be distinct fractions in (0, 1], got {list(values)}.")
+    return tuple(sorted(values))
+
+
+# Module-level HAWQ-V2 API ---------------------------------------------------------------------
+def _tables(
+    report: SensitivityReport, weight_bits: Sequence[int], layers: Sequence[str] | None
+) -> tuple[list[str], tuple[int, ...], list[list[float]], list[list[float]]]:
+    names = list(report.names) if layers is None else list(layers)
+    bits = _check_bits_list(weight_bits, "weight_bits")
+    sizes = [[_size_bits_of(b) * report[n].n_params for b in bits] for n in names]
+    omegas = [[report[n].omega(b) for b in bits] for n in names]
+    return names, bits, sizes, omegas
+
+
+def hawq_v2_frontier(
+    report: SensitivityReport,
+    *,
+    weight_bits: Sequence[int] = (2, 3, 4, 6, 8),
+    order_sigma: float | None = None,
+    act_bits: int = 8,
+    layers: Sequence[str] | None = None,
+    method: str = "auto",
+) -> list[FrontierPoint]:
+    """Pareto frontier of Omega against model size (HAWQ-V2), ordered by size.
+
+    ``Omega(config) = sum_i Tr(H_i)/n_i * ||Q_{b_i}(W_i) - W_i||^2`` and size
+    ``= sum_i b_i * n_i`` (weights only). Without ``order_sigma`` (HAWQ-V2 proper) layers choose
+    independently and the frontier comes from an exact dynamic program merging per-layer
+    choices with dominance pruning. With ``order_sigma`` the configs must also respect the
+    sensitivity order of :class:`MonotoneSearchSpace`; the frontier is then exact by
+    enumeration for small spaces, else by a sweep of integer programs (``scipy.optimize.milp``,
+    HiGHS, gap 0), one per frontier point.
+
+    Example:
+        >>> from optuna_kmtpe.sensitivity import LayerSensitivity, SensitivityReport
+        >>> def layer(name, trace):
+        ...     return LayerSensitivity(name, "Linear", 100, 10, 10, trace, 0.0, 64,
+        ...                             {b: 1.0 / 4**b for b in (2, 4, 8)})
+        >>> report = SensitivityReport(layers=(layer("a", 1.0), layer("b", 0.1)))
+        >>> [p.size_bits for p in hawq_v2_frontier(report, weight_bits=(2, 4, 8))]
+        [400.0, 600.0, 800.0, 1200.0, 1600.0]
+    """
+    names, bits, sizes, omegas = _tables(report, weight_bits, layers)
+    caps = [len(bits) - 1] * len(names)
+    if order_sigma is None:
+        points = _hawq.pareto_independent(sizes, omegas, caps)
+    else:
+        below = sensitivity_order([report[n].trace for n in names],
+                                  [report[n].trace_stderr for n in names], sigma=order_sigma)
+        points = _hawq.pareto_monotone(sizes, omegas, caps, below, method=method)
+    return [FrontierPoint(p.size, p.omega, _levels_config(names, bits, p.levels, act_bits))
+            for p in points]
+
+
+def hawq_v2_select(
+    report: SensitivityReport,
+    size_budget_bits: float,
+    *,
+    weight_bits: Sequence[int] = (2, 3, 4, 6, 8),
+    order_sigma: float | None = None,
+    act_bits: int = 8,
+    layers: Sequence[str] | None = None,
+    method: str = "auto",
+) -> QuantConfig:
+    """The config of minimal Omega whose weights fit ``size_budget_bits`` (HAWQ-V2 selection).
+
+    Ties in Omega go to the smaller model. See :func:`hawq_v2_frontier` for the method.
+
+    Raises:
+        ValueError: If even the smallest config exceeds the budget.
+    """
+    names, bits, sizes, omegas = _tables(report, weight_bits, layers)
+    caps = [len(bits) - 1] * len(names)
+    below = None
+    if order_sigma is not None:
+        below = sensitivity_order([report[n].trace for n in names],
+                                  [report[n].trace_stderr for n in names], sigma=order_sigma)
+    point = _hawq.select(sizes, omegas, caps, below, size_budget_bits, method=method)
+    if point is None:
+        smallest = sum(row[0] for row in sizes)
+        raise ValueError(
+            f"size_budget_bits={size_budget_bits:g} is below the smallest config "
+            f"({smallest:g} bits at {bits[0]} bits everywhere); raise the budget."
+        )
+    return _levels_config(names, bits, point.levels, act_bits)
+
+
+def _levels_config(
+    names: Sequence[str], bits: Sequence[int], levels: Sequence[int], act_bits: int
+) -> QuantConfig:
+    return QuantConfig({
+        name: LayerConfig(weight_bits=bits[level], act_bits=act_bits, width=1.0)
+        for name, level in zip(names, levels)
+    })
