@@ -101,7 +101,7 @@ def run_method(
 
 def job_warm_starts(job: Any, space: Any) -> list[tuple[str, QuantConfig]]:
     return warm_start_configs(
-        space, job.report, weight_bits=job.settings.weight_bits, act_bits=job.settings.act_bits
+        space, weight_bits=job.settings.weight_bits, act_bits=job.settings.act_bits
     )
 
 

@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +165,11 @@ def prepare_job(
 
 
 def build_space(settings: SearchSettings, report: Any, graph: Any) -> Any:
-    """The Hessian monotone space, or the unconstrained one when ``constrained`` is False."""
+    """The Hessian monotone space, or the unconstrained one when ``constrained`` is False.
+
+    The unconstrained space has the same choices and parametrization; an infinite
+    ``order_sigma`` orders no pair of layers, so nothing is projected.
+    """
     from optuna_kmtpe.space import MonotoneSearchSpace
 
     return MonotoneSearchSpace(
@@ -173,6 +178,7 @@ def build_space(settings: SearchSettings, report: Any, graph: Any) -> Any:
         act_bits=settings.act_bits,
         widths=settings.widths,
         prunable_layers=graph.prunable_layers,
+        producers=graph.producers,
         size_budget_bits=settings.budgets.get("size_bits"),
-        monotone=settings.constrained,
+        order_sigma=2.0 if settings.constrained else math.inf,
     )

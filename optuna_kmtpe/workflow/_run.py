@@ -78,19 +78,36 @@ def make_sampler(name: str, *, seed: int | None, n_objectives: int) -> optuna.sa
 
 
 def warm_start_configs(
-    space: Any, report: Any, *, weight_bits: Sequence[int], act_bits: Sequence[int]
+    space: Any, *, weight_bits: Sequence[int], act_bits: Sequence[int]
 ) -> list[tuple[str, QuantConfig]]:
-    """Uniform 8-bit and 4-bit configs and HAWQ-V2 selections at 3 size budgets."""
+    """Uniform 8-bit and 4-bit configs and HAWQ-V2 selections at 3 size budgets.
+
+    HAWQ-V2 selections respect the space's sensitivity order, so every one of them is a config
+    the space can express (and ``params_for`` reproduces it exactly).
+    """
     from optuna_kmtpe.space import hawq_v2_frontier
 
+    layers = list(space.layer_names)
     configs: list[tuple[str, QuantConfig]] = []
     for bits in (8, 4):
         if bits in weight_bits:
             act = bits if bits in act_bits else max(act_bits)
-            configs.append((f"uniform-w{bits}a{act}", space.uniform_config(bits, act)))
-    frontier = hawq_v2_frontier(report, weight_bits=tuple(weight_bits))
-    if frontier:
-        for fraction in (0.25, 0.5, 0.75):
+            configs.append(
+                (
+                    f"uniform-w{bits}a{act}",
+                    QuantConfig.uniform(layers, weight_bits=bits, act_bits=act),
+                )
+            )
+    order_sigma = space.order_sigma if math.isfinite(space.order_sigma) else None
+    frontier = hawq_v2_frontier(
+        space.report,
+        weight_bits=tuple(weight_bits),
+        order_sigma=order_sigma,
+        act_bits=max(act_bits),
+        layers=layers,
+    )
+    for fraction in (0.25, 0.5, 0.75):
+        if frontier:
             point = frontier[min(len(frontier) - 1, int(fraction * len(frontier)))]
             configs.append((f"hawq-v2-{int(fraction * 100)}%", point.config))
     return configs
@@ -197,7 +214,6 @@ def run_search(
     if settings.warm_start and not join_only:
         configs = warm_start_configs(
             job.space,
-            job.report,
             weight_bits=settings.weight_bits,
             act_bits=settings.act_bits,
         )
