@@ -39,8 +39,8 @@ def default_n_clusters(n_finished: int) -> int:
     return 3
 
 
-def _nondomination_rank(losses: np.ndarray) -> np.ndarray:
-    return _fast_non_domination_rank(losses)
+def _nondomination_rank(losses: np.ndarray, n_head: int) -> np.ndarray:
+    return _fast_non_domination_rank(losses, n_below=max(1, n_head))
 
 
 class KMeansTPESampler(TPESampler):

@@ -212,7 +212,7 @@ def split_trials(
     max_good_trials: int | None,
     window_factor: float,
     middle_weight: float,
-    nondomination_rank: Callable[[np.ndarray], np.ndarray] | None = None,
+    nondomination_rank: Callable[[np.ndarray, int], np.ndarray] | None = None,
 ) -> SplitResult:
     """Split trials into good and bad sets by k-means (see the module docstring).
 
@@ -225,38 +225,46 @@ def split_trials(
         max_good_trials: Cap of the good set size (single objective), or ``None``.
         window_factor: How many times ``n_max`` best losses are clustered.
         middle_weight: Kernel weight factor in g(x) of the band just after the good set.
-        nondomination_rank: Non-domination ranking function for multi-objective studies.
+        nondomination_rank: ``rank(losses, n_head)``: non-domination ranks of the rows of
+            ``losses``, exact for (at least) the best ``n_head`` rows and larger for the rest.
 
     Returns:
         A :class:`SplitResult`.
     """
-    running: list[FrozenTrial] = []
-    complete: list[FrozenTrial] = []
-    pruned: list[FrozenTrial] = []
-    infeasible: list[FrozenTrial] = []
-    for trial in trials:
-        if trial.state == TrialState.RUNNING:
+    trials = list(trials)
+    numbers = np.fromiter((t.number for t in trials), dtype=np.int64, count=len(trials))
+    if numbers.size > 1 and np.any(np.diff(numbers) < 0):
+        order_by_number = np.argsort(numbers, kind="stable")
+        trials = [trials[i] for i in order_by_number]
+    # Indices into `trials` (sorted by number), so that every list built from them stays sorted.
+    running: list[int] = []
+    complete: list[int] = []
+    pruned: list[int] = []
+    infeasible: list[int] = []
+    for i, trial in enumerate(trials):
+        state = trial.state
+        if state == TrialState.RUNNING:
             # Before the feasibility check: a running trial's constraints are not set yet.
-            running.append(trial)
-        elif trial.state not in (TrialState.COMPLETE, TrialState.PRUNED):
+            running.append(i)
+        elif state != TrialState.COMPLETE and state != TrialState.PRUNED:
             continue
-        elif infeasible_score(trial) > 0:
-            infeasible.append(trial)
-        elif trial.state == TrialState.COMPLETE:
-            complete.append(trial)
+        elif trial.system_attrs and infeasible_score(trial) > 0:
+            infeasible.append(i)
+        elif state == TrialState.COMPLETE:
+            complete.append(i)
         else:
-            pruned.append(trial)
+            pruned.append(i)
 
     n_finished = len(complete) + len(pruned) + len(infeasible)
     k = n_clusters(n_finished) if callable(n_clusters) else n_clusters
     if k < 1:
-        raise ValueError(f"The n_clusters schedule returned {k} for n={n_finished}; it must be >= 1.")
+        raise ValueError(
+            f"The n_clusters schedule returned {k} for n={n_finished}; it must be >= 1."
+        )
     multi_objective = len(directions) > 1
     cap = None if multi_objective else max_good_trials
     n_min, n_max = good_set_bounds(n_finished, min_good_fraction, max_good_fraction, cap)
 
-    # Order complete trials best first, by trial number within ties (deterministic).
-    complete.sort(key=lambda t: t.number)
     info: dict[str, float | int | None] = {
         "k": 0,
         "n_below": 0,
@@ -266,16 +274,23 @@ def split_trials(
         "threshold_good": None,
         "threshold_bad": None,
     }
-    cut = CutResult(0, 0, 0, 0)
+    # role: 0 good, 1 middle band, 2 bad; ignored trials (FAIL, WAITING) stay at -1.
+    role = np.full(len(trials), -1, dtype=np.int8)
+    role[running] = 2
+    n_below_complete = 0
     if complete:
+        complete_idx = np.asarray(complete)
         signs = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in directions])
-        losses = np.array([t.values for t in complete], dtype=float) * signs
+        losses = np.array([trials[i].values for i in complete], dtype=float) * signs
         if multi_objective:
             if nondomination_rank is None:
                 raise ValueError("A multi-objective split needs a nondomination_rank function.")
-            scores = nondomination_rank(losses).astype(float)
+            # Ranks are only needed for the clustered head of the ranking.
+            n_head = min(len(complete), max(n_max + 1, math.ceil(window_factor * n_max)))
+            scores = nondomination_rank(losses, n_head).astype(float)
         else:
             scores = losses[:, 0]
+        # Best first; within ties by trial number (stable sort): deterministic.
         order = np.argsort(scores, kind="stable")
         sorted_scores = scores[order]
         cut = kmeans_cut(
@@ -292,51 +307,38 @@ def split_trials(
             end = int(np.searchsorted(sorted_scores, boundary_rank, side="right"))
             if end > cut.n_below:
                 members = order[start:end]
-                picked = farthest_point_order(
-                    _normalized(losses)[members], cut.n_below - start
-                )
+                picked = farthest_point_order(_normalized(losses)[members], cut.n_below - start)
                 rest = np.setdiff1d(np.arange(members.size), picked, assume_unique=True)
                 order = order.copy()
                 order[start:end] = members[np.concatenate((picked, rest))]
-        ranked_complete = [complete[i] for i in order]
-        info.update(
-            {
-                "k": cut.n_clusters,
-                "threshold_good": _json_float(sorted_scores[cut.n_below - 1])
-                if cut.n_below
-                else None,
-                "threshold_bad": _json_float(sorted_scores[cut.n_middle_end - 1])
-                if cut.n_middle_end
-                else None,
-            }
-        )
-    else:
-        ranked_complete = []
+        ranked = complete_idx[order]
+        role[ranked[: cut.n_below]] = 0
+        role[ranked[cut.n_below : cut.n_middle_end]] = 1
+        role[ranked[cut.n_middle_end :]] = 2
+        n_below_complete = cut.n_below
+        info["k"] = cut.n_clusters
+        if cut.n_below:
+            info["threshold_good"] = _json_float(sorted_scores[cut.n_below - 1])
+        if cut.n_middle_end:
+            info["threshold_bad"] = _json_float(sorted_scores[cut.n_middle_end - 1])
 
-    below = ranked_complete[: cut.n_below]
-    middle = ranked_complete[cut.n_below : cut.n_middle_end]
-    bad = ranked_complete[cut.n_middle_end :]
     # Too few complete trials: fill the good set up to n_min like TPE, pruned then infeasible.
-    shortfall = max(0, n_min - len(below))
+    shortfall = max(0, n_min - n_below_complete)
     direction = directions[0]
-    pruned.sort(key=lambda t: (pruned_trial_score(t, direction), t.number))
-    infeasible.sort(key=lambda t: (infeasible_score(t), t.number))
-    below += pruned[:shortfall]
-    bad += pruned[shortfall:]
-    shortfall = max(0, shortfall - len(pruned))
-    below += infeasible[:shortfall]
-    bad += infeasible[shortfall:]
-    bad += running
+    pruned.sort(key=lambda i: pruned_trial_score(trials[i], direction))
+    infeasible.sort(key=lambda i: infeasible_score(trials[i]))
+    for group in (pruned, infeasible):
+        take = min(shortfall, len(group))
+        role[group[:take]] = 0
+        role[group[take:]] = 2
+        shortfall -= take
 
-    middle_numbers = {t.number for t in middle}
-    above = middle + bad
-    below.sort(key=lambda t: t.number)
-    above.sort(key=lambda t: t.number)
-    factors = np.array(
-        [middle_weight if t.number in middle_numbers else 1.0 for t in above], dtype=float
-    )
+    below = [trials[i] for i in np.flatnonzero(role == 0)]
+    above_idx = np.flatnonzero(role >= 1)
+    above = [trials[i] for i in above_idx]
+    factors = np.where(role[above_idx] == 1, middle_weight, 1.0)
     info["n_below"] = len(below)
-    info["n_middle"] = len(middle)
+    info["n_middle"] = int(np.sum(role == 1))
     info["n_above"] = len(above)
     return SplitResult(below, above, factors, info)
 

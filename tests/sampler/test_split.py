@@ -49,7 +49,7 @@ def _split(trials: list[FrozenTrial], directions: list[StudyDirection], **kw: An
         max_good_trials=25,
         window_factor=2.0,
         middle_weight=1.0,
-        nondomination_rank=_fast_non_domination_rank,
+        nondomination_rank=lambda losses, n: _fast_non_domination_rank(losses, n_below=n),
     )
     params.update(kw)
     return split_trials(trials, directions, **params)
