@@ -92,9 +92,9 @@ def main() -> None:
     warnings.simplefilter("ignore")
 
     if args.quick:
-        sizes_so, sizes_mo, n_next, repeats = (100, 500, 1000), (100, 500), 10, 2
+        sizes_so, sizes_mo, n_next, repeats = (100, 500, 1000), (100, 500), 20, 3
     else:
-        sizes_so, sizes_mo, n_next, repeats = (100, 500, 1000), (100, 500, 1000), 20, 3
+        sizes_so, sizes_mo, n_next, repeats = (100, 500, 1000), (100, 500, 1000), 30, 5
     repeats = args.repeats or repeats
 
     rows = []

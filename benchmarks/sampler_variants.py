@@ -38,6 +38,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "k-grow-2to4": {"n_clusters": _schedule_grow},
     "share-0.1-0.25": {"min_good_fraction": 0.1, "max_good_fraction": 0.25},
     "share-0.02-0.15": {"min_good_fraction": 0.02, "max_good_fraction": 0.15},
+    "share-0.1-0.1": {"min_good_fraction": 0.1, "max_good_fraction": 0.1},
     "middle-0.5": {"middle_weight": 0.5},
     "middle-0": {"middle_weight": 0.0},
     "window-4": {"window_factor": 4.0},
