@@ -101,12 +101,15 @@ def _mixed_int_suggest(t: optuna.Trial) -> Params:
 def _mixed_int(p: Params) -> float:
     ints = np.array([p[f"i{k}"] for k in range(3)], dtype=float)
     xs = _vec(p)
-    return float(np.sum((ints - 3) ** 2) + np.sum((xs + 1.2) ** 2) + math.log10(p["lr"] / 1e-3) ** 2)
+    return float(
+        np.sum((ints - 3) ** 2) + np.sum((xs + 1.2) ** 2) + math.log10(p["lr"] / 1e-3) ** 2
+    )
 
 
 def _categorical_suggest(t: optuna.Trial) -> Params:
-    p: Params = {f"c{k}": t.suggest_categorical(f"c{k}", ["relu", "gelu", "tanh", "silu"])
-                 for k in range(3)}
+    p: Params = {
+        f"c{k}": t.suggest_categorical(f"c{k}", ["relu", "gelu", "tanh", "silu"]) for k in range(3)
+    }
     p.update({f"x{k}": t.suggest_float(f"x{k}", -3, 3) for k in range(3)})
     p["n"] = t.suggest_int("n", 1, 256, log=True)
     return p
@@ -134,7 +137,9 @@ _BITS = (2, 3, 4, 5, 6, 8)
 
 def _bits_suggest(n_layers: int, with_width: bool = False) -> Callable[[optuna.Trial], Params]:
     def suggest(t: optuna.Trial) -> Params:
-        p: Params = {f"b{i:02d}": t.suggest_categorical(f"b{i:02d}", _BITS) for i in range(n_layers)}
+        p: Params = {
+            f"b{i:02d}": t.suggest_categorical(f"b{i:02d}", _BITS) for i in range(n_layers)
+        }
         if with_width:
             p.update(
                 {
@@ -162,7 +167,9 @@ def _bits_terms(p: Params, n_layers: int, with_width: bool) -> tuple[float, floa
     return error, rel_size
 
 
-def _bits_rounded(n_layers: int, grid: float, with_width: bool = False) -> Callable[[Params], float]:
+def _bits_rounded(
+    n_layers: int, grid: float, with_width: bool = False
+) -> Callable[[Params], float]:
     def evaluate(p: Params) -> float:
         error, rel_size = _bits_terms(p, n_layers, with_width)
         # An accuracy-like score read at a coarse resolution: many configurations tie.
@@ -222,7 +229,9 @@ def _bits_mo(n_layers: int, three: bool) -> Callable[[Params], tuple[float, ...]
         bits = np.array([p[f"b{i:02d}"] for i in range(n_layers)])
         # Latency of a bit-serial-ish accelerator: packing steps at 4 and 8 bits.
         packs = np.where(bits <= 4, 0.5, 1.0)
-        latency = float(np.sum(_LAYER_SIZE[:n_layers] * width * packs) / np.sum(_LAYER_SIZE[:n_layers]))
+        latency = float(
+            np.sum(_LAYER_SIZE[:n_layers] * width * packs) / np.sum(_LAYER_SIZE[:n_layers])
+        )
         return e, rel_size, latency
 
     return evaluate
@@ -246,22 +255,28 @@ def problems() -> list[Problem]:
         Problem("bits8w_round", "b", _bits_suggest(8, True), _bits_rounded(8, 0.05, True), 150),
         Problem("step_sphere6", "b", _floats(6, -5.12, 5.12), f(_step_sphere), 150),
         Problem("plateau_ackley5", "b", _floats(5, -5, 5), f(_plateau_ackley), 150),
-        Problem(
-            "zdt1", "c", _floats(5, 0, 1), f(_zdt1), 150, ("minimize",) * 2, (1.1, 10.0)
-        ),
-        Problem(
-            "zdt2", "c", _floats(5, 0, 1), f(_zdt2), 150, ("minimize",) * 2, (1.1, 10.0)
-        ),
+        Problem("zdt1", "c", _floats(5, 0, 1), f(_zdt1), 150, ("minimize",) * 2, (1.1, 10.0)),
+        Problem("zdt2", "c", _floats(5, 0, 1), f(_zdt2), 150, ("minimize",) * 2, (1.1, 10.0)),
         Problem(
             "dtlz2_3obj", "c", _floats(5, 0, 1), f(_dtlz2), 150, ("minimize",) * 3, (1.1,) * 3
         ),
         Problem(
-            "bits8w_2obj", "c", _bits_suggest(8, True), _bits_mo(8, False), 150,
-            ("minimize",) * 2, (1.1, 1.1),
+            "bits8w_2obj",
+            "c",
+            _bits_suggest(8, True),
+            _bits_mo(8, False),
+            150,
+            ("minimize",) * 2,
+            (1.1, 1.1),
         ),
         Problem(
-            "bits8w_3obj", "c", _bits_suggest(8, True), _bits_mo(8, True), 150,
-            ("minimize",) * 3, (1.1, 1.1, 1.1),
+            "bits8w_3obj",
+            "c",
+            _bits_suggest(8, True),
+            _bits_mo(8, True),
+            150,
+            ("minimize",) * 3,
+            (1.1, 1.1, 1.1),
         ),
     ]
 

@@ -36,7 +36,9 @@ def make_sampler(kind: str, kwargs: dict[str, Any], seed: int) -> optuna.sampler
     raise ValueError(kind)
 
 
-def _job(args: tuple[str, str, str, dict[str, Any], int, int]) -> tuple[str, str, int, np.ndarray, float]:
+def _job(
+    args: tuple[str, str, str, dict[str, Any], int, int],
+) -> tuple[str, str, int, np.ndarray, float]:
     problem_name, label, kind, kwargs, seed, n_trials = args
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     import warnings

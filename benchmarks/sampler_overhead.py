@@ -108,7 +108,9 @@ def main() -> None:
                 order = ("kmtpe", "tpe") if r % 2 == 0 else ("tpe", "kmtpe")
                 for name in order:
                     sampler = (
-                        KMeansTPESampler(seed=r) if name == "kmtpe" else optuna.samplers.TPESampler(seed=r)
+                        KMeansTPESampler(seed=r)
+                        if name == "kmtpe"
+                        else optuna.samplers.TPESampler(seed=r)
                     )
                     times[name].append(_time_per_trial(sampler, history, n_objectives, n_next))
             km, tpe = float(np.median(times["kmtpe"])), float(np.median(times["tpe"]))

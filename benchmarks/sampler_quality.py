@@ -40,8 +40,15 @@ from _sampler_runner import run_jobs  # noqa: E402
 from _sampler_runner import stack  # noqa: E402
 
 
-QUICK_PROBLEMS = ("sphere5", "rastrigin5", "mixed_int7", "bits12_round", "step_sphere6",
-                  "zdt1", "dtlz2_3obj")
+QUICK_PROBLEMS = (
+    "sphere5",
+    "rastrigin5",
+    "mixed_int7",
+    "bits12_round",
+    "step_sphere6",
+    "zdt1",
+    "dtlz2_3obj",
+)
 
 
 def main() -> None:
@@ -73,10 +80,14 @@ def main() -> None:
         return f"{med:.4g} [{q1:.3g},{q3:.3g}]"
 
     print(f"{len(jobs)} studies, {seeds} paired seeds, {elapsed:.0f} s wall")
-    header = (f"{'grp':<4}{'problem':<17}{'N':>4}  {'KMeansTPE':<26}{'TPE':<26}{'Random':<26}"
-              f"{'NSGA-II':<26}{'km@tpe':>7}{'tpe@tpe':>8}{'seeds W/L':>10}")
-    print("single objective: best value, median [q1,q3], lower is better; "
-          "multi-objective: hypervolume, higher is better")
+    header = (
+        f"{'grp':<4}{'problem':<17}{'N':>4}  {'KMeansTPE':<26}{'TPE':<26}{'Random':<26}"
+        f"{'NSGA-II':<26}{'km@tpe':>7}{'tpe@tpe':>8}{'seeds W/L':>10}"
+    )
+    print(
+        "single objective: best value, median [q1,q3], lower is better; "
+        "multi-objective: hypervolume, higher is better"
+    )
     print(header)
     rows = {}
     for p in probs:
@@ -99,9 +110,7 @@ def main() -> None:
         "wins_vs_tpe": round(sum(r["better"] for r in ab) / len(ab), 3),
         "losses_vs_tpe": round(sum(r["worse"] for r in ab) / len(ab), 3),
         "flat_speedup_vs_tpe": round(float(np.median([r["speedup"] for r in b])), 3),
-        "flat_speedup_vs_tpe_strict": round(
-            float(np.median([r["speedup_strict"] for r in b])), 3
-        ),
+        "flat_speedup_vs_tpe_strict": round(float(np.median([r["speedup_strict"] for r in b])), 3),
         "mo_hv_ratio_vs_tpe": round(
             float(np.median([r["final_km"] / max(r["final_tpe"], 1e-12) for r in c])), 4
         ),

@@ -69,11 +69,15 @@ def main() -> None:
     print(f"{len(jobs)} runs in {time.perf_counter() - start:.0f} s")
 
     summary = {}
-    print(f"{'variant':<18}{'wins':>5}{'loss':>5}{'seedW':>7}{'seedL':>7}{'med log10':>10}"
-          f"{'flat spd':>9}{'strict':>8}{'mo hv':>8}")
+    print(
+        f"{'variant':<18}{'wins':>5}{'loss':>5}{'seedW':>7}{'seedL':>7}{'med log10':>10}"
+        f"{'flat spd':>9}{'strict':>8}{'mo hv':>8}"
+    )
     for v in chosen:
-        rows = {p.name: compare(p, stack(curves[(p.name, v)]), stack(curves[(p.name, "tpe")]))
-                for p in probs}
+        rows = {
+            p.name: compare(p, stack(curves[(p.name, v)]), stack(curves[(p.name, "tpe")]))
+            for p in probs
+        }
         ab = [rows[p.name] for p in probs if p.group in "ab"]
         b = [rows[p.name] for p in probs if p.group == "b"]
         c = [rows[p.name] for p in probs if p.group == "c"]
@@ -84,14 +88,20 @@ def main() -> None:
             "seed_losses": sum(r["seed_losses"] for r in ab + c),
             "log_ratio": float(np.median([r["log_ratio"] for r in ab])) if ab else float("nan"),
             "flat_speedup": float(np.median([r["speedup"] for r in b])) if b else float("nan"),
-            "flat_strict": float(np.median([r["speedup_strict"] for r in b])) if b else float("nan"),
-            "mo_hv": float(np.median([r["final_km"] / max(r["final_tpe"], 1e-12) for r in c])) if c else float("nan"),
+            "flat_strict": float(np.median([r["speedup_strict"] for r in b]))
+            if b
+            else float("nan"),
+            "mo_hv": float(np.median([r["final_km"] / max(r["final_tpe"], 1e-12) for r in c]))
+            if c
+            else float("nan"),
             "per_problem": {k: round(r["log_ratio"], 3) for k, r in rows.items()},
         }
         summary[v] = s
-        print(f"{v:<18}{s['wins']:>5}{s['losses']:>5}{s['seed_wins']:>7}{s['seed_losses']:>7}"
-              f"{s['log_ratio']:>10.3f}{s['flat_speedup']:>9.2f}{s['flat_strict']:>8.2f}"
-              f"{s['mo_hv']:>8.3f}")
+        print(
+            f"{v:<18}{s['wins']:>5}{s['losses']:>5}{s['seed_wins']:>7}{s['seed_losses']:>7}"
+            f"{s['log_ratio']:>10.3f}{s['flat_speedup']:>9.2f}{s['flat_strict']:>8.2f}"
+            f"{s['mo_hv']:>8.3f}"
+        )
     for v in chosen:
         print(v, json.dumps(summary[v]["per_problem"]))
 

@@ -30,7 +30,10 @@ REQUIRED_PRIVATE_API: tuple[tuple[str, tuple[str, ...] | None], ...] = (
         "optuna.samplers._tpe.parzen_estimator._ParzenEstimator.__init__",
         ("self", "observations", "search_space", "parameters", "predetermined_weights"),
     ),
-    ("optuna.study._multi_objective._fast_non_domination_rank", ("loss_values", "penalty", "n_below")),
+    (
+        "optuna.study._multi_objective._fast_non_domination_rank",
+        ("loss_values", "penalty", "n_below"),
+    ),
     ("optuna.study.Study._get_trials", ("self", "deepcopy", "states", "use_cache")),
 )
 

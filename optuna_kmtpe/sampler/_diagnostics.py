@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
 from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 from optuna.study import StudyDirection
@@ -23,9 +23,9 @@ def split_history(study: Study) -> list[dict[str, Any]]:
     Only trials sampled by the model (after the startup trials) carry a split. Each dict has:
 
     - ``number``: the trial number;
-    - ``k``: clusters used; ``n_below``, ``n_middle``, ``n_above``, ``n_running``: sizes of the good
-      set, of the middle band (inside the bad set), of the whole bad set, and how many RUNNING
-      trials were in it, when the trial was sampled;
+    - ``k``: clusters used; ``n_below``, ``n_middle``, ``n_above``, ``n_running``: sizes of the
+      good set, of the middle band (inside the bad set), of the whole bad set, and how many
+      RUNNING trials were in it, when the trial was sampled;
     - ``threshold_good`` / ``threshold_bad``: the worst loss in the good set / in the middle band
       (single objective: the objective value, negated when maximizing; several objectives: the
       non-domination rank); ``None`` when undefined or infinite;
@@ -66,9 +66,7 @@ def split_history(study: Study) -> list[dict[str, Any]]:
         if t.state == TrialState.COMPLETE and not any(v > 0 for v in t.constraints.values())
     ]
     if complete:
-        signs = np.array(
-            [-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in study.directions]
-        )
+        signs = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in study.directions])
         values = np.array([t.values for t in complete], dtype=float) * signs
         scores = values[:, 0] if values.shape[1] == 1 else _fast_non_domination_rank(values)
         losses = {t.number: float(s) for t, s in zip(complete, scores)}

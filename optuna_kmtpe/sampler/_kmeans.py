@@ -16,6 +16,7 @@ cluster. No randomness is involved.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -121,7 +122,8 @@ def _optimal_cluster_starts(z: np.ndarray, mult: np.ndarray, k: int) -> np.ndarr
         # SSE of distinct points j..i-1 (j < i).
         w = s0[i] - s0[j]
         s = s1[i] - s1[j]
-        return np.maximum(s2[i] - s2[j] - s * s / w, 0.0)
+        sse: np.ndarray = np.maximum(s2[i] - s2[j] - s * s / w, 0.0)
+        return sse
 
     # previous[i]: best SSE of the first i points with c clusters.
     previous = np.full(m + 1, np.inf)
@@ -156,7 +158,7 @@ def _optimal_cluster_starts(z: np.ndarray, mult: np.ndarray, k: int) -> np.ndarr
 
 def _dp_row_divide_and_conquer(
     previous: np.ndarray,
-    cost: object,
+    cost: Callable[[np.ndarray, np.ndarray], np.ndarray],
     c: int,
     m: int,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -166,7 +168,6 @@ def _dp_row_divide_and_conquer(
     leftmost minimizing ``j`` is monotone in ``i``, so each midpoint's optimum bounds the search
     range of the two halves.
     """
-    cost_fn = cost  # Callable[[ndarray, ndarray], ndarray]
     current = np.full(m + 1, np.inf)
     current_arg = np.zeros(m + 1, dtype=int)
     lo = np.array([c + 1])
@@ -181,7 +182,7 @@ def _dp_row_divide_and_conquer(
         segment = np.repeat(np.arange(mid.size), counts)
         j = opt_lo[segment] + np.arange(counts.sum()) - offsets[segment]
         i = mid[segment]
-        candidates = previous[j] + cost_fn(j, i)  # type: ignore[operator]
+        candidates = previous[j] + cost(j, i)
         best = np.minimum.reduceat(candidates, offsets)
         is_best = np.flatnonzero(candidates <= best[segment])
         _, first = np.unique(segment[is_best], return_index=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 import math
 import threading
-from typing import Any
 from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 from optuna.samplers import TPESampler
@@ -14,8 +14,8 @@ from optuna.study._multi_objective import _fast_non_domination_rank
 from optuna.trial import TrialState
 
 from optuna_kmtpe.sampler._compat import check_private_api
-from optuna_kmtpe.sampler._split import split_trials
 from optuna_kmtpe.sampler._split import SplitResult
+from optuna_kmtpe.sampler._split import split_trials
 
 
 if TYPE_CHECKING:
@@ -176,7 +176,8 @@ class KMeansTPESampler(TPESampler):
         )
         cached = getattr(self._local, "split", None)
         if cached is not None and cached[0] == key:
-            return cached[1]
+            cached_result: SplitResult = cached[1]
+            return cached_result
         result = split_trials(
             trials,
             study.directions,
@@ -197,16 +198,19 @@ class KMeansTPESampler(TPESampler):
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
         # Mirror of TPESampler._sample with the quantile split replaced by the k-means split.
+        states: tuple[TrialState, ...] = (TrialState.COMPLETE, TrialState.PRUNED)
         if self._constant_liar:
-            states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-        else:
-            states = (TrialState.COMPLETE, TrialState.PRUNED)
-        trials = study._get_trials(deepcopy=False, states=states, use_cache=not self._constant_liar)
+            states += (TrialState.RUNNING,)
+        trials = study._get_trials(
+            deepcopy=False, states=states, use_cache=not self._constant_liar
+        )
         if self._constant_liar:
             trials = [t for t in trials if t.number != trial.number]
 
         split = self._split(study, trial, trials)
-        mpe_below = self._build_parzen_estimator(study, search_space, split.below, handle_below=True)
+        mpe_below = self._build_parzen_estimator(
+            study, search_space, split.below, handle_below=True
+        )
         mpe_above = self._build_weighted_above(study, search_space, split)
         samples = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
         acquisition = self._compute_acquisition_func(samples, mpe_below, mpe_above)

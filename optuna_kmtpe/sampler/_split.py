@@ -29,8 +29,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from collections.abc import Sequence
 import math
-from typing import NamedTuple
 from typing import TYPE_CHECKING
+from typing import NamedTuple
 
 import numpy as np
 from optuna.study import StudyDirection
@@ -199,7 +199,8 @@ def _normalized(losses: np.ndarray) -> np.ndarray:
     high = np.nan_to_num(high, nan=1.0)
     span = np.where(high > low, high - low, 1.0)
     z = (losses - low) / span
-    return np.nan_to_num(np.clip(z, -1.0, 2.0), nan=2.0)
+    normalized: np.ndarray = np.nan_to_num(np.clip(z, -1.0, 2.0), nan=2.0)
+    return normalized
 
 
 def split_trials(

@@ -17,8 +17,8 @@ from optuna.trial import TrialState
 import pytest
 
 from optuna_kmtpe import KMeansTPESampler
-from optuna_kmtpe.sampler import _compat
 from optuna_kmtpe.sampler import SPLIT_ATTR_KEY
+from optuna_kmtpe.sampler import _compat
 from optuna_kmtpe.sampler import split_history
 
 
@@ -46,7 +46,9 @@ def _params(sampler: KMeansTPESampler, objective: Any = _mixed_objective, n: int
 
 
 @pytest.mark.parametrize(
-    "dotted, expected", _compat.REQUIRED_PRIVATE_API, ids=[d for d, _ in _compat.REQUIRED_PRIVATE_API]
+    "dotted, expected",
+    _compat.REQUIRED_PRIVATE_API,
+    ids=[d for d, _ in _compat.REQUIRED_PRIVATE_API],
 )
 def test_canary_private_optuna_name(dotted: str, expected: tuple[str, ...]) -> None:
     obj = _compat._resolve(dotted)
@@ -60,12 +62,16 @@ def test_canary_private_optuna_name(dotted: str, expected: tuple[str, ...]) -> N
 def test_canary_tpe_attributes_and_full_check() -> None:
     tpe = TPESampler(seed=0)
     for attribute in _compat.REQUIRED_TPE_ATTRIBUTES:
-        assert hasattr(tpe, attribute), f"Optuna's TPESampler lost the private attribute {attribute}"
+        assert hasattr(tpe, attribute), (
+            f"Optuna's TPESampler lost the private attribute {attribute}"
+        )
     assert isinstance(tpe._rng, LazyRandomState), "TPESampler._rng is no longer a LazyRandomState"
     assert _compat.find_private_api_changes() == []
 
 
-def test_changed_private_name_fails_loudly_at_construction(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_changed_private_name_fails_loudly_at_construction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     _compat.check_private_api.cache_clear()
     monkeypatch.delattr(TPESampler, "_compute_acquisition_func")
     try:
@@ -82,7 +88,11 @@ def test_changed_private_name_fails_loudly_at_construction(monkeypatch: pytest.M
 
 def test_options_pass_through_and_keyword_only() -> None:
     sampler = KMeansTPESampler(
-        n_startup_trials=3, n_ei_candidates=7, seed=1, multivariate=True, group=True,
+        n_startup_trials=3,
+        n_ei_candidates=7,
+        seed=1,
+        multivariate=True,
+        group=True,
         constant_liar=False,
     )
     assert sampler._n_startup_trials == 3
@@ -130,7 +140,8 @@ from optuna_kmtpe import KMeansTPESampler
 def f(t):
     return sum([t.suggest_float("a", -5, 5) ** 2, t.suggest_int("d", 0, 10),
                 t.suggest_categorical("g", ["x", "y", "z"]) == "z"])
-s = optuna.create_study(directions=["minimize"], sampler=KMeansTPESampler(seed=3, n_startup_trials=4))
+sampler = KMeansTPESampler(seed=3, n_startup_trials=4)
+s = optuna.create_study(directions=["minimize"], sampler=sampler)
 s.optimize(f, n_trials=15)
 print(json.dumps([t.params for t in s.trials]))
 """

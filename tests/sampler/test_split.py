@@ -9,9 +9,9 @@ from optuna.distributions import FloatDistribution
 from optuna.samplers._tpe.sampler import _split_trials as tpe_split_trials
 from optuna.study import StudyDirection
 from optuna.study._multi_objective import _fast_non_domination_rank
-from optuna.trial import create_trial
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
+from optuna.trial import create_trial
 import pytest
 
 from optuna_kmtpe.sampler._split import good_set_bounds
@@ -24,7 +24,9 @@ MAX = StudyDirection.MAXIMIZE
 DIST = {"x": FloatDistribution(0, 1)}
 
 
-def _trials(values: list[Any], states: list[TrialState] | None = None, **kw: Any) -> list[FrozenTrial]:
+def _trials(
+    values: list[Any], states: list[TrialState] | None = None, **kw: Any
+) -> list[FrozenTrial]:
     states = states or [TrialState.COMPLETE] * len(values)
     out = []
     for number, (v, s) in enumerate(zip(values, states)):
