@@ -32,7 +32,12 @@ def make_sampler(kind: str, kwargs: dict[str, Any], seed: int) -> optuna.sampler
     if kind == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     if kind == "kmtpe":
-        return KMeansTPESampler(seed=seed, **kwargs)
+        kwargs = dict(kwargs)
+        tiebreak = kwargs.pop("_mo_tiebreak", None)
+        sampler = KMeansTPESampler(seed=seed, **kwargs)
+        if tiebreak is not None:
+            sampler._mo_tiebreak = tiebreak  # variant study only
+        return sampler
     raise ValueError(kind)
 
 

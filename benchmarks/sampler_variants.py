@@ -43,6 +43,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "middle-0": {"middle_weight": 0.0},
     "window-4": {"window_factor": 4.0},
     "window-1": {"window_factor": 1.0},
+    "window-3": {"window_factor": 3.0},
+    "mo-box": {"_mo_tiebreak": "box"},
+    "mo-hv2d-spread": {"_mo_tiebreak": "hv2d+spread"},
+    "mo-hv2d-knee-spread": {"_mo_tiebreak": "hv2d+knee-spread"},
+    "mo-knee-spread": {"_mo_tiebreak": "knee-spread"},
+    "mo-box-share-0.1-0.1": {
+        "_mo_tiebreak": "box",
+        "min_good_fraction": 0.1,
+        "max_good_fraction": 0.1,
+    },
 }
 
 

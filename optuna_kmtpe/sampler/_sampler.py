@@ -153,6 +153,7 @@ class KMeansTPESampler(TPESampler):
         self._window_factor = window_factor
         self._middle_weight = middle_weight
         self._diagnostics = diagnostics
+        self._mo_tiebreak = "spread"
         # Threads of study.optimize(n_jobs>1) share this instance: cache per thread.
         self._local = threading.local()
 
@@ -187,6 +188,7 @@ class KMeansTPESampler(TPESampler):
             max_good_trials=self._max_good_trials,
             window_factor=self._window_factor,
             middle_weight=self._middle_weight,
+            mo_tiebreak=self._mo_tiebreak,
             nondomination_rank=_nondomination_rank,
         )
         self._local.split = (key, result)

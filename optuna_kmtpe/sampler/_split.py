@@ -171,7 +171,9 @@ def infeasible_score(trial: FrozenTrial) -> float:
     return sum(v for v in trial.constraints.values() if v > 0)
 
 
-def farthest_point_order(points: np.ndarray, n_select: int) -> np.ndarray:
+def farthest_point_order(
+    points: np.ndarray, n_select: int, start: int | None = None
+) -> np.ndarray:
     """Pick ``n_select`` row indices spread out in the (already normalized) space.
 
     Deterministic greedy max-min selection, started from the point with the smallest first
@@ -181,7 +183,7 @@ def farthest_point_order(points: np.ndarray, n_select: int) -> np.ndarray:
     n_select = min(n_select, n)
     if n_select <= 0:
         return np.zeros(0, dtype=int)
-    chosen = [int(np.lexsort(points.T[::-1])[0])]
+    chosen = [int(np.lexsort(points.T[::-1])[0]) if start is None else start]
     distance = np.sum((points - points[chosen[0]]) ** 2, axis=1)
     for _ in range(n_select - 1):
         distance[chosen[-1]] = -1.0
@@ -189,6 +191,61 @@ def farthest_point_order(points: np.ndarray, n_select: int) -> np.ndarray:
         chosen.append(nxt)
         distance = np.minimum(distance, np.sum((points - points[nxt]) ** 2, axis=1))
     return np.asarray(chosen, dtype=int)
+
+
+def box_volume_order(points: np.ndarray, n_select: int) -> np.ndarray:
+    """Pick the ``n_select`` rows with the largest dominated box up to the reference ``1.1``.
+
+    The box ``prod(1.1 - z)`` is each point's own hypervolume in normalized space: the first
+    choice of a greedy hypervolume subset selection, at ``O(m d)`` cost.
+    """
+    volume = np.prod(np.clip(1.1 - points, 0.0, None), axis=1)
+    return np.argsort(-volume, kind="stable")[: max(0, min(n_select, points.shape[0]))]
+
+
+def greedy_hypervolume_order_2d(points: np.ndarray, n_select: int) -> np.ndarray:
+    """Greedy hypervolume subset selection for two objectives, reference point ``1.1``.
+
+    Each step adds the point whose exclusive rectangle (bounded by its selected neighbours
+    or the reference point) is largest: ``O(n_select * m log m)`` with numpy, no hypervolume
+    library. The points of one non-domination rank are mutually non-dominated, so sorted by
+    the first objective they are sorted decreasingly by the second.
+    """
+    m = points.shape[0]
+    n_select = max(0, min(n_select, m))
+    order = np.lexsort((points[:, 1], points[:, 0]))
+    x = points[order, 0]
+    y = points[order, 1]
+    selected = np.zeros(m, dtype=bool)
+    chosen: list[int] = []
+    reference = 1.1
+    for _ in range(n_select):
+        sel_pos = np.flatnonzero(selected)
+        # Nearest selected neighbour on the right (bounds x) and on the left (bounds y).
+        right = np.searchsorted(sel_pos, np.arange(m), side="right")
+        x_bound = np.append(x[sel_pos], reference)[right]
+        y_bound = np.concatenate(([reference], y[sel_pos]))[right]
+        gain = np.clip(x_bound - x, 0.0, None) * np.clip(y_bound - y, 0.0, None)
+        gain[selected] = -1.0
+        best = int(np.argmax(gain))
+        selected[best] = True
+        chosen.append(int(order[best]))
+    return np.asarray(chosen, dtype=int)
+
+
+def _thin_rank(points: np.ndarray, n_select: int, rule: str) -> np.ndarray:
+    if rule.startswith("hv2d+"):
+        if points.shape[1] == 2:
+            return greedy_hypervolume_order_2d(points, n_select)
+        rule = rule[len("hv2d+") :]
+    if rule == "spread":
+        return farthest_point_order(points, n_select)
+    if rule == "box":
+        return box_volume_order(points, n_select)
+    if rule == "knee-spread":
+        # Farthest-point selection started from the largest-box (knee) point.
+        return farthest_point_order(points, n_select, start=int(box_volume_order(points, 1)[0]))
+    raise ValueError(f"Unknown multi-objective tie-break {rule!r}.")
 
 
 def _normalized(losses: np.ndarray) -> np.ndarray:
@@ -213,6 +270,7 @@ def split_trials(
     max_good_trials: int | None,
     window_factor: float,
     middle_weight: float,
+    mo_tiebreak: str = "spread",
     nondomination_rank: Callable[[np.ndarray, int], np.ndarray] | None = None,
 ) -> SplitResult:
     """Split trials into good and bad sets by k-means (see the module docstring).
@@ -308,7 +366,7 @@ def split_trials(
             end = int(np.searchsorted(sorted_scores, boundary_rank, side="right"))
             if end > cut.n_below:
                 members = order[start:end]
-                picked = farthest_point_order(_normalized(losses)[members], cut.n_below - start)
+                picked = _thin_rank(_normalized(losses)[members], cut.n_below - start, mo_tiebreak)
                 rest = np.setdiff1d(np.arange(members.size), picked, assume_unique=True)
                 order = order.copy()
                 order[start:end] = members[np.concatenate((picked, rest))]
