@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--qat-epochs", type=int, help="QAT epochs per trial (default 2)")
     search.add_argument("--lr", type=float, help="QAT learning rate (default 0.01)")
     search.add_argument("--cache-dir", help="where the float checkpoint is cached")
+    search.add_argument(
+        "--hessian-max-probes", type=int, help="cap on Hutchinson probes per layer (default 1000)"
+    )
     search.add_argument("--quiet", action="store_true", help="no progress bars")
 
     worker = sub.add_parser(
@@ -156,7 +159,7 @@ def _search_settings(args: argparse.Namespace) -> Any:
     for name in (
         "model", "data", "data_dir", "weight_bits", "act_bits", "widths", "objectives", "device",
         "n_trials", "timeout", "seed", "storage", "study_name", "sampler", "mode", "lr",
-        "cache_dir",
+        "cache_dir", "hessian_max_probes",
     ):  # fmt: skip
         value = getattr(args, name, None)
         if value is not None:
@@ -185,7 +188,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     print(f"Pareto front of study {study.study_name!r} ({settings.storage}):")
     print(format_pareto_table(pareto_rows(study)))
     print()
-    print(f"Watch it live: kmtpe dashboard --storage {settings.storage} ")
+    print(f"Watch it live: kmtpe dashboard --storage {settings.storage}")
     return 0
 
 
@@ -298,11 +301,18 @@ _COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kmtpe`` console script."""
     args = build_parser().parse_args(argv)
+    import warnings
+
     import optuna
 
+    # Heartbeats and metric names are "experimental" in Optuna 5 but stable enough for us;
+    # the warnings would only confuse users of the command.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
     if not args.verbose:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        logging.getLogger("optuna_kmtpe").setLevel(logging.WARNING)
+        # The command prints its own line per trial, failures included.
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        logging.getLogger("optuna_kmtpe").setLevel(logging.ERROR)
     try:
         return _COMMANDS[args.command](args)
     except KeyboardInterrupt:

@@ -9,6 +9,7 @@ import optuna
 
 from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.objectives import _records as keys
+from optuna_kmtpe.workflow._prepare import cached_sensitivity
 from optuna_kmtpe.workflow._prepare import load_data
 from optuna_kmtpe.workflow._prepare import prepare_job
 from optuna_kmtpe.workflow._prepare import pretrained_model
@@ -91,15 +92,7 @@ def export_trial_model(study: optuna.Study, number: int, path: str) -> float:
 
 
 def sensitivity_report(settings: SearchSettings, *, progress: bool = True) -> Any:
-    """The Hessian sensitivity report of the settings' pre-trained model."""
-    from optuna_kmtpe import data as kdata
-    from optuna_kmtpe.sensitivity import compute_sensitivity
-
+    """The Hessian sensitivity report of the settings' pre-trained model (cached on disk)."""
     splits = load_data(settings)
     model = pretrained_model(settings, splits)
-    loader = kdata.make_loader(
-        splits.train, batch_size=settings.batch_size, shuffle=True, seed=settings.seed
-    )
-    return compute_sensitivity(
-        model, loader, seed=settings.seed, weight_bits=settings.weight_bits, progress=progress
-    )
+    return cached_sensitivity(settings, splits, model, progress=progress)

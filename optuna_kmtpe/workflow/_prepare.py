@@ -104,6 +104,48 @@ def pretrained_model(
     return model.eval()
 
 
+def cached_sensitivity(
+    settings: SearchSettings,
+    splits: Any,
+    model: Any,
+    *,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+) -> Any:
+    """The Hessian report of the cached float model, itself cached next to the checkpoint."""
+    from optuna_kmtpe import data as kdata
+    from optuna_kmtpe.sensitivity import SensitivityReport
+    from optuna_kmtpe.sensitivity import compute_sensitivity
+
+    key = f"{settings.weight_bits}-{settings.hessian_max_probes}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    path = _checkpoint_path(settings, splits.name).with_suffix(f".hessian-{digest}.json")
+    if path.exists():
+        try:
+            report = SensitivityReport.from_json(path.read_text())
+            log(f"Loaded the Hessian sensitivity report from the cache {path}.")
+            return report
+        except (ValueError, KeyError, OSError) as exc:
+            log(f"Ignoring an unreadable cached report {path} ({exc}); computing it again.")
+    log("Estimating per-layer Hessian traces (Hutchinson, per-layer Rademacher probes)...")
+    loader = kdata.make_loader(
+        splits.train, batch_size=settings.batch_size, shuffle=True, seed=settings.seed
+    )
+    report = compute_sensitivity(
+        model,
+        loader,
+        seed=settings.seed,
+        weight_bits=settings.weight_bits,
+        max_probes=settings.hessian_max_probes,
+        progress=progress,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(report.to_json())
+    tmp.replace(path)
+    return report
+
+
 def prepare_job(
     settings: SearchSettings,
     study: optuna.Study | None = None,
@@ -118,7 +160,6 @@ def prepare_job(
     from optuna_kmtpe import hardware
     from optuna_kmtpe.graph import channel_graph
     from optuna_kmtpe.sensitivity import SensitivityReport
-    from optuna_kmtpe.sensitivity import compute_sensitivity
 
     torch.manual_seed(settings.seed)
     splits = load_data(settings)
@@ -133,14 +174,7 @@ def prepare_job(
 
     report = SensitivityReport.load_from_study(study) if study is not None else None
     if report is None:
-        log("Estimating per-layer Hessian traces (Hutchinson)...")
-        report = compute_sensitivity(
-            model,
-            train_loader,
-            seed=settings.seed,
-            weight_bits=settings.weight_bits,
-            progress=progress,
-        )
+        report = cached_sensitivity(settings, splits, model, log=log, progress=progress)
         if study is not None:
             report.save_to_study(study)
     else:

@@ -57,6 +57,8 @@ class SearchSettings:
         lr: QAT learning rate.
         pretrain_epochs: Epochs of float pre-training (cached).
         batch_size: Batch size of training and evaluation.
+        hessian_max_probes: Cap on Hutchinson probes per layer and batch (the estimator stops
+            earlier once every layer's relative standard error is below 1%).
         cache_dir: Where float checkpoints are cached (None: ``default_cache_dir()``).
     """
 
@@ -82,6 +84,7 @@ class SearchSettings:
     lr: float = 0.01
     pretrain_epochs: int = 30
     batch_size: int = 128
+    hessian_max_probes: int = 1000
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
@@ -101,7 +104,7 @@ class SearchSettings:
             raise ValueError(f"n_trials must be >= 1, got {self.n_trials}.")
         if self.timeout is not None and not self.timeout > 0:
             raise ValueError(f"timeout must be positive seconds, got {self.timeout}.")
-        for name in ("qat_epochs", "pretrain_epochs", "batch_size"):
+        for name in ("qat_epochs", "pretrain_epochs", "batch_size", "hessian_max_probes"):
             if getattr(self, name) < (0 if name == "pretrain_epochs" else 1):
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         if self.mode not in ("qat", "ptq"):

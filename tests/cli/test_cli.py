@@ -19,7 +19,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-FAST = ["--qat-epochs", "1", "--quiet"]
+FAST = ["--qat-epochs", "1", "--hessian-max-probes", "32", "--quiet"]
 
 
 def kmtpe_command() -> list[str]:
@@ -46,7 +46,9 @@ def run(
         timeout=timeout,
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"kmtpe {args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"kmtpe {args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
@@ -147,7 +149,9 @@ def test_user_errors_exit_with_one_message(
 ) -> None:
     if args[0] == "report":
         run(["search", "--trials", "1", "--no-warm-start", *FAST], tmp_path, cache_dir)
-    proc = run([*args, "--quiet"] if args[0] == "search" else args, tmp_path, cache_dir, check=False)
+    proc = run(
+        [*args, "--quiet"] if args[0] == "search" else args, tmp_path, cache_dir, check=False
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     assert message in proc.stderr
@@ -192,7 +196,9 @@ def test_dashboard_serves_the_study(tmp_path: Path, cache_dir: Path) -> None:
         body = None
         for _ in range(60):
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as r:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/studies", timeout=2
+                ) as r:
                     body = json.loads(r.read())
                 break
             except OSError:
