@@ -189,6 +189,7 @@ def run_search(
     from optuna_kmtpe.objectives import enqueue_warm_starts
     from optuna_kmtpe.objectives import make_objective
 
+    check_settings(settings)
     storage = open_storage(settings.storage)
     study, settings, resumed = _create_or_load_study(settings, storage, join_only=join_only)
     optuna.storages.fail_stale_trials(study)
@@ -237,6 +238,19 @@ def run_search(
     )
     _publish_dashboard(study)
     return study
+
+
+def check_settings(settings: SearchSettings) -> None:
+    """Fail fast, before any data is loaded or model trained, on names that do not exist."""
+    from optuna_kmtpe.hardware import get_device
+    from optuna_kmtpe.models import MODEL_NAMES
+
+    if settings.model not in MODEL_NAMES:
+        raise ValueError(
+            f"Unknown model {settings.model!r}; choose one of {list(MODEL_NAMES)}, or use the "
+            "Python API (optuna_kmtpe.objectives.make_objective) with your own nn.Module."
+        )
+    get_device(settings.device)
 
 
 def _count(study: optuna.Study) -> int:
