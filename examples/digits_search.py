@@ -17,12 +17,12 @@ from optuna_kmtpe.data import make_loader
 from optuna_kmtpe.graph import channel_graph
 from optuna_kmtpe.hardware import FPGAModel
 from optuna_kmtpe.models import DigitsCNN
+from optuna_kmtpe.objectives import TrainingRecipe
 from optuna_kmtpe.objectives import enqueue_warm_starts
 from optuna_kmtpe.objectives import make_objective
-from optuna_kmtpe.objectives import TrainingRecipe
 from optuna_kmtpe.sensitivity import compute_sensitivity
-from optuna_kmtpe.space import hawq_v2_frontier
 from optuna_kmtpe.space import MonotoneSearchSpace
+from optuna_kmtpe.space import hawq_v2_frontier
 
 
 def main(n_trials: int = 20) -> optuna.Study:
