@@ -29,11 +29,37 @@ _BIT_TICKS = {"tickvals": list(range(1, 10)), "ticktext": [str(b) for b in range
 _FIELDS = (("weight_bits", "weight bits"), ("act_bits", "activation bits"), ("width", "width"))
 
 
+_AXIS_STYLE = {
+    "showline": True,
+    "linecolor": "#444",
+    "gridcolor": "#ececec",
+    "zeroline": False,
+    "ticks": "outside",
+    "automargin": True,
+}
+# A built-in plotly template adds about 7 kB to every saved figure (4 storage writes per plot
+# per refresh); this one is a few hundred bytes and looks the same in the dashboard's card.
+_TEMPLATE = go.layout.Template(
+    layout={
+        "font": {"size": 12},
+        "paper_bgcolor": "white",
+        "plot_bgcolor": "white",
+        "xaxis": _AXIS_STYLE,
+        "yaxis": _AXIS_STYLE,
+        "hoverlabel": {"align": "left"},
+    }
+)
+
+
+def _r(value: float) -> float:
+    # Six significant digits are plenty on screen and keep the stored JSON short.
+    return float(f"{value:.6g}")
+
+
 def _layout(fig: go.Figure, title: str) -> go.Figure:
-    # "simple_white" is the smallest built-in template; the dashboard's card gives the size.
     fig.update_layout(
-        title={"text": title, "font": {"size": 14}},
-        template="simple_white",
+        title={"text": title, "font": {"size": 14}, "x": 0.01, "xanchor": "left"},
+        template=_TEMPLATE,
         margin={"l": 60, "r": 20, "t": 60, "b": 50},
         legend={"orientation": "h", "y": -0.2},
         autosize=True,
@@ -138,7 +164,7 @@ def layer_config_heatmap(
     """
     if max_trials < 2:
         raise ValueError(f"max_trials must be >= 2, got {max_trials}.")
-    title = "Per-layer bits and width of the Pareto-optimal trials"
+    title = "Pareto trials: per-layer config"
     front = [p for p in points if p.pareto and p.config]
     if not front:
         return _empty(title, "No Pareto-optimal trial with a recorded config yet.")
@@ -198,14 +224,14 @@ def layer_config_heatmap(
     ]
     fig.update_layout(
         updatemenus=[
-            {"type": "buttons", "direction": "right", "buttons": buttons, "x": 0, "y": 1.12,
-             "xanchor": "left", "yanchor": "bottom", "showactive": True, "pad": {"r": 4}}
+            {"type": "buttons", "direction": "right", "buttons": buttons, "x": 1.0, "y": 1.02,
+             "xanchor": "right", "yanchor": "bottom", "showactive": True,
+             "font": {"size": 11}}
         ]
     )
     fig.update_yaxes(autorange="reversed", title_text="trial (best first)", type="category")
     fig.update_xaxes(title_text="layer (module order)", type="category", tickangle=-30)
     _layout(fig, title)
-    fig.update_layout(margin={"t": 80})
     return fig
 
 
@@ -225,7 +251,7 @@ def sensitivity_bits_figure(
         >>> fig.data[0].x
         ('fc',)
     """
-    title = "Hessian sensitivity vs assigned bits (Pareto trials)"
+    title = "Hessian trace vs bits of the Pareto trials"
     if not sensitivity:
         return _empty(title, "No sensitivity report stored in the study.")
     ordered = sorted(sensitivity, key=lambda s: (-s.trace, s.layer))
@@ -279,11 +305,12 @@ def sensitivity_bits_figure(
                 ),
                 secondary_y=True,
             )
-    fig.update_yaxes(title_text="avg Hessian trace", type="log", secondary_y=False)
+    fig.update_yaxes(title_text="avg Hessian trace", type="log", dtick="D2", secondary_y=False)
     fig.update_yaxes(
         title_text="bits", range=[0, FLOAT_BITS_DISPLAY + 0.5], secondary_y=True, **_BIT_TICKS
     )
-    fig.update_xaxes(title_text="layer (most sensitive first)", type="category", tickangle=-30)
+    # No axis title: it would collide with the legend in the dashboard's 450 px card.
+    fig.update_xaxes(type="category", tickangle=-30)
     return _layout(fig, title)
 
 
@@ -319,53 +346,48 @@ def pareto_front_figure(
     use_color = color is not None and bool(feasible) and all(color in p.metrics for p in feasible)
     fig = go.Figure()
 
-    def hover(p: TrialPoint, with_config: bool) -> str:
+    def full_hover(p: TrialPoint) -> str:
         lines = [f"<b>trial #{p.number}</b>"]
         lines += [f"{k}: {_fmt(v)}" for k, v in p.metrics.items()]
-        if with_config:
-            lines.append(config_summary(p.config))
+        lines.append(config_summary(p.config))
         return "<br>".join(lines)
 
-    groups = (
-        ("Pareto-optimal", [p for p in feasible if p.pareto], 12, "circle", True),
-        ("feasible", [p for p in feasible if not p.pareto], 7, "circle", False),
-    )
-    for name, group, size, symbol, with_config in groups:
+    # Non-Pareto trials can number thousands: their hover is a template over numbers only.
+    short_hover = f"<b>trial #%{{customdata}}</b><br>{x}: %{{x:.4g}}<br>{y}: %{{y:.4g}}"
+
+    def add_group(name: str, group: list[TrialPoint], marker: dict[str, Any], full: bool) -> None:
         if not group:
-            continue
-        marker: dict[str, Any] = {"size": size, "symbol": symbol}
-        if use_color:
-            marker.update(color=[p.metrics[color] for p in group], coloraxis="coloraxis")  # type: ignore[index]
-        else:
-            marker.update(color="#1f77b4")
-        if with_config:
-            marker.update(line={"color": "black", "width": 1.5})
-        else:
-            marker.update(opacity=0.6)
+            return
         fig.add_trace(
             go.Scatter(
-                x=[p.metrics[x] for p in group],
-                y=[p.metrics[y] for p in group],
+                x=[_r(p.metrics[x]) for p in group],
+                y=[_r(p.metrics[y]) for p in group],
                 mode="markers",
                 name=name,
                 marker=marker,
-                hovertext=[hover(p, with_config) for p in group],
-                hovertemplate="%{hovertext}<extra></extra>",
+                customdata=[p.number for p in group],
+                hovertext=[full_hover(p) for p in group] if full else None,
+                hovertemplate=("%{hovertext}" if full else short_hover) + "<extra></extra>",
             )
         )
-    infeasible = [p for p in drawn if not p.feasible]
-    if infeasible:
-        fig.add_trace(
-            go.Scatter(
-                x=[p.metrics[x] for p in infeasible],
-                y=[p.metrics[y] for p in infeasible],
-                mode="markers",
-                name="infeasible",
-                marker={"size": 7, "symbol": "x", "color": "#9e9e9e"},
-                hovertext=[hover(p, False) for p in infeasible],
-                hovertemplate="%{hovertext}<extra></extra>",
-            )
-        )
+
+    for name, group, full in (
+        ("Pareto-optimal", [p for p in feasible if p.pareto], True),
+        ("feasible", [p for p in feasible if not p.pareto], False),
+    ):
+        marker: dict[str, Any] = {"size": 12 if full else 7}
+        if use_color:
+            marker.update(color=[_r(p.metrics[color]) for p in group], coloraxis="coloraxis")  # type: ignore[index]
+        else:
+            marker.update(color="#1f77b4")
+        marker.update({"line": {"color": "black", "width": 1.5}} if full else {"opacity": 0.6})
+        add_group(name, group, marker, full)
+    add_group(
+        "infeasible",
+        [p for p in drawn if not p.feasible],
+        {"size": 7, "symbol": "x", "color": "#9e9e9e"},
+        False,
+    )
     if use_color:
         fig.update_layout(
             coloraxis={"colorscale": "Plasma", "colorbar": {"title": {"text": color}}}
@@ -415,17 +437,19 @@ def sampler_split_figure(
     numbers = [int(r["number"]) for r in rows]
     thresholds = [_thresholds(r) for r in rows]
     n_thresholds = max((len(t) for t in thresholds), default=0)
+    # One row per objective threshold: objectives live on unrelated scales.
+    n_rows = 1 + n_thresholds
     fig = make_subplots(
-        rows=2 if n_thresholds else 1,
+        rows=n_rows,
         cols=1,
         shared_xaxes=True,
-        vertical_spacing=0.08,
-        specs=[[{"secondary_y": True}]] + ([[{}]] if n_thresholds else []),
-        row_heights=[0.6, 0.4] if n_thresholds else None,
+        vertical_spacing=0.04,
+        specs=[[{"secondary_y": True}]] + [[{}]] * n_thresholds,
+        row_heights=[0.5] + [0.5 / n_thresholds] * n_thresholds if n_thresholds else None,
     )
-    for key, label, color, dash in (
-        ("n_below", "n_below (good set)", "#2ca02c", "solid"),
-        ("n_above", "n_above (bad set)", "#d62728", "solid"),
+    for key, label, color in (
+        ("n_below", "n_below (good set)", "#2ca02c"),
+        ("n_above", "n_above (bad set)", "#d62728"),
     ):
         fig.add_trace(
             go.Scatter(
@@ -433,7 +457,7 @@ def sampler_split_figure(
                 y=[_float_or_none(r.get(key)) for r in rows],
                 mode="lines",
                 name=label,
-                line={"color": color, "dash": dash},
+                line={"color": color},
             ),
             row=1,
             col=1,
@@ -460,14 +484,17 @@ def sampler_split_figure(
                 y=[t[i] if i < len(t) else None for t in thresholds],
                 mode="lines+markers",
                 marker={"size": 4},
+                line={"color": "#444"},
                 name=f"threshold: {label}",
+                showlegend=False,
             ),
-            row=2,
+            row=2 + i,
             col=1,
         )
+        fig.update_yaxes(
+            title_text=f"thr. {label}", title_font={"size": 10}, nticks=3, row=2 + i, col=1
+        )
     fig.update_yaxes(title_text="trials", row=1, col=1, secondary_y=False)
-    fig.update_yaxes(title_text="k", row=1, col=1, secondary_y=True)
-    if n_thresholds:
-        fig.update_yaxes(title_text="threshold", row=2, col=1)
-    fig.update_xaxes(title_text="trial number", row=2 if n_thresholds else 1, col=1)
+    fig.update_yaxes(title_text="k", row=1, col=1, secondary_y=True, showgrid=False)
+    fig.update_xaxes(title_text="trial number", row=n_rows, col=1)
     return _layout(fig, title)

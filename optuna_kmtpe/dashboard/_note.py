@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from collections.abc import Sequence
-import json
 import statistics
 from typing import Any
 
@@ -17,13 +16,22 @@ NOTE_MARKER = "<!-- kmtpe:summary -->"
 """First line of every generated note (an HTML comment, invisible when rendered)."""
 
 
-def _cell(value: Any) -> str:
+def _text(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
     if isinstance(value, float):
-        text = f"{value:.4g}"
-    elif isinstance(value, (Mapping, list, tuple)):
-        text = json.dumps(value, separators=(", ", ": "), default=str)
-    else:
-        text = str(value)
+        return f"{value:.4g}"
+    if isinstance(value, int) and abs(value) >= 10**6:
+        return f"{value:.3g}"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}: {_text(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_text(v) for v in value)
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    text = _text(value)
     # A pipe would end the Markdown table cell; newlines would end the row.
     return text.replace("|", "\\|").replace("\n", " ")
 
