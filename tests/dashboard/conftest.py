@@ -47,3 +47,14 @@ def fake_split_history(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     history = synthetic_split_history(range(10, 24))
     monkeypatch.setattr(sampler_module, "split_history", lambda study: history, raising=False)
     return history
+
+
+@pytest.fixture
+def dashboard_app() -> Any:
+    """A factory: the real optuna-dashboard WSGI application over a storage (URL or object)."""
+    import optuna_dashboard
+
+    def make(storage: str | optuna.storages.BaseStorage) -> Any:
+        return optuna_dashboard.wsgi(storage)
+
+    return make
