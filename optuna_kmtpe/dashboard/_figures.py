@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from collections.abc import Sequence
+import math
 import statistics
 from typing import Any
 
@@ -25,6 +26,7 @@ FLOAT_BITS_DISPLAY = 9
 """Where float layers (16/32 bits) are drawn on a bits axis: one step above 8 bits, labelled
 ``fp``, so that integer bit-widths keep a readable scale."""
 
+_THRESHOLD_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 _BIT_TICKS = {"tickvals": list(range(1, 10)), "ticktext": [str(b) for b in range(1, 9)] + ["fp"]}
 _FIELDS = (("weight_bits", "weight bits"), ("act_bits", "activation bits"), ("width", "width"))
 
@@ -81,6 +83,22 @@ def _bits_display(bits: int) -> int:
 
 def _bits_label(bits: int) -> str:
     return "fp" if is_float_bits(bits) else str(bits)
+
+
+def _log_ticks(values: Sequence[float]) -> dict[str, Any]:
+    """1-2-5 ticks over the positive range of ``values`` (plotly's own minor labels read as
+    bare digits, ambiguous across decades)."""
+    positive = [v for v in values if v > 0]
+    if not positive:
+        return {}
+    low, high = min(positive) / 1.5, max(positive) * 1.5
+    ticks = [
+        m * 10.0**e
+        for e in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+        for m in (1, 2, 5)
+        if low <= m * 10.0**e <= high
+    ]
+    return {"tickvals": ticks, "ticktext": [f"{t:g}" for t in ticks]} if len(ticks) >= 2 else {}
 
 
 def _layer_field(config: Mapping[str, Mapping[str, Any]], layer: str, field: str) -> Any:
@@ -256,6 +274,7 @@ def sensitivity_bits_figure(
         return _empty(title, "No sensitivity report stored in the study.")
     ordered = sorted(sensitivity, key=lambda s: (-s.trace, s.layer))
     layers = [s.layer for s in ordered]
+    layers_trace = [s.trace for s in ordered]
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     has_stderr = any(s.trace_stderr is not None for s in ordered)
     fig.add_trace(
@@ -305,7 +324,9 @@ def sensitivity_bits_figure(
                 ),
                 secondary_y=True,
             )
-    fig.update_yaxes(title_text="avg Hessian trace", type="log", dtick="D2", secondary_y=False)
+    fig.update_yaxes(
+        title_text="avg Hessian trace", type="log", secondary_y=False, **_log_ticks(layers_trace)
+    )
     fig.update_yaxes(
         title_text="bits", range=[0, FLOAT_BITS_DISPLAY + 0.5], secondary_y=True, **_BIT_TICKS
     )
@@ -484,16 +505,13 @@ def sampler_split_figure(
                 y=[t[i] if i < len(t) else None for t in thresholds],
                 mode="lines+markers",
                 marker={"size": 4},
-                line={"color": "#444"},
+                line={"color": _THRESHOLD_COLORS[i % len(_THRESHOLD_COLORS)]},
                 name=f"threshold: {label}",
-                showlegend=False,
             ),
             row=2 + i,
             col=1,
         )
-        fig.update_yaxes(
-            title_text=f"thr. {label}", title_font={"size": 10}, nticks=3, row=2 + i, col=1
-        )
+        fig.update_yaxes(nticks=3, row=2 + i, col=1)
     fig.update_yaxes(title_text="trials", row=1, col=1, secondary_y=False)
     fig.update_yaxes(title_text="k", row=1, col=1, secondary_y=True, showgrid=False)
     fig.update_xaxes(title_text="trial number", row=n_rows, col=1)

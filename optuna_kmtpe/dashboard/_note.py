@@ -12,8 +12,8 @@ from optuna_kmtpe.dashboard import _keys
 from optuna_kmtpe.dashboard._records import TrialPoint
 
 
-NOTE_MARKER = "<!-- kmtpe:summary -->"
-"""First line of every generated note (an HTML comment, invisible when rendered)."""
+NOTE_TITLE = "K-Means TPE quantization search"
+"""Heading of every generated note (raw HTML such as a comment marker would show as text)."""
 
 
 def _text(value: Any) -> str:
@@ -80,7 +80,7 @@ def summary_markdown(
         >>> "| model | cnn |" in text
         True
     """
-    lines = [NOTE_MARKER, f"## K-Means TPE quantization search: `{study_name}`", ""]
+    lines = [f"## {NOTE_TITLE}: `{study_name}`", ""]
     if run:
         lines += ["| run | |", "|---|---|"]
         lines += [f"| {_cell(key)} | {_cell(value)} |" for key, value in run.items()]

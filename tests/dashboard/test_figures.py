@@ -21,7 +21,7 @@ from optuna_kmtpe.dashboard import sampler_split_figure
 from optuna_kmtpe.dashboard import sensitivity_bits_figure
 from optuna_kmtpe.dashboard import summary_markdown
 from optuna_kmtpe.dashboard import TrialPoint
-from optuna_kmtpe.dashboard._note import NOTE_MARKER
+from optuna_kmtpe.dashboard._note import NOTE_TITLE
 from optuna_kmtpe.dashboard._records import parse_config
 from optuna_kmtpe.dashboard._records import points_from_trials
 
@@ -294,7 +294,7 @@ def test_config_summary_and_note_table() -> None:
         max_rows=1,
     )
     lines = text.splitlines()
-    assert lines[0] == NOTE_MARKER
+    assert lines[0] == f"## {NOTE_TITLE}: `s`"
     assert "| model | a\\|b |" in lines  # a pipe must not break the table
     assert "| space_size | before: 4.3e+09, after: 2.1e+07 |" in lines
     assert "**Trials:** 4 complete, 1 fail; 3 feasible completed." in lines

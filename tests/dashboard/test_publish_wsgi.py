@@ -20,7 +20,7 @@ from optuna_kmtpe.dashboard import keys
 from optuna_kmtpe.dashboard import publish_dashboard
 from optuna_kmtpe.dashboard import record_constraints
 from optuna_kmtpe.dashboard import trial_points
-from optuna_kmtpe.dashboard._note import NOTE_MARKER
+from optuna_kmtpe.dashboard._note import NOTE_TITLE
 
 
 def _study_detail(app: Any, study: optuna.Study) -> dict[str, Any]:
@@ -57,7 +57,7 @@ def test_published_study_exposes_graphs_names_attrs_and_note(
     study_attrs = {a["key"]: a["value"] for a in detail["user_attrs"]}
     assert "digits_cnn" in study_attrs[keys.STUDY_RUN]
     body = detail["note"]["body"]
-    assert body.startswith(NOTE_MARKER) and "xczu3eg" in body
+    assert body.startswith(f"## {NOTE_TITLE}: `synthetic-mpq`") and "xczu3eg" in body
     for number in front:
         assert f"| #{number} |" in body
 
@@ -72,7 +72,7 @@ def test_republishing_overwrites_graphs_instead_of_adding_them(
     study = build_synthetic_study(sqlite_url, n_trials=6, seed=1)
     publish_dashboard(study)
     first = _graphs(_study_detail(dashboard_app(sqlite_url), study))
-    more = build_synthetic_study(optuna.storages.InMemoryStorage(), n_trials=30, seed=2)
+    more = build_synthetic_study(optuna.storages.InMemoryStorage(), n_trials=15, seed=2)
     for trial in more.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
         study.add_trial(trial)
     publish_dashboard(study)
