@@ -33,7 +33,9 @@ import urllib.request
 import pytest
 
 
-INSTALL_HINT = "run `sudo scripts/install-system-deps.sh` (Debian: apt-get install chromium postgresql)"
+INSTALL_HINT = (
+    "run `sudo scripts/install-system-deps.sh` (Debian: apt-get install chromium postgresql)"
+)
 CHROMIUM_PATH = "/usr/bin/chromium"
 CHROMIUM_ARGS: tuple[str, ...] = (
     "--headless",
@@ -71,7 +73,9 @@ def wait_for_http(
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             output = process.stdout.read() if process.stdout else ""
-            pytest.fail(f"server exited with {process.returncode} before answering {url}:\n{output}")
+            pytest.fail(
+                f"server exited with {process.returncode} before answering {url}:\n{output}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2.0):
                 return
@@ -121,8 +125,12 @@ def postgres_bin_dir() -> str:
     """The newest ``/usr/lib/postgresql/<version>/bin``, or fail the test with the install hint."""
     candidates = glob.glob("/usr/lib/postgresql/*/bin/initdb")
     if not candidates:
-        pytest.fail(f"PostgreSQL server binaries not found under /usr/lib/postgresql; {INSTALL_HINT}.")
-    newest = max(candidates, key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+        pytest.fail(
+            f"PostgreSQL server binaries not found under /usr/lib/postgresql; {INSTALL_HINT}."
+        )
+    newest = max(
+        candidates, key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0
+    )
     return os.path.dirname(newest)
 
 
@@ -134,7 +142,9 @@ def _as_server_user() -> tuple[list[str], int | None, int | None]:
     try:
         account = pwd.getpwnam("postgres")
     except KeyError:
-        pytest.fail(f"running as root but there is no 'postgres' user to run the server; {INSTALL_HINT}.")
+        pytest.fail(
+            f"running as root but there is no 'postgres' user to run the server; {INSTALL_HINT}."
+        )
     runuser = shutil.which("runuser")
     if runuser is None:
         pytest.fail("running as root, and `runuser` (util-linux) is missing to drop privileges.")
@@ -144,7 +154,9 @@ def _as_server_user() -> tuple[list[str], int | None, int | None]:
 def _run(args: Sequence[str], *, cwd: str, what: str) -> None:
     result = subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, timeout=120)
     if result.returncode != 0:
-        raise RuntimeError(f"{what} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        raise RuntimeError(
+            f"{what} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
 
 
 @contextlib.contextmanager
@@ -170,9 +182,21 @@ def postgres_server(*, database: str = "kmtpe", user: str = "kmtpe") -> Iterator
         if uid is not None and gid is not None:
             os.chown(data_root, uid, gid)
         _run(
-            [*prefix, f"{bin_dir}/initdb", "-D", data_dir, "-U", user, "--auth=trust",
-             "-E", "UTF8", "--no-sync", "--no-instructions"],
-            cwd=data_root, what="initdb",
+            [
+                *prefix,
+                f"{bin_dir}/initdb",
+                "-D",
+                data_dir,
+                "-U",
+                user,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            cwd=data_root,
+            what="initdb",
         )
         for attempt in range(3):
             port = free_port()
@@ -182,9 +206,22 @@ def postgres_server(*, database: str = "kmtpe", user: str = "kmtpe") -> Iterator
             )
             try:
                 _run(
-                    [*prefix, f"{bin_dir}/pg_ctl", "-D", data_dir, "-o", options, "-l", log_file,
-                     "-w", "-t", "60", "start"],
-                    cwd=data_root, what="pg_ctl start",
+                    [
+                        *prefix,
+                        f"{bin_dir}/pg_ctl",
+                        "-D",
+                        data_dir,
+                        "-o",
+                        options,
+                        "-l",
+                        log_file,
+                        "-w",
+                        "-t",
+                        "60",
+                        "start",
+                    ],
+                    cwd=data_root,
+                    what="pg_ctl start",
                 )
                 started = True
                 break
@@ -194,13 +231,23 @@ def postgres_server(*, database: str = "kmtpe", user: str = "kmtpe") -> Iterator
                         raise RuntimeError(f"PostgreSQL did not start:\n{log.read()}") from None
         _run(
             [f"{bin_dir}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", user, database],
-            cwd=data_root, what="createdb",
+            cwd=data_root,
+            what="createdb",
         )
         yield f"postgresql+psycopg2://{user}@127.0.0.1:{port}/{database}"
     finally:
         if started:
             subprocess.run(
                 [*prefix, f"{bin_dir}/pg_ctl", "-D", data_dir, "-m", "immediate", "-w", "stop"],
-                cwd=data_root, capture_output=True, timeout=60,
+                cwd=data_root,
+                capture_output=True,
+                timeout=60,
             )
         shutil.rmtree(data_root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """Pytest fixture form of :func:`postgres_server` (import it into a conftest to use it)."""
+    with postgres_server() as url:
+        yield url

@@ -242,9 +242,17 @@ def layer_config_heatmap(
     ]
     fig.update_layout(
         updatemenus=[
-            {"type": "buttons", "direction": "right", "buttons": buttons, "x": 1.0, "y": 1.02,
-             "xanchor": "right", "yanchor": "bottom", "showactive": True,
-             "font": {"size": 11}}
+            {
+                "type": "buttons",
+                "direction": "right",
+                "buttons": buttons,
+                "x": 1.0,
+                "y": 1.02,
+                "xanchor": "right",
+                "yanchor": "bottom",
+                "showactive": True,
+                "font": {"size": 11},
+            }
         ]
     )
     fig.update_yaxes(autorange="reversed", title_text="trial (best first)", type="category")
@@ -450,11 +458,17 @@ def sampler_split_figure(
     """
     title = "K-Means TPE split per trial"
     rows = sorted(
-        (r for r in history if isinstance(r, Mapping) and _float_or_none(r.get("number")) is not None),
+        (
+            r
+            for r in history
+            if isinstance(r, Mapping) and _float_or_none(r.get("number")) is not None
+        ),
         key=lambda r: r["number"],
     )
     if not rows:
-        return _empty(title, "No split diagnostics recorded yet (startup trials or another sampler).")
+        return _empty(
+            title, "No split diagnostics recorded yet (startup trials or another sampler)."
+        )
     numbers = [int(r["number"]) for r in rows]
     thresholds = [_thresholds(r) for r in rows]
     n_thresholds = max((len(t) for t in thresholds), default=0)

@@ -20,15 +20,19 @@ from optuna_kmtpe.dashboard._figures import pareto_front_figure
 from optuna_kmtpe.dashboard._figures import sampler_split_figure
 from optuna_kmtpe.dashboard._figures import sensitivity_bits_figure
 from optuna_kmtpe.dashboard._note import summary_markdown
+from optuna_kmtpe.dashboard._records import TrialPoint
 from optuna_kmtpe.dashboard._records import metric_names_of
 from optuna_kmtpe.dashboard._records import parse_sensitivity
 from optuna_kmtpe.dashboard._records import points_from_trials
-from optuna_kmtpe.dashboard._records import TrialPoint
 
 
 _logger = optuna.logging.get_logger(__name__)
 
-DEFAULT_PARETO_AXES: tuple[str, str, str | None] = (_keys.LATENCY_S, _keys.ACCURACY, _keys.ENERGY_J)
+DEFAULT_PARETO_AXES: tuple[str, str, str | None] = (
+    _keys.LATENCY_S,
+    _keys.ACCURACY,
+    _keys.ENERGY_J,
+)
 
 
 def load_split_history(study: optuna.Study) -> list[dict[str, Any]]:

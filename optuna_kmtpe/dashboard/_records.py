@@ -172,9 +172,7 @@ def points_from_trials(
         values = np.array([objective_rows[i] for i in candidates], dtype=float)
         mask = pareto_mask(values, directions)
         front = {candidates[j] for j in np.flatnonzero(mask)}
-    return [
-        dataclasses.replace(p, pareto=True) if i in front else p for i, p in enumerate(drafts)
-    ]
+    return [dataclasses.replace(p, pareto=True) if i in front else p for i, p in enumerate(drafts)]
 
 
 def trial_points(study: optuna.Study) -> list[TrialPoint]:

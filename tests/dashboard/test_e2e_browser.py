@@ -44,8 +44,17 @@ def test_dashboard_server_renders_kmtpe_plots_in_chromium(
 
     port = free_port()
     server = [
-        sys.executable, "-m", "optuna_dashboard._cli",  # the `optuna-dashboard` console script
-        "--host", "127.0.0.1", "--port", str(port), "--server", "wsgiref", "--quiet", url,
+        sys.executable,
+        "-m",
+        "optuna_dashboard._cli",  # the `optuna-dashboard` console script
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--server",
+        "wsgiref",
+        "--quiet",
+        url,
     ]
     base = f"http://127.0.0.1:{port}"
     with running_process(server) as process:

@@ -11,16 +11,16 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 import pytest
 
+from optuna_kmtpe.dashboard import LayerSensitivity
+from optuna_kmtpe.dashboard import TrialPoint
 from optuna_kmtpe.dashboard import config_summary
 from optuna_kmtpe.dashboard import layer_config_heatmap
-from optuna_kmtpe.dashboard import LayerSensitivity
 from optuna_kmtpe.dashboard import pareto_front_figure
 from optuna_kmtpe.dashboard import pareto_mask
 from optuna_kmtpe.dashboard import parse_sensitivity
 from optuna_kmtpe.dashboard import sampler_split_figure
 from optuna_kmtpe.dashboard import sensitivity_bits_figure
 from optuna_kmtpe.dashboard import summary_markdown
-from optuna_kmtpe.dashboard import TrialPoint
 from optuna_kmtpe.dashboard._note import NOTE_TITLE
 from optuna_kmtpe.dashboard._records import parse_config
 from optuna_kmtpe.dashboard._records import points_from_trials
@@ -126,13 +126,21 @@ def test_parse_sensitivity_accepts_list_and_dict_forms_and_drops_bad_layers() ->
     ]
     assert [s.layer for s in parse_sensitivity(as_dicts)] == ["a", "c"]
     assert [s.trace for s in parse_sensitivity(as_records)] == [3.0, 1.0]
-    for broken in (None, "x", {"layers": "abc"}, {"trace": [1.0]}, {"layers": ["a"], "trace": [1, 2]}):
+    for broken in (
+        None,
+        "x",
+        {"layers": "abc"},
+        {"trace": [1.0]},
+        {"layers": ["a"], "trace": [1, 2]},
+    ):
         assert parse_sensitivity(broken) == []
 
 
 def _front_points() -> list[TrialPoint]:
     return [
-        TrialPoint(5, {"accuracy": 0.80}, _cfg((2, 4, 0.5), (4, 8, 1.0), (32, 32, 1.0)), pareto=True),
+        TrialPoint(
+            5, {"accuracy": 0.80}, _cfg((2, 4, 0.5), (4, 8, 1.0), (32, 32, 1.0)), pareto=True
+        ),
         TrialPoint(2, {"accuracy": 0.95}, _cfg((8, 8, 1.0), (6, 8, 0.75)), pareto=True),
         TrialPoint(7, {"accuracy": 0.90}, None, pareto=True),  # no config: not drawn
         TrialPoint(9, {"accuracy": 0.99}, _cfg((8, 8, 1.0)), pareto=False),  # not on the front
@@ -202,11 +210,19 @@ def test_sensitivity_figure_without_report_or_front() -> None:
 
 def test_pareto_figure_groups_trials_and_puts_configs_in_pareto_hover_only() -> None:
     points = [
-        TrialPoint(1, {"latency_s": 1e-3, "accuracy": 0.9, "energy_j": 2e-6},
-                   _cfg((4, 8, 1.0)), pareto=True),
+        TrialPoint(
+            1,
+            {"latency_s": 1e-3, "accuracy": 0.9, "energy_j": 2e-6},
+            _cfg((4, 8, 1.0)),
+            pareto=True,
+        ),
         TrialPoint(2, {"latency_s": 2e-3, "accuracy": 0.8, "energy_j": 3e-6}, _cfg((8, 8, 1.0))),
-        TrialPoint(3, {"latency_s": 9e-3, "accuracy": 0.99, "energy_j": 1e-6},
-                   _cfg((8, 8, 1.0)), feasible=False),
+        TrialPoint(
+            3,
+            {"latency_s": 9e-3, "accuracy": 0.99, "energy_j": 1e-6},
+            _cfg((8, 8, 1.0)),
+            feasible=False,
+        ),
         TrialPoint(4, {"accuracy": 0.7}, None),  # no latency: cannot be placed
     ]
     fig = pareto_front_figure(points)
@@ -216,7 +232,10 @@ def test_pareto_figure_groups_trials_and_puts_configs_in_pareto_hover_only() -> 
     assert "a: w4 a8 ×1" in pareto.hovertext[0]
     assert feasible.hovertext is None and feasible.customdata == (2,)
     assert infeasible.marker.color == "#9e9e9e"
-    assert list(pareto.marker.color) == [2e-6] and fig.layout.coloraxis.colorbar.title.text == "energy_j"
+    assert (
+        list(pareto.marker.color) == [2e-6]
+        and fig.layout.coloraxis.colorbar.title.text == "energy_j"
+    )
 
 
 def test_pareto_figure_drops_colour_when_a_trial_lacks_it_and_handles_no_data() -> None:
@@ -260,8 +279,11 @@ def test_figures_stay_small_enough_to_refresh_often() -> None:
     points = [
         TrialPoint(
             i,
-            {"accuracy": float(rng.random()), "latency_s": float(rng.random()),
-             "energy_j": float(rng.random())},
+            {
+                "accuracy": float(rng.random()),
+                "latency_s": float(rng.random()),
+                "energy_j": float(rng.random()),
+            },
             _cfg(*[(4, 8, 1.0)] * 20, names=layers),
             pareto=i < 40,
         )
@@ -278,8 +300,12 @@ def test_config_summary_and_note_table() -> None:
     assert config_summary(None) == "(no config)"
     assert config_summary(_cfg((1, 32, 0.25)), sep="; ") == "a: w1 afp ×0.25"
     points = [
-        TrialPoint(3, {"accuracy": 0.91, "latency_s": 1e-3, "size_bits": 1e5},
-                   _cfg((4, 8, 1.0), (8, 32, 0.5)), pareto=True),
+        TrialPoint(
+            3,
+            {"accuracy": 0.91, "latency_s": 1e-3, "size_bits": 1e5},
+            _cfg((4, 8, 1.0), (8, 32, 0.5)),
+            pareto=True,
+        ),
         TrialPoint(8, {"accuracy": 0.97, "latency_s": 2e-3}, _cfg((8, 8, 1.0)), pareto=True),
         TrialPoint(9, {"accuracy": 0.5, "latency_s": 9e-3}, None),
         TrialPoint(10, {"accuracy": 0.99, "latency_s": 9e-3}, None, feasible=False),
@@ -305,6 +331,12 @@ def test_config_summary_and_note_table() -> None:
     rows = [line for line in lines if line.startswith("| #")]
     assert rows == ["| #8 | 0.97 | 0.002 |  | 8.00 | 8.00 | 1.00 |"]  # best accuracy first
     assert "Showing 1 of 2" in text
-    text = summary_markdown(study_name="s", run=None, points=points[2:], metric_names=["accuracy"],
-                            maximize=[True], state_counts={})
+    text = summary_markdown(
+        study_name="s",
+        run=None,
+        points=points[2:],
+        metric_names=["accuracy"],
+        maximize=[True],
+        state_counts={},
+    )
     assert "_No Pareto-optimal trial yet._" in text and "| run |" not in text

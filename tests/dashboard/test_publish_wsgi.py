@@ -6,16 +6,16 @@ import json
 import logging
 from typing import Any
 
-from _synthetic import build_synthetic_study
 from _synthetic import LAYERS
 from _synthetic import METRIC_NAMES
+from _synthetic import build_synthetic_study
 from _synthetic import wsgi_request
 import optuna
 from optuna.storages import RDBStorage
 import pytest
 
-from optuna_kmtpe.dashboard import DashboardCallback
 from optuna_kmtpe.dashboard import GRAPH_IDS
+from optuna_kmtpe.dashboard import DashboardCallback
 from optuna_kmtpe.dashboard import keys
 from optuna_kmtpe.dashboard import publish_dashboard
 from optuna_kmtpe.dashboard import record_constraints
@@ -63,7 +63,13 @@ def test_published_study_exposes_graphs_names_attrs_and_note(
 
     trial = next(t for t in detail["trials"] if t["number"] == 0)
     trial_attrs = {a["key"] for a in trial["user_attrs"]}
-    assert {keys.CONFIG, keys.ACCURACY, keys.LATENCY_S, keys.ENERGY_J, keys.FEASIBLE} <= trial_attrs
+    assert {
+        keys.CONFIG,
+        keys.ACCURACY,
+        keys.LATENCY_S,
+        keys.ENERGY_J,
+        keys.FEASIBLE,
+    } <= trial_attrs
 
 
 def test_republishing_overwrites_graphs_instead_of_adding_them(
@@ -124,7 +130,9 @@ def test_callback_refreshes_during_a_real_search_and_survives_bad_trials(
         latency = bits * 1e-4
         if trial.number % 5 == 1:
             return 0.5, latency  # infeasible-like trial that records nothing
-        trial.set_user_attr(keys.CONFIG, {"conv": {"weight_bits": bits, "act_bits": 8, "width": 1.0}})
+        trial.set_user_attr(
+            keys.CONFIG, {"conv": {"weight_bits": bits, "act_bits": 8, "width": 1.0}}
+        )
         trial.set_user_attr(keys.ACCURACY, 0.9 + bits / 100)
         trial.set_user_attr(keys.LATENCY_S, latency)
         trial.set_user_attr(keys.ENERGY_J, bits * 1e-7)
