@@ -5,8 +5,8 @@ import torch
 
 from optuna_kmtpe.data import load_digits
 from optuna_kmtpe.data import make_loader
-from optuna_kmtpe.models import build_model
 from optuna_kmtpe.models import MODEL_NAMES
+from optuna_kmtpe.models import build_model
 
 
 def test_digits_split_is_fixed_and_disjoint() -> None:

@@ -6,10 +6,10 @@ package too; these exist so that the CLI, tests and benchmarks have known target
 
 from __future__ import annotations
 
-from optuna_kmtpe.models._registry import build_model
 from optuna_kmtpe.models._registry import MODEL_NAMES
-from optuna_kmtpe.models._small import DigitsCNN
+from optuna_kmtpe.models._registry import build_model
 from optuna_kmtpe.models._small import MLP
+from optuna_kmtpe.models._small import DigitsCNN
 from optuna_kmtpe.models.resnet import ResNet20
 
 
