@@ -15,6 +15,7 @@ key                         value
 ``energy_j``                modelled energy of one inference, joules
 ``size_bits``               model size, bits
 ``bops``                    bit operations of one inference
+``throughput_ips``          modelled inferences per second of the layer-pipelined design
 ``dsp_used``                DSP slices the design needs
 ``feasible``                ``bool``: every hardware budget met
 ``train_time_s``            wall time of QAT/PTQ, seconds
@@ -25,9 +26,11 @@ key                         value
 
 Study user attributes:
 
-* ``kmtpe:sensitivity``: the Hessian sensitivity report as a JSON dict with ``layers`` (module
-  paths) and ``trace`` (average Hessian trace per layer, a ``{layer: value}`` dict or a list
-  aligned with ``layers``), optionally ``trace_stderr`` in the same form.
+* ``kmtpe:sensitivity``: the Hessian sensitivity report (``SensitivityReport.save_to_study``):
+  ``layers`` is a list of ``{"name", "trace", "trace_stderr", ...}`` dicts; a large report
+  continues in ``kmtpe:sensitivity:1``, ``:2``, ... (``extra_chunks`` says how many). Also
+  accepted: ``layers`` as module paths with ``trace`` (and ``trace_stderr``) as a
+  ``{layer: value}`` dict or a list aligned with ``layers``.
 * ``kmtpe:run``: a flat-ish dict describing the run (model, data, device preset, objectives,
   search-space sizes...); rendered as a table in the study note.
 """
@@ -41,6 +44,7 @@ LATENCY_S = "latency_s"
 ENERGY_J = "energy_j"
 SIZE_BITS = "size_bits"
 BOPS = "bops"
+THROUGHPUT_IPS = "throughput_ips"
 DSP_USED = "dsp_used"
 FEASIBLE = "feasible"
 TRAIN_TIME_S = "train_time_s"
@@ -54,6 +58,7 @@ TRIAL_METRIC_KEYS: tuple[str, ...] = (
     ENERGY_J,
     SIZE_BITS,
     BOPS,
+    THROUGHPUT_IPS,
     DSP_USED,
     TRAIN_TIME_S,
 )

@@ -21,6 +21,7 @@ from optuna_kmtpe.dashboard._figures import sampler_split_figure
 from optuna_kmtpe.dashboard._figures import sensitivity_bits_figure
 from optuna_kmtpe.dashboard._note import summary_markdown
 from optuna_kmtpe.dashboard._records import TrialPoint
+from optuna_kmtpe.dashboard._records import collect_sensitivity
 from optuna_kmtpe.dashboard._records import metric_names_of
 from optuna_kmtpe.dashboard._records import parse_sensitivity
 from optuna_kmtpe.dashboard._records import points_from_trials
@@ -89,7 +90,7 @@ class _Publisher:
         metric_names = metric_names_of(study)
         points = points_from_trials(trials, study.directions, metric_names)
         user_attrs = study.user_attrs
-        sensitivity = parse_sensitivity(user_attrs.get(_keys.STUDY_SENSITIVITY))
+        sensitivity = parse_sensitivity(collect_sensitivity(user_attrs))
         history = load_split_history(study)
 
         figures: dict[str, go.Figure] = {}

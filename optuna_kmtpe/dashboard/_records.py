@@ -207,6 +207,26 @@ def _per_layer(field: Any, layers: Sequence[str]) -> dict[str, Any]:
     return {}
 
 
+def collect_sensitivity(user_attrs: Mapping[str, Any]) -> Any:
+    """The ``kmtpe:sensitivity`` report from study user attrs, its extra chunks joined.
+
+    ``SensitivityReport.save_to_study`` splits large reports over ``kmtpe:sensitivity``,
+    ``kmtpe:sensitivity:1``, ...; a missing chunk leaves the layers that are there.
+    """
+    header = user_attrs.get(_keys.STUDY_SENSITIVITY)
+    if not isinstance(header, Mapping):
+        return header
+    extra = header.get("extra_chunks", 0)
+    if isinstance(extra, bool) or not isinstance(extra, int) or extra <= 0:
+        return header
+    layers = list(header.get("layers") or [])
+    for index in range(1, extra + 1):
+        chunk = user_attrs.get(f"{_keys.STUDY_SENSITIVITY}:{index}")
+        if isinstance(chunk, Sequence) and not isinstance(chunk, str):
+            layers.extend(chunk)
+    return {**header, "layers": layers}
+
+
 def parse_sensitivity(report: Any) -> list[LayerSensitivity]:
     """Per-layer traces from the ``kmtpe:sensitivity`` study user attribute.
 

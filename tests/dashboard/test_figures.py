@@ -22,6 +22,7 @@ from optuna_kmtpe.dashboard import sampler_split_figure
 from optuna_kmtpe.dashboard import sensitivity_bits_figure
 from optuna_kmtpe.dashboard import summary_markdown
 from optuna_kmtpe.dashboard._note import NOTE_TITLE
+from optuna_kmtpe.dashboard._records import collect_sensitivity
 from optuna_kmtpe.dashboard._records import parse_config
 from optuna_kmtpe.dashboard._records import points_from_trials
 
@@ -134,6 +135,28 @@ def test_parse_sensitivity_accepts_list_and_dict_forms_and_drops_bad_layers() ->
         {"layers": ["a"], "trace": [1, 2]},
     ):
         assert parse_sensitivity(broken) == []
+
+
+def test_collect_sensitivity_joins_the_chunks_save_to_study_writes() -> None:
+    # The format of SensitivityReport.save_to_study: layer records, split over several attrs.
+    attrs = {
+        "kmtpe:sensitivity": {
+            "format_version": 1,
+            "layers": [{"name": "a", "trace": 2.0, "trace_stderr": 0.1, "n_params": 9}],
+            "extra_chunks": 2,
+        },
+        "kmtpe:sensitivity:1": [{"name": "b", "trace": 1.0, "trace_stderr": 0.2}],
+        "kmtpe:sensitivity:2": [{"name": "c", "trace": 0.5, "trace_stderr": 0.3}],
+    }
+    layers = parse_sensitivity(collect_sensitivity(attrs))
+    assert layers == [
+        LayerSensitivity("a", 2.0, 0.1),
+        LayerSensitivity("b", 1.0, 0.2),
+        LayerSensitivity("c", 0.5, 0.3),
+    ]
+    del attrs["kmtpe:sensitivity:2"]
+    assert [s.layer for s in parse_sensitivity(collect_sensitivity(attrs))] == ["a", "b"]
+    assert collect_sensitivity({}) is None
 
 
 def _front_points() -> list[TrialPoint]:
