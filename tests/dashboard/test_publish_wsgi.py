@@ -223,3 +223,19 @@ def test_record_constraints_rejects_bad_input_and_mixing_with_set_constraint() -
     trial.set_constraint("latency_s", 1.0)
     with pytest.raises(ValueError, match="counts twice"):
         record_constraints(trial, {"latency_s": 1.0})
+
+
+def test_journal_file_storage_opened_by_path_like_the_cli_does(
+    tmp_path: Any, fake_split_history: list, dashboard_app: Any
+) -> None:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from optuna_dashboard._storage_url import get_storage
+
+    path = str(tmp_path / "kmtpe.log")
+    study = build_synthetic_study(JournalStorage(JournalFileBackend(path)), n_trials=8)
+    publish_dashboard(study)
+    # `optuna-dashboard ./kmtpe.log` resolves a plain path the same way.
+    detail = _study_detail(dashboard_app(get_storage(path)), study)
+    assert sorted(_graphs(detail)) == sorted(GRAPH_IDS)
+    assert detail["objective_names"] == METRIC_NAMES

@@ -58,6 +58,7 @@ def _accuracy(config: QuantConfig, report_epoch: Any) -> float:
     return accuracy
 
 
+@pytest.mark.slow
 def test_dashboard_shows_a_search_run_through_the_real_objective(
     sqlite_url: str, dashboard_app: Any
 ) -> None:
