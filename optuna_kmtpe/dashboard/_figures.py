@@ -26,7 +26,6 @@ FLOAT_BITS_DISPLAY = 9
 """Where float layers (16/32 bits) are drawn on a bits axis: one step above 8 bits, labelled
 ``fp``, so that integer bit-widths keep a readable scale."""
 
-_THRESHOLD_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 _BIT_TICKS = {"tickvals": list(range(1, 10)), "ticktext": [str(b) for b in range(1, 9)] + ["fp"]}
 _FIELDS = (("weight_bits", "weight bits"), ("act_bits", "activation bits"), ("width", "width"))
 
@@ -432,24 +431,24 @@ def _float_or_none(value: Any) -> float | None:
     return float(value)
 
 
-def _thresholds(row: Mapping[str, Any]) -> list[float | None]:
-    raw = row.get("thresholds", row.get("threshold"))
-    if isinstance(raw, Sequence) and not isinstance(raw, str):
-        return [_float_or_none(v) for v in raw]
-    return [_float_or_none(raw)] if raw is not None else []
-
-
 def sampler_split_figure(
-    history: Sequence[Mapping[str, Any]], *, objective_names: Sequence[str] | None = None
+    history: Sequence[Mapping[str, Any]],
+    *,
+    threshold_label: str = "loss",
+    threshold_sign: float = 1.0,
 ) -> go.Figure:
-    """The K-Means TPE split over the search: good/bad set sizes, k and thresholds per trial.
+    """The K-Means TPE split over the search: set sizes, clusters and thresholds per trial.
 
     Args:
         history: One dict per sampled trial, as ``optuna_kmtpe.sampler.split_history``
-            returns: ``number`` (required) and any of ``n_below``, ``n_above``, ``k`` and
-            ``thresholds`` (one per objective) or ``threshold``. Rows without a number are
-            skipped; missing values leave gaps.
-        objective_names: Labels for the thresholds (default ``objective <i>``).
+            returns: ``number`` (required) and any of ``k``, ``n_below`` (good set),
+            ``n_middle`` (middle band, part of the bad set), ``n_above`` (bad set),
+            ``threshold_good`` and ``threshold_bad`` (worst loss in the good set / middle
+            band). Rows without a number are skipped; missing or ``None`` values leave gaps.
+        threshold_label: What the thresholds measure, for the axis title (the objective's
+            name for one objective, ``"non-domination rank"`` for several).
+        threshold_sign: Multiplies the thresholds before drawing; ``-1`` turns the sampler's
+            losses back into values of a maximized objective.
 
     Example:
         >>> fig = sampler_split_figure([{"number": 10, "k": 3, "n_below": 4, "n_above": 6}])
@@ -466,33 +465,34 @@ def sampler_split_figure(
         key=lambda r: r["number"],
     )
     if not rows:
-        return _empty(
-            title, "No split diagnostics recorded yet (startup trials or another sampler)."
-        )
+        return _empty(title, "No split diagnostics yet (startup trials, or another sampler).")
     numbers = [int(r["number"]) for r in rows]
-    thresholds = [_thresholds(r) for r in rows]
-    n_thresholds = max((len(t) for t in thresholds), default=0)
-    # One row per objective threshold: objectives live on unrelated scales.
-    n_rows = 1 + n_thresholds
+
+    def series(key: str, sign: float = 1.0) -> list[float | None]:
+        values = [_float_or_none(r.get(key)) for r in rows]
+        return [None if v is None else sign * v for v in values]
+
+    thresholds = {key: series(key, threshold_sign) for key in ("threshold_good", "threshold_bad")}
+    has_thresholds = any(v is not None for values in thresholds.values() for v in values)
     fig = make_subplots(
-        rows=n_rows,
+        rows=2 if has_thresholds else 1,
         cols=1,
         shared_xaxes=True,
-        vertical_spacing=0.04,
-        specs=[[{"secondary_y": True}]] + [[{}]] * n_thresholds,
-        row_heights=[0.5] + [0.5 / n_thresholds] * n_thresholds if n_thresholds else None,
+        vertical_spacing=0.06,
+        specs=[[{"secondary_y": True}]] + ([[{}]] if has_thresholds else []),
+        row_heights=[0.6, 0.4] if has_thresholds else None,
     )
-    for key, label, color in (
-        ("n_below", "n_below (good set)", "#2ca02c"),
-        ("n_above", "n_above (bad set)", "#d62728"),
+    for key, label, color, dash in (
+        ("n_below", "n_below (good set)", "#2ca02c", "solid"),
+        ("n_middle", "n_middle (middle band)", "#ff7f0e", "dash"),
+        ("n_above", "n_above (bad set)", "#d62728", "solid"),
     ):
+        values = series(key)
+        if key == "n_middle" and all(v is None for v in values):
+            continue  # an optional column
         fig.add_trace(
             go.Scatter(
-                x=numbers,
-                y=[_float_or_none(r.get(key)) for r in rows],
-                mode="lines",
-                name=label,
-                line={"color": color},
+                x=numbers, y=values, mode="lines", name=label, line={"color": color, "dash": dash}
             ),
             row=1,
             col=1,
@@ -501,7 +501,7 @@ def sampler_split_figure(
     fig.add_trace(
         go.Scatter(
             x=numbers,
-            y=[_float_or_none(r.get("k")) for r in rows],
+            y=series("k"),
             mode="lines",
             line={"shape": "hv", "color": "#636efa", "dash": "dot"},
             name="k (clusters)",
@@ -510,23 +510,25 @@ def sampler_split_figure(
         col=1,
         secondary_y=True,
     )
-    names = list(objective_names or [])
-    for i in range(n_thresholds):
-        label = names[i] if i < len(names) else f"objective {i}"
-        fig.add_trace(
-            go.Scatter(
-                x=numbers,
-                y=[t[i] if i < len(t) else None for t in thresholds],
-                mode="lines+markers",
-                marker={"size": 4},
-                line={"color": _THRESHOLD_COLORS[i % len(_THRESHOLD_COLORS)]},
-                name=f"threshold: {label}",
-            ),
-            row=2 + i,
-            col=1,
-        )
-        fig.update_yaxes(nticks=3, row=2 + i, col=1)
+    if has_thresholds:
+        for key, label, color in (
+            ("threshold_good", "good-set threshold", "#2ca02c"),
+            ("threshold_bad", "middle-band threshold", "#d62728"),
+        ):
+            fig.add_trace(
+                go.Scatter(
+                    x=numbers,
+                    y=thresholds[key],
+                    mode="lines+markers",
+                    marker={"size": 4},
+                    line={"color": color, "shape": "hv"},
+                    name=label,
+                ),
+                row=2,
+                col=1,
+            )
+        fig.update_yaxes(title_text=threshold_label, nticks=4, row=2, col=1)
     fig.update_yaxes(title_text="trials", row=1, col=1, secondary_y=False)
     fig.update_yaxes(title_text="k", row=1, col=1, secondary_y=True, showgrid=False)
-    fig.update_xaxes(title_text="trial number", row=n_rows, col=1)
+    fig.update_xaxes(title_text="trial number", row=2 if has_thresholds else 1, col=1)
     return _layout(fig, title)

@@ -104,8 +104,14 @@ class _Publisher:
         if any(x in p.metrics and y in p.metrics for p in points):
             figures[_keys.GRAPH_PARETO] = pareto_front_figure(points, x=x, y=y, color=color)
         if history:
+            # The sampler's thresholds are losses: the objective negated when maximized, or
+            # the non-domination rank with several objectives.
+            single = len(study.directions) == 1
+            maximize = single and study.directions[0] == StudyDirection.MAXIMIZE
             figures[_keys.GRAPH_SAMPLER_SPLIT] = sampler_split_figure(
-                history, objective_names=metric_names
+                history,
+                threshold_label=metric_names[0] if single else "non-domination rank",
+                threshold_sign=-1.0 if maximize else 1.0,
             )
         for graph_id, fig in figures.items():
             self._save_figure(study, graph_id, fig)

@@ -116,22 +116,24 @@ def build_synthetic_study(
 
 
 def synthetic_split_history(numbers: range) -> list[dict[str, Any]]:
+    """Rows shaped like ``optuna_kmtpe.sampler.split_history`` (multi-objective: ranks)."""
     rows = []
     for number in numbers:
         k = 2 + number // 10
         n_below = max(1, int(math.sqrt(number + 1)))
+        n_middle = max(1, (number - n_below) // 3)
         rows.append(
             {
                 "number": number,
                 "k": k,
                 "n_below": n_below,
+                "n_middle": n_middle,
                 "n_above": number - n_below,
-                # The good set tightens: higher accuracy, lower costs as the search matures.
-                "thresholds": [
-                    0.9 + 0.002 * number,
-                    6e-5 - 1e-6 * number + 2e-6 * (number % 3),
-                    1.2e-6 - 2e-8 * number,
-                ],
+                "n_running": 0,
+                "threshold_good": 0.0,
+                "threshold_bad": float(1 + number // 8),
+                "state": "COMPLETE",
+                "label": "good" if number % 4 == 0 else "bad",
             }
         )
     return rows

@@ -272,26 +272,50 @@ def test_pareto_figure_drops_colour_when_a_trial_lacks_it_and_handles_no_data() 
     assert "No completed trial" in empty.layout.annotations[0].text
 
 
-def test_split_figure_sorts_rows_and_draws_one_threshold_row_per_objective() -> None:
+def test_split_figure_sorts_rows_and_draws_sizes_clusters_and_thresholds() -> None:
     history = [
-        {"number": 12, "k": 3, "n_below": 4, "n_above": 8, "thresholds": [0.91, 2e-5]},
-        {"number": 10, "k": 2, "n_below": 3, "n_above": 7, "thresholds": [0.90, None]},
+        {
+            "number": 12,
+            "k": 3,
+            "n_below": 4,
+            "n_middle": 2,
+            "n_above": 8,
+            "threshold_good": -0.91,
+            "threshold_bad": -0.85,
+            "label": "good",
+        },
+        {
+            "number": 10,
+            "k": 2,
+            "n_below": 3,
+            "n_middle": 1,
+            "n_above": 7,
+            "threshold_good": -0.90,
+            "threshold_bad": None,
+        },
         {"k": 9},  # no number: skipped
         {"number": 11, "n_below": 3},  # partial row: gaps
     ]
-    fig = sampler_split_figure(history, objective_names=["accuracy", "latency_s"])
+    fig = sampler_split_figure(history, threshold_label="accuracy", threshold_sign=-1.0)
     by_name = {t.name: t for t in fig.data}
     assert by_name["n_below (good set)"].x == (10, 11, 12)
     assert by_name["n_below (good set)"].y == (3.0, 3.0, 4.0)
+    assert by_name["n_middle (middle band)"].y == (1.0, None, 2.0)
     assert by_name["k (clusters)"].y == (2.0, None, 3.0)
-    assert by_name["threshold: accuracy"].y == (0.90, None, 0.91)
-    assert by_name["threshold: latency_s"].y == (None, None, 2e-5)
-    assert by_name["threshold: latency_s"].yaxis != by_name["threshold: accuracy"].yaxis
+    # Losses of a maximized objective are drawn back as objective values.
+    assert by_name["good-set threshold"].y == (0.90, None, 0.91)
+    assert by_name["middle-band threshold"].y == (None, None, 0.85)
+    assert by_name["good-set threshold"].yaxis != by_name["n_below (good set)"].yaxis
+    assert fig.layout.yaxis3.title.text == "accuracy"
 
 
-def test_split_figure_accepts_scalar_threshold_and_empty_history() -> None:
-    fig = sampler_split_figure([{"number": 1, "threshold": 0.5}])
-    assert fig.data[-1].name == "threshold: objective 0" and fig.data[-1].y == (0.5,)
+def test_split_figure_without_thresholds_or_rows() -> None:
+    fig = sampler_split_figure([{"number": 1, "k": 2, "n_below": 1, "n_above": 3}])
+    assert [t.name for t in fig.data] == [
+        "n_below (good set)",
+        "n_above (bad set)",
+        "k (clusters)",
+    ]
     assert "No split diagnostics" in sampler_split_figure([]).layout.annotations[0].text
 
 

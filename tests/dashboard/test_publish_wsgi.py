@@ -239,3 +239,41 @@ def test_journal_file_storage_opened_by_path_like_the_cli_does(
     detail = _study_detail(dashboard_app(get_storage(path)), study)
     assert sorted(_graphs(detail)) == sorted(GRAPH_IDS)
     assert detail["objective_names"] == METRIC_NAMES
+
+
+@pytest.mark.parametrize("directions", [["maximize"], ["maximize", "minimize"]])
+def test_split_plot_of_a_real_kmeans_tpe_search(
+    sqlite_url: str, dashboard_app: Any, directions: list[str]
+) -> None:
+    from optuna_kmtpe import KMeansTPESampler
+    from optuna_kmtpe.sampler import split_history
+
+    study = optuna.create_study(
+        storage=sqlite_url,
+        directions=directions,
+        sampler=KMeansTPESampler(seed=0, n_startup_trials=4),
+    )
+    study.set_metric_names(["accuracy", "latency_s"][: len(directions)])
+
+    def objective(trial: optuna.Trial) -> Any:
+        x, y = trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)
+        return x if len(directions) == 1 else (x, y + (1 - x) ** 2)
+
+    study.optimize(objective, n_trials=8)
+    assert keys.GRAPH_SAMPLER_SPLIT in publish_dashboard(study)
+    history = split_history(study)
+    assert [h["number"] for h in history] == list(range(4, 8))
+
+    graph = _graphs(_study_detail(dashboard_app(sqlite_url), study))[keys.GRAPH_SAMPLER_SPLIT]
+    traces = {t["name"]: t for t in graph["data"]}
+    assert traces["k (clusters)"]["x"] == list(range(4, 8))
+    assert traces["k (clusters)"]["y"] == [h["k"] for h in history]
+    good = traces["good-set threshold"]["y"]
+    if len(directions) == 1:
+        # A maximized objective: the sampler's losses are drawn back as accuracy values.
+        assert good == [
+            None if h["threshold_good"] is None else -h["threshold_good"] for h in history
+        ]
+        assert graph["layout"]["yaxis3"]["title"]["text"] == "accuracy"
+    else:
+        assert graph["layout"]["yaxis3"]["title"]["text"] == "non-domination rank"

@@ -76,7 +76,7 @@ def test_dashboard_shows_a_search_run_through_the_real_objective(
         sampler=optuna.samplers.RandomSampler(seed=3),
     )
     study.set_metric_names(objective.metric_names)
-    study.optimize(objective, n_trials=16, callbacks=[DashboardCallback(every_n_trials=4)])
+    study.optimize(objective, n_trials=12, callbacks=[DashboardCallback(every_n_trials=4)])
     assert sorted(publish_dashboard(study)) == sorted([keys.GRAPH_LAYER_CONFIG, keys.GRAPH_PARETO])
 
     points = {p.number: p for p in trial_points(study)}

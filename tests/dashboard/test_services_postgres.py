@@ -20,16 +20,17 @@ import sqlalchemy.exc
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# One worker of a distributed search: load the shared study and run trials on it. The lead
-# switches the sampler to KMeansTPESampler once it lands on main.
+# One worker of a distributed search: load the shared study and run trials on it with the
+# project's sampler (each worker its own sampler and seed; constant liar is the default).
 WORKER = textwrap.dedent(
     """
     import sys
     import optuna
+    from optuna_kmtpe import KMeansTPESampler
 
     url, name, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=2, constant_liar=True)
+    sampler = KMeansTPESampler(seed=seed, n_startup_trials=2)
     study = optuna.load_study(study_name=name, storage=url, sampler=sampler)
 
     def objective(trial):
@@ -68,6 +69,8 @@ def test_postgres_fixture_serves_a_study_shared_by_two_worker_processes(tmp_path
         assert sorted(t.number for t in trials) == list(range(8))  # no number handed out twice
         workers_of_trials = sorted(t.user_attrs["worker"] for t in trials)
         assert workers_of_trials == [0, 0, 0, 0, 1, 1, 1, 1]  # both processes really took part
+        # Past the startup trials the K-Means split ran against the shared storage.
+        assert any("kmtpe:split" in t.user_attrs for t in trials)
     # Stopped and cleaned up on exit: the server no longer answers.
     with pytest.raises(sqlalchemy.exc.OperationalError):
         RDBStorage(url, engine_kwargs={"connect_args": {"connect_timeout": 2}})
