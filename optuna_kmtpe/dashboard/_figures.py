@@ -513,7 +513,7 @@ def sampler_split_figure(
     if has_thresholds:
         for key, label, color in (
             ("threshold_good", "good-set threshold", "#2ca02c"),
-            ("threshold_bad", "middle-band threshold", "#d62728"),
+            ("threshold_bad", "middle-band threshold", "#ff7f0e"),
         ):
             fig.add_trace(
                 go.Scatter(
