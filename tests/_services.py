@@ -1,9 +1,11 @@
 """Reusable helpers for tests that need external services: free ports, HTTP servers, PostgreSQL.
 
-Import them from test modules or conftests (``from tests._services import ...`` when running
-from the repository root, or ``from _services import ...`` with ``tests/`` on ``sys.path``)::
+Import them as ``_services`` from test modules or conftests: pytest puts ``tests/`` on
+``sys.path`` (rootdir conftest, default import mode), and ``tests/dashboard/conftest.py`` shows
+how to make that explicit. The ``postgres_url`` fixture becomes available to a folder's tests
+when its conftest imports it::
 
-    from tests._services import postgres_server
+    from _services import postgres_server
 
     def test_something():
         with postgres_server() as url:  # "postgresql+psycopg2://kmtpe@127.0.0.1:<port>/kmtpe"

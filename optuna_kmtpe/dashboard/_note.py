@@ -98,8 +98,9 @@ def summary_markdown(
     if not front:
         lines.append("_No Pareto-optimal trial yet._")
         return "\n".join(lines) + "\n"
-    first = metric_names[0] if metric_names else None
+    first = metric_names[0] if metric_names else ""
     sign = -1.0 if (maximize and maximize[0]) else 1.0
+    # Best first by the first objective; trials missing it go last.
     front.sort(key=lambda p: (sign * p.metrics.get(first, float("inf") * sign), p.number))
     extra = [k for k in (_keys.SIZE_BITS, _keys.BOPS, _keys.DSP_USED) if k not in metric_names]
     extra = [k for k in extra if any(k in p.metrics for p in front)]

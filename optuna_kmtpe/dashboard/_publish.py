@@ -43,7 +43,7 @@ def load_split_history(study: optuna.Study) -> list[dict[str, Any]]:
     split plot) when the sampler package does not provide it.
     """
     try:
-        from optuna_kmtpe.sampler import split_history  # type: ignore[attr-defined]
+        from optuna_kmtpe.sampler import split_history
     except ImportError:
         return []
     return [dict(row) for row in split_history(study)]
