@@ -15,7 +15,6 @@ Example:
 from __future__ import annotations
 
 from optuna_kmtpe.dashboard import _keys as keys
-from optuna_kmtpe.dashboard._constraints import record_constraints
 from optuna_kmtpe.dashboard._figures import config_summary
 from optuna_kmtpe.dashboard._figures import layer_config_heatmap
 from optuna_kmtpe.dashboard._figures import pareto_front_figure
@@ -31,6 +30,7 @@ from optuna_kmtpe.dashboard._records import TrialPoint
 from optuna_kmtpe.dashboard._records import pareto_mask
 from optuna_kmtpe.dashboard._records import parse_sensitivity
 from optuna_kmtpe.dashboard._records import trial_points
+from optuna_kmtpe.records import record_constraints
 
 
 __all__ = [

@@ -1,71 +1,34 @@
-"""Names of the attributes the dashboard helpers read: the contract with the objective.
+"""Attribute names the dashboard helpers read (shared with the objective) and graph ids.
 
-The objective (``optuna_kmtpe.objectives``) writes these keys; the dashboard helpers only read
-them, and every one of them may be missing (a failed or infeasible trial records fewer). Keep
-the strings stable: they are stored in users' databases.
-
-Trial user attributes (visible in the dashboard's trials table):
-
-==========================  ================================================================
-key                         value
-==========================  ================================================================
-``config``                  ``QuantConfig.to_dict()``: ``{layer: {weight_bits, act_bits, width}}``
-``accuracy``                validation/test accuracy in ``[0, 1]``
-``latency_s``               modelled accelerator latency of one inference, seconds
-``energy_j``                modelled energy of one inference, joules
-``size_bits``               model size, bits
-``bops``                    bit operations of one inference
-``throughput_ips``          modelled inferences per second of the layer-pipelined design
-``dsp_used``                DSP slices the design needs
-``feasible``                ``bool``: every hardware budget met
-``train_time_s``            wall time of QAT/PTQ, seconds
-``layer_latency_s``         ``{layer: seconds}``
-``layer_energy_j``          ``{layer: joules}``
-``constraints``             ``{name: value}`` written by :func:`record_constraints` (``<= 0``: met)
-==========================  ================================================================
-
-Study user attributes:
-
-* ``kmtpe:sensitivity``: the Hessian sensitivity report (``SensitivityReport.save_to_study``):
-  ``layers`` is a list of ``{"name", "trace", "trace_stderr", ...}`` dicts; a large report
-  continues in ``kmtpe:sensitivity:1``, ``:2``, ... (``extra_chunks`` says how many). Also
-  accepted: ``layers`` as module paths with ``trace`` (and ``trace_stderr``) as a
-  ``{layer: value}`` dict or a list aligned with ``layers``.
-* ``kmtpe:run``: a flat-ish dict describing the run (model, data, device preset, objectives,
-  search-space sizes...); rendered as a table in the study note.
+The attribute names live in :mod:`optuna_kmtpe.records`, written by the objective and read here.
 """
 
 from __future__ import annotations
 
+from optuna_kmtpe.records import ACCURACY
+from optuna_kmtpe.records import BOPS
+from optuna_kmtpe.records import CONFIG
+from optuna_kmtpe.records import CONSTRAINTS
+from optuna_kmtpe.records import DSP_USED
+from optuna_kmtpe.records import ENERGY_J
+from optuna_kmtpe.records import FEASIBLE
+from optuna_kmtpe.records import LATENCY_S
+from optuna_kmtpe.records import LAYER_ENERGY_J
+from optuna_kmtpe.records import LAYER_LATENCY_S
+from optuna_kmtpe.records import SIZE_BITS
+from optuna_kmtpe.records import STUDY_RUN
+from optuna_kmtpe.records import STUDY_SENSITIVITY
+from optuna_kmtpe.records import THROUGHPUT_IPS
+from optuna_kmtpe.records import TRAIN_TIME_S
+from optuna_kmtpe.records import TRIAL_METRIC_KEYS
 
-CONFIG = "config"
-ACCURACY = "accuracy"
-LATENCY_S = "latency_s"
-ENERGY_J = "energy_j"
-SIZE_BITS = "size_bits"
-BOPS = "bops"
-THROUGHPUT_IPS = "throughput_ips"
-DSP_USED = "dsp_used"
-FEASIBLE = "feasible"
-TRAIN_TIME_S = "train_time_s"
-LAYER_LATENCY_S = "layer_latency_s"
-LAYER_ENERGY_J = "layer_energy_j"
-CONSTRAINTS = "constraints"
 
-TRIAL_METRIC_KEYS: tuple[str, ...] = (
-    ACCURACY,
-    LATENCY_S,
-    ENERGY_J,
-    SIZE_BITS,
-    BOPS,
-    THROUGHPUT_IPS,
-    DSP_USED,
-    TRAIN_TIME_S,
-)
-"""Scalar trial user attributes the plots and the note may show."""
-
-STUDY_SENSITIVITY = "kmtpe:sensitivity"
-STUDY_RUN = "kmtpe:run"
+__all__ = [
+    "ACCURACY", "BOPS", "CONFIG", "CONSTRAINTS", "DSP_USED", "ENERGY_J", "FEASIBLE",
+    "GRAPH_IDS", "GRAPH_LAYER_CONFIG", "GRAPH_PARETO", "GRAPH_SAMPLER_SPLIT",
+    "GRAPH_SENSITIVITY", "LATENCY_S", "LAYER_ENERGY_J", "LAYER_LATENCY_S", "SIZE_BITS",
+    "STUDY_RUN", "STUDY_SENSITIVITY", "THROUGHPUT_IPS", "TRAIN_TIME_S", "TRIAL_METRIC_KEYS",
+]  # fmt: skip
 
 # Stable graph ids: re-saving under the same id overwrites the plot instead of adding one.
 GRAPH_LAYER_CONFIG = "kmtpe-layer-config"

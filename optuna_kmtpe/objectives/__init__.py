@@ -7,7 +7,7 @@ directions and metric names.
 
 from __future__ import annotations
 
-from optuna_kmtpe.objectives import _records as records
+from optuna_kmtpe import records
 from optuna_kmtpe.objectives._factory import ScalarizedObjective
 from optuna_kmtpe.objectives._factory import TrainingRecipe
 from optuna_kmtpe.objectives._factory import hardware_cost_fn

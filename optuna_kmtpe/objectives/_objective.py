@@ -15,8 +15,8 @@ from typing import Protocol
 import optuna
 from optuna.trial import TrialState
 
+from optuna_kmtpe import records as keys
 from optuna_kmtpe.config import QuantConfig
-from optuna_kmtpe.objectives import _records as keys
 from optuna_kmtpe.objectives._metrics import METRICS
 from optuna_kmtpe.objectives._metrics import validate_budgets
 from optuna_kmtpe.objectives._metrics import validate_metrics
@@ -161,15 +161,12 @@ class MPQObjective:
         costs = self._cost_fn(config)
         for name, value in costs.metrics.items():
             trial.set_user_attr(name, float(value))
-        trial.set_user_attr(keys.LAYER_LATENCY, dict(costs.layer_latency_s))
-        trial.set_user_attr(keys.LAYER_ENERGY, dict(costs.layer_energy_j))
+        trial.set_user_attr(keys.LAYER_LATENCY_S, dict(costs.layer_latency_s))
+        trial.set_user_attr(keys.LAYER_ENERGY_J, dict(costs.layer_energy_j))
 
         violations = self._violations(costs)
-        for name, amount in violations.items():
-            trial.set_constraint(name, amount)
-        feasible = all(amount <= 0.0 for amount in violations.values())
+        feasible = keys.record_constraints(trial, violations) if violations else True
         trial.set_user_attr(keys.FEASIBLE, feasible)
-        _write_legacy_constraints(trial, violations)
 
         if not feasible:
             trial.set_user_attr(keys.SKIPPED_TRAINING, True)
@@ -182,7 +179,7 @@ class MPQObjective:
             except StopTraining as stop:
                 trial.set_user_attr(keys.STOPPED_EARLY, True)
                 accuracy = stop.accuracy
-            trial.set_user_attr(keys.TRAIN_TIME, time.perf_counter() - start)
+            trial.set_user_attr(keys.TRAIN_TIME_S, time.perf_counter() - start)
             if not math.isfinite(accuracy):
                 raise FloatingPointError(f"accuracy is {accuracy} (training diverged?)")
         trial.set_user_attr(keys.ACCURACY, accuracy)
@@ -247,12 +244,3 @@ def _no_worse(name: str, other: Any, mine: float) -> bool:
     if METRICS[name].direction == "minimize":
         return float(other) <= mine
     return float(other) >= mine
-
-
-def _write_legacy_constraints(trial: optuna.Trial, violations: Mapping[str, float]) -> None:
-    # optuna-dashboard 0.21 reads only the legacy list attr "constraints" to grey out
-    # infeasible trials; Trial.set_constraint (Optuna 5) writes "constraints:<key>" instead.
-    if not violations:
-        return
-    storage = trial.study._storage
-    storage.set_trial_system_attr(trial._trial_id, "constraints", list(violations.values()))

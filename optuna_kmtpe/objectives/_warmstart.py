@@ -8,8 +8,8 @@ from typing import Any
 
 import optuna
 
+from optuna_kmtpe import records as keys
 from optuna_kmtpe.config import QuantConfig
-from optuna_kmtpe.objectives import _records as keys
 
 
 def enqueue_warm_starts(
@@ -44,7 +44,7 @@ def enqueue_warm_starts(
         if signature in seen:
             continue
         seen.add(signature)
-        study.enqueue_trial(params, user_attrs={"warm_start": label}, skip_if_exists=True)
+        study.enqueue_trial(params, user_attrs={keys.WARM_START: label}, skip_if_exists=True)
         enqueued += 1
     study.set_user_attr(keys.STUDY_WARM_STARTED, True)
     return enqueued

@@ -7,8 +7,8 @@ from typing import Any
 
 import optuna
 
+from optuna_kmtpe import records as keys
 from optuna_kmtpe.config import QuantConfig
-from optuna_kmtpe.objectives import _records as keys
 from optuna_kmtpe.workflow._prepare import cached_sensitivity
 from optuna_kmtpe.workflow._prepare import load_data
 from optuna_kmtpe.workflow._prepare import prepare_job

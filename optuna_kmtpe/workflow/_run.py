@@ -12,8 +12,8 @@ import optuna
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
+from optuna_kmtpe import records as keys
 from optuna_kmtpe.config import QuantConfig
-from optuna_kmtpe.objectives import _records as keys
 from optuna_kmtpe.objectives._metrics import METRICS
 from optuna_kmtpe.workflow._prepare import prepare_job
 from optuna_kmtpe.workflow._settings import SearchSettings
@@ -337,7 +337,7 @@ def pareto_rows(study: optuna.Study) -> list[dict[str, Any]]:
         for extra in ("accuracy", "latency_s", "energy_j", "size_bits"):
             row.setdefault(extra, trial.user_attrs.get(extra))
         row["config"] = trial.user_attrs.get(keys.CONFIG, {})
-        row["warm_start"] = trial.user_attrs.get("warm_start", "")
+        row[keys.WARM_START] = trial.user_attrs.get(keys.WARM_START, "")
         rows.append(row)
     rows.sort(key=lambda r: -(r.get("accuracy") or 0.0))
     return rows
@@ -352,7 +352,7 @@ def format_pareto_table(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         table.append(
             [
-                str(row["trial"]) + (f" ({row['warm_start']})" if row["warm_start"] else ""),
+                str(row["trial"]) + (f" ({row['warm_start']})" if row[keys.WARM_START] else ""),
                 format_metric("accuracy", row.get("accuracy")),
                 format_metric("latency_s", row.get("latency_s")),
                 format_metric("energy_j", row.get("energy_j")),

@@ -10,7 +10,7 @@ import pytest
 
 MODULES = [
     "optuna_kmtpe.dashboard",
-    "optuna_kmtpe.dashboard._constraints",
+    "optuna_kmtpe.records",
     "optuna_kmtpe.dashboard._figures",
     "optuna_kmtpe.dashboard._note",
     "optuna_kmtpe.dashboard._publish",

@@ -1,4 +1,40 @@
-"""Recording constraint values so that Optuna AND optuna-dashboard 0.21 both see them.
+"""What the objective records in a study, and how constraints are recorded.
+
+One torch-free, plotly-free module that both the objective (which writes these attributes) and
+the dashboard helpers and ``kmtpe report`` (which read them) import, so the names cannot drift.
+Keep the strings stable: they are stored in users' databases.
+
+Trial user attributes (visible in optuna-dashboard's trials table; each may be missing, a
+failed or infeasible trial records fewer):
+
+==========================  ================================================================
+key                         value
+==========================  ================================================================
+``config``                  ``QuantConfig.to_dict()``: ``{layer: {weight_bits, act_bits, width}}``
+``accuracy``                validation accuracy in ``[0, 1]`` after QAT/PTQ
+``latency_s``               modelled accelerator latency of one inference, seconds
+``energy_j``                modelled energy of one inference, joules
+``size_bits``               model size, bits
+``bops``                    bit operations of one inference
+``throughput_ips``          inferences per second of a layer-pipelined design
+``dsp_used``                DSP slices the design needs
+``feasible``                ``bool``: every budget and the device capacity met
+``skipped_training``        ``True`` when an infeasible config was not trained
+``stopped_early``           ``True`` when the multi-objective early-stop rule ended QAT
+``train_time_s``            wall time of QAT/PTQ, seconds
+``layer_latency_s``         ``{layer: seconds}``
+``layer_energy_j``          ``{layer: joules}``
+``accuracy_epoch_<i>``      validation accuracy after QAT epoch ``i``
+``constraints``             ``{name: value}`` written by :func:`record_constraints` (``<= 0``: met)
+``fail_reason``             why a failed trial failed (``fail_traceback``: the traceback tail)
+``warm_start``              label of an enqueued warm-start config
+==========================  ================================================================
+
+Study user attributes: ``kmtpe:run`` (the run's settings, so workers and resumed runs rebuild the
+same job), ``kmtpe:sensitivity`` (the Hessian report, see
+:meth:`~optuna_kmtpe.sensitivity.SensitivityReport.save_to_study`), ``kmtpe:warm_started``.
+
+Constraints. Recording constraint values so that Optuna AND optuna-dashboard 0.21 both see them.
 
 Optuna 5's ``Trial.set_constraint(key, value)`` stores each value under the system attribute
 ``constraints:<key>``. optuna-dashboard 0.21 only reads the legacy list attribute
@@ -20,8 +56,42 @@ import math
 
 import optuna
 
-from optuna_kmtpe.dashboard import _keys
 
+CONFIG = "config"
+ACCURACY = "accuracy"
+LATENCY_S = "latency_s"
+ENERGY_J = "energy_j"
+SIZE_BITS = "size_bits"
+BOPS = "bops"
+THROUGHPUT_IPS = "throughput_ips"
+DSP_USED = "dsp_used"
+FEASIBLE = "feasible"
+SKIPPED_TRAINING = "skipped_training"
+STOPPED_EARLY = "stopped_early"
+TRAIN_TIME_S = "train_time_s"
+LAYER_LATENCY_S = "layer_latency_s"
+LAYER_ENERGY_J = "layer_energy_j"
+EPOCH_ACCURACY = "accuracy_epoch_"
+CONSTRAINTS = "constraints"
+FAIL_REASON = "fail_reason"
+FAIL_TRACEBACK = "fail_traceback"
+WARM_START = "warm_start"
+
+TRIAL_METRIC_KEYS: tuple[str, ...] = (
+    ACCURACY,
+    LATENCY_S,
+    ENERGY_J,
+    SIZE_BITS,
+    BOPS,
+    THROUGHPUT_IPS,
+    DSP_USED,
+    TRAIN_TIME_S,
+)
+"""Scalar trial user attributes the plots and the note may show."""
+
+STUDY_RUN = "kmtpe:run"
+STUDY_SENSITIVITY = "kmtpe:sensitivity"
+STUDY_WARM_STARTED = "kmtpe:warm_started"
 
 _LEGACY_KEY = "constraints"
 _NEW_FORMAT_PREFIX = "constraints:"
@@ -94,5 +164,5 @@ def record_constraints(trial: optuna.Trial, constraints: Mapping[str, float]) ->
     cached = getattr(trial, "_cached_frozen_trial", None)
     if cached is not None:
         cached.system_attrs[_LEGACY_KEY] = values
-    trial.set_user_attr(_keys.CONSTRAINTS, dict(zip(names, values)))
+    trial.set_user_attr(CONSTRAINTS, dict(zip(names, values)))
     return all(v <= 0.0 for v in values)
