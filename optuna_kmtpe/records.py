@@ -28,6 +28,7 @@ key                         value
 ``constraints``             ``{name: value}`` written by :func:`record_constraints` (``<= 0``: met)
 ``fail_reason``             why a failed trial failed (``fail_traceback``: the traceback tail)
 ``warm_start``              label of an enqueued warm-start config
+``worker``                  ``host:pid`` of the process that ran the trial (``kmtpe`` runs)
 ==========================  ================================================================
 
 Study user attributes: ``kmtpe:run`` (the run's settings, so workers and resumed runs rebuild the
@@ -76,6 +77,7 @@ CONSTRAINTS = "constraints"
 FAIL_REASON = "fail_reason"
 FAIL_TRACEBACK = "fail_traceback"
 WARM_START = "warm_start"
+WORKER = "worker"
 
 TRIAL_METRIC_KEYS: tuple[str, ...] = (
     ACCURACY,

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from collections.abc import Sequence
 import logging
 import math
+import os
+import socket
 from typing import Any
 
 import optuna
@@ -233,8 +235,14 @@ def run_search(
         *_dashboard_callbacks(),
         *callbacks,
     ]
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    def tagged_objective(trial: optuna.Trial) -> Any:
+        trial.set_user_attr(keys.WORKER, worker)  # which process ran it, for distributed runs
+        return objective(trial)
+
     study.optimize(
-        objective, n_trials=remaining, timeout=settings.timeout, callbacks=all_callbacks
+        tagged_objective, n_trials=remaining, timeout=settings.timeout, callbacks=all_callbacks
     )
     _publish_dashboard(study)
     return study

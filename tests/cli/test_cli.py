@@ -5,27 +5,20 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 
 import optuna
 from optuna.trial import TrialState
 import pytest
+from tests_cli_helpers import kmtpe_command
 
 
 pytestmark = pytest.mark.slow
 
 FAST = ["--qat-epochs", "1", "--hessian-max-probes", "32", "--quiet"]
-
-
-def kmtpe_command() -> list[str]:
-    # The installed console script when present (CI installs the package), else the module.
-    exe = shutil.which("kmtpe")
-    return [exe] if exe else [sys.executable, "-m", "optuna_kmtpe.cli"]
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ for _path in (os.path.dirname(_HERE), _HERE):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from _services import postgres_url  # noqa: E402, F401 - a fixture for the tests here
 from _synthetic import build_synthetic_study  # noqa: E402
 from _synthetic import synthetic_split_history  # noqa: E402
 
