@@ -23,6 +23,7 @@ from optuna_kmtpe.config import LayerConfig
 from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.graph import channel_graph
 from optuna_kmtpe.graph import ChannelGraph
+from optuna_kmtpe.graph import QUANTIZABLE_TYPES
 from optuna_kmtpe.graph import quantizable_layers
 from optuna_kmtpe.quant._modules import ActivationQuantizer
 from optuna_kmtpe.quant._modules import to_quantized_layer
@@ -294,6 +295,8 @@ def _per_channel_followers(
             if name in pruned:
                 origin[id(output)] = name
                 return
+            if isinstance(module, QUANTIZABLE_TYPES):
+                return  # a consumer: it mixes channels, nothing after it reads them
             if len(inputs) != 1 or not isinstance(inputs[0], torch.Tensor):
                 return
             source = origin.get(id(inputs[0]))

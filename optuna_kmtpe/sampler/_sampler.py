@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 
+#: Default upper bounds of the good share, chosen by ``benchmarks/sampler_variants.py``.
+DEFAULT_MAX_GOOD_FRACTION_SO = 0.2
+DEFAULT_MAX_GOOD_FRACTION_MO = 0.1
+
 #: User attribute written on every trial sampled by the k-means split (see ``docs/sampler.md``).
 SPLIT_ATTR_KEY = "kmtpe:split"
 
@@ -81,7 +85,8 @@ class KMeansTPESampler(TPESampler):
         min_good_fraction: The good set holds at least this share of finished trials (and at
             least one trial).
         max_good_fraction: The good set holds at most this share (ties may exceed it only when
-            the best values are all tied).
+            the best values are all tied). ``None``: 0.2 for one objective, 0.1 for several
+            (never below ``min_good_fraction``).
         max_good_trials: Cap of the good set size for single-objective studies (TPE's cap is
             25); ``None`` for no cap. Multi-objective studies are never capped.
         window_factor: The best ``window_factor * n_max`` losses are clustered; the tail is left
@@ -104,7 +109,7 @@ class KMeansTPESampler(TPESampler):
         *,
         n_clusters: int | Callable[[int], int] = default_n_clusters,
         min_good_fraction: float = 0.05,
-        max_good_fraction: float = 0.2,
+        max_good_fraction: float | None = None,
         max_good_trials: int | None = 25,
         window_factor: float = 2.0,
         middle_weight: float = 1.0,
@@ -123,7 +128,8 @@ class KMeansTPESampler(TPESampler):
             raise ValueError(
                 f"n_clusters must be an int >= 1 or a callable k(n) -> int; got {n_clusters!r}."
             )
-        if not 0.0 < min_good_fraction <= max_good_fraction <= 1.0:
+        max_fraction = 1.0 if max_good_fraction is None else max_good_fraction
+        if not 0.0 < min_good_fraction <= max_fraction <= 1.0:
             raise ValueError(
                 "Need 0 < min_good_fraction <= max_good_fraction <= 1; got "
                 f"min_good_fraction={min_good_fraction}, max_good_fraction={max_good_fraction}."
@@ -184,7 +190,7 @@ class KMeansTPESampler(TPESampler):
             study.directions,
             n_clusters=self._n_clusters,
             min_good_fraction=self._min_good_fraction,
-            max_good_fraction=self._max_good_fraction,
+            max_good_fraction=self._resolved_max_good_fraction(study),
             max_good_trials=self._max_good_trials,
             window_factor=self._window_factor,
             middle_weight=self._middle_weight,
@@ -195,6 +201,16 @@ class KMeansTPESampler(TPESampler):
         if self._diagnostics:
             study._storage.set_trial_user_attr(trial._trial_id, SPLIT_ATTR_KEY, result.info)
         return result
+
+    def _resolved_max_good_fraction(self, study: Study) -> float:
+        if self._max_good_fraction is not None:
+            return self._max_good_fraction
+        default = (
+            DEFAULT_MAX_GOOD_FRACTION_MO
+            if study._is_multi_objective()
+            else DEFAULT_MAX_GOOD_FRACTION_SO
+        )
+        return max(default, self._min_good_fraction)
 
     def _sample(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]

@@ -358,7 +358,8 @@ def split_trials(
             n_max,
             k,
             window_factor=window_factor,
-            split_ties=multi_objective,
+            # "whole-rank" (a measured variant) never cuts a rank, like value ties.
+            split_ties=multi_objective and mo_tiebreak != "whole-rank",
         )
         if multi_objective and 0 < cut.n_below < sorted_scores.size:
             boundary_rank = sorted_scores[cut.n_below - 1]

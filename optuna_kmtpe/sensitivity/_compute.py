@@ -20,6 +20,7 @@ from optuna_kmtpe.sensitivity._layers import channel_counts
 from optuna_kmtpe.sensitivity._layers import find_quantizable_layers
 from optuna_kmtpe.sensitivity._report import LayerSensitivity
 from optuna_kmtpe.sensitivity._report import SensitivityReport
+from optuna_kmtpe.sensitivity._report import STUDY_ATTR_KEY
 
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -78,7 +79,8 @@ def compute_sensitivity(
         num_batches: Calibration batches (128-512 samples each is typical).
         target_rel_err: Target relative standard error of every layer's trace.
         max_probes: Cap on probes per layer per batch.
-        min_probes: Probes per layer per batch before the stopping rule applies.
+        min_probes: Probes per layer per batch before the stopping rule applies (at most
+            ``max_probes``).
         deflation_rank: Directions of each layer's Hessian taken exactly before probing the
             rest (Hutch++-style deflation, ``2 * deflation_rank`` extra products per layer and
             batch; about 100x fewer probes for the same error on the built-in models). Layers
@@ -109,6 +111,7 @@ def compute_sensitivity(
         ('net.1', 'net.3', 'net.5')
     """
     _validate(num_batches, target_rel_err, max_probes, min_probes, weight_bits)
+    min_probes = min(min_probes, max_probes)
     if deflation_rank < 0:
         raise ValueError(f"deflation_rank must be >= 0 (0: plain Hutchinson), got {deflation_rank}.")
     loss_fn: Criterion = criterion if criterion is not None else nn.CrossEntropyLoss()
@@ -251,9 +254,9 @@ def _validate(
         raise ValueError(
             f"target_rel_err must be > 0 (e.g. 0.01 for 1%), got {target_rel_err}."
         )
-    if min_probes < 2 or max_probes < min_probes:
+    if min_probes < 2 or max_probes < 2:
         raise ValueError(
-            f"Need 2 <= min_probes <= max_probes (a standard error needs 2 probes), got "
+            f"min_probes and max_probes must be >= 2 (a standard error needs 2 probes), got "
             f"min_probes={min_probes}, max_probes={max_probes}."
         )
     bad = [b for b in weight_bits if isinstance(b, bool) or not isinstance(b, int) or
@@ -412,3 +415,51 @@ def _perturbations(
                 table[bits] = float(((quantized - w) ** 2).sum())
             tables.append(table)
     return tables
+
+
+def load_or_compute_sensitivity(
+    study: Any,
+    model: nn.Module,
+    batches_or_loader: Iterable[Batch] | Batch,
+    *,
+    key: str = STUDY_ATTR_KEY,
+    **kwargs: Any,
+) -> SensitivityReport:
+    """The study's stored report, or a new one computed and stored (for every worker).
+
+    The first worker of a distributed or resumed study computes the report and saves it in the
+    study's user attributes; the others load it. Two workers starting at the same moment may
+    both compute it (the results agree up to probe noise, and the later one is kept).
+
+    Args:
+        study: The ``optuna.Study`` that holds (or will hold) the report.
+        model: The trained network.
+        batches_or_loader: Calibration data, as for :func:`compute_sensitivity`.
+        key: User-attribute key of the report.
+        **kwargs: Passed to :func:`compute_sensitivity`.
+
+    Raises:
+        ValueError: If the stored report describes other layers than the model has.
+
+    Example:
+        >>> import optuna, torch
+        >>> from optuna_kmtpe.models import MLP
+        >>> study = optuna.create_study()
+        >>> batch = (torch.zeros(8, 1, 8, 8), torch.zeros(8, dtype=torch.long))
+        >>> first = load_or_compute_sensitivity(study, MLP(), batch, max_probes=4, progress=False)
+        >>> load_or_compute_sensitivity(study, MLP(), batch) == first
+        True
+    """
+    stored = SensitivityReport.load_from_study(study, key=key)
+    expected = list(kwargs.get("layers") or find_quantizable_layers(model))
+    if stored is not None:
+        if list(stored.names) != expected:
+            raise ValueError(
+                f"The study's sensitivity report (user attr {key!r}) describes layers "
+                f"{list(stored.names)}, but the model's are {expected}; use a new study or "
+                f"another key."
+            )
+        return stored
+    report = compute_sensitivity(model, batches_or_loader, **kwargs)
+    report.save_to_study(study, key=key)
+    return report

@@ -182,6 +182,19 @@ def test_reseed_changes_the_sequence() -> None:
 # --- behaviour in studies --------------------------------------------------------------------
 
 
+def test_default_good_share_is_tighter_for_several_objectives() -> None:
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        x = trial.suggest_float("x", 0, 1)
+        return x, (1 - x) ** 2 + trial.suggest_float("y", 0, 1)
+
+    mo = optuna.create_study(directions=["minimize"] * 2, sampler=KMeansTPESampler(seed=0))
+    mo.optimize(objective, n_trials=60)
+    assert all(h["n_below"] <= math.ceil(0.1 * h["number"]) for h in split_history(mo))
+    so = optuna.create_study(sampler=KMeansTPESampler(seed=0, min_good_fraction=0.15))
+    so.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=30)
+    assert all(h["n_below"] >= math.ceil(0.15 * h["number"]) for h in split_history(so))
+
+
 def test_diagnostics_and_split_history() -> None:
     study = optuna.create_study(
         direction="maximize", sampler=KMeansTPESampler(seed=0, n_startup_trials=10)
