@@ -29,6 +29,7 @@ key                         value
 ``fail_reason``             why a failed trial failed (``fail_traceback``: the traceback tail)
 ``warm_start``              label of an enqueued warm-start config
 ``worker``                  ``host:pid`` of the process that ran the trial (``kmtpe`` runs)
+``duplicate_of``            number of the completed trial whose identical config was reused
 ==========================  ================================================================
 
 Study user attributes: ``kmtpe:run`` (the run's settings, so workers and resumed runs rebuild the
@@ -78,6 +79,7 @@ FAIL_REASON = "fail_reason"
 FAIL_TRACEBACK = "fail_traceback"
 WARM_START = "warm_start"
 WORKER = "worker"
+DUPLICATE_OF = "duplicate_of"
 
 TRIAL_METRIC_KEYS: tuple[str, ...] = (
     ACCURACY,

@@ -97,6 +97,12 @@ def quantized_accuracy_fn(
     def accuracy(config: QuantConfig, report_epoch: Callable[[int, float], None]) -> float:
         if cache is not None and config in cache:
             return cache[config]
+        # A seeded DataLoader advances its generator on every pass: rewind it so that every
+        # trial sees the same batches and accuracy depends on the config alone.
+        for loader in (train_loader, val_loader):
+            generator = getattr(loader, "generator", None)
+            if generator is not None:
+                generator.manual_seed(recipe.seed)
         qmodel = quant.apply_config(model, config, example_input=example_input)
         quant.calibrate(qmodel, train_loader, num_batches=recipe.calibration_batches)
         if recipe.mode == "ptq":

@@ -13,6 +13,7 @@ from typing import Any
 from typing import Protocol
 
 import optuna
+from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from optuna_kmtpe import records as keys
@@ -111,6 +112,10 @@ class MPQObjective:
         budgets: Upper limits on cost metrics; violations become constraints.
         early_stop: Rule that ends hopeless QAT runs in multi-objective studies (None: never).
         infeasible_accuracy: Accuracy recorded for infeasible configs, which are never trained.
+        reuse_duplicates: When the sampler proposes a config that a completed trial already
+            evaluated (common on discrete spaces), copy that trial's results instead of
+            training again (user attr ``duplicate_of``). Accuracy is a deterministic function
+            of the config under a fixed recipe, so nothing is lost.
     """
 
     def __init__(
@@ -123,6 +128,7 @@ class MPQObjective:
         budgets: Mapping[str, float] | None = None,
         early_stop: EarlyStopRule | None = EarlyStopRule(),
         infeasible_accuracy: float = 0.0,
+        reuse_duplicates: bool = True,
     ) -> None:
         self.metrics = validate_metrics(metrics)
         self.budgets = validate_budgets(dict(budgets or {}))
@@ -131,6 +137,7 @@ class MPQObjective:
         self._accuracy_fn = accuracy_fn
         self._early_stop = early_stop
         self._infeasible_accuracy = float(infeasible_accuracy)
+        self._reuse_duplicates = reuse_duplicates
 
     @property
     def directions(self) -> list[str]:
@@ -158,6 +165,10 @@ class MPQObjective:
     def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         config = self._space.suggest(trial)
         trial.set_user_attr(keys.CONFIG, config.to_dict())
+        if self._reuse_duplicates:
+            previous = _same_config_trial(trial, config)
+            if previous is not None:
+                return self._reuse(trial, previous)
         costs = self._cost_fn(config)
         for name, value in costs.metrics.items():
             trial.set_user_attr(name, float(value))
@@ -188,6 +199,18 @@ class MPQObjective:
         ]
         return values[0] if len(values) == 1 else tuple(values)
 
+    def _reuse(self, trial: optuna.Trial, previous: FrozenTrial) -> float | tuple[float, ...]:
+        attrs = previous.user_attrs
+        for key, value in attrs.items():
+            if key not in (keys.WORKER, keys.WARM_START, keys.CONSTRAINTS, keys.DUPLICATE_OF):
+                trial.set_user_attr(key, value)
+        trial.set_user_attr(keys.DUPLICATE_OF, previous.number)
+        constraints = attrs.get(keys.CONSTRAINTS)
+        if constraints:
+            keys.record_constraints(trial, constraints)
+        values = [float(attrs[name]) for name in self.metrics]
+        return values[0] if len(values) == 1 else tuple(values)
+
     def _violations(self, costs: CostRecord) -> dict[str, float]:
         violations: dict[str, float] = {}
         for name, budget in self.budgets.items():
@@ -213,6 +236,15 @@ class MPQObjective:
                     raise StopTraining(accuracy)
 
         return report_epoch
+
+
+def _same_config_trial(trial: optuna.Trial, config: QuantConfig) -> FrozenTrial | None:
+    wanted = config.to_dict()
+    for other in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        attrs = other.user_attrs
+        if attrs.get(keys.CONFIG) == wanted and not attrs.get(keys.STOPPED_EARLY):
+            return other
+    return None
 
 
 def _is_hopeless(

@@ -195,3 +195,43 @@ def test_scalarized_objective() -> None:
 def test_bad_arguments(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         MPQObjective(space=BitsSpace(), cost_fn=costs, accuracy_fn=lambda c, r: 0.9, **kwargs)
+
+
+def test_duplicate_config_reuses_results_without_training() -> None:
+    calls: list[QuantConfig] = []
+    objective = MPQObjective(
+        space=BitsSpace(),
+        cost_fn=costs,
+        accuracy_fn=accuracy_from_bits(calls),
+        budgets={"latency_s": 10e-6},
+    )
+    study = quiet_study(directions=objective.directions)
+    for params in ({"a": 4, "b": 4}, {"a": 4, "b": 4}, {"a": 8, "b": 8}, {"a": 8, "b": 8}):
+        study.enqueue_trial(params)
+    study.optimize(objective, n_trials=4)
+    first, again, over, over_again = study.trials
+    assert len(calls) == 1
+    assert again.values == first.values and again.user_attrs[records.DUPLICATE_OF] == 0
+    assert over_again.user_attrs[records.DUPLICATE_OF] == 2
+    assert list(over_again.constraints.values()) == list(over.constraints.values())
+    assert [t.number for t in study.best_trials] == [0, 1]
+
+
+def test_seeded_loader_rewound_so_accuracy_depends_on_config_only() -> None:
+    import torch
+    from torch import nn
+
+    from optuna_kmtpe.data import load_digits
+    from optuna_kmtpe.data import make_loader
+    from optuna_kmtpe.objectives import TrainingRecipe
+    from optuna_kmtpe.objectives import quantized_accuracy_fn
+
+    splits = load_digits()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    train = make_loader(splits.train, batch_size=64, shuffle=True, seed=3)
+    val = make_loader(splits.val, batch_size=256)
+    accuracy = quantized_accuracy_fn(model, train, val, recipe=TrainingRecipe(epochs=1))
+    config = QuantConfig({"1": {"weight_bits": 3, "act_bits": 4}})
+    first = accuracy(config, lambda epoch, value: None)
+    assert accuracy(config, lambda epoch, value: None) == first
