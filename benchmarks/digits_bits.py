@@ -85,7 +85,8 @@ def main() -> None:
         return statistics.mean(results[key])
 
     print(f"digits test accuracy, mean over {len(seeds)} seed(s); activations 8-bit")
-    print(f"{'weights':>8} {'size KiB':>9} {'QAT acc':>8} {'PTQ acc':>8} {'QAT s':>6} {'PTQ s':>6}")
+    header = ("weights", "size KiB", "QAT acc", "PTQ acc", "QAT s", "PTQ s")
+    print("{:>8} {:>9} {:>8} {:>8} {:>6} {:>6}".format(*header))
     print(
         f"{'float':>8} {sizes['float']:>9.2f} {mean('float'):>8.4f} {'':>8} "
         f"{statistics.mean(times['float']):>6.2f} {'':>6}"

@@ -73,9 +73,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
+    digits_x = torch.rand(256, 1, 8, 8, generator=gen)
+    cifar_x = torch.rand(128, 3, 32, 32, generator=gen)
     cases = [
-        ("digits_cnn", DigitsCNN(), torch.rand(256, 1, 8, 8, generator=gen), 60 if args.quick else 200),
-        ("resnet20", ResNet20(), torch.rand(128, 3, 32, 32, generator=gen), 12 if args.quick else 40),
+        ("digits_cnn", DigitsCNN(), digits_x, 60 if args.quick else 200),
+        ("resnet20", ResNet20(), cifar_x, 12 if args.quick else 40),
     ]
     rows = [measure(name, model, x, repeats) for name, model, x, repeats in cases]
     print(f"{'model':<12} {'float ms/step':>14} {'QAT ms/step':>12} {'QAT/float':>10}")
