@@ -221,13 +221,15 @@ def main() -> None:
 
     # 1. Cost ------------------------------------------------------------------------------
     data = load_digits()
-    print("1) cost of one probe of every layer / one gradient (median, batch 128)")
+    print("1) cost of one probe of every layer / one gradient (median; digits batch 128, "
+          f"ResNet-20 batch {32 if args.quick else 128})")
     gen = torch.Generator().manual_seed(0)
     x_d, y_d = next(iter(make_loader(data.train, batch_size=128)))
     torch.manual_seed(0)
     cost_cnn = probe_cost_ratio(DigitsCNN(), x_d, y_d, rounds=5)
-    x_r = torch.randn(128, 3, 32, 32, generator=gen)
-    y_r = torch.randint(0, 10, (128,), generator=gen)
+    res_batch = 32 if args.quick else 128
+    x_r = torch.randn(res_batch, 3, 32, 32, generator=gen)
+    y_r = torch.randint(0, 10, (res_batch,), generator=gen)
     cost_res = probe_cost_ratio(ResNet20(), x_r, y_r, rounds=2 if args.quick else 4)
     print(f"  {'model':<12}{'layers':>7}{'grad s':>9}{'graph s':>9}{'probe s':>9}{'ratio':>8}"
           f"{'per layer':>10}")
@@ -238,11 +240,13 @@ def main() -> None:
     results["probe_cost_ratio_resnet20"] = round(cost_res["ratio"], 3)
 
     # 2. Accuracy against exact traces -----------------------------------------------------
-    print("\n2) max relative error vs exact per-layer traces (layers > 50 weights, 3 seeds)")
+    print("\n2) max relative error vs exact per-layer traces (layers > 50 weights, 2 batches "
+          f"of 32 digits, {2 if args.quick else 3} seeds)")
     nets = [("TinyBNCNN", TinyBNCNN), ("TinyResidual", TinyResidual)]
     if not args.quick:
         nets.append(("MLP", MLP))
     budgets = (10, 50, 200)
+    seeds = 2 if args.quick else 3
     errors: dict[str, dict[int, float]] = {"plain": {}, "deflated": {}}
     for method in errors:
         for budget in budgets:
@@ -255,10 +259,10 @@ def main() -> None:
             for x, _ in make_loader(data.train, batch_size=128):
                 model(x)
         model.eval()
-        batches = [(x, y) for x, y in make_loader(data.val, batch_size=128)][:2]
+        batches = [(x, y) for x, y in make_loader(data.val, batch_size=32)][:2]
         names = tuple(find_quantizable_layers(model))
         exact = exact_traces(model, batches, names)
-        for seed in range(3):
+        for seed in range(seeds):
             for budget in budgets:
                 for method in ("plain", "deflated"):
                     rank = 0 if method == "plain" else budget // 4

@@ -45,6 +45,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "window-1": {"window_factor": 1.0},
     "window-3": {"window_factor": 3.0},
     "mo-box": {"_mo_tiebreak": "box"},
+    "mo-approx-hv": {"_mo_tiebreak": "approx-hv"},
+    "mo-hv2d-approx-hv": {"_mo_tiebreak": "hv2d+approx-hv"},
     "mo-whole-rank": {"_mo_tiebreak": "whole-rank"},
     "mo-share-0.05-0.1": {"max_good_fraction": 0.1},
     "mo-share-0.1-0.3": {"min_good_fraction": 0.1, "max_good_fraction": 0.3},

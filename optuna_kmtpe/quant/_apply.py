@@ -71,6 +71,7 @@ def apply_config(
     rounding: str = "nearest",
     range_method: str = "mse",
     act_momentum: float = 0.1,
+    range_update_interval: int = 16,
     seed: int = 0,
 ) -> nn.Module:
     """A quantized, width-pruned copy of ``model``; ``model`` itself is left untouched.
@@ -87,6 +88,8 @@ def apply_config(
         rounding: ``"nearest"`` or ``"stochastic"`` (weights, training mode only).
         range_method: Weight clipping: ``"mse"`` (default) or ``"max"``.
         act_momentum: EMA momentum of activation ranges during QAT.
+        range_update_interval: Training steps between refreshes of the cached MSE weight
+            clipping ratio.
         seed: Seed of stochastic rounding (each layer gets ``seed + its index``).
 
     Returns:
@@ -145,6 +148,7 @@ def apply_config(
         "rounding": rounding,
         "range_method": range_method,
         "act_momentum": act_momentum,
+        "range_update_interval": range_update_interval,
     }
     q_layers = quantizable_layers(qmodel)
     for index, name in enumerate(layers):

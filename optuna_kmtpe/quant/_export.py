@@ -119,6 +119,7 @@ def _export_layer(layer: nn.Module) -> dict[str, Any]:
             per_channel=per_channel,
             symmetric=symmetric,
             range_method=getattr(layer, "range_method", "mse"),
+            clip_ratio=_clip_ratio(layer, per_channel),
         )
         entry.update(
             {
@@ -143,6 +144,14 @@ def _export_layer(layer: nn.Module) -> dict[str, Any]:
             }
         )
     return entry
+
+
+def _clip_ratio(layer: nn.Module, per_channel: bool) -> torch.Tensor | None:
+    ratio = getattr(layer, "weight_clip_ratio", None)
+    if ratio is None:
+        return None
+    ratio = ratio.detach().cpu()
+    return ratio if per_channel else ratio[:1]
 
 
 def _as_list(tensor: torch.Tensor) -> list[float]:

@@ -27,6 +27,7 @@ from optuna_kmtpe.quant._quantizers import fake_quantize_weight
 from optuna_kmtpe.quant._quantizers import is_float_bits
 from optuna_kmtpe.quant._quantizers import RangeMethod
 from optuna_kmtpe.quant._quantizers import RoundingMode
+from optuna_kmtpe.quant._quantizers import weight_clip_ratio
 
 
 ObserverMode = Literal["ema", "minmax", "percentile", "frozen"]
@@ -166,11 +167,13 @@ class ActivationQuantizer(nn.Module):
         self._observed_batches = count + 1
 
 
-class _QuantLayerMixin:
+class QuantizedLayerMixin:
     """State and weight fake-quantization shared by the quantized Conv and Linear layers."""
 
     weight: nn.Parameter
     input_quantizer: ActivationQuantizer
+    weight_clip_ratio: torch.Tensor
+    training: bool
 
     def _setup_quantization(
         self,
@@ -183,9 +186,12 @@ class _QuantLayerMixin:
         rounding: RoundingMode,
         range_method: RangeMethod,
         act_momentum: float,
+        range_update_interval: int,
         seed: int,
     ) -> None:
         check_bits(weight_bits, what="weight_bits")
+        if range_update_interval < 1:
+            raise ValueError(f"range_update_interval must be >= 1, got {range_update_interval}.")
         self.weight_bits = weight_bits
         self.per_channel = per_channel
         self.symmetric_weights = symmetric_weights
@@ -194,6 +200,15 @@ class _QuantLayerMixin:
         self.input_quantizer = ActivationQuantizer(
             act_bits, symmetric=symmetric_acts, momentum=act_momentum
         )
+        # The MSE clipping search costs more than the rest of the weight quantizer, and the best
+        # clipping ratio moves slowly: it is cached here (a buffer, so it is saved, copied and
+        # exported with the model) and refreshed every `range_update_interval` training steps.
+        self.range_update_interval = range_update_interval
+        self._forwards_since_refresh = 0
+        self.register_buffer(  # type: ignore[attr-defined]
+            "weight_clip_ratio", torch.ones(self.weight.shape[0], device=self.weight.device)
+        )
+        self.refresh_weight_range()
         # Which of the original output channels this layer kept (None: all); set by apply_config
         # and written out by the export.
         self.kept_out_channels: list[int] | None = None
@@ -204,12 +219,34 @@ class _QuantLayerMixin:
     def act_bits(self) -> int:
         return self.input_quantizer.bits
 
+    def refresh_weight_range(self) -> None:
+        """Recompute the cached per-channel clipping ratio from the current weights."""
+        self._forwards_since_refresh = 0
+        if is_float_bits(self.weight_bits):
+            return
+        ratio = weight_clip_ratio(
+            self.weight,
+            self.weight_bits,
+            per_channel=self.per_channel,
+            symmetric=self.symmetric_weights,
+            range_method=self.range_method,
+        )
+        with torch.no_grad():
+            self.weight_clip_ratio.copy_(ratio.expand_as(self.weight_clip_ratio))
+
     def quantized_weight(self) -> torch.Tensor:
         """The fake-quantized weight used in the forward pass (STE gradient).
 
         Stochastic rounding applies only in training mode: evaluation is deterministic.
         """
-        stochastic = self.rounding == "stochastic" and self.training  # type: ignore[attr-defined]
+        if is_float_bits(self.weight_bits):
+            return self.weight
+        if self.training:
+            self._forwards_since_refresh += 1
+            if self._forwards_since_refresh >= self.range_update_interval:
+                self.refresh_weight_range()
+        stochastic = self.rounding == "stochastic" and self.training
+        ratio = self.weight_clip_ratio if self.per_channel else self.weight_clip_ratio[:1]
         return fake_quantize_weight(
             self.weight,
             self.weight_bits,
@@ -218,6 +255,7 @@ class _QuantLayerMixin:
             rounding="stochastic" if stochastic else "nearest",
             generator=self._generator if stochastic else None,
             range_method=self.range_method,
+            clip_ratio=ratio,
         )
 
     def _quant_repr(self) -> str:
@@ -232,6 +270,7 @@ def _quant_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
         "rounding": "nearest",
         "range_method": "mse",
         "act_momentum": 0.1,
+        "range_update_interval": 16,
         "seed": 0,
     }
     unknown = set(kwargs) - set(defaults) - {"weight_bits", "act_bits"}
@@ -240,7 +279,7 @@ def _quant_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {**defaults, **kwargs}
 
 
-class QuantConv1d(_QuantLayerMixin, nn.Conv1d):
+class QuantConv1d(QuantizedLayerMixin, nn.Conv1d):
     """``nn.Conv1d`` with fake-quantized weights and input activations."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -250,7 +289,7 @@ class QuantConv1d(_QuantLayerMixin, nn.Conv1d):
         return f"{super().extra_repr()}, {self._quant_repr()}"
 
 
-class QuantConv2d(_QuantLayerMixin, nn.Conv2d):
+class QuantConv2d(QuantizedLayerMixin, nn.Conv2d):
     """``nn.Conv2d`` (also grouped/depthwise) with fake-quantized weights and input activations."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -260,7 +299,7 @@ class QuantConv2d(_QuantLayerMixin, nn.Conv2d):
         return f"{super().extra_repr()}, {self._quant_repr()}"
 
 
-class QuantLinear(_QuantLayerMixin, nn.Linear):
+class QuantLinear(QuantizedLayerMixin, nn.Linear):
     """``nn.Linear`` with fake-quantized weights and input activations."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -289,7 +328,7 @@ def to_quantized_layer(
         weight_bits: Bits of the weights (16/32: float).
         act_bits: Bits of the layer's input activations (16/32: float).
         **options: ``per_channel``, ``symmetric_weights``, ``symmetric_acts``, ``rounding``,
-            ``range_method``, ``act_momentum``, ``seed``.
+            ``range_method``, ``act_momentum``, ``range_update_interval``, ``seed``.
 
     Example:
         >>> q = to_quantized_layer(nn.Linear(4, 2), weight_bits=4, act_bits=8)

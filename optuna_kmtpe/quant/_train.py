@@ -28,6 +28,7 @@ from optuna_kmtpe.quant._calibration import recalibrate_batchnorm
 from optuna_kmtpe.quant._device import model_device
 from optuna_kmtpe.quant._device import resolve_device
 from optuna_kmtpe.quant._device import split_batch
+from optuna_kmtpe.quant._modules import QuantizedLayerMixin
 
 
 OptimizerName = Literal["sgd", "adam"]
@@ -161,6 +162,9 @@ def qat_finetune(
         progress=progress,
         description="QAT",
     )
+    for module in tuned.modules():
+        if isinstance(module, QuantizedLayerMixin):
+            module.refresh_weight_range()  # final weights get their own clipping range
     return tuned.eval()
 
 

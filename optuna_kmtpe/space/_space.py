@@ -129,8 +129,11 @@ class MonotoneSearchSpace:
         names = list(report.names) if layers is None else list(layers)
         if not names:
             raise ValueError("The search space needs at least one layer.")
-        for name in names:
-            report[name]  # raises KeyError naming the known layers
+        unknown = [name for name in names if name not in report.names]
+        if unknown:
+            raise ValueError(
+                f"layers {unknown} are not in the report; its layers are {list(report.names)}."
+            )
         self.layer_names: tuple[str, ...] = tuple(names)
         self.weight_bits = _check_bits_list(weight_bits, "weight_bits")
         missing = [

@@ -128,7 +128,9 @@ def test_width_after_flatten_removes_input_multiplier_features_per_channel() -> 
     assert qmodel.fc.in_features == 48
     assert torch.equal(qmodel.fc.weight.detach(), model.fc.weight.detach()[:, columns])
     # With float bits the pruned model computes exactly the float model minus those channels.
-    float_pruned = apply_config(model, {"conv": LayerConfig(32, 32, 0.5)}, example_input=DIGITS_INPUT)
+    float_pruned = apply_config(
+        model, {"conv": LayerConfig(32, 32, 0.5)}, example_input=DIGITS_INPUT
+    )
     reference = model.fc.weight.detach()[:, columns]
     with torch.no_grad():
         feats = nn.functional.max_pool2d(torch.relu(model.conv(DIGITS_INPUT)), 2)[:, kept]

@@ -42,9 +42,8 @@ def _qat_accuracy(digits: dict[str, object], bits: int) -> float:
     config = QuantConfig.uniform(quantizable_layers(model), weight_bits=bits, act_bits=bits)
     qmodel = apply_config(model, config)
     calibrate(qmodel, digits["train"])  # type: ignore[arg-type]
-    tuned = qat_finetune(
-        qmodel, digits["train"], epochs=3, lr=0.01, seed=0, progress=False  # type: ignore[arg-type]
-    )
+    train = digits["train"]
+    tuned = qat_finetune(qmodel, train, epochs=3, lr=0.01, seed=0, progress=False)  # type: ignore
     return evaluate(tuned, digits["test"])  # type: ignore[arg-type]
 
 

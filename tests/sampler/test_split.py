@@ -268,7 +268,11 @@ def test_rank_thinning_rules() -> None:
     knee = _thin_rank(front, 3, "knee-spread")
     assert knee[0] == 5 and set(knee[1:].tolist()) == {0, 10}
     assert len(set(_thin_rank(front, 4, "hv2d+spread").tolist())) == 4
+    approx = _thin_rank(front, 3, "approx-hv")
+    assert approx[0] == 5 and len(set(approx.tolist())) == 3  # the knee first, then spread
     three = np.random.default_rng(0).uniform(0, 1, (8, 3))
+    first = _thin_rank(three, 1, "approx-hv")[0]
+    assert first == _thin_rank(three, 1, "box")[0]
     assert len(_thin_rank(three, 3, "hv2d+spread")) == 3
     with pytest.raises(ValueError, match="tie-break"):
         _thin_rank(front, 2, "nope")
