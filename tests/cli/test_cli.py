@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 import signal
 import subprocess
@@ -14,6 +13,7 @@ import optuna
 from optuna.trial import TrialState
 import pytest
 from tests_cli_helpers import kmtpe_command
+from tests_cli_helpers import kmtpe_env
 
 
 pytestmark = pytest.mark.slow
@@ -29,7 +29,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run(
     args: list[str], cwd: Path, cache_dir: Path, *, check: bool = True, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KMTPE_CACHE_DIR": str(cache_dir), "OMP_NUM_THREADS": "1"}
+    env = kmtpe_env(cache_dir)
     proc = subprocess.run(
         [*kmtpe_command(), *args],
         cwd=cwd,
@@ -89,7 +89,7 @@ def test_search_resume_report_and_export(tmp_path: Path, cache_dir: Path) -> Non
 
 
 def test_killed_run_resumes_with_nothing_lost(tmp_path: Path, cache_dir: Path) -> None:
-    env = {**os.environ, "KMTPE_CACHE_DIR": str(cache_dir), "OMP_NUM_THREADS": "1"}
+    env = kmtpe_env(cache_dir)
     proc = subprocess.Popen(
         [*kmtpe_command(), "search", "--trials", "200", "--no-warm-start", *FAST],
         cwd=tmp_path,
@@ -177,7 +177,7 @@ def test_dashboard_serves_the_study(tmp_path: Path, cache_dir: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "KMTPE_CACHE_DIR": str(cache_dir)}
+    env = kmtpe_env(cache_dir)
     proc = subprocess.Popen(
         [*kmtpe_command(), "dashboard", "--port", str(port)],
         cwd=tmp_path,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 import subprocess
 
@@ -10,17 +9,14 @@ import optuna
 from optuna.trial import TrialState
 import pytest
 from tests_cli_helpers import kmtpe_command
+from tests_cli_helpers import kmtpe_env
 
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def test_two_workers_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "KMTPE_CACHE_DIR": str(tmp_path / "cache"),
-        "OMP_NUM_THREADS": "1",
-    }
+    env = kmtpe_env(tmp_path / "cache")
     common = ["--storage", postgres_url, "--study-name", "shared"]
     fast = ["--qat-epochs", "1", "--hessian-max-probes", "32", "--quiet"]
     started = subprocess.run(
