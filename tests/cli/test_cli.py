@@ -197,7 +197,7 @@ def test_dashboard_serves_the_study(tmp_path: Path, cache_dir: Path) -> None:
             except OSError:
                 time.sleep(0.5)
         assert body is not None, "the dashboard did not answer"
-        assert [s["study_name"] for s in body["studies"]] == ["kmtpe"]
+        assert [s["study_name"] for s in body["study_summaries"]] == ["kmtpe"]
     finally:
         proc.terminate()
         proc.wait(timeout=10)
