@@ -139,8 +139,11 @@ def _create_or_load_study(
             settings = stored_settings.replace(
                 n_trials=settings.n_trials, timeout=settings.timeout, storage=settings.storage
             )
-        # A second process must not replay the first one's random stream.
-        sampler_seed = settings.seed + 1 + sum(1 for _ in study.get_trials(deepcopy=False))
+        # A resumed run or a worker must not replay another process's random stream (two
+        # workers started together would otherwise propose the same configs). Only a fresh
+        # study is reproducible from its seed; a resumed one depends on where it stopped anyway.
+        n_trials = len(study.get_trials(deepcopy=False))
+        sampler_seed = (settings.seed * 1_000_003 + n_trials * 7919 + os.getpid()) % 2**31
     directions = [METRICS[m].direction for m in settings.objectives]
     sampler = make_sampler(settings.sampler, seed=sampler_seed, n_objectives=len(directions))
     study = optuna.create_study(
