@@ -12,7 +12,8 @@ Methods (objectives accuracy + FPGA latency + FPGA energy, QAT in the loop):
 Hypervolume uses a fixed reference point: objectives are normalized as (1 - accuracy,
 latency / latency_max, energy / energy_max), where *_max are the costs of the most expensive
 config of the space (uniform 8-bit weights and activations, full width), and the reference
-point is (1.0, 1.1, 1.1). Accuracy is a deterministic function of the config under the fixed
+point is (0.10, 1.0, 1.0): configs below 90% validation accuracy or costlier than uniform 8-bit
+add nothing (the float model reaches ~99%, so the interesting front lies above 90%). Accuracy is a deterministic function of the config under the fixed
 QAT recipe, so one config -> accuracy memo is shared by all methods and seeds (it saves time
 and changes no result).
 
@@ -51,7 +52,7 @@ METHODS: dict[str, tuple[str, bool, bool]] = {
     "nsga2": ("nsga2", False, False),
     "random": ("random", False, False),
 }
-REFERENCE = np.array([1.0, 1.1, 1.1])
+REFERENCE = np.array([0.10, 1.0, 1.0])
 
 
 def normalized_losses(values: list[list[float]], scale: np.ndarray) -> np.ndarray:
@@ -120,13 +121,13 @@ def main() -> None:
     seeds, n_trials = (3, 25) if args.quick else (args.seeds, args.trials)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
-    settings = SearchSettings()
+    settings = SearchSettings()  # the `kmtpe search` defaults: digits CNN, pynq-z2, 2 QAT epochs
     job = prepare_job(settings, None, log=lambda m: print(m, flush=True), progress=False)
     spaces = {
         True: job.space,
         False: build_space(settings.replace(constrained=False), job.report, job.graph),
     }
-    layers = list(job.report.layers)
+    layers = list(job.space.layer_names)
     most_expensive = QuantConfig.uniform(layers, weight_bits=8, act_bits=8)
     top = job.fpga.evaluate(job.shapes, most_expensive)
     scale = np.array([top.latency_s, top.energy_j])

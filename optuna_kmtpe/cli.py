@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--hessian-max-probes", type=int, help="cap on Hutchinson probes per layer (default 1000)"
     )
+    search.add_argument(
+        "--threads", type=int, dest="torch_threads", help="torch CPU threads (default: auto)"
+    )
     search.add_argument("--quiet", action="store_true", help="no progress bars")
 
     worker = sub.add_parser(
@@ -159,7 +162,7 @@ def _search_settings(args: argparse.Namespace) -> Any:
     for name in (
         "model", "data", "data_dir", "weight_bits", "act_bits", "widths", "objectives", "device",
         "n_trials", "timeout", "seed", "storage", "study_name", "sampler", "mode", "lr",
-        "cache_dir", "hessian_max_probes",
+        "cache_dir", "hessian_max_probes", "torch_threads",
     ):  # fmt: skip
         value = getattr(args, name, None)
         if value is not None:

@@ -47,6 +47,21 @@ def load_data(settings: SearchSettings) -> Any:
     return loader(root=settings.data_dir, seed=settings.seed)
 
 
+SMALL_MODEL_PARAMETERS = 1_000_000
+
+
+def set_torch_threads(settings: SearchSettings, model: Any) -> int:
+    """Apply ``settings.torch_threads`` (or its automatic choice) and return the thread count."""
+    import torch
+
+    threads = settings.torch_threads
+    if threads is None:
+        n_params = sum(p.numel() for p in model.parameters())
+        threads = 1 if n_params < SMALL_MODEL_PARAMETERS else torch.get_num_threads()
+    torch.set_num_threads(threads)
+    return threads
+
+
 def _checkpoint_path(settings: SearchSettings, data_name: str) -> Path:
     import torch
 
@@ -164,6 +179,7 @@ def prepare_job(
     torch.manual_seed(settings.seed)
     splits = load_data(settings)
     model = pretrained_model(settings, splits, log=log)
+    set_torch_threads(settings, model)
     train_loader = kdata.make_loader(
         splits.train, batch_size=settings.batch_size, shuffle=True, seed=settings.seed
     )
