@@ -87,7 +87,9 @@ def compute_sensitivity(
             with at most ``2 * deflation_rank`` weights are computed exactly. 0 gives plain
             Hutchinson.
         seed: Seed of the probes.
-        weight_bits: Weight bit-widths whose perturbation ``||Q_b(W) - W||^2`` the report stores
+        weight_bits: Weight bit-widths whose perturbation ``||Q_b(W) - W||^2`` and exact
+            second-order loss change ``0.5 * dW^T H dW`` (``dW = Q_b(W) - W``, one
+            Hessian-vector product per layer, bit-width and batch) the report stores
             (per-channel symmetric, from :func:`optuna_kmtpe.quant.fake_quantize_weight`).
         activations: Also estimate the trace with respect to each layer's *input* activation
             (the operand that ``act_bits`` quantizes), per element and averaged over inputs.
@@ -139,6 +141,9 @@ def compute_sensitivity(
     sqrt_b = math.sqrt(len(batches))
 
     generator = torch.Generator().manual_seed(seed)
+    quant_errors = _quantization_errors(weights, weight_bits)
+    quadratic: list[dict[int, float]] = [dict.fromkeys(sorted(set(weight_bits)), 0.0)
+                                         for _ in weights]
     weight_stats: list[list[RunningStats]] = []
     act_stats: list[list[RunningStats]] = []
     act_numel: list[int] = []
@@ -186,6 +191,11 @@ def compute_sensitivity(
                         on_round=tick,
                     )
                 )
+            for index, hvp in enumerate(graph.weight_hvps()):
+                for bits, delta in quant_errors[index].items():
+                    if hvp is not None:
+                        value = 0.5 * float((delta * hvp(delta)).sum())
+                        quadratic[index][bits] += value / len(batches)
             bar.update(done_before + rounds_per_batch - bar.n)
             del graph
 
@@ -194,7 +204,10 @@ def compute_sensitivity(
         eig = list(_top_eigenvalues(work, modules, weights, loss_fn, batches, generator,
                                     eig_max_iter, eig_tol))
 
-    perturbations = _perturbations(weights, weight_bits)
+    perturbations = [
+        {bits: float((delta**2).sum()) for bits, delta in errors.items()}
+        for errors in quant_errors
+    ]
     results = []
     for index, (name, module) in enumerate(zip(names, modules)):
         n_params = int(weights[index].numel())
@@ -217,6 +230,7 @@ def compute_sensitivity(
                 trace_stderr=stderr / n_params,
                 num_probes=probes,
                 perturbation=perturbations[index],
+                quadratic=quadratic[index],
                 act_trace=act_trace,
                 act_trace_stderr=act_stderr,
                 act_numel=numel,
@@ -400,21 +414,21 @@ def _top_eigenvalues(
     return power_iteration(hvp, weights, max_iter=max_iter, tol=tol, generator=generator)
 
 
-def _perturbations(
+def _quantization_errors(
     weights: Sequence[torch.Tensor], bits_list: Sequence[int]
-) -> list[dict[int, float]]:
+) -> list[dict[int, torch.Tensor]]:
+    """``Q_b(W) - W`` per layer and candidate bit-width (per-channel symmetric)."""
     from optuna_kmtpe.quant import fake_quantize_weight
 
-    tables = []
+    errors = []
     with torch.no_grad():
         for weight in weights:
             w = weight.detach()
-            table = {}
-            for bits in sorted(set(bits_list)):
-                quantized = fake_quantize_weight(w, bits, per_channel=True, symmetric=True)
-                table[bits] = float(((quantized - w) ** 2).sum())
-            tables.append(table)
-    return tables
+            errors.append({
+                bits: fake_quantize_weight(w, bits, per_channel=True, symmetric=True) - w
+                for bits in sorted(set(bits_list))
+            })
+    return errors
 
 
 def load_or_compute_sensitivity(

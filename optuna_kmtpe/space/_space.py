@@ -356,12 +356,12 @@ class MonotoneSearchSpace:
         return self.size_budget_bits is None or self.size_bits(config) <= self.size_budget_bits
 
     # HAWQ-V2 --------------------------------------------------------------------------------------
-    def _hawq_tables(self) -> tuple[list[list[float]], list[list[float]]]:
+    def _hawq_tables(self, omega: str = "trace") -> tuple[list[list[float]], list[list[float]]]:
         sizes, omegas = [], []
         for name in self.layer_names:
             stats = self.report[name]
             sizes.append([_size_bits_of(b) * stats.n_params for b in self.weight_bits])
-            omegas.append([stats.omega(b) for b in self.weight_bits])
+            omegas.append([stats.omega(b, kind=omega) for b in self.weight_bits])
         return sizes, omegas
 
     def _config_of_levels(self, levels: Sequence[int]) -> QuantConfig:
@@ -371,21 +371,26 @@ class MonotoneSearchSpace:
             for name, level in zip(self.layer_names, levels)
         })
 
-    def hawq_v2_frontier(self, *, method: str = "auto") -> list[FrontierPoint]:
+    def hawq_v2_frontier(
+        self, *, method: str = "auto", omega: str = "trace"
+    ) -> list[FrontierPoint]:
         """HAWQ-V2 frontier restricted to this space's configs (monotone, pruned, full width,
-        activations at the largest choice), ordered by size; every config is in the space."""
-        sizes, omegas = self._hawq_tables()
+        activations at the largest choice), ordered by size; every config is in the space.
+        ``omega="quadratic"`` uses the exact second-order terms instead of traces."""
+        sizes, omegas = self._hawq_tables(omega)
         points = _hawq.pareto_monotone(sizes, omegas, self.weight_caps, self.weight_below,
                                        method=method)
         return [FrontierPoint(p.size, p.omega, self._config_of_levels(p.levels)) for p in points]
 
-    def warm_start_params(self, num: int = 5, *, method: str = "auto") -> list[dict[str, int]]:
+    def warm_start_params(
+        self, num: int = 5, *, method: str = "auto", omega: str = "trace"
+    ) -> list[dict[str, int]]:
         """Params of ``num`` HAWQ-V2 frontier configs spread over size, for ``enqueue_trial``.
 
         Example:
             >>> # for params in space.warm_start_params(5): study.enqueue_trial(params)
         """
-        frontier = self.hawq_v2_frontier(method=method)
+        frontier = self.hawq_v2_frontier(method=method, omega=omega)
         if self.size_budget_bits is not None:
             frontier = [p for p in frontier if p.size_bits <= self.size_budget_bits] or frontier
         if num >= len(frontier):
@@ -458,12 +463,15 @@ def _check_widths(values: Sequence[float]) -> tuple[float, ...]:
 
 # Module-level HAWQ-V2 API ---------------------------------------------------------------------
 def _tables(
-    report: SensitivityReport, weight_bits: Sequence[int], layers: Sequence[str] | None
+    report: SensitivityReport,
+    weight_bits: Sequence[int],
+    layers: Sequence[str] | None,
+    omega: str = "trace",
 ) -> tuple[list[str], tuple[int, ...], list[list[float]], list[list[float]]]:
     names = list(report.names) if layers is None else list(layers)
     bits = _check_bits_list(weight_bits, "weight_bits")
     sizes = [[_size_bits_of(b) * report[n].n_params for b in bits] for n in names]
-    omegas = [[report[n].omega(b) for b in bits] for n in names]
+    omegas = [[report[n].omega(b, kind=omega) for b in bits] for n in names]
     return names, bits, sizes, omegas
 
 
@@ -475,6 +483,7 @@ def hawq_v2_frontier(
     act_bits: int = 8,
     layers: Sequence[str] | None = None,
     method: str = "auto",
+    omega: str = "trace",
 ) -> list[FrontierPoint]:
     """Pareto frontier of Omega against model size (HAWQ-V2), ordered by size.
 
@@ -484,7 +493,8 @@ def hawq_v2_frontier(
     choices with dominance pruning. With ``order_sigma`` the configs must also respect the
     sensitivity order of :class:`MonotoneSearchSpace`; the frontier is then exact by
     enumeration for small spaces, else by a sweep of integer programs (``scipy.optimize.milp``,
-    HiGHS, gap 0), one per frontier point.
+    HiGHS, gap 0), one per frontier point. ``omega="quadratic"`` replaces each layer's
+    ``trace * ||dW||^2`` by the exact ``0.5 * dW^T H dW`` stored in the report.
 
     Example:
         >>> from optuna_kmtpe.sensitivity import LayerSensitivity, SensitivityReport
@@ -495,7 +505,7 @@ def hawq_v2_frontier(
         >>> [p.size_bits for p in hawq_v2_frontier(report, weight_bits=(2, 4, 8))]
         [400.0, 600.0, 800.0, 1200.0, 1600.0]
     """
-    names, bits, sizes, omegas = _tables(report, weight_bits, layers)
+    names, bits, sizes, omegas = _tables(report, weight_bits, layers, omega)
     caps = [len(bits) - 1] * len(names)
     if order_sigma is None:
         points = _hawq.pareto_independent(sizes, omegas, caps)
@@ -516,6 +526,7 @@ def hawq_v2_select(
     act_bits: int = 8,
     layers: Sequence[str] | None = None,
     method: str = "auto",
+    omega: str = "trace",
 ) -> QuantConfig:
     """The config of minimal Omega whose weights fit ``size_budget_bits`` (HAWQ-V2 selection).
 
@@ -524,7 +535,7 @@ def hawq_v2_select(
     Raises:
         ValueError: If even the smallest config exceeds the budget.
     """
-    names, bits, sizes, omegas = _tables(report, weight_bits, layers)
+    names, bits, sizes, omegas = _tables(report, weight_bits, layers, omega)
     caps = [len(bits) - 1] * len(names)
     below = None
     if order_sigma is not None:

@@ -193,6 +193,28 @@ def test_report_fields_and_perturbations() -> None:
     assert "conv2" in table and "omega@2b" in table
 
 
+def test_quadratic_terms_match_exact_hessian() -> None:
+    model = _prepared(TinyMLP, seed=16).eval()
+    batches = _batches(17)
+    report = compute_sensitivity(model, batches, weight_bits=(2, 4), max_probes=4,
+                                 progress=False)
+    for name in ("fc1", "out"):
+        w0 = getattr(model, name).weight.detach().clone()
+
+        def loss_of(weight: torch.Tensor, name: str = name) -> torch.Tensor:
+            return torch.stack([
+                F.cross_entropy(functional_call(model, {f"{name}.weight": weight}, (x,)), y)
+                for x, y in batches
+            ]).mean()
+
+        hessian = torch.autograd.functional.hessian(loss_of, w0).reshape(w0.numel(), -1)
+        for bits in (2, 4):
+            delta = (fake_quantize_weight(w0, bits) - w0).flatten()
+            expected = 0.5 * float(delta @ hessian @ delta)
+            assert report[name].quadratic[bits] == pytest.approx(expected, rel=1e-4)
+            assert report[name].omega(bits, kind="quadratic") == report[name].quadratic[bits]
+
+
 def test_activation_traces_match_exact() -> None:
     torch.manual_seed(11)
     model = TinyMLP().eval()

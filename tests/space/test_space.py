@@ -44,6 +44,7 @@ def make_report(
                 trace_stderr=trace * rel_se * rng.uniform(0.2, 1.5),
                 num_probes=64,
                 perturbation={b: scale * 4.0 ** (-b) * rng.uniform(0.8, 1.2) for b in BITS},
+                quadratic={b: trace * scale * 4.0 ** (-b) * rng.uniform(0.3, 3.0) for b in BITS},
                 act_trace=10 ** rng.uniform(-3, 0) if activations else None,
                 act_trace_stderr=1e-4 if activations else None,
                 act_numel=64 if activations else None,
@@ -261,7 +262,7 @@ def test_space_does_not_import_torch() -> None:
 
 # HAWQ-V2 -----------------------------------------------------------------------------------
 def _brute_frontier(report: SensitivityReport, bits: tuple[int, ...],
-                    sigma: float | None) -> list[tuple[float, float]]:
+                    sigma: float | None, kind: str = "trace") -> list[tuple[float, float]]:
     names = report.names
     below = None if sigma is None else sensitivity_order(
         [l.trace for l in report], [l.trace_stderr for l in report], sigma=sigma)
@@ -270,25 +271,26 @@ def _brute_frontier(report: SensitivityReport, bits: tuple[int, ...],
         if below is not None and not is_monotone(combo, below):
             continue
         size = sum(bits[b] * report[n].n_params for n, b in zip(names, combo))
-        omega = sum(report[n].omega(bits[b]) for n, b in zip(names, combo))
+        omega = sum(report[n].omega(bits[b], kind=kind) for n, b in zip(names, combo))
         points.append((size, omega))
     return points
 
 
-@pytest.mark.parametrize("sigma", [None, 2.0])
-def test_hawq_v2_selection_equals_brute_force(sigma: float | None) -> None:
+@pytest.mark.parametrize(("sigma", "kind"), [(None, "trace"), (2.0, "trace"),
+                                             (2.0, "quadratic")])
+def test_hawq_v2_selection_equals_brute_force(sigma: float | None, kind: str) -> None:
     report = make_report(5, seed=11)
     bits = (2, 4, 6, 8)
-    points = _brute_frontier(report, bits, sigma)
+    points = _brute_frontier(report, bits, sigma, kind)
     sizes = sorted({size for size, _ in points})
     for budget in sizes[:: max(1, len(sizes) // 25)]:
         best = min(omega for size, omega in points if size <= budget)
-        config = hawq_v2_select(report, budget, weight_bits=bits, order_sigma=sigma)
-        omega = sum(report[n].omega(config[n].weight_bits) for n in report.names)
+        config = hawq_v2_select(report, budget, weight_bits=bits, order_sigma=sigma, omega=kind)
+        omega = sum(report[n].omega(config[n].weight_bits, kind=kind) for n in report.names)
         size = sum(config[n].weight_bits * report[n].n_params for n in report.names)
         assert size <= budget
         assert omega == pytest.approx(best, rel=1e-9)
-    frontier = hawq_v2_frontier(report, weight_bits=bits, order_sigma=sigma)
+    frontier = hawq_v2_frontier(report, weight_bits=bits, order_sigma=sigma, omega=kind)
     brute = [(s, o) for s, o in points if not any(
         (s2 <= s and o2 < o) or (s2 < s and o2 <= o) for s2, o2 in points)]
     assert sorted({(p.size_bits, round(p.omega, 15)) for p in frontier}) == sorted(
