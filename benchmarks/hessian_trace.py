@@ -156,7 +156,7 @@ def omega_vs_drop(model: nn.Module, data, *, upsample: int, label: str, **sens_k
     calib = [(_up(x, upsample), y) for x, y in make_loader(data.train, batch_size=128)]
     calib = calib[: sens_kw.get("num_batches", 2)]
     started = time.perf_counter()
-    report = compute_sensitivity(model, calib, weight_bits=(2, 4), progress=False, **sens_kw)
+    report = compute_sensitivity(model, calib, weight_bits=(2,), progress=False, **sens_kw)
     seconds = time.perf_counter() - started
     base_acc, base_loss = evaluate(model, data.test, upsample)
     work = copy.deepcopy(model).eval()
@@ -182,7 +182,8 @@ def omega_vs_drop(model: nn.Module, data, *, upsample: int, label: str, **sens_k
         acc, loss = evaluate(quantized, data.test, upsample)
         with torch.no_grad():
             calib_loss = sum(float(F.cross_entropy(quantized(x), y)) for x, y in calib)
-        rows.append({"omega": layer.omega(2), "omega4": layer.omega(4), "quad": quad,
+        assert math.isclose(quad, layer.quadratic[2], rel_tol=1e-3, abs_tol=1e-12)
+        rows.append({"omega": layer.omega(2), "quad": quad,
                      "drop": base_acc - acc, "loss_up": loss - base_loss,
                      "calib_up": calib_loss / len(calib) - base_calib})
     del graphs
@@ -335,12 +336,14 @@ def main() -> None:
     results["spearman_omega_vs_drop"] = round(res_cnn["spearman_acc"], 3)
     results["spearman_omega_vs_loss"] = round(res_cnn["spearman_loss"], 3)
     results["spearman_omega_vs_calib_loss"] = round(res_cnn["spearman_calib_loss"], 3)
+    results["spearman_quadratic_vs_drop"] = round(res_cnn["spearman_quad_drop"], 3)
     torch.manual_seed(0)
     deep = train(DeepDigitsCNN(), data, epochs=30, seed=0)
     res_deep = omega_vs_drop(deep, data, upsample=1, label="deep digits CNN (8 layers)")
     results["spearman_omega_vs_drop_deep_cnn"] = round(res_deep["spearman_acc"], 3)
     results["spearman_omega_vs_loss_deep_cnn"] = round(res_deep["spearman_loss"], 3)
     results["spearman_omega_vs_calib_loss_deep_cnn"] = round(res_deep["spearman_calib_loss"], 3)
+    results["spearman_quadratic_vs_drop_deep_cnn"] = round(res_deep["spearman_quad_drop"], 3)
     if not args.quick:
         torch.manual_seed(0)
         start = time.perf_counter()
@@ -353,6 +356,8 @@ def main() -> None:
         results["spearman_omega_vs_loss_resnet20"] = round(res_resnet["spearman_loss"], 3)
         results["spearman_omega_vs_calib_loss_resnet20"] = round(
             res_resnet["spearman_calib_loss"], 3)
+        results["spearman_quadratic_vs_drop_resnet20"] = round(
+            res_resnet["spearman_quad_drop"], 3)
 
     started = time.perf_counter()
     compute_sensitivity(cnn, make_loader(data.train, batch_size=128), progress=False)
