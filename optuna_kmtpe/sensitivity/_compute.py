@@ -13,14 +13,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from optuna_kmtpe.sensitivity._hutchinson import RunningStats
 from optuna_kmtpe.sensitivity._hutchinson import hutchinson_traces
 from optuna_kmtpe.sensitivity._hutchinson import power_iteration
-from optuna_kmtpe.sensitivity._hutchinson import RunningStats
 from optuna_kmtpe.sensitivity._layers import channel_counts
 from optuna_kmtpe.sensitivity._layers import find_quantizable_layers
+from optuna_kmtpe.sensitivity._report import STUDY_ATTR_KEY
 from optuna_kmtpe.sensitivity._report import LayerSensitivity
 from optuna_kmtpe.sensitivity._report import SensitivityReport
-from optuna_kmtpe.sensitivity._report import STUDY_ATTR_KEY
 
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -115,7 +115,9 @@ def compute_sensitivity(
     _validate(num_batches, target_rel_err, max_probes, min_probes, weight_bits)
     min_probes = min(min_probes, max_probes)
     if deflation_rank < 0:
-        raise ValueError(f"deflation_rank must be >= 0 (0: plain Hutchinson), got {deflation_rank}.")
+        raise ValueError(
+            f"deflation_rank must be >= 0 (0: plain Hutchinson), got {deflation_rank}."
+        )
     loss_fn: Criterion = criterion if criterion is not None else nn.CrossEntropyLoss()
     batches = _take_batches(batches_or_loader, num_batches)
     started = time.perf_counter()
@@ -142,8 +144,9 @@ def compute_sensitivity(
 
     generator = torch.Generator().manual_seed(seed)
     quant_errors = _quantization_errors(weights, weight_bits)
-    quadratic: list[dict[int, float]] = [dict.fromkeys(sorted(set(weight_bits)), 0.0)
-                                         for _ in weights]
+    quadratic: list[dict[int, float]] = [
+        dict.fromkeys(sorted(set(weight_bits)), 0.0) for _ in weights
+    ]
     weight_stats: list[list[RunningStats]] = []
     act_stats: list[list[RunningStats]] = []
     act_numel: list[int] = []
@@ -201,8 +204,11 @@ def compute_sensitivity(
 
     eig: list[float | None] = [None] * len(modules)
     if eigenvalues:
-        eig = list(_top_eigenvalues(work, modules, weights, loss_fn, batches, generator,
-                                    eig_max_iter, eig_tol))
+        eig = list(
+            _top_eigenvalues(
+                work, modules, weights, loss_fn, batches, generator, eig_max_iter, eig_tol
+            )
+        )
 
     perturbations = [
         {bits: float((delta**2).sum()) for bits, delta in errors.items()}
@@ -265,16 +271,15 @@ def _validate(
     if num_batches < 1:
         raise ValueError(f"num_batches must be >= 1, got {num_batches}.")
     if not target_rel_err > 0:
-        raise ValueError(
-            f"target_rel_err must be > 0 (e.g. 0.01 for 1%), got {target_rel_err}."
-        )
+        raise ValueError(f"target_rel_err must be > 0 (e.g. 0.01 for 1%), got {target_rel_err}.")
     if min_probes < 2 or max_probes < 2:
         raise ValueError(
             f"min_probes and max_probes must be >= 2 (a standard error needs 2 probes), got "
             f"min_probes={min_probes}, max_probes={max_probes}."
         )
-    bad = [b for b in weight_bits if isinstance(b, bool) or not isinstance(b, int) or
-           not 1 <= b <= 8]
+    bad = [
+        b for b in weight_bits if isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= 8
+    ]
     if bad or not weight_bits:
         raise ValueError(
             f"weight_bits must be a non-empty list of ints in 1..8 (float needs no "
@@ -351,7 +356,7 @@ class _GradientGraph:
         targets = self.weights + self.acts
         grads = torch.autograd.grad(loss, targets, create_graph=True, allow_unused=True)
         self.weight_grads = list(grads[: len(self.weights)])
-        self.act_grads = list(grads[len(self.weights):])
+        self.act_grads = list(grads[len(self.weights) :])
 
     @staticmethod
     def _hvp(grad: torch.Tensor | None, target: torch.Tensor) -> Callable[..., Any] | None:
@@ -399,8 +404,9 @@ def _top_eigenvalues(
         totals: list[torch.Tensor | None] = [None] * len(vectors)
         for x, y in batches:
             graph = (
-                cached[0] if cached else _GradientGraph(model, modules, weights, loss_fn, x, y,
-                                                         False)
+                cached[0]
+                if cached
+                else _GradientGraph(model, modules, weights, loss_fn, x, y, False)
             )
             for index, (product_fn, vector) in enumerate(zip(graph.weight_hvps(), vectors)):
                 if vector is None:
@@ -424,10 +430,12 @@ def _quantization_errors(
     with torch.no_grad():
         for weight in weights:
             w = weight.detach()
-            errors.append({
-                bits: fake_quantize_weight(w, bits, per_channel=True, symmetric=True) - w
-                for bits in sorted(set(bits_list))
-            })
+            errors.append(
+                {
+                    bits: fake_quantize_weight(w, bits, per_channel=True, symmetric=True) - w
+                    for bits in sorted(set(bits_list))
+                }
+            )
     return errors
 
 

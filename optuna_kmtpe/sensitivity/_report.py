@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import dataclasses
 import json
 import math
-from typing import Any
 from typing import TYPE_CHECKING
+from typing import Any
 
 
 if TYPE_CHECKING:
@@ -332,8 +332,10 @@ class SensitivityReport:
             rows.append(row)
         widths = [max(len(row[c]) for row in rows) for c in range(len(header))]
         lines = [
-            "  ".join(cell.ljust(w) if c < 2 else cell.rjust(w) for c, (cell, w) in
-                      enumerate(zip(row, widths)))
+            "  ".join(
+                cell.ljust(w) if c < 2 else cell.rjust(w)
+                for c, (cell, w) in enumerate(zip(row, widths))
+            )
             for row in rows
         ]
         lines.insert(1, "-" * len(lines[0]))

@@ -14,10 +14,10 @@ from optuna.distributions import BaseDistribution
 from optuna.distributions import IntDistribution
 
 from optuna_kmtpe.config import ALLOWED_BITS
-from optuna_kmtpe.config import is_float_bits
-from optuna_kmtpe.config import kept_channels
 from optuna_kmtpe.config import LayerConfig
 from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.config import is_float_bits
+from optuna_kmtpe.config import kept_channels
 from optuna_kmtpe.sensitivity import SensitivityReport
 from optuna_kmtpe.space import _hawq
 from optuna_kmtpe.space._order import above_sets
@@ -189,14 +189,14 @@ class MonotoneSearchSpace:
         for name in names:
             width_product *= width_choices if name in self.prunable else 1
         act_count = count_monotone(self.act_caps, self.act_below)
-        self.size_before: int = (
-            (len(self.weight_bits) * (act_cap + 1)) ** len(names) * width_product
-        )
+        self.size_before: int = (len(self.weight_bits) * (act_cap + 1)) ** len(
+            names
+        ) * width_product
         self.size_monotone: int = (
             count_monotone([full_cap] * len(names), self.weight_below) * act_count * width_product
         )
-        self.size_after: int = count_monotone(self.weight_caps, self.weight_below) * act_count * (
-            width_product
+        self.size_after: int = (
+            count_monotone(self.weight_caps, self.weight_below) * act_count * (width_product)
         )
 
     # Construction helpers ---------------------------------------------------------------------
@@ -236,8 +236,7 @@ class MonotoneSearchSpace:
             cap = 0
             for level in range(full_cap + 1):
                 size = sum(
-                    (bits[level] if j in forced else bits[0]) * costs[j]
-                    for j in range(len(costs))
+                    (bits[level] if j in forced else bits[0]) * costs[j] for j in range(len(costs))
                 )
                 if size <= self.size_budget_bits:
                     cap = level
@@ -268,19 +267,21 @@ class MonotoneSearchSpace:
 
     def config_from_params(self, params: Mapping[str, int]) -> QuantConfig:
         """The config of a trial's params (``trial.params``); missing levels count as 0."""
-        w_levels = [self._level(params, name + WEIGHT_SUFFIX, self.weight_caps[i])
-                    for i, name in enumerate(self.layer_names)]
-        a_levels = [self._level(params, name + ACT_SUFFIX, self.act_caps[i])
-                    for i, name in enumerate(self.layer_names)]
+        w_levels = [
+            self._level(params, name + WEIGHT_SUFFIX, self.weight_caps[i])
+            for i, name in enumerate(self.layer_names)
+        ]
+        a_levels = [
+            self._level(params, name + ACT_SUFFIX, self.act_caps[i])
+            for i, name in enumerate(self.layer_names)
+        ]
         w_levels = list(project_monotone(w_levels, self.weight_below))
         a_levels = list(project_monotone(a_levels, self.act_below))
         layers = {}
         for i, name in enumerate(self.layer_names):
             width = 1.0
             if name in self.prunable and self.widths is not None:
-                width = self.widths[
-                    self._level(params, name + WIDTH_SUFFIX, len(self.widths) - 1)
-                ]
+                width = self.widths[self._level(params, name + WIDTH_SUFFIX, len(self.widths) - 1)]
             act = self.default_act_bits if self.act_bits is None else self.act_bits[a_levels[i]]
             layers[name] = LayerConfig(
                 weight_bits=self.weight_bits[w_levels[i]], act_bits=act, width=width
@@ -343,7 +344,7 @@ class MonotoneSearchSpace:
                 return k
         raise ValueError(f"Layer {name!r}: {field}={value!r} is not one of {list(choices)}.")
 
-    # Sizes ----------------------------------------------------------------------------------------
+    # Sizes -----------------------------------------------------------------------------------
     def size_bits(self, config: QuantConfig) -> float:
         """Weight storage of ``config`` in bits, counting removed channels (float = 32 bits)."""
         widths = {name: config.layer(name).width for name in self.layer_names}
@@ -355,7 +356,7 @@ class MonotoneSearchSpace:
     def fits_budget(self, config: QuantConfig) -> bool:
         return self.size_budget_bits is None or self.size_bits(config) <= self.size_budget_bits
 
-    # HAWQ-V2 --------------------------------------------------------------------------------------
+    # HAWQ-V2 ---------------------------------------------------------------------------------
     def _hawq_tables(self, omega: str = "trace") -> tuple[list[list[float]], list[list[float]]]:
         sizes, omegas = [], []
         for name in self.layer_names:
@@ -366,10 +367,12 @@ class MonotoneSearchSpace:
 
     def _config_of_levels(self, levels: Sequence[int]) -> QuantConfig:
         act = self.default_act_bits if self.act_bits is None else self.act_bits[-1]
-        return QuantConfig({
-            name: LayerConfig(weight_bits=self.weight_bits[level], act_bits=act, width=1.0)
-            for name, level in zip(self.layer_names, levels)
-        })
+        return QuantConfig(
+            {
+                name: LayerConfig(weight_bits=self.weight_bits[level], act_bits=act, width=1.0)
+                for name, level in zip(self.layer_names, levels)
+            }
+        )
 
     def hawq_v2_frontier(
         self, *, method: str = "auto", omega: str = "trace"
@@ -378,8 +381,9 @@ class MonotoneSearchSpace:
         activations at the largest choice), ordered by size; every config is in the space.
         ``omega="quadratic"`` uses the exact second-order terms instead of traces."""
         sizes, omegas = self._hawq_tables(omega)
-        points = _hawq.pareto_monotone(sizes, omegas, self.weight_caps, self.weight_below,
-                                       method=method)
+        points = _hawq.pareto_monotone(
+            sizes, omegas, self.weight_caps, self.weight_below, method=method
+        )
         return [FrontierPoint(p.size, p.omega, self._config_of_levels(p.levels)) for p in points]
 
     def warm_start_params(
@@ -400,24 +404,43 @@ class MonotoneSearchSpace:
             chosen = [frontier[k] for k in picks]
         return [self.params_for(point.config) for point in chosen]
 
-    # Display --------------------------------------------------------------------------------------
+    # Display ---------------------------------------------------------------------------------
     def describe(self) -> str:
         """A table of the space: per layer its trace, what it must dominate, and its choices."""
-        rank = sorted(range(len(self.layer_names)),
-                      key=lambda i: -self.report[self.layer_names[i]].trace)
+        rank = sorted(
+            range(len(self.layer_names)), key=lambda i: -self.report[self.layer_names[i]].trace
+        )
         position = {i: r + 1 for r, i in enumerate(rank)}
-        rows = [["layer", "rank", "Tr/n", "+-SE", "params", ">= #layers", "weight bits",
-                 "act bits", "widths"]]
+        rows = [
+            [
+                "layer",
+                "rank",
+                "Tr/n",
+                "+-SE",
+                "params",
+                ">= #layers",
+                "weight bits",
+                "act bits",
+                "widths",
+            ]
+        ]
         for i, name in enumerate(self.layer_names):
             stats = self.report[name]
             acts = [self.default_act_bits] if self.act_bits is None else list(self.act_bits)
             widths = list(self.widths) if name in self.prunable and self.widths else [1.0]
-            rows.append([
-                name, str(position[i]), f"{stats.trace:.3e}", f"{stats.trace_stderr:.1e}",
-                str(stats.n_params), str(len(self.weight_below[i])),
-                ",".join(map(str, self.weight_bits[: self.weight_caps[i] + 1])),
-                ",".join(map(str, acts)), ",".join(f"{w:g}" for w in widths),
-            ])
+            rows.append(
+                [
+                    name,
+                    str(position[i]),
+                    f"{stats.trace:.3e}",
+                    f"{stats.trace_stderr:.1e}",
+                    str(stats.n_params),
+                    str(len(self.weight_below[i])),
+                    ",".join(map(str, self.weight_bits[: self.weight_caps[i] + 1])),
+                    ",".join(map(str, acts)),
+                    ",".join(f"{w:g}" for w in widths),
+                ]
+            )
         widths_col = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths_col)) for row in rows]
         lines.insert(1, "-" * len(lines[0]))
@@ -443,20 +466,21 @@ def _size_bits_of(bits: int) -> int:
 
 def _check_bits_list(values: Sequence[int], field: str) -> tuple[int, ...]:
     values = tuple(values)
-    bad = [b for b in values if isinstance(b, bool) or not isinstance(b, int) or
-           b not in ALLOWED_BITS]
+    bad = [
+        b for b in values if isinstance(b, bool) or not isinstance(b, int) or b not in ALLOWED_BITS
+    ]
     if not values or bad or len(set(values)) != len(values):
-        raise ValueError(
-            f"{field} must be distinct ints from {ALLOWED_BITS}, got {list(values)}."
-        )
+        raise ValueError(f"{field} must be distinct ints from {ALLOWED_BITS}, got {list(values)}.")
     return tuple(sorted(values))
 
 
 def _check_widths(values: Sequence[float]) -> tuple[float, ...]:
     values = tuple(float(v) for v in values)
-    if not values or any(not (0 < v <= 1) or not math.isfinite(v) for v in values) or len(
-        set(values)
-    ) != len(values):
+    if (
+        not values
+        or any(not (0 < v <= 1) or not math.isfinite(v) for v in values)
+        or len(set(values)) != len(values)
+    ):
         raise ValueError(f"widths must be distinct fractions in (0, 1], got {list(values)}.")
     return tuple(sorted(values))
 
@@ -510,11 +534,16 @@ def hawq_v2_frontier(
     if order_sigma is None:
         points = _hawq.pareto_independent(sizes, omegas, caps)
     else:
-        below = sensitivity_order([report[n].trace for n in names],
-                                  [report[n].trace_stderr for n in names], sigma=order_sigma)
+        below = sensitivity_order(
+            [report[n].trace for n in names],
+            [report[n].trace_stderr for n in names],
+            sigma=order_sigma,
+        )
         points = _hawq.pareto_monotone(sizes, omegas, caps, below, method=method)
-    return [FrontierPoint(p.size, p.omega, _levels_config(names, bits, p.levels, act_bits))
-            for p in points]
+    return [
+        FrontierPoint(p.size, p.omega, _levels_config(names, bits, p.levels, act_bits))
+        for p in points
+    ]
 
 
 def hawq_v2_select(
@@ -539,8 +568,11 @@ def hawq_v2_select(
     caps = [len(bits) - 1] * len(names)
     below = None
     if order_sigma is not None:
-        below = sensitivity_order([report[n].trace for n in names],
-                                  [report[n].trace_stderr for n in names], sigma=order_sigma)
+        below = sensitivity_order(
+            [report[n].trace for n in names],
+            [report[n].trace_stderr for n in names],
+            sigma=order_sigma,
+        )
     point = _hawq.select(sizes, omegas, caps, below, size_budget_bits, method=method)
     if point is None:
         smallest = sum(row[0] for row in sizes)
@@ -554,7 +586,9 @@ def hawq_v2_select(
 def _levels_config(
     names: Sequence[str], bits: Sequence[int], levels: Sequence[int], act_bits: int
 ) -> QuantConfig:
-    return QuantConfig({
-        name: LayerConfig(weight_bits=bits[level], act_bits=act_bits, width=1.0)
-        for name, level in zip(names, levels)
-    })
+    return QuantConfig(
+        {
+            name: LayerConfig(weight_bits=bits[level], act_bits=act_bits, width=1.0)
+            for name, level in zip(names, levels)
+        }
+    )
