@@ -7,7 +7,9 @@ import torch only when used.
 
 from __future__ import annotations
 
+from optuna_kmtpe.sampler import KMeansTPESampler
+
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["KMeansTPESampler", "__version__"]

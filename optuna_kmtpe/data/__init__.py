@@ -9,6 +9,8 @@ from __future__ import annotations
 from optuna_kmtpe.data._digits import DatasetSplits
 from optuna_kmtpe.data._digits import load_digits
 from optuna_kmtpe.data._digits import make_loader
+from optuna_kmtpe.data._vision import load_cifar10
+from optuna_kmtpe.data._vision import load_mnist
 
 
-__all__ = ["DatasetSplits", "load_digits", "make_loader"]
+__all__ = ["DatasetSplits", "load_cifar10", "load_digits", "load_mnist", "make_loader"]

@@ -2,10 +2,38 @@
 applied to any model (bits and width), calibration, QAT/PTQ loops, accounting and export.
 
 Pure PyTorch (no torch.ao.quantization, no Brevitas): see ``docs/quantization.md``.
+
+Example:
+    >>> import torch
+    >>> from optuna_kmtpe.config import QuantConfig
+    >>> from optuna_kmtpe.models import DigitsCNN
+    >>> from optuna_kmtpe.quant import apply_config, quantizable_layers, bops
+    >>> model = DigitsCNN()
+    >>> config = QuantConfig.uniform(quantizable_layers(model), weight_bits=4, act_bits=8)
+    >>> qmodel = apply_config(model, config)
+    >>> qmodel(torch.zeros(2, 1, 8, 8)).shape
+    torch.Size([2, 10])
 """
 
 from __future__ import annotations
 
+from optuna_kmtpe.graph import quantizable_layers
+from optuna_kmtpe.quant._accounting import bops
+from optuna_kmtpe.quant._accounting import count_parameters
+from optuna_kmtpe.quant._accounting import layer_macs
+from optuna_kmtpe.quant._accounting import layer_report
+from optuna_kmtpe.quant._accounting import model_size_bits
+from optuna_kmtpe.quant._apply import activation_quantizers
+from optuna_kmtpe.quant._apply import applied_config
+from optuna_kmtpe.quant._apply import apply_config
+from optuna_kmtpe.quant._calibration import calibrate
+from optuna_kmtpe.quant._calibration import recalibrate_batchnorm
+from optuna_kmtpe.quant._export import export_quantized
+from optuna_kmtpe.quant._export import save_quantized
+from optuna_kmtpe.quant._modules import ActivationQuantizer
+from optuna_kmtpe.quant._modules import QuantConv1d
+from optuna_kmtpe.quant._modules import QuantConv2d
+from optuna_kmtpe.quant._modules import QuantLinear
 from optuna_kmtpe.quant._quantizers import activation_qparams
 from optuna_kmtpe.quant._quantizers import fake_quantize_activation
 from optuna_kmtpe.quant._quantizers import fake_quantize_weight
@@ -14,15 +42,40 @@ from optuna_kmtpe.quant._quantizers import quantize_weight_to_int
 from optuna_kmtpe.quant._quantizers import stochastic_round
 from optuna_kmtpe.quant._quantizers import straight_through
 from optuna_kmtpe.quant._quantizers import weight_qparams
+from optuna_kmtpe.quant._train import evaluate
+from optuna_kmtpe.quant._train import ptq
+from optuna_kmtpe.quant._train import qat_finetune
+from optuna_kmtpe.quant._train import train_float
 
 
 __all__ = [
+    "ActivationQuantizer",
+    "QuantConv1d",
+    "QuantConv2d",
+    "QuantLinear",
     "activation_qparams",
+    "activation_quantizers",
+    "applied_config",
+    "apply_config",
+    "bops",
+    "calibrate",
+    "count_parameters",
+    "evaluate",
+    "export_quantized",
     "fake_quantize_activation",
     "fake_quantize_weight",
     "integer_range",
+    "layer_macs",
+    "layer_report",
+    "model_size_bits",
+    "ptq",
+    "qat_finetune",
+    "quantizable_layers",
     "quantize_weight_to_int",
+    "recalibrate_batchnorm",
+    "save_quantized",
     "stochastic_round",
     "straight_through",
+    "train_float",
     "weight_qparams",
 ]

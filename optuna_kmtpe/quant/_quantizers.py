@@ -149,58 +149,73 @@ def _broadcast(values: torch.Tensor, weight: torch.Tensor, per_channel: bool) ->
     return values.reshape(())
 
 
-def _dequantize_rows(
-    rows: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, q_min: int, q_max: int
-) -> torch.Tensor:
-    q = torch.clamp(torch.round(rows / scale + zero_point), q_min, q_max)
-    return (q - zero_point) * scale
-
-
 def _clip_ratios(rows: torch.Tensor) -> torch.Tensor:
     return torch.linspace(
         _MSE_MIN_RATIO, 1.0, _MSE_GRID_SIZE, dtype=rows.dtype, device=rows.device
     )
 
 
-def _symmetric_scale(rows: torch.Tensor, bits: int, method: RangeMethod) -> torch.Tensor:
-    """Per-row scale for the narrow signed range: max-abs, or the MSE-best clip of max-abs."""
-    _, q_max = integer_range(bits, signed=True)
-    max_abs = rows.abs().amax(dim=1).clamp_min(torch.finfo(rows.dtype).tiny)
-    if method == "max" or bits >= 8:
-        return max_abs / q_max
-    # MSE-optimal clipping: try clip = ratio * max|W| on a grid, keep the best per row. At 2-3
-    # bits max-abs scaling rounds most weights to 0 (the Brevitas gotcha in the notes); the grid
-    # costs a few element-wise passes over the weights, negligible next to the convolutions.
-    ratios = _clip_ratios(rows)
-    scales = ratios[:, None] * max_abs[None, :] / q_max  # (grid, rows)
-    candidates = rows[None] / scales[:, :, None]
-    errors = (torch.clamp(torch.round(candidates), -q_max, q_max) - candidates).square()
-    errors = (errors * scales[:, :, None].square()).sum(dim=2)  # (grid, rows)
-    best = errors.argmin(dim=0)
-    return scales.gather(0, best[None]).squeeze(0)
-
-
-def _asymmetric_params(
-    rows: torch.Tensor, bits: int, method: RangeMethod
+def _params_from_ratio(
+    rows: torch.Tensor, bits: int, symmetric: bool, ratio: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row scale and integer zero point covering [min, 0] U [0, max] of each row."""
+    """Scale and zero point per row (or per grid entry and row) for a clipping ratio.
+
+    Symmetric: the range is ``ratio * max|W|`` mapped onto the narrow signed levels.
+    Asymmetric: ``ratio * [min(W, 0), max(W, 0)]`` onto ``[0, 2^b - 1]``.
+    """
+    tiny = torch.finfo(rows.dtype).tiny
+    if symmetric:
+        _, q_max = integer_range(bits, signed=True)
+        scale = (ratio * rows.abs().amax(dim=-1) / q_max).clamp_min(tiny)
+        return scale, torch.zeros_like(scale)
     _, q_max = integer_range(bits, signed=False)
-    low = rows.amin(dim=1).clamp_max(0.0)
-    high = rows.amax(dim=1).clamp_min(0.0)
+    low = ratio * rows.amin(dim=-1).clamp_max(0.0)
+    high = ratio * rows.amax(dim=-1).clamp_min(0.0)
+    scale = ((high - low) / q_max).clamp_min(tiny)
+    zero_point = torch.clamp(torch.round(-low / scale), 0, q_max) + 0.0  # no -0.0
+    return scale, zero_point
 
-    def params(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scale = ((hi - lo) / q_max).clamp_min(torch.finfo(rows.dtype).tiny)
-        zero_point = torch.clamp(torch.round(-lo / scale), 0, q_max) + 0.0  # no -0.0
-        return scale, zero_point
 
-    if method == "max" or bits >= 8:
-        return params(low, high)
-    ratios = _clip_ratios(rows)
-    scale, zero_point = params(ratios[:, None] * low[None], ratios[:, None] * high[None])
-    dequantized = _dequantize_rows(rows[None], scale[..., None], zero_point[..., None], 0, q_max)
-    errors = dequantized - rows[None]
-    best = errors.square().sum(dim=2).argmin(dim=0)[None]
-    return scale.gather(0, best).squeeze(0), zero_point.gather(0, best).squeeze(0)
+def _search_clip_ratio(rows: torch.Tensor, bits: int, symmetric: bool) -> torch.Tensor:
+    """Per row, the clipping ratio on a grid in [0.3, 1] with the smallest squared error."""
+    ratios = _clip_ratios(rows)[:, None]  # (grid, 1)
+    scale, zero_point = _params_from_ratio(rows[None], bits, symmetric, ratios)
+    q_min, q_max = integer_range(bits, signed=symmetric)
+    scale, zero_point = scale[..., None], zero_point[..., None]  # (grid, rows, 1)
+    q = torch.clamp(torch.round(rows[None] / scale + zero_point), q_min, q_max)
+    errors = ((q - zero_point) * scale - rows[None]).square().sum(dim=2)  # (grid, rows)
+    return ratios[:, 0][errors.argmin(dim=0)]
+
+
+def weight_clip_ratio(
+    weight: torch.Tensor,
+    bits: int,
+    *,
+    per_channel: bool = True,
+    symmetric: bool = True,
+    range_method: RangeMethod = "mse",
+) -> torch.Tensor:
+    """Fraction of the full weight range each channel's quantizer covers (1 = no clipping).
+
+    ``"max"`` (and 1 or >= 8 bits) gives 1. ``"mse"`` searches a grid of 24 ratios in
+    [0.3, 1] for the one with the smallest squared quantization error, per channel: at 2..4 bits
+    max-abs scaling rounds most weights to zero (the Brevitas gotcha in the notes).
+
+    Returns:
+        Shape ``(out_channels,)`` per channel, ``(1,)`` per tensor.
+
+    Example:
+        >>> w = torch.cat([torch.linspace(-1, 1, 99), torch.tensor([8.0])])[None]
+        >>> float(weight_clip_ratio(w, 3)) < 0.5  # one outlier: clip it
+        True
+    """
+    check_bits(bits)
+    _check_range_method(range_method)
+    with torch.no_grad():
+        rows = _channel_view(weight.detach(), per_channel)
+        if range_method == "max" or bits == 1 or bits >= 8:
+            return torch.ones(rows.shape[0], dtype=rows.dtype, device=rows.device)
+        return _search_clip_ratio(rows, bits, symmetric)
 
 
 def weight_qparams(
@@ -210,6 +225,7 @@ def weight_qparams(
     per_channel: bool = True,
     symmetric: bool = True,
     range_method: RangeMethod = "mse",
+    clip_ratio: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale and zero point of a weight quantizer, one per output channel (or one per tensor).
 
@@ -222,6 +238,8 @@ def weight_qparams(
         range_method: ``"max"`` maps the largest magnitude to the largest level; ``"mse"`` picks
             per channel the clipping range with the smallest squared quantization error (matters
             at 2..4 bits; 8 bits always uses ``"max"``).
+        clip_ratio: A precomputed :func:`weight_clip_ratio` (skips the search; quantized layers
+            cache it during QAT).
 
     Returns:
         ``(scale, zero_point)`` as float tensors of shape ``(out_channels,)`` (per channel) or
@@ -241,11 +259,16 @@ def weight_qparams(
         if bits == 1:
             scale = rows.abs().mean(dim=1).clamp_min(torch.finfo(rows.dtype).tiny)
             zero_point = torch.zeros_like(scale)
-        elif symmetric:
-            scale = _symmetric_scale(rows, bits, range_method)
-            zero_point = torch.zeros_like(scale)
         else:
-            scale, zero_point = _asymmetric_params(rows, bits, range_method)
+            if clip_ratio is None:
+                clip_ratio = weight_clip_ratio(
+                    weight,
+                    bits,
+                    per_channel=per_channel,
+                    symmetric=symmetric,
+                    range_method=range_method,
+                )
+            scale, zero_point = _params_from_ratio(rows, bits, symmetric, clip_ratio.reshape(-1))
         if not (per_channel and weight.dim() > 1):
             scale, zero_point = scale.reshape(()), zero_point.reshape(())
     return scale, zero_point
@@ -258,6 +281,7 @@ def quantize_weight_to_int(
     per_channel: bool = True,
     symmetric: bool = True,
     range_method: RangeMethod = "mse",
+    clip_ratio: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Integer weights with their scale and zero point, so that ``W ~= scale * (q - zero_point)``.
 
@@ -271,7 +295,12 @@ def quantize_weight_to_int(
         [[3, -2, 1]]
     """
     scale, zero_point = weight_qparams(
-        weight, bits, per_channel=per_channel, symmetric=symmetric, range_method=range_method
+        weight,
+        bits,
+        per_channel=per_channel,
+        symmetric=symmetric,
+        range_method=range_method,
+        clip_ratio=clip_ratio,
     )
     with torch.no_grad():
         w = weight.detach()
@@ -294,6 +323,7 @@ def fake_quantize_weight(
     rounding: RoundingMode = "nearest",
     generator: torch.Generator | None = None,
     range_method: RangeMethod = "mse",
+    clip_ratio: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Quantize-dequantize a weight tensor; the gradient passes straight through (STE).
 
@@ -305,6 +335,7 @@ def fake_quantize_weight(
         rounding: ``"nearest"`` or ``"stochastic"`` (unbiased; seed it with ``generator``).
         generator: Random generator for stochastic rounding.
         range_method: How the clipping range is chosen; see :func:`weight_qparams`.
+        clip_ratio: A precomputed :func:`weight_clip_ratio` (skips the MSE search).
 
     Returns:
         A float tensor shaped like ``weight`` holding at most ``2^bits`` distinct values per
@@ -323,7 +354,12 @@ def fake_quantize_weight(
         return weight
     _check_range_method(range_method)
     scale, zero_point = weight_qparams(
-        weight, bits, per_channel=per_channel, symmetric=symmetric, range_method=range_method
+        weight,
+        bits,
+        per_channel=per_channel,
+        symmetric=symmetric,
+        range_method=range_method,
+        clip_ratio=clip_ratio,
     )
     with torch.no_grad():
         w = weight.detach()
@@ -394,10 +430,15 @@ def fake_quantize_activation(
     with torch.no_grad():
         xd = x.detach()
         if symmetric and bits == 1:
-            q = torch.where(xd >= 0, 1.0, -1.0)  # binary {-1, +1}: no zero level at 1 bit
+            quantized = torch.where(xd >= 0, scale, -scale)  # binary: no zero level at 1 bit
         else:
-            q = torch.clamp(torch.round(xd / scale + zero_point), q_min, q_max)
-        quantized = (q - zero_point) * scale
+            # round(x/s + z) - z == round(x/s) for an integer z, so the zero point only shifts
+            # the clamp bounds: four in-place passes over one temporary (this runs on every
+            # activation of every step, so it dominates QAT's overhead).
+            quantized = torch.mul(xd, 1.0 / scale)
+            quantized.round_()
+            quantized.clamp_(q_min - zero_point, q_max - zero_point)
+            quantized.mul_(scale)
     return straight_through(x, quantized)
 
 

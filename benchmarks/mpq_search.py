@@ -1,0 +1,250 @@
+"""Mixed-precision search on real digits QAT: the full method against its ablations and baselines.
+
+Methods (objectives accuracy + FPGA latency + FPGA energy, QAT in the loop):
+
+* ``full``: K-Means TPE on the Hessian-constrained (monotone) space with warm starts
+  (uniform 8/4-bit and HAWQ-V2 selections);
+* ``kmtpe_raw``: K-Means TPE on the unconstrained space;
+* ``tpe_raw``: Optuna 5 TPE (defaults) on the unconstrained space;
+* ``tpe_constrained``: TPE on the constrained space;
+* ``nsga2`` and ``random`` on the unconstrained space.
+
+Hypervolume uses a fixed reference point: objectives are normalized as (1 - accuracy,
+latency / latency_max, energy / energy_max), where *_max are the costs of the most expensive
+config of the space (uniform 8-bit weights and activations, full width), and the reference
+point is (1.0, 1.1, 1.1). Accuracy is a deterministic function of the config under the fixed
+QAT recipe, so one config -> accuracy memo is shared by all methods and seeds (it saves time
+and changes no result).
+
+Usage: ``python benchmarks/mpq_search.py [--quick] [--seeds 5] [--trials 60] [--plot out.png]``.
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna._hypervolume import compute_hypervolume  # benchmark-only use of a private helper
+
+from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.objectives import TrainingRecipe
+from optuna_kmtpe.objectives import enqueue_warm_starts
+from optuna_kmtpe.objectives import make_objective
+from optuna_kmtpe.workflow import SearchSettings
+from optuna_kmtpe.workflow import build_space
+from optuna_kmtpe.workflow import make_sampler
+from optuna_kmtpe.workflow import prepare_job
+from optuna_kmtpe.workflow import warm_start_configs
+
+
+METHODS: dict[str, tuple[str, bool, bool]] = {
+    # name: (sampler, constrained space, warm starts)
+    "full": ("kmtpe", True, True),
+    "kmtpe_raw": ("kmtpe", False, False),
+    "tpe_raw": ("tpe", False, False),
+    "tpe_constrained": ("tpe", True, False),
+    "nsga2": ("nsga2", False, False),
+    "random": ("random", False, False),
+}
+REFERENCE = np.array([1.0, 1.1, 1.1])
+
+
+def normalized_losses(values: list[list[float]], scale: np.ndarray) -> np.ndarray:
+    v = np.asarray(values, dtype=float).reshape(-1, 3)
+    return np.column_stack([1.0 - v[:, 0], v[:, 1] / scale[0], v[:, 2] / scale[1]])
+
+
+def hypervolume_curve(study: optuna.Study, n_trials: int, scale: np.ndarray) -> np.ndarray:
+    curve = np.zeros(n_trials)
+    points: list[list[float]] = []
+    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    for i in range(n_trials):
+        if i < len(trials) and trials[i].state == optuna.trial.TrialState.COMPLETE:
+            points.append(list(trials[i].values))
+        if points:
+            losses = normalized_losses(points, scale)
+            inside = losses[np.all(losses < REFERENCE, axis=1)]
+            curve[i] = compute_hypervolume(inside, REFERENCE) if len(inside) else 0.0
+    return curve
+
+
+def run_method(
+    name: str, seed: int, n_trials: int, job: Any, spaces: dict[bool, Any], cache: dict
+) -> optuna.Study:
+    sampler_name, constrained, warm = METHODS[name]
+    space = spaces[constrained]
+    objective = make_objective(
+        model=job.model,
+        train_loader=job.train_loader,
+        val_loader=job.val_loader,
+        space=space,
+        fpga=job.fpga,
+        example_input=job.example_input,
+        recipe=TrainingRecipe(epochs=job.settings.qat_epochs, lr=job.settings.lr),
+        early_stop=None,  # curves must compare full QAT accuracies
+        accuracy_cache=cache,
+    )
+    study = optuna.create_study(
+        directions=objective.directions,
+        sampler=make_sampler(sampler_name, seed=seed, n_objectives=3),
+    )
+    if warm:
+        enqueue_warm_starts(study, job_warm_starts(job, space), space.params_for)
+    study.optimize(objective, n_trials=n_trials)
+    return study
+
+
+def job_warm_starts(job: Any, space: Any) -> list[tuple[str, QuantConfig]]:
+    return warm_start_configs(
+        space, weight_bits=job.settings.weight_bits, act_bits=job.settings.act_bits
+    )
+
+
+def first_reaching(curve: np.ndarray, target: float) -> int | None:
+    hits = np.nonzero(curve >= target - 1e-12)[0]
+    return int(hits[0]) + 1 if len(hits) else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 seeds x 25 trials")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--trials", type=int, default=60)
+    parser.add_argument("--plot", help="write the hypervolume curves (PNG, needs matplotlib)")
+    args = parser.parse_args()
+    seeds, n_trials = (3, 25) if args.quick else (args.seeds, args.trials)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+    settings = SearchSettings()
+    job = prepare_job(settings, None, log=lambda m: print(m, flush=True), progress=False)
+    spaces = {
+        True: job.space,
+        False: build_space(settings.replace(constrained=False), job.report, job.graph),
+    }
+    layers = list(job.report.layers)
+    most_expensive = QuantConfig.uniform(layers, weight_bits=8, act_bits=8)
+    top = job.fpga.evaluate(job.shapes, most_expensive)
+    scale = np.array([top.latency_s, top.energy_j])
+    cache: dict[QuantConfig, float] = {}
+
+    curves: dict[str, list[np.ndarray]] = {name: [] for name in METHODS}
+    started = time.perf_counter()
+    for seed in range(seeds):
+        for name in METHODS:
+            t0 = time.perf_counter()
+            study = run_method(name, seed, n_trials, job, spaces, cache)
+            curves[name].append(hypervolume_curve(study, n_trials, scale))
+            print(
+                f"seed {seed} {name:16s} hv {curves[name][-1][-1]:.4f} "
+                f"({time.perf_counter() - t0:.0f}s, {len(cache)} configs trained)",
+                flush=True,
+            )
+    medians = {name: np.median(np.stack(c), axis=0) for name, c in curves.items()}
+    q25 = {name: np.percentile(np.stack(c), 25, axis=0) for name, c in curves.items()}
+    q75 = {name: np.percentile(np.stack(c), 75, axis=0) for name, c in curves.items()}
+
+    target = medians["tpe_raw"][-1]
+    reach_full = first_reaching(medians["full"], target)
+    ratio = n_trials / reach_full if reach_full else 0.0
+
+    print()
+    print(f"Hypervolume (median [q25, q75] over {seeds} seeds) after {n_trials} trials")
+    print(
+        f"{'method':18s} {'hv@10':>8s} {'hv@25':>8s} {'hv@final':>9s} {'q25':>7s} {'q75':>7s} "
+        f"{'trials to tpe_raw final':>24s}"
+    )
+    for name in METHODS:
+        m = medians[name]
+        reach = first_reaching(m, target)
+        print(
+            f"{name:18s} {m[min(9, n_trials - 1)]:8.4f} {m[min(24, n_trials - 1)]:8.4f} "
+            f"{m[-1]:9.4f} {q25[name][-1]:7.4f} {q75[name][-1]:7.4f} "
+            f"{(str(reach) if reach else 'not reached'):>24s}"
+        )
+    print()
+    print("Reference points (accuracy after the same QAT recipe, FPGA latency, energy):")
+    reference_points = reference_configs(job, spaces[True], cache)
+    for label, acc, lat, energy in reference_points:
+        print(
+            f"  {label:16s} acc {100 * acc:6.2f}%  latency {lat * 1e6:8.2f}us  "
+            f"energy {energy * 1e6:8.3f}uJ"
+        )
+    print(f"\n{len(cache)} distinct configs trained in {time.perf_counter() - started:.0f}s")
+    if args.plot:
+        plot(medians, q25, q75, reference_points, scale, args.plot)
+    print(
+        json.dumps(
+            {
+                "hv_full": round(float(medians["full"][-1]), 5),
+                "hv_kmtpe_raw": round(float(medians["kmtpe_raw"][-1]), 5),
+                "hv_tpe_raw": round(float(medians["tpe_raw"][-1]), 5),
+                "hv_tpe_constrained": round(float(medians["tpe_constrained"][-1]), 5),
+                "hv_nsga2": round(float(medians["nsga2"][-1]), 5),
+                "hv_random": round(float(medians["random"][-1]), 5),
+                "trials_ratio_vs_tpe": round(ratio, 2),
+                "seeds": seeds,
+                "trials": n_trials,
+            }
+        )
+    )
+
+
+def reference_configs(job: Any, space: Any, cache: dict) -> list[tuple[str, float, float, float]]:
+    from optuna_kmtpe.objectives import quantized_accuracy_fn
+
+    accuracy = quantized_accuracy_fn(
+        job.model,
+        job.train_loader,
+        job.val_loader,
+        recipe=TrainingRecipe(epochs=job.settings.qat_epochs, lr=job.settings.lr),
+        example_input=job.example_input,
+        cache=cache,
+    )
+    rows = []
+    for label, config in job_warm_starts(job, space):
+        report = job.fpga.evaluate(job.shapes, config)
+        rows.append(
+            (label, accuracy(config, lambda e, a: None), report.latency_s, report.energy_j)
+        )
+    return rows
+
+
+def plot(
+    medians: dict[str, np.ndarray],
+    q25: dict[str, np.ndarray],
+    q75: dict[str, np.ndarray],
+    reference_points: list[tuple[str, float, float, float]],
+    scale: np.ndarray,
+    path: str,
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name, m in medians.items():
+        x = np.arange(1, len(m) + 1)
+        ax.plot(x, m, label=name, lw=2.2 if name == "full" else 1.3)
+        ax.fill_between(x, q25[name], q75[name], alpha=0.12)
+    ax.set_xlabel("trials")
+    ax.set_ylabel("hypervolume (1-acc, latency, energy; normalized)")
+    ax.set_title("digits CNN, QAT in the loop: median and quartiles")
+    ax.legend(fontsize=8)
+    for label, acc, lat, _energy in reference_points:
+        ax2.scatter(lat / scale[0], acc, label=label)
+    ax2.set_xlabel("latency / latency of uniform 8-bit")
+    ax2.set_ylabel("validation accuracy")
+    ax2.set_title("reference configs")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()

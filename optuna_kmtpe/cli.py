@@ -1,0 +1,332 @@
+"""The ``kmtpe`` command: search, worker, sensitivity, report, dashboard, devices.
+
+Every error a user can cause (unknown model or preset, unreachable storage, bad budgets) ends
+the command with one clear message on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+import json
+import logging
+import sys
+from typing import Any
+
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _csv(kind: type) -> Any:
+    def parse(text: str) -> list[Any]:
+        try:
+            return [kind(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {kind.__name__} values, got {text!r}"
+            ) from None
+
+    return parse
+
+
+def _budget(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        return name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected METRIC=VALUE such as latency_s=2e-5, got {text!r}"
+        ) from None
+
+
+def _add_study_args(parser: argparse.ArgumentParser, *, defaults: bool = True) -> None:
+    parser.add_argument(
+        "--storage",
+        default="sqlite:///kmtpe.db" if defaults else None,
+        help="Optuna storage URL (sqlite:///kmtpe.db, postgresql+psycopg2://...) or a journal "
+        "file path (default: sqlite:///kmtpe.db)",
+    )
+    parser.add_argument(
+        "--study-name", default="kmtpe" if defaults else None, help="study name (default: kmtpe)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kmtpe",
+        description="Hardware-aware mixed-precision quantization search with K-Means TPE.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show Optuna's own logs")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    search = sub.add_parser(
+        "search",
+        help="run (or resume) a search; with no arguments: digits, small CNN, kmtpe.db",
+        description="Run a mixed-precision search. Re-running with the same storage and study "
+        "name resumes it. Flags override the --config TOML file.",
+    )
+    search.add_argument("--config", help="TOML file with any of the settings below")
+    search.add_argument("--model", help="digits_cnn (default), mlp or resnet20")
+    search.add_argument(
+        "--data", help="digits (default, embedded), mnist or cifar10 (vision extra)"
+    )
+    search.add_argument("--data-dir", help="directory holding torchvision datasets")
+    search.add_argument("--weight-bits", type=_csv(int), help="candidate weight bits, e.g. 2,4,8")
+    search.add_argument("--act-bits", type=_csv(int), help="candidate activation bits, e.g. 4,8")
+    search.add_argument("--widths", type=_csv(float), help="candidate widths, e.g. 0.5,0.75,1")
+    search.add_argument(
+        "--unconstrained",
+        action="store_true",
+        help="search every layer independently (no Hessian monotone constraint)",
+    )
+    search.add_argument(
+        "--objectives",
+        type=_csv(str),
+        help="metrics, e.g. accuracy,latency_s,energy_j (also size_bits, bops, throughput_ips, "
+        "dsp_used)",
+    )
+    search.add_argument(
+        "--budget",
+        type=_budget,
+        action="append",
+        metavar="METRIC=VALUE",
+        help="upper limit on a cost, e.g. latency_s=2e-5 (repeatable); over-budget configs are "
+        "recorded as infeasible and not trained",
+    )
+    search.add_argument("--device", help="FPGA preset (see `kmtpe devices`) or a TOML/JSON file")
+    search.add_argument("--trials", type=int, dest="n_trials", help="total trials (default 40)")
+    search.add_argument("--timeout", type=float, help="stop starting trials after this many s")
+    search.add_argument("--seed", type=int, help="seed of data split, training and sampler")
+    _add_study_args(search, defaults=False)
+    search.add_argument("--sampler", help="kmtpe (default), tpe, random or nsga2")
+    search.add_argument("--no-warm-start", action="store_true", help="do not enqueue warm starts")
+    search.add_argument("--mode", help="qat (default) or ptq")
+    search.add_argument("--qat-epochs", type=int, help="QAT epochs per trial (default 2)")
+    search.add_argument("--lr", type=float, help="QAT learning rate (default 0.01)")
+    search.add_argument("--cache-dir", help="where the float checkpoint is cached")
+    search.add_argument(
+        "--hessian-max-probes", type=int, help="cap on Hutchinson probes per layer (default 1000)"
+    )
+    search.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    worker = sub.add_parser(
+        "worker",
+        help="join an existing study on a shared storage and run trials",
+        description="Join a study started by `kmtpe search` (same storage URL and study name) "
+        "and run trials; start several workers on one PostgreSQL/MySQL storage to distribute.",
+    )
+    _add_study_args(worker)
+    worker.add_argument("--trials", type=int, dest="n_trials", help="total trials of the study")
+    worker.add_argument("--timeout", type=float, help="stop starting trials after this many s")
+    worker.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    sens = sub.add_parser("sensitivity", help="print the per-layer Hessian sensitivity table")
+    sens.add_argument("--model", default="digits_cnn", help="built-in model (default digits_cnn)")
+    sens.add_argument("--data", default="digits", help="dataset (default digits)")
+    sens.add_argument("--data-dir", help="directory holding torchvision datasets")
+    sens.add_argument("--seed", type=int, default=0)
+    sens.add_argument("--json", dest="json_out", help="also write the report as JSON here")
+    sens.add_argument("--cache-dir", help="where the float checkpoint is cached")
+
+    report = sub.add_parser("report", help="Pareto front of a stored study; export configs/models")
+    _add_study_args(report)
+    report.add_argument("--json", action="store_true", help="print the front as JSON")
+    report.add_argument("--trial", type=int, help="trial number to export")
+    report.add_argument("--export-config", metavar="FILE", help="write --trial's config as JSON")
+    report.add_argument(
+        "--export-model",
+        metavar="FILE",
+        help="re-train --trial's config (deterministic) and write the quantized model: integer "
+        "weights, scales, zero points and the config (JSON)",
+    )
+
+    dash = sub.add_parser("dashboard", help="start optuna-dashboard on the study's storage")
+    _add_study_args(dash)
+    dash.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    dash.add_argument("--port", type=int, default=8080)
+
+    sub.add_parser("devices", help="list the FPGA device presets")
+    return parser
+
+
+def _search_settings(args: argparse.Namespace) -> Any:
+    from optuna_kmtpe.workflow import SearchSettings
+
+    overrides: dict[str, Any] = {}
+    for name in (
+        "model", "data", "data_dir", "weight_bits", "act_bits", "widths", "objectives", "device",
+        "n_trials", "timeout", "seed", "storage", "study_name", "sampler", "mode", "lr",
+        "cache_dir", "hessian_max_probes",
+    ):  # fmt: skip
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    if args.qat_epochs is not None:
+        overrides["qat_epochs"] = args.qat_epochs
+    if args.unconstrained:
+        overrides["constrained"] = False
+    if args.no_warm_start:
+        overrides["warm_start"] = False
+    if args.budget:
+        overrides["budgets"] = dict(args.budget)
+    if args.config:
+        return SearchSettings.from_toml(args.config, **overrides)
+    return SearchSettings.from_dict(overrides)
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from optuna_kmtpe.workflow import format_pareto_table
+    from optuna_kmtpe.workflow import pareto_rows
+    from optuna_kmtpe.workflow import run_search
+
+    settings = _search_settings(args)
+    study = run_search(settings, progress=not args.quiet)
+    print()
+    print(f"Pareto front of study {study.study_name!r} ({settings.storage}):")
+    print(format_pareto_table(pareto_rows(study)))
+    print()
+    print(f"Watch it live: kmtpe dashboard --storage {settings.storage}")
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from optuna_kmtpe.workflow import SearchSettings
+    from optuna_kmtpe.workflow import run_search
+
+    settings = SearchSettings(
+        storage=args.storage,
+        study_name=args.study_name,
+        n_trials=args.n_trials or 10**9,
+        timeout=args.timeout,
+    )
+    if args.n_trials is None and args.timeout is None:
+        settings = settings.replace(n_trials=_stored_trials(settings))
+    run_search(settings, join_only=True, progress=not args.quiet)
+    return 0
+
+
+def _stored_trials(settings: Any) -> int:
+    from optuna_kmtpe.workflow import load_stored_settings
+
+    return load_stored_settings(settings.storage, settings.study_name).n_trials
+
+
+def _cmd_sensitivity(args: argparse.Namespace) -> int:
+    from optuna_kmtpe.workflow import SearchSettings
+    from optuna_kmtpe.workflow import sensitivity_report
+
+    settings = SearchSettings(
+        model=args.model, data=args.data, data_dir=args.data_dir, seed=args.seed,
+        cache_dir=args.cache_dir,
+    )  # fmt: skip
+    report = sensitivity_report(settings)
+    print(report.to_table())
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            f.write(report.to_json())
+        print(f"Wrote {args.json_out}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from optuna_kmtpe.workflow import export_trial_model
+    from optuna_kmtpe.workflow import format_pareto_table
+    from optuna_kmtpe.workflow import load_study
+    from optuna_kmtpe.workflow import pareto_rows
+    from optuna_kmtpe.workflow import trial_config
+
+    study = load_study(args.storage, args.study_name)
+    if (args.export_config or args.export_model) and args.trial is None:
+        raise ValueError("--export-config/--export-model need --trial N (see the table).")
+    if args.export_config:
+        config = trial_config(study, args.trial)
+        with open(args.export_config, "w") as f:
+            f.write(config.to_json(indent=2))
+        print(f"Wrote the config of trial {args.trial} to {args.export_config}")
+    if args.export_model:
+        accuracy = export_trial_model(study, args.trial, args.export_model)
+        print(
+            f"Wrote the quantized model of trial {args.trial} to {args.export_model} "
+            f"(test accuracy {100 * accuracy:.2f}%)"
+        )
+    if args.export_config or args.export_model:
+        return 0
+    rows = pareto_rows(study)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(f"Pareto front of study {study.study_name!r}: {len(rows)} trials")
+        print(format_pareto_table(rows))
+    return 0
+
+
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    import optuna_dashboard
+
+    from optuna_kmtpe.workflow import load_study
+
+    study = load_study(args.storage, args.study_name)
+    try:
+        from optuna_kmtpe.dashboard import publish_dashboard
+
+        publish_dashboard(study)
+    except ImportError:
+        pass
+    print(f"optuna-dashboard on http://{args.host}:{args.port}/ (Ctrl-C to stop)")
+    optuna_dashboard.run_server(args.storage, host=args.host, port=args.port)
+    return 0
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from optuna_kmtpe.hardware import DEVICE_PRESETS
+
+    for name, device in DEVICE_PRESETS.items():
+        print(f"{name:12s} {device}")
+    return 0
+
+
+_COMMANDS = {
+    "search": _cmd_search,
+    "worker": _cmd_worker,
+    "sensitivity": _cmd_sensitivity,
+    "report": _cmd_report,
+    "dashboard": _cmd_dashboard,
+    "devices": _cmd_devices,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``kmtpe`` console script."""
+    args = build_parser().parse_args(argv)
+    import warnings
+
+    import optuna
+
+    # Heartbeats and metric names are "experimental" in Optuna 5 but stable enough for us;
+    # the warnings would only confuse users of the command.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+    if not args.verbose:
+        # The command prints its own line per trial, failures included.
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        logging.getLogger("optuna_kmtpe").setLevel(logging.ERROR)
+    try:
+        return _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print(
+            "kmtpe: interrupted; finished trials are stored. Run the same command to resume.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    except (ValueError, OSError, ImportError) as exc:
+        if args.verbose:
+            raise
+        print(f"kmtpe: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""The study note: a Markdown summary of the run, rebuilt on every refresh."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from collections.abc import Sequence
+import statistics
+from typing import Any
+
+from optuna_kmtpe.config import is_float_bits
+from optuna_kmtpe.dashboard import _keys
+from optuna_kmtpe.dashboard._records import TrialPoint
+
+
+NOTE_TITLE = "K-Means TPE quantization search"
+"""Heading of every generated note (raw HTML such as a comment marker would show as text)."""
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int) and abs(value) >= 10**6:
+        return f"{value:.3g}"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}: {_text(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_text(v) for v in value)
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    text = _text(value)
+    # A pipe would end the Markdown table cell; newlines would end the row.
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _mean_over_layers(config: Mapping[str, Mapping[str, Any]] | None, field: str) -> str:
+    if not config:
+        return ""
+    values = [layer.get(field) for layer in config.values()]
+    if field != "width":
+        quantized = [v for v in values if isinstance(v, int) and not is_float_bits(v)]
+        n_float = len(values) - len(quantized)
+        if not quantized:
+            return "fp"
+        text = f"{statistics.fmean(quantized):.2f}"
+        return text + (f" (+{n_float} fp)" if n_float else "")
+    widths = [v for v in values if isinstance(v, (int, float))]
+    return f"{statistics.fmean(widths):.2f}" if widths else ""
+
+
+def summary_markdown(
+    *,
+    study_name: str,
+    run: Mapping[str, Any] | None,
+    points: Sequence[TrialPoint],
+    metric_names: Sequence[str],
+    maximize: Sequence[bool],
+    state_counts: Mapping[str, int],
+    max_rows: int = 10,
+) -> str:
+    """The Markdown body of the study note.
+
+    Args:
+        study_name: Shown in the heading.
+        run: The ``kmtpe:run`` study attribute (model, data, device, objectives, space
+            sizes...), one table row per key; ``None`` to omit.
+        points: Completed trials, Pareto front marked.
+        metric_names: Objective names, in objective order (table columns, sort key).
+        maximize: Per objective, whether larger is better (rows are sorted best first by
+            the first objective).
+        state_counts: Number of trials per state name (``COMPLETE``, ``PRUNED``, ...).
+        max_rows: At most this many Pareto trials in the table.
+
+    Example:
+        >>> text = summary_markdown(study_name="s", run={"model": "cnn"}, points=[],
+        ...     metric_names=["accuracy"], maximize=[True], state_counts={"COMPLETE": 0})
+        >>> "| model | cnn |" in text
+        True
+    """
+    lines = [f"## {NOTE_TITLE}: `{study_name}`", ""]
+    if run:
+        lines += ["| run | |", "|---|---|"]
+        lines += [f"| {_cell(key)} | {_cell(value)} |" for key, value in run.items()]
+        lines.append("")
+
+    n_feasible = sum(p.feasible for p in points)
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in state_counts.items() if n)
+    lines.append(f"**Trials:** {counts or 'none yet'}; {n_feasible} feasible completed.")
+    numbers = [p.number for p in points]
+    if numbers:
+        lines.append(f"Summary refreshed after trial #{max(numbers)}.")
+    lines.append("")
+
+    front = [p for p in points if p.pareto]
+    if not front:
+        lines.append("_No Pareto-optimal trial yet._")
+        return "\n".join(lines) + "\n"
+    first = metric_names[0] if metric_names else ""
+    sign = -1.0 if (maximize and maximize[0]) else 1.0
+    # Best first by the first objective; trials missing it go last.
+    front.sort(key=lambda p: (sign * p.metrics.get(first, float("inf") * sign), p.number))
+    extra = [k for k in (_keys.SIZE_BITS, _keys.BOPS, _keys.DSP_USED) if k not in metric_names]
+    extra = [k for k in extra if any(k in p.metrics for p in front)]
+    header = ["trial", *metric_names, *extra, "mean w bits", "mean a bits", "mean width"]
+    lines.append(f"### Pareto-optimal trials ({len(front)})")
+    lines.append("")
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for p in front[:max_rows]:
+        row = [f"#{p.number}"]
+        row += [_cell(p.metrics[m]) if m in p.metrics else "" for m in [*metric_names, *extra]]
+        row += [_mean_over_layers(p.config, f) for f in ("weight_bits", "act_bits", "width")]
+        lines.append("| " + " | ".join(row) + " |")
+    if len(front) > max_rows:
+        lines.append("")
+        lines.append(f"_Showing {max_rows} of {len(front)}; see the plots and the trials table._")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,233 @@
+"""Saving the figures and the note into a study, once or from an ``optimize`` callback."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from collections.abc import Sequence
+import threading
+from typing import Any
+
+import optuna
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
+import optuna_dashboard
+import plotly.graph_objects as go
+
+from optuna_kmtpe.dashboard import _keys
+from optuna_kmtpe.dashboard._figures import layer_config_heatmap
+from optuna_kmtpe.dashboard._figures import pareto_front_figure
+from optuna_kmtpe.dashboard._figures import sampler_split_figure
+from optuna_kmtpe.dashboard._figures import sensitivity_bits_figure
+from optuna_kmtpe.dashboard._note import summary_markdown
+from optuna_kmtpe.dashboard._records import TrialPoint
+from optuna_kmtpe.dashboard._records import collect_sensitivity
+from optuna_kmtpe.dashboard._records import metric_names_of
+from optuna_kmtpe.dashboard._records import parse_sensitivity
+from optuna_kmtpe.dashboard._records import points_from_trials
+
+
+_logger = optuna.logging.get_logger(__name__)
+
+DEFAULT_PARETO_AXES: tuple[str, str, str | None] = (
+    _keys.LATENCY_S,
+    _keys.ACCURACY,
+    _keys.ENERGY_J,
+)
+
+
+def load_split_history(study: optuna.Study) -> list[dict[str, Any]]:
+    """The K-Means TPE split diagnostics of ``study``, or ``[]`` where there are none.
+
+    Imports ``optuna_kmtpe.sampler.split_history`` lazily, so the dashboard works (without the
+    split plot) when the sampler package does not provide it.
+    """
+    try:
+        from optuna_kmtpe.sampler import split_history
+    except ImportError:
+        return []
+    return [dict(row) for row in split_history(study)]
+
+
+def _pick_axes(
+    points: Sequence[TrialPoint],
+    metric_names: Sequence[str],
+    preferred: tuple[str, str, str | None],
+) -> tuple[str, str, str | None]:
+    x, y, color = preferred
+    if any(x in p.metrics and y in p.metrics for p in points) or len(metric_names) < 2:
+        return preferred
+    # The hardware metrics are not recorded: fall back to the study's own objectives.
+    return metric_names[1], metric_names[0], metric_names[2] if len(metric_names) > 2 else None
+
+
+class _Publisher:
+    """Builds and saves everything; remembers what it saved to skip unchanged writes."""
+
+    def __init__(
+        self, *, max_heatmap_trials: int, pareto_axes: tuple[str, str, str | None]
+    ) -> None:
+        if max_heatmap_trials < 2:
+            raise ValueError(f"max_heatmap_trials must be >= 2, got {max_heatmap_trials}.")
+        if len(pareto_axes) != 3 or not all(isinstance(a, str) for a in pareto_axes[:2]):
+            raise ValueError(
+                "pareto_axes must be (x_metric, y_metric, colour_metric_or_None), e.g. "
+                f"{DEFAULT_PARETO_AXES}; got {pareto_axes!r}."
+            )
+        self._max_heatmap_trials = max_heatmap_trials
+        self._pareto_axes = pareto_axes
+        self._saved: dict[str, str] = {}
+
+    def _save_figure(self, study: optuna.Study, graph_id: str, fig: go.Figure) -> None:
+        payload = fig.to_json()
+        if self._saved.get(graph_id) == payload:
+            return
+        optuna_dashboard.save_plotly_graph_object(study, fig, graph_object_id=graph_id)
+        self._saved[graph_id] = payload
+
+    def publish(self, study: optuna.Study) -> list[str]:
+        trials: list[FrozenTrial] = study.get_trials(deepcopy=False)
+        metric_names = metric_names_of(study)
+        points = points_from_trials(trials, study.directions, metric_names)
+        user_attrs = study.user_attrs
+        sensitivity = parse_sensitivity(collect_sensitivity(user_attrs))
+        history = load_split_history(study)
+
+        figures: dict[str, go.Figure] = {}
+        if any(p.pareto and p.config for p in points):
+            figures[_keys.GRAPH_LAYER_CONFIG] = layer_config_heatmap(
+                points, max_trials=self._max_heatmap_trials
+            )
+        if sensitivity:
+            figures[_keys.GRAPH_SENSITIVITY] = sensitivity_bits_figure(sensitivity, points)
+        x, y, color = _pick_axes(points, metric_names, self._pareto_axes)
+        if any(x in p.metrics and y in p.metrics for p in points):
+            figures[_keys.GRAPH_PARETO] = pareto_front_figure(points, x=x, y=y, color=color)
+        if history:
+            # The sampler's thresholds are losses: the objective negated when maximized, or
+            # the non-domination rank with several objectives.
+            single = len(study.directions) == 1
+            maximize = single and study.directions[0] == StudyDirection.MAXIMIZE
+            figures[_keys.GRAPH_SAMPLER_SPLIT] = sampler_split_figure(
+                history,
+                threshold_label=metric_names[0] if single else "non-domination rank",
+                threshold_sign=-1.0 if maximize else 1.0,
+            )
+        for graph_id, fig in figures.items():
+            self._save_figure(study, graph_id, fig)
+
+        run = user_attrs.get(_keys.STUDY_RUN)
+        counts = {state.name: 0 for state in TrialState}
+        for trial in trials:
+            counts[trial.state.name] += 1
+        note = summary_markdown(
+            study_name=study.study_name,
+            run=run if isinstance(run, Mapping) else None,
+            points=points,
+            metric_names=metric_names,
+            maximize=[d == StudyDirection.MAXIMIZE for d in study.directions],
+            state_counts=counts,
+        )
+        if self._saved.get("note") != note:
+            optuna_dashboard.save_note(study, note)
+            self._saved["note"] = note
+        return list(figures)
+
+
+def publish_dashboard(
+    study: optuna.Study,
+    *,
+    max_heatmap_trials: int = 40,
+    pareto_axes: tuple[str, str, str | None] = DEFAULT_PARETO_AXES,
+) -> list[str]:
+    """Save (or overwrite) the run's plots and summary note in ``study`` for optuna-dashboard.
+
+    Plots, each saved only when its data exists, under the stable ids of
+    :data:`optuna_kmtpe.dashboard.GRAPH_IDS`: the per-layer bits/width heatmap of the Pareto
+    trials, Hessian sensitivity vs assigned bits, the Pareto front with hardware metrics,
+    and the K-Means TPE split per trial. The note summarizes the run and the Pareto trials.
+    Failed, running, infeasible and attribute-less trials are tolerated.
+
+    Args:
+        study: The study (any storage) whose trials follow the keys of
+            :mod:`optuna_kmtpe.dashboard.keys` (``_keys.py``).
+        max_heatmap_trials: At most this many Pareto trials in the heatmap.
+        pareto_axes: ``(x, y, colour)`` metrics of the Pareto plot; when no trial has ``x``
+            and ``y``, the study's objectives are used instead.
+
+    Returns:
+        The ids of the plots saved.
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study(directions=["maximize", "minimize"])
+        >>> study.set_metric_names(["accuracy", "latency_s"])
+        >>> study.add_trial(optuna.create_trial(values=[0.9, 1e-3]))
+        >>> publish_dashboard(study)
+        ['kmtpe-pareto-hardware']
+    """
+    publisher = _Publisher(max_heatmap_trials=max_heatmap_trials, pareto_axes=pareto_axes)
+    return publisher.publish(study)
+
+
+class DashboardCallback:
+    """``study.optimize`` callback that refreshes the dashboard every ``every_n_trials`` trials.
+
+    Counts the trials finished in this process (each worker of a distributed search may
+    carry its own callback; the last refresh wins). Unchanged plots are not rewritten, a
+    refresh already running in another thread is not doubled, and a refresh that raises is
+    logged, never allowed to stop the search. Call :func:`publish_dashboard` once after
+    ``optimize`` for a final refresh.
+
+    Args:
+        every_n_trials: Refresh after every this many finished trials (>= 1).
+        max_heatmap_trials: See :func:`publish_dashboard`.
+        pareto_axes: See :func:`publish_dashboard`.
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study()
+        >>> callback = DashboardCallback(every_n_trials=2)
+        >>> study.optimize(lambda t: t.suggest_float("x", -1, 1) ** 2, n_trials=4,
+        ...     callbacks=[callback])
+        >>> callback.n_refreshes
+        2
+    """
+
+    def __init__(
+        self,
+        *,
+        every_n_trials: int = 5,
+        max_heatmap_trials: int = 40,
+        pareto_axes: tuple[str, str, str | None] = DEFAULT_PARETO_AXES,
+    ) -> None:
+        if isinstance(every_n_trials, bool) or not isinstance(every_n_trials, int):
+            raise ValueError(f"every_n_trials must be an int >= 1, got {every_n_trials!r}.")
+        if every_n_trials < 1:
+            raise ValueError(f"every_n_trials must be >= 1, got {every_n_trials}.")
+        self._every_n_trials = every_n_trials
+        self._publisher = _Publisher(
+            max_heatmap_trials=max_heatmap_trials, pareto_axes=pareto_axes
+        )
+        self._n_finished = 0
+        self._count_lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self.n_refreshes = 0
+        """How many refreshes ran (successful or not)."""
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        with self._count_lock:
+            self._n_finished += 1
+            due = self._n_finished % self._every_n_trials == 0
+        # A refresh already running in another thread (n_jobs > 1) will show this trial too.
+        if not due or not self._refresh_lock.acquire(blocking=False):
+            return
+        try:
+            self.n_refreshes += 1
+            self._publisher.publish(study)
+        except Exception as exc:  # noqa: BLE001 - the dashboard must never stop a search
+            _logger.warning(
+                f"optuna-kmtpe dashboard refresh after trial {trial.number} failed: {exc!r}"
+            )
+        finally:
+            self._refresh_lock.release()

@@ -1,0 +1,162 @@
+"""DSP kinds and operand packing: how many low-bit products one DSP computes per cycle.
+
+The packing factor ``p(b_w, b_a)`` is a step function of the operand bit-widths. Its defaults
+come from published, implemented packing schemes (sources per value below). Lowering bits
+never lowers ``p`` (every built-in function is non-increasing in each argument), which is what
+keeps the cost model monotone in bits.
+
+Sources:
+    * DSP48E2 two INT8 products with a shared operand: Xilinx WP486 "Deep Learning with INT8
+      Optimization on Xilinx Devices" (2016); WP487 "8-Bit Dot-Product Acceleration" (2017,
+      1.75 per DSP without LUT help, 2 with it); FINN ``mvu_8sx8u_dsp48`` (2 PEs per DSP).
+    * DSP48E2 / DSP48E1 four INT4 products: FINN ``mvu_4sx4u`` (lane offsets {0, 8, 16, 23}
+      on DSP48E2, {0, 7, 14, 21} on DSP48E1, narrow weights) and Xilinx's INT4 white paper.
+    * "Overpacking" six 4-bit products per DSP48E2, approximate (mean absolute error 0.47):
+      Sommer et al., "DSP-Packing: Squeezing Low-precision Arithmetic into FPGA DSP Blocks",
+      arXiv 2203.11028. This is the variant behind the "6 multiplications at 4 bits" claim.
+    * DSP58 three-element INT8 vector dot product and native single-precision float mode:
+      Versal UG1273 "Programmable Logic" and AM004 (DSP Engine Architecture Manual); FINN
+      ``mvu_vvu_8sx9_dsp58``.
+    * Floating point on DSP48: a half-precision multiply fits one DSP (11-bit significands fit
+      the 25x18/27x18 multiplier); a single-precision multiply takes 3 DSP48 slices in the
+      Floating-Point Operator's full-DSP configuration (PG060) [unverified count; 2 in its
+      medium configuration].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import math
+
+
+DSP_KINDS: tuple[str, ...] = ("DSP48E1", "DSP48E2", "DSP58")
+"""DSP primitives: 7-series (25x18), UltraScale/UltraScale+ (27x18), Versal (27x24)."""
+
+PACKING_VARIANTS: tuple[str, ...] = ("standard", "overpack", "none")
+"""Built-in packing functions: published exact schemes, DSP-Packing's approximate
+overpacking (6 products at <= 4 bits on DSP48E2), and no packing (one product per DSP)."""
+
+PackingFunction = Callable[[int, int], float]
+"""``p(weight_bits, act_bits) -> products per DSP per cycle`` (any positive number)."""
+
+_MIN_BITS = 1
+_MAX_BITS = 32
+
+
+def packing_factor(
+    dsp_kind: str, weight_bits: int, act_bits: int, *, variant: str = "standard"
+) -> float:
+    """Products one DSP computes per cycle for the given operand bit-widths.
+
+    Integer operands (1..15 bits) use the packing schemes of the module docstring; 16 and 32
+    bits mean float operands (half and single precision), as in the config type.
+
+    ================  ======================  ==========  ==========  ========  ========
+    dsp_kind          variant                 max <= 4    max <= 8    9..16     32
+    ================  ======================  ==========  ==========  ========  ========
+    DSP48E2           standard                4           2           1         1/3
+    DSP48E2           overpack                6           2           1         1/3
+    DSP48E1           standard / overpack     4           2           1         1/3
+    DSP58             standard / overpack     3           3           1         1
+    any               none                    1           1           1         1/3 (1)
+    ================  ======================  ==========  ==========  ========  ========
+
+    ``max`` is ``max(weight_bits, act_bits)``. DSP58's INT8 mode is a 3-element dot product
+    (products along the reduction axis); DSP48 packing shares the activation between products
+    of different output channels. DSP58 runs single-precision float natively (1 per cycle);
+    DSP48 needs 3 slices per single-precision multiply.
+
+    Args:
+        dsp_kind: One of :data:`DSP_KINDS`.
+        weight_bits: Weight bits, 1..32.
+        act_bits: Activation bits, 1..32.
+        variant: One of :data:`PACKING_VARIANTS`.
+
+    Returns:
+        Products per DSP per cycle.
+
+    Example:
+        >>> packing_factor("DSP48E2", 8, 8), packing_factor("DSP48E2", 4, 4)
+        (2.0, 4.0)
+        >>> packing_factor("DSP48E2", 4, 4, variant="overpack")
+        6.0
+    """
+    _check_kind(dsp_kind)
+    if variant not in PACKING_VARIANTS:
+        raise ValueError(f"Unknown packing variant {variant!r}; use one of {PACKING_VARIANTS}.")
+    check_bits(weight_bits, field="weight_bits")
+    check_bits(act_bits, field="act_bits")
+    widest = max(weight_bits, act_bits)
+    if widest > 16:
+        return 1.0 if dsp_kind == "DSP58" else 1.0 / 3.0
+    if variant == "none" or widest > 8:
+        return 1.0
+    if dsp_kind == "DSP58":
+        return 3.0
+    if widest <= 4:
+        return 6.0 if (variant == "overpack" and dsp_kind == "DSP48E2") else 4.0
+    return 2.0
+
+
+def packing_axis(dsp_kind: str) -> str:
+    """Which GEMM axis packed products extend: ``"output"`` (DSP48: several output channels
+    share one activation) or ``"reduction"`` (DSP58: a dot product over input channels)."""
+    _check_kind(dsp_kind)
+    return "reduction" if dsp_kind == "DSP58" else "output"
+
+
+def make_packing(dsp_kind: str, variant: str = "standard") -> PackingFunction:
+    """A packing function ``p(weight_bits, act_bits)`` for a DSP kind and variant.
+
+    Example:
+        >>> make_packing("DSP58")(8, 8)
+        3.0
+    """
+    _check_kind(dsp_kind)
+    if variant not in PACKING_VARIANTS:
+        raise ValueError(f"Unknown packing variant {variant!r}; use one of {PACKING_VARIANTS}.")
+
+    def packing(weight_bits: int, act_bits: int) -> float:
+        return packing_factor(dsp_kind, weight_bits, act_bits, variant=variant)
+
+    packing.__name__ = f"packing_{dsp_kind}_{variant}"
+    return packing
+
+
+def packing_table(packing: PackingFunction) -> list[list[float]]:
+    """``table[b_w][b_a]`` for every pair of bits in 1..32 (row and column 0 unused).
+
+    The vectorized path looks packing up in this table, so any user callable costs one call
+    per bit pair, once. Raises ``ValueError`` if the callable returns a non-positive or
+    non-finite value.
+    """
+    table = [[math.nan] * (_MAX_BITS + 1) for _ in range(_MAX_BITS + 1)]
+    for bw in range(_MIN_BITS, _MAX_BITS + 1):
+        for ba in range(_MIN_BITS, _MAX_BITS + 1):
+            value = packing(bw, ba)
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                value = math.nan
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(
+                    f"The packing function returned {value!r} for weight_bits={bw}, "
+                    f"act_bits={ba}; it must return a positive number of products per DSP per "
+                    f"cycle for every pair of bits in 1..32."
+                )
+            table[bw][ba] = value
+    return table
+
+
+def check_bits(bits: object, *, field: str) -> None:
+    """Raise ``ValueError`` unless ``bits`` is an int in 1..32."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or not _MIN_BITS <= bits <= _MAX_BITS:
+        raise ValueError(
+            f"{field}={bits!r} is outside 1..32; use 1..8 (or up to 15) for integer operands "
+            f"and 16 or 32 for float."
+        )
+
+
+def _check_kind(dsp_kind: str) -> None:
+    if dsp_kind not in DSP_KINDS:
+        raise ValueError(f"Unknown DSP kind {dsp_kind!r}; use one of {DSP_KINDS}.")

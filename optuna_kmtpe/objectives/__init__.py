@@ -1,0 +1,41 @@
+"""Objective factories: model + data + search space + FPGA model -> an Optuna objective.
+
+The objective computes hardware costs first (cheap) and trains only feasible configs (QAT or
+PTQ, expensive). It returns any subset of :data:`METRICS` and exposes matching study
+directions and metric names.
+"""
+
+from __future__ import annotations
+
+from optuna_kmtpe import records
+from optuna_kmtpe.objectives._factory import ScalarizedObjective
+from optuna_kmtpe.objectives._factory import TrainingRecipe
+from optuna_kmtpe.objectives._factory import hardware_cost_fn
+from optuna_kmtpe.objectives._factory import make_objective
+from optuna_kmtpe.objectives._factory import quantized_accuracy_fn
+from optuna_kmtpe.objectives._metrics import COST_METRICS
+from optuna_kmtpe.objectives._metrics import METRICS
+from optuna_kmtpe.objectives._metrics import Metric
+from optuna_kmtpe.objectives._objective import CostRecord
+from optuna_kmtpe.objectives._objective import EarlyStopRule
+from optuna_kmtpe.objectives._objective import MPQObjective
+from optuna_kmtpe.objectives._objective import StopTraining
+from optuna_kmtpe.objectives._warmstart import enqueue_warm_starts
+
+
+__all__ = [
+    "COST_METRICS",
+    "CostRecord",
+    "EarlyStopRule",
+    "METRICS",
+    "MPQObjective",
+    "Metric",
+    "ScalarizedObjective",
+    "StopTraining",
+    "TrainingRecipe",
+    "enqueue_warm_starts",
+    "hardware_cost_fn",
+    "make_objective",
+    "quantized_accuracy_fn",
+    "records",
+]

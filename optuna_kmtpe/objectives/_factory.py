@@ -1,0 +1,274 @@
+"""Factories that wire a model, data, a search space and the FPGA model into an objective."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import MutableMapping
+import dataclasses
+from typing import TYPE_CHECKING
+from typing import Any
+
+import optuna
+
+from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.objectives._objective import AccuracyFunction
+from optuna_kmtpe.objectives._objective import ConfigSpace
+from optuna_kmtpe.objectives._objective import CostFunction
+from optuna_kmtpe.objectives._objective import CostRecord
+from optuna_kmtpe.objectives._objective import EarlyStopRule
+from optuna_kmtpe.objectives._objective import MPQObjective
+
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingRecipe:
+    """How each trial trains its quantized model, starting from the shared float checkpoint.
+
+    Attributes:
+        mode: ``"qat"`` (quantization-aware fine-tuning) or ``"ptq"`` (calibrate and evaluate).
+        epochs: QAT epochs per trial.
+        lr: Peak learning rate (cosine schedule).
+        optimizer: ``"sgd"`` or ``"adam"``.
+        calibration_batches: Batches used to calibrate activation ranges.
+        seed: Seed of the data order and stochastic parts, the same for every trial so that
+            accuracy depends on the config only.
+    """
+
+    mode: str = "qat"
+    epochs: int = 2
+    lr: float = 0.01
+    optimizer: str = "sgd"
+    calibration_batches: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("qat", "ptq"):
+            raise ValueError(f"TrainingRecipe.mode must be 'qat' or 'ptq', got {self.mode!r}.")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(
+                f"TrainingRecipe.optimizer must be 'sgd' or 'adam', got {self.optimizer!r}."
+            )
+        if self.mode == "qat" and self.epochs < 1:
+            raise ValueError(f"TrainingRecipe.epochs must be >= 1 for QAT, got {self.epochs}.")
+        if not self.lr > 0:
+            raise ValueError(f"TrainingRecipe.lr must be positive, got {self.lr}.")
+        if self.calibration_batches < 1:
+            raise ValueError(
+                f"TrainingRecipe.calibration_batches must be >= 1, got {self.calibration_batches}."
+            )
+
+
+def quantized_accuracy_fn(
+    model: nn.Module,
+    train_loader: DataLoader,
+    val_loader: DataLoader,
+    *,
+    recipe: TrainingRecipe = TrainingRecipe(),
+    example_input: torch.Tensor | None = None,
+    cache: MutableMapping[QuantConfig, float] | None = None,
+    progress: bool = False,
+) -> AccuracyFunction:
+    """Config -> validation accuracy after QAT (or PTQ) from the float ``model``.
+
+    The float model is never changed: every trial quantizes a copy.
+
+    Args:
+        model: Trained float model.
+        train_loader: Data for calibration and QAT.
+        val_loader: Data that scores the trial.
+        recipe: Training settings.
+        example_input: One input batch (for width propagation); taken from ``val_loader`` if
+            omitted.
+        cache: Optional config -> accuracy memo. Accuracy is a deterministic function of the
+            config under a fixed recipe, so benchmarks comparing samplers share one.
+        progress: Show a progress bar for each trial's QAT.
+    """
+    from optuna_kmtpe import quant
+
+    if example_input is None:
+        example_input = next(iter(val_loader))[0][:2]
+
+    def accuracy(config: QuantConfig, report_epoch: Callable[[int, float], None]) -> float:
+        if cache is not None and config in cache:
+            return cache[config]
+        # A seeded DataLoader advances its generator on every pass: rewind it so that every
+        # trial sees the same batches and accuracy depends on the config alone.
+        for loader in (train_loader, val_loader):
+            generator = getattr(loader, "generator", None)
+            if generator is not None:
+                generator.manual_seed(recipe.seed)
+        qmodel = quant.apply_config(model, config, example_input=example_input)
+        quant.calibrate(qmodel, train_loader, num_batches=recipe.calibration_batches)
+        if recipe.mode == "ptq":
+            value = quant.evaluate(qmodel, val_loader)
+        else:
+            last: dict[int, float] = {}
+
+            def on_epoch(epoch: int, trained: nn.Module) -> None:
+                last[epoch] = quant.evaluate(trained, val_loader)
+                report_epoch(epoch, last[epoch])
+
+            qmodel = quant.qat_finetune(
+                qmodel,
+                train_loader,
+                epochs=recipe.epochs,
+                lr=recipe.lr,
+                optimizer=recipe.optimizer,
+                seed=recipe.seed,
+                callback=on_epoch,
+                progress=progress,
+            )
+            value = last[max(last)] if last else quant.evaluate(qmodel, val_loader)
+        if cache is not None:
+            cache[config] = value
+        return value
+
+    return accuracy
+
+
+def hardware_cost_fn(fpga: Any, shapes: Any) -> CostFunction:
+    """Config -> :class:`CostRecord` from the analytic FPGA model.
+
+    Args:
+        fpga: An :class:`optuna_kmtpe.hardware.FPGAModel`.
+        shapes: The model's layer shapes from :func:`optuna_kmtpe.hardware.trace_layer_shapes`.
+    """
+
+    def costs(config: QuantConfig) -> CostRecord:
+        report = fpga.evaluate(shapes, config)
+        return CostRecord(
+            metrics={
+                "latency_s": report.latency_s,
+                "energy_j": report.energy_j,
+                "size_bits": report.size_bits,
+                "bops": report.bops,
+                "throughput_ips": report.throughput_ips,
+                "dsp_used": report.dsp_used,
+            },
+            layer_latency_s={layer.name: layer.latency_s for layer in report.layers},
+            layer_energy_j={layer.name: layer.energy_j for layer in report.layers},
+            violations=dict(report.violations),
+        )
+
+    return costs
+
+
+def make_objective(
+    *,
+    model: nn.Module,
+    train_loader: DataLoader,
+    val_loader: DataLoader,
+    space: ConfigSpace,
+    fpga: Any,
+    example_input: torch.Tensor,
+    metrics: tuple[str, ...] | list[str] = ("accuracy", "latency_s", "energy_j"),
+    budgets: Mapping[str, float] | None = None,
+    recipe: TrainingRecipe = TrainingRecipe(),
+    early_stop: EarlyStopRule | None = EarlyStopRule(),
+    accuracy_cache: MutableMapping[QuantConfig, float] | None = None,
+) -> MPQObjective:
+    """An Optuna objective for hardware-aware mixed-precision search on a model and data.
+
+    Args:
+        model: Trained float model (never modified).
+        train_loader: Calibration and QAT data.
+        val_loader: Data that scores each trial.
+        space: Turns trials into configs, e.g. :class:`optuna_kmtpe.space.MonotoneSearchSpace`.
+        fpga: The FPGA model, :class:`optuna_kmtpe.hardware.FPGAModel`.
+        example_input: One input batch, for shape tracing.
+        metrics: Returned metrics; see :data:`optuna_kmtpe.objectives.METRICS`.
+        budgets: Upper limits on cost metrics (``latency_s``, ``energy_j``, ``size_bits``,
+            ``bops``, ``dsp_used``); violating configs are recorded as infeasible, not trained.
+        recipe: QAT/PTQ settings.
+        early_stop: Multi-objective early-stop rule for hopeless QAT runs.
+        accuracy_cache: Optional config -> accuracy memo shared across studies.
+
+    Returns:
+        The objective; pass ``objective.directions`` to ``optuna.create_study`` and
+        ``objective.metric_names`` to ``study.set_metric_names``.
+
+    Example:
+        .. code-block:: python
+
+            objective = make_objective(model=model, train_loader=train, val_loader=val,
+                                       space=space, fpga=fpga, example_input=x[:2])
+            study = optuna.create_study(directions=objective.directions)
+            study.set_metric_names(objective.metric_names)
+            study.optimize(objective, n_trials=30)
+    """
+    from optuna_kmtpe import hardware
+
+    shapes = hardware.trace_layer_shapes(model, example_input)
+    return MPQObjective(
+        space=space,
+        cost_fn=hardware_cost_fn(fpga, shapes),
+        accuracy_fn=quantized_accuracy_fn(
+            model,
+            train_loader,
+            val_loader,
+            recipe=recipe,
+            example_input=example_input,
+            cache=accuracy_cache,
+        ),
+        metrics=metrics,
+        budgets=budgets,
+        early_stop=early_stop,
+    )
+
+
+class ScalarizedObjective:
+    """One number for users who want a single-objective study: accuracy minus cost penalties.
+
+    ``score = accuracy - sum_m weight_m * cost_m / reference_m``, where ``reference_m`` is the
+    cost of a reference config (e.g. uniform 8-bit): with weight 0.1, a model as costly as
+    the reference pays 0.1 accuracy, one half as costly pays 0.05. Budgets still apply as
+    constraints. Intermediate accuracies are reported each epoch, so Optuna pruners work.
+
+    Args:
+        objective: A single-metric :class:`MPQObjective` with ``metrics=("accuracy",)``; its
+            cost records are read back from the trial.
+        weights: Cost metric -> penalty weight.
+        reference: Cost metric -> reference value (same keys as ``weights``).
+    """
+
+    def __init__(
+        self,
+        objective: MPQObjective,
+        *,
+        weights: Mapping[str, float],
+        reference: Mapping[str, float],
+    ) -> None:
+        if objective.metrics != ("accuracy",):
+            raise ValueError(
+                "ScalarizedObjective wraps an MPQObjective built with metrics=('accuracy',)."
+            )
+        missing = sorted(set(weights) - set(reference))
+        if missing:
+            raise ValueError(f"ScalarizedObjective: no reference value for {missing}.")
+        for name, value in reference.items():
+            if not value > 0:
+                raise ValueError(f"ScalarizedObjective: reference {name}={value} must be > 0.")
+        self._objective = objective
+        self._weights = dict(weights)
+        self._reference = dict(reference)
+
+    directions = ["maximize"]
+    metric_names = ["score"]
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        accuracy = self._objective(trial)
+        assert isinstance(accuracy, float)
+        if accuracy != accuracy:  # NaN: the trial failed and recorded why
+            return accuracy
+        penalty = sum(
+            weight * float(trial.user_attrs[name]) / self._reference[name]
+            for name, weight in self._weights.items()
+        )
+        trial.set_user_attr("score_penalty", penalty)
+        return accuracy - penalty

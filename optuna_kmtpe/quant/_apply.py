@@ -1,0 +1,348 @@
+"""Apply a :class:`~optuna_kmtpe.config.QuantConfig` to any model: copy, prune widths, quantize.
+
+Width first, on a float copy: for every layer whose width is below 1, keep the output channels
+with the largest L1 norms (``kept_channels`` rounding), remove the others physically, and shrink
+whatever reads those channels: per-channel modules on the way (BatchNorm, PReLU) and the input
+channels of the consuming layers (a Linear after a flatten loses ``input_multiplier`` features
+per channel). Which layers may lose channels, and who consumes them, comes from
+:func:`optuna_kmtpe.graph.channel_graph`. Then every layer with quantized bits is swapped for its
+quantized twin (``QuantConv2d`` etc., same module path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from optuna_kmtpe.config import kept_channels
+from optuna_kmtpe.config import LayerConfig
+from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.graph import channel_graph
+from optuna_kmtpe.graph import ChannelGraph
+from optuna_kmtpe.graph import QUANTIZABLE_TYPES
+from optuna_kmtpe.graph import quantizable_layers
+from optuna_kmtpe.quant._modules import ActivationQuantizer
+from optuna_kmtpe.quant._modules import to_quantized_layer
+from optuna_kmtpe.quant._quantizers import is_float_bits
+
+
+APPLIED_CONFIG_ATTR = "kmtpe_quant_config"
+"""Attribute holding the config on a model returned by :func:`apply_config`."""
+
+# Modules with one parameter (or statistic) per channel that must follow a pruned layer.
+_PER_CHANNEL_TYPES: tuple[type[nn.Module], ...] = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.PReLU,
+)
+
+
+def as_quant_config(config: QuantConfig | Mapping[str, Any]) -> QuantConfig:
+    """Accept a :class:`QuantConfig` or a plain mapping (validated by ``QuantConfig``)."""
+    if isinstance(config, QuantConfig):
+        return config
+    if isinstance(config, Mapping):
+        return QuantConfig(config)
+    raise ValueError(
+        f"config must be a QuantConfig (or a dict of layer name -> LayerConfig), got "
+        f"{type(config).__name__}."
+    )
+
+
+def applied_config(model: nn.Module) -> QuantConfig | None:
+    """The config :func:`apply_config` applied to ``model``, or ``None`` for a plain model."""
+    config = getattr(model, APPLIED_CONFIG_ATTR, None)
+    return config if isinstance(config, QuantConfig) else None
+
+
+def apply_config(
+    model: nn.Module,
+    config: QuantConfig | Mapping[str, Any],
+    *,
+    example_input: torch.Tensor | None = None,
+    per_channel: bool = True,
+    symmetric_weights: bool = True,
+    symmetric_acts: bool = False,
+    rounding: str = "nearest",
+    range_method: str = "mse",
+    act_momentum: float = 0.1,
+    range_update_interval: int = 16,
+    seed: int = 0,
+) -> nn.Module:
+    """A quantized, width-pruned copy of ``model``; ``model`` itself is left untouched.
+
+    Args:
+        model: Any model built from Conv1d/Conv2d/Linear layers (plus BN, activations, pooling).
+        config: Per-layer bits and widths, keyed by module path. Missing layers stay float at
+            full width.
+        example_input: One input batch; required when some width is below 1 (the channel graph
+            is traced with it).
+        per_channel: Per-output-channel weight scales (else one per tensor).
+        symmetric_weights: Symmetric narrow-range weights (else asymmetric with a zero point).
+        symmetric_acts: Symmetric activations (else unsigned with a zero point, the default).
+        rounding: ``"nearest"`` or ``"stochastic"`` (weights, training mode only).
+        range_method: Weight clipping: ``"mse"`` (default) or ``"max"``.
+        act_momentum: EMA momentum of activation ranges during QAT.
+        range_update_interval: Training steps between refreshes of the cached MSE weight
+            clipping ratio.
+        seed: Seed of stochastic rounding (each layer gets ``seed + its index``).
+
+    Returns:
+        A new model, in the same train/eval mode as ``model``. Its quantized layers are
+        ``QuantConv1d``/``QuantConv2d``/``QuantLinear`` (subclasses of the torch layers) at the
+        same module paths; the config is kept in its ``kmtpe_quant_config`` attribute.
+
+    Raises:
+        ValueError: The model has no quantizable layer; the config names an unknown layer, or
+            gives a width below 1 to a layer whose width cannot change (residual ties, the
+            output layer, grouped convolutions), or no ``example_input`` was given for a width.
+
+    Example:
+        >>> import torch
+        >>> from optuna_kmtpe.models import DigitsCNN
+        >>> model = DigitsCNN()
+        >>> config = QuantConfig({"features.0": LayerConfig(4, 8, 0.5)})
+        >>> qmodel = apply_config(model, config, example_input=torch.zeros(1, 1, 8, 8))
+        >>> qmodel.features[0].out_channels, model.features[0].out_channels
+        (8, 16)
+        >>> qmodel(torch.zeros(2, 1, 8, 8)).shape
+        torch.Size([2, 10])
+    """
+    config = as_quant_config(config)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"Expected a torch.nn.Module, got {type(model).__name__}.")
+    if applied_config(model) is not None:
+        raise ValueError(
+            "This model already has a quantization config applied; apply configs to the "
+            "original float model instead."
+        )
+    layers = quantizable_layers(model)
+    config.check_layers(layers)
+    if rounding not in ("nearest", "stochastic"):
+        raise ValueError(f"rounding must be 'nearest' or 'stochastic', got {rounding!r}.")
+    if range_method not in ("mse", "max"):
+        raise ValueError(f"range_method must be 'mse' or 'max', got {range_method!r}.")
+    for name, layer in layers.items():
+        if type(layer) not in (nn.Conv1d, nn.Conv2d, nn.Linear) and _is_quantized(config, name):
+            raise ValueError(
+                f"Layer {name!r} is a {type(layer).__name__}, a subclass of a torch layer whose "
+                f"forward may differ; only exact nn.Conv1d/nn.Conv2d/nn.Linear layers can be "
+                f"quantized. Leave {name!r} out of the config (float) or use the torch class."
+            )
+    kept, graph = _kept_output_channels(model, layers, config, example_input)
+
+    qmodel = copy.deepcopy(model)
+    if graph is not None and example_input is not None:
+        _prune(qmodel, graph, kept, example_input)
+        _check_forward(qmodel, example_input, kept)
+
+    options: dict[str, Any] = {
+        "per_channel": per_channel,
+        "symmetric_weights": symmetric_weights,
+        "symmetric_acts": symmetric_acts,
+        "rounding": rounding,
+        "range_method": range_method,
+        "act_momentum": act_momentum,
+        "range_update_interval": range_update_interval,
+    }
+    q_layers = quantizable_layers(qmodel)
+    for index, name in enumerate(layers):
+        layer_config = config.layer(name)
+        layer = q_layers[name]
+        if _is_quantized(config, name):
+            layer = to_quantized_layer(
+                layer,
+                weight_bits=layer_config.weight_bits,
+                act_bits=layer_config.act_bits,
+                seed=seed + index,
+                **options,
+            )
+            layer.kept_out_channels = kept[name].tolist() if name in kept else None
+            _set_submodule(qmodel, name, layer)
+    setattr(qmodel, APPLIED_CONFIG_ATTR, config)
+    return qmodel
+
+
+def activation_quantizers(model: nn.Module) -> dict[str, ActivationQuantizer]:
+    """The model's activation quantizers by module path."""
+    return {
+        name: module
+        for name, module in model.named_modules()
+        if isinstance(module, ActivationQuantizer)
+    }
+
+
+def _is_quantized(config: QuantConfig, name: str) -> bool:
+    layer: LayerConfig = config.layer(name)
+    return not (is_float_bits(layer.weight_bits) and is_float_bits(layer.act_bits))
+
+
+def _out_channels(layer: nn.Module) -> int:
+    return int(layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels)
+
+
+def _kept_output_channels(
+    model: nn.Module,
+    layers: dict[str, nn.Module],
+    config: QuantConfig,
+    example_input: torch.Tensor | None,
+) -> tuple[dict[str, torch.Tensor], ChannelGraph | None]:
+    """Sorted indices of the output channels each pruned layer keeps (top-k L1 norms)."""
+    narrowed = {
+        name: kept_channels(_out_channels(layers[name]), config.layer(name).width)
+        for name in layers
+        if config.layer(name).width < 1.0
+    }
+    narrowed = {n: k for n, k in narrowed.items() if k < _out_channels(layers[n])}
+    if not narrowed:
+        return {}, None
+    if example_input is None:
+        raise ValueError(
+            f"The config gives width < 1 to {sorted(narrowed)}: pass example_input=<one input "
+            f"batch> so that the channel graph can be traced."
+        )
+    graph = channel_graph(model, example_input)
+    for name in narrowed:
+        if not graph.prunable[name]:
+            why = graph.reasons.get(name, "its channels cannot be followed")
+            raise ValueError(
+                f"Layer {name!r} cannot be narrowed (width={config.layer(name).width}) because "
+                f"{why}; keep its width at 1.0. Layers whose width can be searched: "
+                f"{list(graph.prunable_layers)}."
+            )
+    kept: dict[str, torch.Tensor] = {}
+    for name, k in narrowed.items():
+        weight = layers[name].weight.detach()
+        norms = weight.abs().reshape(weight.shape[0], -1).sum(dim=1)
+        order = torch.argsort(norms, descending=True, stable=True)
+        kept[name] = torch.sort(order[:k]).values
+    return kept, graph
+
+
+def _prune(
+    model: nn.Module,
+    graph: ChannelGraph,
+    kept: dict[str, torch.Tensor],
+    example_input: torch.Tensor,
+) -> None:
+    """Remove output channels in place (on the copy) and shrink followers and consumers."""
+    followers = _per_channel_followers(model, example_input, set(kept))
+    modules = dict(model.named_modules())
+    for name, index in kept.items():
+        layer = modules[name]
+        _select(layer, "weight", index, dim=0)
+        if getattr(layer, "bias", None) is not None:
+            _select(layer, "bias", index, dim=0)
+        if isinstance(layer, nn.Linear):
+            layer.out_features = len(index)
+        else:
+            layer.out_channels = len(index)
+        for follower_name in followers.get(name, ()):
+            _prune_per_channel_module(modules[follower_name], index)
+        for consumer_name in graph.consumers(name):
+            consumer = modules[consumer_name]
+            multiplier = graph.input_multiplier[consumer_name]
+            columns = (index[:, None] * multiplier + torch.arange(multiplier)[None]).reshape(-1)
+            _select(consumer, "weight", columns, dim=1)
+            if isinstance(consumer, nn.Linear):
+                consumer.in_features = len(columns)
+            else:
+                consumer.in_channels = len(columns)
+
+
+def _select(module: nn.Module, name: str, index: torch.Tensor, *, dim: int) -> None:
+    tensor = getattr(module, name)
+    selected = tensor.detach().index_select(dim, index.to(tensor.device)).clone()
+    if isinstance(tensor, nn.Parameter):
+        setattr(module, name, nn.Parameter(selected, requires_grad=tensor.requires_grad))
+    else:
+        setattr(module, name, selected)
+
+
+def _prune_per_channel_module(module: nn.Module, index: torch.Tensor) -> None:
+    if isinstance(module, nn.PReLU):
+        if module.num_parameters > 1:
+            _select(module, "weight", index, dim=0)
+            module.num_parameters = len(index)
+        return
+    for attr in ("weight", "bias", "running_mean", "running_var"):
+        if getattr(module, attr, None) is not None:
+            _select(module, attr, index, dim=0)
+    module.num_features = len(index)
+
+
+def _per_channel_followers(
+    model: nn.Module, example_input: torch.Tensor, pruned: set[str]
+) -> dict[str, list[str]]:
+    """Per-channel modules (BatchNorm, PReLU) that read each pruned layer's output channels.
+
+    The channel graph already guarantees that a prunable layer's channels reach only
+    channel-preserving ops and its consumers; this only has to find which of the modules on that
+    way hold per-channel state. It follows tensors by identity through module calls during one
+    forward pass (a BatchNorm right after its conv receives the conv's output tensor itself).
+    """
+    origin: dict[int, str] = {}
+    alive: list[torch.Tensor] = []  # keep tensors alive so that ids stay unique
+    followers: dict[str, list[str]] = {name: [] for name in pruned}
+    handles = []
+
+    def make_hook(name: str, module: nn.Module) -> Any:
+        def hook(_: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+            if not isinstance(output, torch.Tensor):
+                return
+            alive.append(output)
+            if name in pruned:
+                origin[id(output)] = name
+                return
+            if isinstance(module, QUANTIZABLE_TYPES):
+                return  # a consumer: it mixes channels, nothing after it reads them
+            if len(inputs) != 1 or not isinstance(inputs[0], torch.Tensor):
+                return
+            source = origin.get(id(inputs[0]))
+            if source is None or output.dim() < 2 or output.shape[1] != inputs[0].shape[1]:
+                return
+            origin[id(output)] = source
+            if isinstance(module, _PER_CHANNEL_TYPES):
+                followers[source].append(name)
+
+        return hook
+
+    for name, module in model.named_modules():
+        if name and not list(module.children()):
+            handles.append(module.register_forward_hook(make_hook(name, module)))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(example_input)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return followers
+
+
+def _check_forward(model: nn.Module, example_input: torch.Tensor, kept: dict[str, Any]) -> None:
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(example_input)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"Narrowing {sorted(kept)} broke the forward pass ({exc}). A module with per-channel "
+            f"state is probably reached through a functional op; keep these widths at 1.0."
+        ) from exc
+    finally:
+        model.train(was_training)
+
+
+def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
+    parent_path, _, child = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    setattr(parent, child, module)

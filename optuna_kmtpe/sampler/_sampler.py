@@ -1,0 +1,258 @@
+"""KMeansTPESampler: Optuna's TPE with a k-means split of the trials."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import math
+import threading
+from typing import TYPE_CHECKING
+from typing import Any
+
+import numpy as np
+from optuna.samplers import TPESampler
+from optuna.study._multi_objective import _fast_non_domination_rank
+from optuna.trial import TrialState
+
+from optuna_kmtpe.sampler._compat import check_private_api
+from optuna_kmtpe.sampler._split import SplitResult
+from optuna_kmtpe.sampler._split import split_trials
+
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
+    from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator
+    from optuna.study import Study
+    from optuna.trial import FrozenTrial
+
+
+#: Default upper bounds of the good share, chosen by ``benchmarks/sampler_variants.py``.
+DEFAULT_MAX_GOOD_FRACTION_SO = 0.2
+DEFAULT_MAX_GOOD_FRACTION_MO = 0.1
+
+#: User attribute written on every trial sampled by the k-means split (see ``docs/sampler.md``).
+SPLIT_ATTR_KEY = "kmtpe:split"
+
+
+def default_n_clusters(n_finished: int) -> int:
+    """The default k schedule: 3 clusters, whatever the number of finished trials.
+
+    The benchmark (``benchmarks/sampler_quality.py``, see ``docs/sampler.md``) measured growing
+    schedules; none beat a fixed k of 3.
+    """
+    del n_finished
+    return 3
+
+
+def _nondomination_rank(losses: np.ndarray, n_head: int) -> np.ndarray:
+    return _fast_non_domination_rank(losses, n_below=max(1, n_head))
+
+
+class KMeansTPESampler(TPESampler):
+    """TPE whose good/bad split is decided by exact 1-D k-means.
+
+    Optuna's :class:`~optuna.samplers.TPESampler` puts a fixed quantile of the trials (10%, at
+    most 25) in the "good" set that models l(x). This sampler instead clusters the best losses
+    with exact one-dimensional k-means and takes the best cluster(s) as the good set, bounded
+    by a minimum and a maximum share (the dual threshold). Equal values are never split
+    between the two sets, which matters on flat, plateau-heavy landscapes such as bit-width
+    search. For several objectives the clustered score is the non-domination rank and a rank
+    that must be cut is thinned by farthest-point selection in normalized objective space,
+    which avoids the hypervolume subset selection that dominates Optuna's multi-objective
+    TPE cost. Everything else (Parzen estimators, constant liar, relative/group sampling,
+    startup trials, seeding) is Optuna's TPE. Based on
+    `K-Means TPE <https://arxiv.org/abs/2308.06422>`__; see ``docs/sampler.md`` for what was
+    measured.
+
+    Example:
+
+        .. testcode::
+
+            import optuna
+            from optuna_kmtpe import KMeansTPESampler
+
+
+            def objective(trial):
+                x = trial.suggest_float("x", -10, 10)
+                n = trial.suggest_int("n", 1, 8)
+                return (x - 2) ** 2 + n
+
+
+            study = optuna.create_study(sampler=KMeansTPESampler(seed=0))
+            study.optimize(objective, n_trials=30)
+
+    Args:
+        n_clusters: k, either an int or a schedule ``k(n_finished_trials) -> int``.
+        min_good_fraction: The good set holds at least this share of finished trials (and at
+            least one trial).
+        max_good_fraction: The good set holds at most this share (ties may exceed it only when
+            the best values are all tied). ``None``: 0.2 for one objective, 0.1 for several
+            (never below ``min_good_fraction``).
+        max_good_trials: Cap of the good set size for single-objective studies (TPE's cap is
+            25); ``None`` for no cap. Multi-objective studies are never capped.
+        window_factor: The best ``window_factor * n_max`` losses are clustered; the tail is left
+            out so that outliers and ``inf`` do not distort the clustering.
+        middle_weight: Weight factor, in g(x), of the trials of the cluster just after the good
+            set (``1`` treats them as every other bad trial, ``0`` drops them).
+        n_startup_trials: Random trials before the model is used (as TPE).
+        n_ei_candidates: Candidates drawn from l(x) per sample (as TPE).
+        seed: Seed of the random number generator.
+        multivariate: Multivariate TPE; ``None`` means True for one objective, False for
+            several (as TPE in Optuna 5).
+        group: Group-decomposed multivariate sampling (as TPE).
+        constant_liar: Put RUNNING trials in the bad set (as TPE; on by default).
+        diagnostics: Write the split of each sampled trial to the user attribute
+            ``"kmtpe:split"`` (see :func:`split_history`).
+    """
+
+    def __init__(
+        self,
+        *,
+        n_clusters: int | Callable[[int], int] = default_n_clusters,
+        min_good_fraction: float = 0.05,
+        max_good_fraction: float | None = None,
+        max_good_trials: int | None = 25,
+        window_factor: float = 2.0,
+        middle_weight: float = 1.0,
+        n_startup_trials: int = 10,
+        n_ei_candidates: int = 24,
+        seed: int | None = None,
+        multivariate: bool | None = None,
+        group: bool = False,
+        constant_liar: bool = True,
+        diagnostics: bool = True,
+    ) -> None:
+        check_private_api()
+        if not callable(n_clusters) and (
+            isinstance(n_clusters, bool) or not isinstance(n_clusters, int) or n_clusters < 1
+        ):
+            raise ValueError(
+                f"n_clusters must be an int >= 1 or a callable k(n) -> int; got {n_clusters!r}."
+            )
+        max_fraction = 1.0 if max_good_fraction is None else max_good_fraction
+        if not 0.0 < min_good_fraction <= max_fraction <= 1.0:
+            raise ValueError(
+                "Need 0 < min_good_fraction <= max_good_fraction <= 1; got "
+                f"min_good_fraction={min_good_fraction}, max_good_fraction={max_good_fraction}."
+            )
+        if max_good_trials is not None and max_good_trials < 1:
+            raise ValueError(f"max_good_trials must be >= 1 or None; got {max_good_trials}.")
+        if not (math.isfinite(window_factor) and window_factor >= 1.0):
+            raise ValueError(f"window_factor must be a finite number >= 1; got {window_factor}.")
+        if not (math.isfinite(middle_weight) and 0.0 <= middle_weight <= 1.0):
+            raise ValueError(f"middle_weight must lie in [0, 1]; got {middle_weight}.")
+        if n_startup_trials < 0:
+            raise ValueError(f"n_startup_trials must be >= 0; got {n_startup_trials}.")
+        if n_ei_candidates < 1:
+            raise ValueError(f"n_ei_candidates must be >= 1; got {n_ei_candidates}.")
+        super().__init__(
+            n_startup_trials=n_startup_trials,
+            n_ei_candidates=n_ei_candidates,
+            seed=seed,
+            multivariate=multivariate,
+            group=group,
+            constant_liar=constant_liar,
+        )
+        self._n_clusters = n_clusters
+        self._min_good_fraction = min_good_fraction
+        self._max_good_fraction = max_good_fraction
+        self._max_good_trials = max_good_trials
+        self._window_factor = window_factor
+        self._middle_weight = middle_weight
+        self._diagnostics = diagnostics
+        self._mo_tiebreak = "spread"
+        # Threads of study.optimize(n_jobs>1) share this instance: cache per thread.
+        self._local = threading.local()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+    def _split(self, study: Study, trial: FrozenTrial, trials: list[FrozenTrial]) -> SplitResult:
+        # Independent and group sampling call _sample once per parameter or group of the same
+        # trial: the split only changes when the list of trials does.
+        key = (
+            study._study_id,
+            trial.number,
+            len(trials),
+            sum(t.state == TrialState.RUNNING for t in trials),
+        )
+        cached = getattr(self._local, "split", None)
+        if cached is not None and cached[0] == key:
+            cached_result: SplitResult = cached[1]
+            return cached_result
+        result = split_trials(
+            trials,
+            study.directions,
+            n_clusters=self._n_clusters,
+            min_good_fraction=self._min_good_fraction,
+            max_good_fraction=self._resolved_max_good_fraction(study),
+            max_good_trials=self._max_good_trials,
+            window_factor=self._window_factor,
+            middle_weight=self._middle_weight,
+            mo_tiebreak=self._mo_tiebreak,
+            nondomination_rank=_nondomination_rank,
+        )
+        self._local.split = (key, result)
+        if self._diagnostics:
+            study._storage.set_trial_user_attr(trial._trial_id, SPLIT_ATTR_KEY, result.info)
+        return result
+
+    def _resolved_max_good_fraction(self, study: Study) -> float:
+        if self._max_good_fraction is not None:
+            return self._max_good_fraction
+        default = (
+            DEFAULT_MAX_GOOD_FRACTION_MO
+            if study._is_multi_objective()
+            else DEFAULT_MAX_GOOD_FRACTION_SO
+        )
+        return max(default, self._min_good_fraction)
+
+    def _sample(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        # Mirror of TPESampler._sample with the quantile split replaced by the k-means split.
+        states: tuple[TrialState, ...] = (TrialState.COMPLETE, TrialState.PRUNED)
+        if self._constant_liar:
+            states += (TrialState.RUNNING,)
+        trials = study._get_trials(
+            deepcopy=False, states=states, use_cache=not self._constant_liar
+        )
+        if self._constant_liar:
+            trials = [t for t in trials if t.number != trial.number]
+
+        split = self._split(study, trial, trials)
+        mpe_below = self._build_parzen_estimator(
+            study, search_space, split.below, handle_below=True
+        )
+        mpe_above = self._build_weighted_above(study, search_space, split)
+        samples = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
+        acquisition = self._compute_acquisition_func(samples, mpe_below, mpe_above)
+        chosen = TPESampler._compare(samples, acquisition)
+        return {name: dist.to_external_repr(chosen[name]) for name, dist in search_space.items()}
+
+    def _build_weighted_above(
+        self, study: Study, search_space: dict[str, BaseDistribution], split: SplitResult
+    ) -> _ParzenEstimator:
+        if np.all(split.above_weight_factors == 1.0):
+            return self._build_parzen_estimator(
+                study, search_space, split.above, handle_below=False
+            )
+        # Same filtering as TPESampler._get_internal_repr: trials lacking a parameter drop out.
+        keep = np.array(
+            [search_space.keys() <= self._get_params(t, study).keys() for t in split.above],
+            dtype=bool,
+        )
+        kept = [t for t, k in zip(split.above, keep) if k]
+        observations = self._get_internal_repr(kept, search_space, study)
+        weights = np.asarray(self._parzen_estimator_parameters.weights(len(kept)), dtype=float)
+        weights = weights * split.above_weight_factors[keep]
+        if len(kept) and weights.sum() <= 0:
+            weights = np.ones(len(kept))
+        return self._parzen_estimator_cls(
+            observations, search_space, self._parzen_estimator_parameters, weights
+        )

@@ -1,0 +1,218 @@
+"""Build every part of a search from its settings: data, float model, sensitivity, space, FPGA."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from optuna_kmtpe.workflow._settings import SearchSettings
+
+
+_logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class SearchJob:
+    """The prepared parts of one search (what the objective and the report need)."""
+
+    settings: SearchSettings
+    data: Any
+    model: Any
+    example_input: Any
+    train_loader: Any
+    val_loader: Any
+    test_loader: Any
+    graph: Any
+    report: Any
+    space: Any
+    fpga: Any
+    shapes: Any
+
+
+def load_data(settings: SearchSettings) -> Any:
+    """The dataset splits named by ``settings.data``."""
+    from optuna_kmtpe import data
+
+    if settings.data == "digits":
+        return data.load_digits(seed=settings.seed)
+    loader = {"mnist": data.load_mnist, "cifar10": data.load_cifar10}[settings.data]
+    return loader(root=settings.data_dir, seed=settings.seed)
+
+
+def _checkpoint_path(settings: SearchSettings, data_name: str) -> Path:
+    import torch
+
+    key = json.dumps(
+        {
+            "model": settings.model,
+            "data": data_name,
+            "seed": settings.seed,
+            "epochs": settings.pretrain_epochs,
+            "batch_size": settings.batch_size,
+            "torch": torch.__version__,
+        },
+        sort_keys=True,
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return settings.resolved_cache_dir / f"{settings.model}-{data_name}-{digest}.pt"
+
+
+def pretrained_model(
+    settings: SearchSettings, splits: Any, *, log: Callable[[str], None] = print
+) -> Any:
+    """The float model, trained once and cached on disk (keyed by every setting that matters)."""
+    import torch
+
+    from optuna_kmtpe import data as kdata
+    from optuna_kmtpe import quant
+    from optuna_kmtpe.models import build_model
+
+    torch.manual_seed(settings.seed)
+    model = build_model(
+        settings.model, num_classes=splits.num_classes, in_channels=splits.input_shape[0]
+    )
+    path = _checkpoint_path(settings, splits.name)
+    if path.exists():
+        try:
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            log(f"Loaded the float {settings.model} from the cache {path}.")
+            return model.eval()
+        except (RuntimeError, OSError, EOFError) as exc:
+            log(f"Ignoring an unreadable cached checkpoint {path} ({exc}); training again.")
+    log(
+        f"Training the float {settings.model} on {splits.name} "
+        f"({settings.pretrain_epochs} epochs)..."
+    )
+    loader = kdata.make_loader(
+        splits.train, batch_size=settings.batch_size // 2, shuffle=True, seed=settings.seed
+    )
+    model = quant.train_float(
+        model, loader, epochs=settings.pretrain_epochs, seed=settings.seed, progress=False
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(model.state_dict(), tmp)
+    tmp.replace(path)  # atomic: a killed run never leaves a half-written checkpoint
+    return model.eval()
+
+
+def cached_sensitivity(
+    settings: SearchSettings,
+    splits: Any,
+    model: Any,
+    *,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+) -> Any:
+    """The Hessian report of the cached float model, itself cached next to the checkpoint."""
+    from optuna_kmtpe import data as kdata
+    from optuna_kmtpe.sensitivity import SensitivityReport
+    from optuna_kmtpe.sensitivity import compute_sensitivity
+
+    key = f"{settings.weight_bits}-{settings.hessian_max_probes}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    path = _checkpoint_path(settings, splits.name).with_suffix(f".hessian-{digest}.json")
+    if path.exists():
+        try:
+            report = SensitivityReport.from_json(path.read_text())
+            log(f"Loaded the Hessian sensitivity report from the cache {path}.")
+            return report
+        except (ValueError, KeyError, OSError) as exc:
+            log(f"Ignoring an unreadable cached report {path} ({exc}); computing it again.")
+    log("Estimating per-layer Hessian traces (Hutchinson, per-layer Rademacher probes)...")
+    loader = kdata.make_loader(
+        splits.train, batch_size=settings.batch_size, shuffle=True, seed=settings.seed
+    )
+    report = compute_sensitivity(
+        model,
+        loader,
+        seed=settings.seed,
+        weight_bits=settings.weight_bits,
+        max_probes=settings.hessian_max_probes,
+        progress=progress,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(report.to_json())
+    tmp.replace(path)
+    return report
+
+
+def prepare_job(
+    settings: SearchSettings,
+    study: optuna.Study | None = None,
+    *,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+) -> SearchJob:
+    """Data, float model, Hessian report (reused from the study if stored), space, FPGA model."""
+    import torch
+
+    from optuna_kmtpe import data as kdata
+    from optuna_kmtpe import hardware
+    from optuna_kmtpe.graph import channel_graph
+    from optuna_kmtpe.sensitivity import SensitivityReport
+
+    torch.manual_seed(settings.seed)
+    splits = load_data(settings)
+    model = pretrained_model(settings, splits, log=log)
+    train_loader = kdata.make_loader(
+        splits.train, batch_size=settings.batch_size, shuffle=True, seed=settings.seed
+    )
+    val_loader = kdata.make_loader(splits.val, batch_size=512)
+    test_loader = kdata.make_loader(splits.test, batch_size=512)
+    example_input = splits.val.tensors[0][:2]
+    graph = channel_graph(model, example_input)
+
+    report = SensitivityReport.load_from_study(study) if study is not None else None
+    if report is None:
+        report = cached_sensitivity(settings, splits, model, log=log, progress=progress)
+        if study is not None:
+            report.save_to_study(study)
+    else:
+        log("Reusing the Hessian sensitivity report stored in the study.")
+    space = build_space(settings, report, graph)
+    fpga = hardware.FPGAModel(device=hardware.get_device(settings.device))
+    shapes = hardware.trace_layer_shapes(model, example_input)
+    return SearchJob(
+        settings=settings,
+        data=splits,
+        model=model,
+        example_input=example_input,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        test_loader=test_loader,
+        graph=graph,
+        report=report,
+        space=space,
+        fpga=fpga,
+        shapes=shapes,
+    )
+
+
+def build_space(settings: SearchSettings, report: Any, graph: Any) -> Any:
+    """The Hessian monotone space, or the unconstrained one when ``constrained`` is False.
+
+    The unconstrained space has the same choices and parametrization; an infinite
+    ``order_sigma`` orders no pair of layers, so nothing is projected.
+    """
+    from optuna_kmtpe.space import MonotoneSearchSpace
+
+    return MonotoneSearchSpace(
+        report,
+        weight_bits=settings.weight_bits,
+        act_bits=settings.act_bits,
+        widths=settings.widths,
+        prunable_layers=graph.prunable_layers,
+        producers=graph.producers,
+        size_budget_bits=settings.budgets.get("size_bits"),
+        order_sigma=2.0 if settings.constrained else math.inf,
+    )
