@@ -71,7 +71,7 @@ def apply_config(
     rounding: str = "nearest",
     range_method: str = "mse",
     act_momentum: float = 0.1,
-    range_update_interval: int = 16,
+    range_update_interval: int | None = None,
     seed: int = 0,
 ) -> nn.Module:
     """A quantized, width-pruned copy of ``model``; ``model`` itself is left untouched.
@@ -89,7 +89,8 @@ def apply_config(
         range_method: Weight clipping: ``"mse"`` (default) or ``"max"``.
         act_momentum: EMA momentum of activation ranges during QAT.
         range_update_interval: Training steps between refreshes of the cached MSE weight
-            clipping ratio.
+            clipping ratio; ``None``: every step for weights of 2 bits or fewer (a stale ratio
+            destabilised 2-bit QAT), every 16 steps above.
         seed: Seed of stochastic rounding (each layer gets ``seed + its index``).
 
     Returns:

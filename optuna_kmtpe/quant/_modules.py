@@ -186,10 +186,14 @@ class QuantizedLayerMixin:
         rounding: RoundingMode,
         range_method: RangeMethod,
         act_momentum: float,
-        range_update_interval: int,
+        range_update_interval: int | None,
         seed: int,
     ) -> None:
         check_bits(weight_bits, what="weight_bits")
+        if range_update_interval is None:
+            # Measured on digits, W2A8 QAT over 3 seeds: refreshing every 16 steps gave 91-98 %
+            # test accuracy, every step 98.3-98.6 %; at 3+ bits every 16 steps loses nothing.
+            range_update_interval = 1 if weight_bits <= 2 else 16
         if range_update_interval < 1:
             raise ValueError(f"range_update_interval must be >= 1, got {range_update_interval}.")
         self.weight_bits = weight_bits
@@ -270,7 +274,7 @@ def _quant_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
         "rounding": "nearest",
         "range_method": "mse",
         "act_momentum": 0.1,
-        "range_update_interval": 16,
+        "range_update_interval": None,
         "seed": 0,
     }
     unknown = set(kwargs) - set(defaults) - {"weight_bits", "act_bits"}

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from optuna_kmtpe.sensitivity._report import STUDY_ATTR_KEY
 from optuna_kmtpe.sensitivity._report import LayerSensitivity
 from optuna_kmtpe.sensitivity._report import SensitivityReport
-from optuna_kmtpe.sensitivity._report import STUDY_ATTR_KEY
 
 
 __all__ = [

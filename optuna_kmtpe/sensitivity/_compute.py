@@ -13,14 +13,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from optuna_kmtpe.sensitivity._hutchinson import RunningStats
 from optuna_kmtpe.sensitivity._hutchinson import hutchinson_traces
 from optuna_kmtpe.sensitivity._hutchinson import power_iteration
-from optuna_kmtpe.sensitivity._hutchinson import RunningStats
 from optuna_kmtpe.sensitivity._layers import channel_counts
 from optuna_kmtpe.sensitivity._layers import find_quantizable_layers
+from optuna_kmtpe.sensitivity._report import STUDY_ATTR_KEY
 from optuna_kmtpe.sensitivity._report import LayerSensitivity
 from optuna_kmtpe.sensitivity._report import SensitivityReport
-from optuna_kmtpe.sensitivity._report import STUDY_ATTR_KEY
 
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -87,7 +87,9 @@ def compute_sensitivity(
             with at most ``2 * deflation_rank`` weights are computed exactly. 0 gives plain
             Hutchinson.
         seed: Seed of the probes.
-        weight_bits: Weight bit-widths whose perturbation ``||Q_b(W) - W||^2`` the report stores
+        weight_bits: Weight bit-widths whose perturbation ``||Q_b(W) - W||^2`` and exact
+            second-order loss change ``0.5 * dW^T H dW`` (``dW = Q_b(W) - W``, one
+            Hessian-vector product per layer, bit-width and batch) the report stores
             (per-channel symmetric, from :func:`optuna_kmtpe.quant.fake_quantize_weight`).
         activations: Also estimate the trace with respect to each layer's *input* activation
             (the operand that ``act_bits`` quantizes), per element and averaged over inputs.
@@ -113,7 +115,9 @@ def compute_sensitivity(
     _validate(num_batches, target_rel_err, max_probes, min_probes, weight_bits)
     min_probes = min(min_probes, max_probes)
     if deflation_rank < 0:
-        raise ValueError(f"deflation_rank must be >= 0 (0: plain Hutchinson), got {deflation_rank}.")
+        raise ValueError(
+            f"deflation_rank must be >= 0 (0: plain Hutchinson), got {deflation_rank}."
+        )
     loss_fn: Criterion = criterion if criterion is not None else nn.CrossEntropyLoss()
     batches = _take_batches(batches_or_loader, num_batches)
     started = time.perf_counter()
@@ -139,6 +143,10 @@ def compute_sensitivity(
     sqrt_b = math.sqrt(len(batches))
 
     generator = torch.Generator().manual_seed(seed)
+    quant_errors = _quantization_errors(weights, weight_bits)
+    quadratic: list[dict[int, float]] = [
+        dict.fromkeys(sorted(set(weight_bits)), 0.0) for _ in weights
+    ]
     weight_stats: list[list[RunningStats]] = []
     act_stats: list[list[RunningStats]] = []
     act_numel: list[int] = []
@@ -186,15 +194,26 @@ def compute_sensitivity(
                         on_round=tick,
                     )
                 )
+            for index, hvp in enumerate(graph.weight_hvps()):
+                for bits, delta in quant_errors[index].items():
+                    if hvp is not None:
+                        value = 0.5 * float((delta * hvp(delta)).sum())
+                        quadratic[index][bits] += value / len(batches)
             bar.update(done_before + rounds_per_batch - bar.n)
             del graph
 
     eig: list[float | None] = [None] * len(modules)
     if eigenvalues:
-        eig = list(_top_eigenvalues(work, modules, weights, loss_fn, batches, generator,
-                                    eig_max_iter, eig_tol))
+        eig = list(
+            _top_eigenvalues(
+                work, modules, weights, loss_fn, batches, generator, eig_max_iter, eig_tol
+            )
+        )
 
-    perturbations = _perturbations(weights, weight_bits)
+    perturbations = [
+        {bits: float((delta**2).sum()) for bits, delta in errors.items()}
+        for errors in quant_errors
+    ]
     results = []
     for index, (name, module) in enumerate(zip(names, modules)):
         n_params = int(weights[index].numel())
@@ -217,6 +236,7 @@ def compute_sensitivity(
                 trace_stderr=stderr / n_params,
                 num_probes=probes,
                 perturbation=perturbations[index],
+                quadratic=quadratic[index],
                 act_trace=act_trace,
                 act_trace_stderr=act_stderr,
                 act_numel=numel,
@@ -251,16 +271,15 @@ def _validate(
     if num_batches < 1:
         raise ValueError(f"num_batches must be >= 1, got {num_batches}.")
     if not target_rel_err > 0:
-        raise ValueError(
-            f"target_rel_err must be > 0 (e.g. 0.01 for 1%), got {target_rel_err}."
-        )
+        raise ValueError(f"target_rel_err must be > 0 (e.g. 0.01 for 1%), got {target_rel_err}.")
     if min_probes < 2 or max_probes < 2:
         raise ValueError(
             f"min_probes and max_probes must be >= 2 (a standard error needs 2 probes), got "
             f"min_probes={min_probes}, max_probes={max_probes}."
         )
-    bad = [b for b in weight_bits if isinstance(b, bool) or not isinstance(b, int) or
-           not 1 <= b <= 8]
+    bad = [
+        b for b in weight_bits if isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= 8
+    ]
     if bad or not weight_bits:
         raise ValueError(
             f"weight_bits must be a non-empty list of ints in 1..8 (float needs no "
@@ -337,7 +356,7 @@ class _GradientGraph:
         targets = self.weights + self.acts
         grads = torch.autograd.grad(loss, targets, create_graph=True, allow_unused=True)
         self.weight_grads = list(grads[: len(self.weights)])
-        self.act_grads = list(grads[len(self.weights):])
+        self.act_grads = list(grads[len(self.weights) :])
 
     @staticmethod
     def _hvp(grad: torch.Tensor | None, target: torch.Tensor) -> Callable[..., Any] | None:
@@ -385,8 +404,9 @@ def _top_eigenvalues(
         totals: list[torch.Tensor | None] = [None] * len(vectors)
         for x, y in batches:
             graph = (
-                cached[0] if cached else _GradientGraph(model, modules, weights, loss_fn, x, y,
-                                                         False)
+                cached[0]
+                if cached
+                else _GradientGraph(model, modules, weights, loss_fn, x, y, False)
             )
             for index, (product_fn, vector) in enumerate(zip(graph.weight_hvps(), vectors)):
                 if vector is None:
@@ -400,21 +420,23 @@ def _top_eigenvalues(
     return power_iteration(hvp, weights, max_iter=max_iter, tol=tol, generator=generator)
 
 
-def _perturbations(
+def _quantization_errors(
     weights: Sequence[torch.Tensor], bits_list: Sequence[int]
-) -> list[dict[int, float]]:
+) -> list[dict[int, torch.Tensor]]:
+    """``Q_b(W) - W`` per layer and candidate bit-width (per-channel symmetric)."""
     from optuna_kmtpe.quant import fake_quantize_weight
 
-    tables = []
+    errors = []
     with torch.no_grad():
         for weight in weights:
             w = weight.detach()
-            table = {}
-            for bits in sorted(set(bits_list)):
-                quantized = fake_quantize_weight(w, bits, per_channel=True, symmetric=True)
-                table[bits] = float(((quantized - w) ** 2).sum())
-            tables.append(table)
-    return tables
+            errors.append(
+                {
+                    bits: fake_quantize_weight(w, bits, per_channel=True, symmetric=True) - w
+                    for bits in sorted(set(bits_list))
+                }
+            )
+    return errors
 
 
 def load_or_compute_sensitivity(

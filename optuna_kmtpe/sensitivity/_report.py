@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import dataclasses
 import json
 import math
-from typing import Any
 from typing import TYPE_CHECKING
+from typing import Any
 
 
 if TYPE_CHECKING:
@@ -47,6 +47,9 @@ class LayerSensitivity:
         act_trace_stderr: Standard error of ``act_trace``, or ``None``.
         act_numel: Elements of the layer's input activation per sample, or ``None``.
         eigenvalue: Top eigenvalue of the weight Hessian block (power iteration), or ``None``.
+        quadratic: ``{bits: 0.5 * dW^T H dW}`` with the actual ``dW = Q_bits(W) - W``: the
+            exact second-order loss change of quantizing this layer alone (no isotropy
+            assumption, unlike ``trace * ||dW||^2``).
     """
 
     name: str
@@ -62,6 +65,7 @@ class LayerSensitivity:
     act_trace_stderr: float | None = None
     act_numel: int | None = None
     eigenvalue: float | None = None
+    quadratic: Mapping[int, float] = dataclasses.field(default_factory=dict)
 
     @property
     def rel_stderr(self) -> float:
@@ -74,15 +78,25 @@ class LayerSensitivity:
             return None
         return _rel(self.act_trace_stderr, self.act_trace)
 
-    def omega(self, bits: int) -> float:
-        """HAWQ-V2 sensitivity of this layer at ``bits``: ``trace * ||Q_bits(W) - W||^2``.
+    def omega(self, bits: int, *, kind: str = "trace") -> float:
+        """Sensitivity of this layer at ``bits``.
+
+        Args:
+            bits: Weight bit-width.
+            kind: ``"trace"``: HAWQ-V2's ``trace * ||Q_bits(W) - W||^2``; ``"quadratic"``:
+                the exact second-order term ``0.5 * dW^T H dW`` (measured to rank layers by
+                their real 2-bit loss change better, see docs/sensitivity.md).
 
         Raises:
             ValueError: If ``bits`` was not among the report's candidate weight bit-widths.
         """
+        if kind not in ("trace", "quadratic"):
+            raise ValueError(f"kind must be 'trace' or 'quadratic', got {kind!r}.")
         if bits >= 16:
             return 0.0
         try:
+            if kind == "quadratic":
+                return self.quadratic[bits]
             return self.trace * self.perturbation[bits]
         except KeyError:
             raise ValueError(
@@ -94,6 +108,7 @@ class LayerSensitivity:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["perturbation"] = {str(b): float(v) for b, v in sorted(self.perturbation.items())}
+        data["quadratic"] = {str(b): float(v) for b, v in sorted(self.quadratic.items())}
         return data
 
     @classmethod
@@ -107,6 +122,9 @@ class LayerSensitivity:
         values = {k: v for k, v in data.items() if k in fields}
         values["perturbation"] = {
             int(b): float(v) for b, v in dict(data.get("perturbation", {})).items()
+        }
+        values["quadratic"] = {
+            int(b): float(v) for b, v in dict(data.get("quadratic", {})).items()
         }
         values.setdefault("kind", "")
         values.setdefault("out_channels", 1)
@@ -314,8 +332,10 @@ class SensitivityReport:
             rows.append(row)
         widths = [max(len(row[c]) for row in rows) for c in range(len(header))]
         lines = [
-            "  ".join(cell.ljust(w) if c < 2 else cell.rjust(w) for c, (cell, w) in
-                      enumerate(zip(row, widths)))
+            "  ".join(
+                cell.ljust(w) if c < 2 else cell.rjust(w)
+                for c, (cell, w) in enumerate(zip(row, widths))
+            )
             for row in rows
         ]
         lines.insert(1, "-" * len(lines[0]))

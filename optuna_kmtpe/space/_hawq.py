@@ -106,8 +106,11 @@ def select(
     if method == "auto":
         method = "enumerate" if count_monotone(caps, below) <= MAX_ENUMERATE else "milp"
     if method == "enumerate":
-        candidates = [p for p in pareto_monotone(sizes, omegas, caps, below, method="enumerate")
-                      if p.size <= budget]
+        candidates = [
+            p
+            for p in pareto_monotone(sizes, omegas, caps, below, method="enumerate")
+            if p.size <= budget
+        ]
         return min(candidates, key=lambda p: (p.omega, p.size)) if candidates else None
     return select_milp(sizes, omegas, caps, below, budget)
 
@@ -119,7 +122,7 @@ def select_milp(
     below: Sequence[frozenset[int]],
     budget: float,
 ) -> LevelPoint | None:
-    """Minimal Omega, then minimal size, under the budget and the order, by ``scipy.optimize.milp``.
+    """Minimal Omega, then minimal size, under budget and order (``scipy.optimize.milp``).
 
     One binary ``x[i, b]`` per layer and choice; each layer picks one choice; a monotone pair
     ``j in below[i]`` needs ``sum_b b x[i, b] >= sum_b b x[j, b]``.
@@ -167,14 +170,20 @@ def select_milp(
     integrality = np.ones(len(columns))
     options = {"mip_rel_gap": 0.0}
     constraints = [LinearConstraint(np.array(rows), np.array(lower), np.array(upper))]
-    first = milp(omega_vec, constraints=constraints, integrality=integrality, bounds=bounds,
-                 options=options)
+    first = milp(
+        omega_vec, constraints=constraints, integrality=integrality, bounds=bounds, options=options
+    )
     if first.status != 0 or first.x is None:
         return None
     best_omega = float(omega_vec @ np.round(first.x))
     tie = LinearConstraint(omega_vec[None, :], -np.inf, best_omega + 1e-9)
-    second = milp(size_vec, constraints=constraints + [tie], integrality=integrality,
-                  bounds=bounds, options=options)
+    second = milp(
+        size_vec,
+        constraints=constraints + [tie],
+        integrality=integrality,
+        bounds=bounds,
+        options=options,
+    )
     solution = second.x if second.status == 0 and second.x is not None else first.x
     chosen = np.round(solution).astype(int)
     levels = [0] * n_layers

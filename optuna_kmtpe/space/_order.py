@@ -170,7 +170,9 @@ def _grown_down_sets(
     return extend(0, joined)
 
 
-def iter_monotone(caps: Sequence[int], below: Sequence[frozenset[int]]) -> Iterator[tuple[int, ...]]:
+def iter_monotone(
+    caps: Sequence[int], below: Sequence[frozenset[int]]
+) -> Iterator[tuple[int, ...]]:
     """Every monotone config with ``0 <= f[i] <= caps[i]`` (for exact search on small spaces)."""
     order = topological_order(below)
     levels = [0] * len(caps)

@@ -14,10 +14,10 @@ from optuna.distributions import BaseDistribution
 from optuna.distributions import IntDistribution
 
 from optuna_kmtpe.config import ALLOWED_BITS
-from optuna_kmtpe.config import is_float_bits
-from optuna_kmtpe.config import kept_channels
 from optuna_kmtpe.config import LayerConfig
 from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.config import is_float_bits
+from optuna_kmtpe.config import kept_channels
 from optuna_kmtpe.sensitivity import SensitivityReport
 from optuna_kmtpe.space import _hawq
 from optuna_kmtpe.space._order import above_sets
@@ -189,14 +189,14 @@ class MonotoneSearchSpace:
         for name in names:
             width_product *= width_choices if name in self.prunable else 1
         act_count = count_monotone(self.act_caps, self.act_below)
-        self.size_before: int = (
-            (len(self.weight_bits) * (act_cap + 1)) ** len(names) * width_product
-        )
+        self.size_before: int = (len(self.weight_bits) * (act_cap + 1)) ** len(
+            names
+        ) * width_product
         self.size_monotone: int = (
             count_monotone([full_cap] * len(names), self.weight_below) * act_count * width_product
         )
-        self.size_after: int = count_monotone(self.weight_caps, self.weight_below) * act_count * (
-            width_product
+        self.size_after: int = (
+            count_monotone(self.weight_caps, self.weight_below) * act_count * (width_product)
         )
 
     # Construction helpers ---------------------------------------------------------------------
@@ -236,8 +236,7 @@ class MonotoneSearchSpace:
             cap = 0
             for level in range(full_cap + 1):
                 size = sum(
-                    (bits[level] if j in forced else bits[0]) * costs[j]
-                    for j in range(len(costs))
+                    (bits[level] if j in forced else bits[0]) * costs[j] for j in range(len(costs))
                 )
                 if size <= self.size_budget_bits:
                     cap = level
@@ -268,19 +267,21 @@ class MonotoneSearchSpace:
 
     def config_from_params(self, params: Mapping[str, int]) -> QuantConfig:
         """The config of a trial's params (``trial.params``); missing levels count as 0."""
-        w_levels = [self._level(params, name + WEIGHT_SUFFIX, self.weight_caps[i])
-                    for i, name in enumerate(self.layer_names)]
-        a_levels = [self._level(params, name + ACT_SUFFIX, self.act_caps[i])
-                    for i, name in enumerate(self.layer_names)]
+        w_levels = [
+            self._level(params, name + WEIGHT_SUFFIX, self.weight_caps[i])
+            for i, name in enumerate(self.layer_names)
+        ]
+        a_levels = [
+            self._level(params, name + ACT_SUFFIX, self.act_caps[i])
+            for i, name in enumerate(self.layer_names)
+        ]
         w_levels = list(project_monotone(w_levels, self.weight_below))
         a_levels = list(project_monotone(a_levels, self.act_below))
         layers = {}
         for i, name in enumerate(self.layer_names):
             width = 1.0
             if name in self.prunable and self.widths is not None:
-                width = self.widths[
-                    self._level(params, name + WIDTH_SUFFIX, len(self.widths) - 1)
-                ]
+                width = self.widths[self._level(params, name + WIDTH_SUFFIX, len(self.widths) - 1)]
             act = self.default_act_bits if self.act_bits is None else self.act_bits[a_levels[i]]
             layers[name] = LayerConfig(
                 weight_bits=self.weight_bits[w_levels[i]], act_bits=act, width=width
@@ -343,7 +344,7 @@ class MonotoneSearchSpace:
                 return k
         raise ValueError(f"Layer {name!r}: {field}={value!r} is not one of {list(choices)}.")
 
-    # Sizes ----------------------------------------------------------------------------------------
+    # Sizes -----------------------------------------------------------------------------------
     def size_bits(self, config: QuantConfig) -> float:
         """Weight storage of ``config`` in bits, counting removed channels (float = 32 bits)."""
         widths = {name: config.layer(name).width for name in self.layer_names}
@@ -355,37 +356,45 @@ class MonotoneSearchSpace:
     def fits_budget(self, config: QuantConfig) -> bool:
         return self.size_budget_bits is None or self.size_bits(config) <= self.size_budget_bits
 
-    # HAWQ-V2 --------------------------------------------------------------------------------------
-    def _hawq_tables(self) -> tuple[list[list[float]], list[list[float]]]:
+    # HAWQ-V2 ---------------------------------------------------------------------------------
+    def _hawq_tables(self, omega: str = "trace") -> tuple[list[list[float]], list[list[float]]]:
         sizes, omegas = [], []
         for name in self.layer_names:
             stats = self.report[name]
             sizes.append([_size_bits_of(b) * stats.n_params for b in self.weight_bits])
-            omegas.append([stats.omega(b) for b in self.weight_bits])
+            omegas.append([stats.omega(b, kind=omega) for b in self.weight_bits])
         return sizes, omegas
 
     def _config_of_levels(self, levels: Sequence[int]) -> QuantConfig:
         act = self.default_act_bits if self.act_bits is None else self.act_bits[-1]
-        return QuantConfig({
-            name: LayerConfig(weight_bits=self.weight_bits[level], act_bits=act, width=1.0)
-            for name, level in zip(self.layer_names, levels)
-        })
+        return QuantConfig(
+            {
+                name: LayerConfig(weight_bits=self.weight_bits[level], act_bits=act, width=1.0)
+                for name, level in zip(self.layer_names, levels)
+            }
+        )
 
-    def hawq_v2_frontier(self, *, method: str = "auto") -> list[FrontierPoint]:
+    def hawq_v2_frontier(
+        self, *, method: str = "auto", omega: str = "trace"
+    ) -> list[FrontierPoint]:
         """HAWQ-V2 frontier restricted to this space's configs (monotone, pruned, full width,
-        activations at the largest choice), ordered by size; every config is in the space."""
-        sizes, omegas = self._hawq_tables()
-        points = _hawq.pareto_monotone(sizes, omegas, self.weight_caps, self.weight_below,
-                                       method=method)
+        activations at the largest choice), ordered by size; every config is in the space.
+        ``omega="quadratic"`` uses the exact second-order terms instead of traces."""
+        sizes, omegas = self._hawq_tables(omega)
+        points = _hawq.pareto_monotone(
+            sizes, omegas, self.weight_caps, self.weight_below, method=method
+        )
         return [FrontierPoint(p.size, p.omega, self._config_of_levels(p.levels)) for p in points]
 
-    def warm_start_params(self, num: int = 5, *, method: str = "auto") -> list[dict[str, int]]:
+    def warm_start_params(
+        self, num: int = 5, *, method: str = "auto", omega: str = "trace"
+    ) -> list[dict[str, int]]:
         """Params of ``num`` HAWQ-V2 frontier configs spread over size, for ``enqueue_trial``.
 
         Example:
             >>> # for params in space.warm_start_params(5): study.enqueue_trial(params)
         """
-        frontier = self.hawq_v2_frontier(method=method)
+        frontier = self.hawq_v2_frontier(method=method, omega=omega)
         if self.size_budget_bits is not None:
             frontier = [p for p in frontier if p.size_bits <= self.size_budget_bits] or frontier
         if num >= len(frontier):
@@ -395,24 +404,43 @@ class MonotoneSearchSpace:
             chosen = [frontier[k] for k in picks]
         return [self.params_for(point.config) for point in chosen]
 
-    # Display --------------------------------------------------------------------------------------
+    # Display ---------------------------------------------------------------------------------
     def describe(self) -> str:
         """A table of the space: per layer its trace, what it must dominate, and its choices."""
-        rank = sorted(range(len(self.layer_names)),
-                      key=lambda i: -self.report[self.layer_names[i]].trace)
+        rank = sorted(
+            range(len(self.layer_names)), key=lambda i: -self.report[self.layer_names[i]].trace
+        )
         position = {i: r + 1 for r, i in enumerate(rank)}
-        rows = [["layer", "rank", "Tr/n", "+-SE", "params", ">= #layers", "weight bits",
-                 "act bits", "widths"]]
+        rows = [
+            [
+                "layer",
+                "rank",
+                "Tr/n",
+                "+-SE",
+                "params",
+                ">= #layers",
+                "weight bits",
+                "act bits",
+                "widths",
+            ]
+        ]
         for i, name in enumerate(self.layer_names):
             stats = self.report[name]
             acts = [self.default_act_bits] if self.act_bits is None else list(self.act_bits)
             widths = list(self.widths) if name in self.prunable and self.widths else [1.0]
-            rows.append([
-                name, str(position[i]), f"{stats.trace:.3e}", f"{stats.trace_stderr:.1e}",
-                str(stats.n_params), str(len(self.weight_below[i])),
-                ",".join(map(str, self.weight_bits[: self.weight_caps[i] + 1])),
-                ",".join(map(str, acts)), ",".join(f"{w:g}" for w in widths),
-            ])
+            rows.append(
+                [
+                    name,
+                    str(position[i]),
+                    f"{stats.trace:.3e}",
+                    f"{stats.trace_stderr:.1e}",
+                    str(stats.n_params),
+                    str(len(self.weight_below[i])),
+                    ",".join(map(str, self.weight_bits[: self.weight_caps[i] + 1])),
+                    ",".join(map(str, acts)),
+                    ",".join(f"{w:g}" for w in widths),
+                ]
+            )
         widths_col = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths_col)) for row in rows]
         lines.insert(1, "-" * len(lines[0]))
@@ -438,32 +466,36 @@ def _size_bits_of(bits: int) -> int:
 
 def _check_bits_list(values: Sequence[int], field: str) -> tuple[int, ...]:
     values = tuple(values)
-    bad = [b for b in values if isinstance(b, bool) or not isinstance(b, int) or
-           b not in ALLOWED_BITS]
+    bad = [
+        b for b in values if isinstance(b, bool) or not isinstance(b, int) or b not in ALLOWED_BITS
+    ]
     if not values or bad or len(set(values)) != len(values):
-        raise ValueError(
-            f"{field} must be distinct ints from {ALLOWED_BITS}, got {list(values)}."
-        )
+        raise ValueError(f"{field} must be distinct ints from {ALLOWED_BITS}, got {list(values)}.")
     return tuple(sorted(values))
 
 
 def _check_widths(values: Sequence[float]) -> tuple[float, ...]:
     values = tuple(float(v) for v in values)
-    if not values or any(not (0 < v <= 1) or not math.isfinite(v) for v in values) or len(
-        set(values)
-    ) != len(values):
+    if (
+        not values
+        or any(not (0 < v <= 1) or not math.isfinite(v) for v in values)
+        or len(set(values)) != len(values)
+    ):
         raise ValueError(f"widths must be distinct fractions in (0, 1], got {list(values)}.")
     return tuple(sorted(values))
 
 
 # Module-level HAWQ-V2 API ---------------------------------------------------------------------
 def _tables(
-    report: SensitivityReport, weight_bits: Sequence[int], layers: Sequence[str] | None
+    report: SensitivityReport,
+    weight_bits: Sequence[int],
+    layers: Sequence[str] | None,
+    omega: str = "trace",
 ) -> tuple[list[str], tuple[int, ...], list[list[float]], list[list[float]]]:
     names = list(report.names) if layers is None else list(layers)
     bits = _check_bits_list(weight_bits, "weight_bits")
     sizes = [[_size_bits_of(b) * report[n].n_params for b in bits] for n in names]
-    omegas = [[report[n].omega(b) for b in bits] for n in names]
+    omegas = [[report[n].omega(b, kind=omega) for b in bits] for n in names]
     return names, bits, sizes, omegas
 
 
@@ -475,6 +507,7 @@ def hawq_v2_frontier(
     act_bits: int = 8,
     layers: Sequence[str] | None = None,
     method: str = "auto",
+    omega: str = "trace",
 ) -> list[FrontierPoint]:
     """Pareto frontier of Omega against model size (HAWQ-V2), ordered by size.
 
@@ -484,7 +517,8 @@ def hawq_v2_frontier(
     choices with dominance pruning. With ``order_sigma`` the configs must also respect the
     sensitivity order of :class:`MonotoneSearchSpace`; the frontier is then exact by
     enumeration for small spaces, else by a sweep of integer programs (``scipy.optimize.milp``,
-    HiGHS, gap 0), one per frontier point.
+    HiGHS, gap 0), one per frontier point. ``omega="quadratic"`` replaces each layer's
+    ``trace * ||dW||^2`` by the exact ``0.5 * dW^T H dW`` stored in the report.
 
     Example:
         >>> from optuna_kmtpe.sensitivity import LayerSensitivity, SensitivityReport
@@ -495,16 +529,21 @@ def hawq_v2_frontier(
         >>> [p.size_bits for p in hawq_v2_frontier(report, weight_bits=(2, 4, 8))]
         [400.0, 600.0, 800.0, 1200.0, 1600.0]
     """
-    names, bits, sizes, omegas = _tables(report, weight_bits, layers)
+    names, bits, sizes, omegas = _tables(report, weight_bits, layers, omega)
     caps = [len(bits) - 1] * len(names)
     if order_sigma is None:
         points = _hawq.pareto_independent(sizes, omegas, caps)
     else:
-        below = sensitivity_order([report[n].trace for n in names],
-                                  [report[n].trace_stderr for n in names], sigma=order_sigma)
+        below = sensitivity_order(
+            [report[n].trace for n in names],
+            [report[n].trace_stderr for n in names],
+            sigma=order_sigma,
+        )
         points = _hawq.pareto_monotone(sizes, omegas, caps, below, method=method)
-    return [FrontierPoint(p.size, p.omega, _levels_config(names, bits, p.levels, act_bits))
-            for p in points]
+    return [
+        FrontierPoint(p.size, p.omega, _levels_config(names, bits, p.levels, act_bits))
+        for p in points
+    ]
 
 
 def hawq_v2_select(
@@ -516,6 +555,7 @@ def hawq_v2_select(
     act_bits: int = 8,
     layers: Sequence[str] | None = None,
     method: str = "auto",
+    omega: str = "trace",
 ) -> QuantConfig:
     """The config of minimal Omega whose weights fit ``size_budget_bits`` (HAWQ-V2 selection).
 
@@ -524,12 +564,15 @@ def hawq_v2_select(
     Raises:
         ValueError: If even the smallest config exceeds the budget.
     """
-    names, bits, sizes, omegas = _tables(report, weight_bits, layers)
+    names, bits, sizes, omegas = _tables(report, weight_bits, layers, omega)
     caps = [len(bits) - 1] * len(names)
     below = None
     if order_sigma is not None:
-        below = sensitivity_order([report[n].trace for n in names],
-                                  [report[n].trace_stderr for n in names], sigma=order_sigma)
+        below = sensitivity_order(
+            [report[n].trace for n in names],
+            [report[n].trace_stderr for n in names],
+            sigma=order_sigma,
+        )
     point = _hawq.select(sizes, omegas, caps, below, size_budget_bits, method=method)
     if point is None:
         smallest = sum(row[0] for row in sizes)
@@ -543,7 +586,9 @@ def hawq_v2_select(
 def _levels_config(
     names: Sequence[str], bits: Sequence[int], levels: Sequence[int], act_bits: int
 ) -> QuantConfig:
-    return QuantConfig({
-        name: LayerConfig(weight_bits=bits[level], act_bits=act_bits, width=1.0)
-        for name, level in zip(names, levels)
-    })
+    return QuantConfig(
+        {
+            name: LayerConfig(weight_bits=bits[level], act_bits=act_bits, width=1.0)
+            for name, level in zip(names, levels)
+        }
+    )

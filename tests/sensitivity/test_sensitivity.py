@@ -10,10 +10,10 @@ from torch.func import functional_call
 import torch.nn.functional as F
 
 from optuna_kmtpe.quant import fake_quantize_weight
-from optuna_kmtpe.sensitivity import compute_sensitivity
 from optuna_kmtpe.sensitivity import LayerSensitivity
 from optuna_kmtpe.sensitivity import SensitivityReport
 from optuna_kmtpe.sensitivity import _report as report_module
+from optuna_kmtpe.sensitivity import compute_sensitivity
 from optuna_kmtpe.sensitivity._hutchinson import hutchinson_traces
 from optuna_kmtpe.sensitivity._hutchinson import power_iteration
 
@@ -177,7 +177,10 @@ def test_report_fields_and_perturbations() -> None:
     assert report.names == ("conv1", "conv2", "fc")
     conv2 = report["conv2"]
     assert (conv2.kind, conv2.n_params, conv2.out_channels, conv2.in_channels) == (
-        "Conv2d", 8 * 8 * 9, 8, 8
+        "Conv2d",
+        8 * 8 * 9,
+        8,
+        8,
     )
     weight = model.conv2.weight.detach()
     for bits in (2, 4, 8):
@@ -191,6 +194,29 @@ def test_report_fields_and_perturbations() -> None:
     assert report.settings["mode"] == "eval"
     table = report.to_table(bits=2)
     assert "conv2" in table and "omega@2b" in table
+
+
+def test_quadratic_terms_match_exact_hessian() -> None:
+    model = _prepared(TinyMLP, seed=16).eval()
+    batches = _batches(17)
+    report = compute_sensitivity(model, batches, weight_bits=(2, 4), max_probes=4, progress=False)
+    for name in ("fc1", "out"):
+        w0 = getattr(model, name).weight.detach().clone()
+
+        def loss_of(weight: torch.Tensor, name: str = name) -> torch.Tensor:
+            return torch.stack(
+                [
+                    F.cross_entropy(functional_call(model, {f"{name}.weight": weight}, (x,)), y)
+                    for x, y in batches
+                ]
+            ).mean()
+
+        hessian = torch.autograd.functional.hessian(loss_of, w0).reshape(w0.numel(), -1)
+        for bits in (2, 4):
+            delta = (fake_quantize_weight(w0, bits) - w0).flatten()
+            expected = 0.5 * float(delta @ hessian @ delta)
+            assert report[name].quadratic[bits] == pytest.approx(expected, rel=1e-4)
+            assert report[name].omega(bits, kind="quadratic") == report[name].quadratic[bits]
 
 
 def test_activation_traces_match_exact() -> None:
@@ -215,8 +241,9 @@ def test_activation_traces_match_exact() -> None:
 def test_top_eigenvalue_matches_exact() -> None:
     model = _prepared(TinyMLP, seed=13).eval()
     batches = _batches(14, n=1)
-    report = compute_sensitivity(model, batches, eigenvalues=True, eig_max_iter=300,
-                                 eig_tol=1e-7, progress=False)
+    report = compute_sensitivity(
+        model, batches, eigenvalues=True, eig_max_iter=300, eig_tol=1e-7, progress=False
+    )
     x, y = batches[0]
     w0 = model.out.weight.detach().clone()
     hessian = torch.autograd.functional.hessian(
@@ -235,17 +262,30 @@ def test_hutchinson_on_explicit_matrices() -> None:
     small = torch.diag(torch.arange(1.0, 11.0))
     hvps = [lambda v: matrix @ v, lambda v: small @ v, None]
     shapes = [torch.zeros(200), torch.zeros(10), torch.zeros(3)]
-    stats = hutchinson_traces(hvps, shapes, target_rel_err=0.01, min_probes=8,
-                              max_probes=2000, generator=gen, deflation_rank=8)
+    stats = hutchinson_traces(
+        hvps,
+        shapes,
+        target_rel_err=0.01,
+        min_probes=8,
+        max_probes=2000,
+        generator=gen,
+        deflation_rank=8,
+    )
     assert stats[0].mean == pytest.approx(float(spectrum.sum()), rel=0.05)
     assert stats[0].stderr <= 0.0101 * abs(stats[0].mean)
     assert stats[1].exact and stats[1].mean == pytest.approx(55.0) and stats[1].stderr == 0
     assert stats[2].mean == 0.0 and stats[2].stderr == 0.0
-    plain = hutchinson_traces(hvps[:1], shapes[:1], target_rel_err=0.01, min_probes=8,
-                              max_probes=50, generator=gen)
+    plain = hutchinson_traces(
+        hvps[:1], shapes[:1], target_rel_err=0.01, min_probes=8, max_probes=50, generator=gen
+    )
     assert plain[0].count == 50  # the cap binds: plain Hutchinson is far noisier here
-    eig = power_iteration(lambda vs: [None if v is None else matrix @ v for v in vs],
-                          shapes[:1], max_iter=500, tol=1e-8, generator=gen)
+    eig = power_iteration(
+        lambda vs: [None if v is None else matrix @ v for v in vs],
+        shapes[:1],
+        max_iter=500,
+        tol=1e-8,
+        generator=gen,
+    )
     assert eig[0] == pytest.approx(1.0, rel=1e-3)
 
 
@@ -261,9 +301,20 @@ def test_unused_layer_has_zero_trace() -> None:
 
 def test_json_and_study_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
     layers = tuple(
-        LayerSensitivity(f"block{i}.conv", "Conv2d", 100 * (i + 1), 8, 8, 1.0 / (i + 1),
-                         0.01, 64, {2: 1.5, 4: 0.1, 8: 0.001}, act_trace=0.5,
-                         act_trace_stderr=0.01, act_numel=64)
+        LayerSensitivity(
+            f"block{i}.conv",
+            "Conv2d",
+            100 * (i + 1),
+            8,
+            8,
+            1.0 / (i + 1),
+            0.01,
+            64,
+            {2: 1.5, 4: 0.1, 8: 0.001},
+            act_trace=0.5,
+            act_trace_stderr=0.01,
+            act_numel=64,
+        )
         for i in range(6)
     )
     report = SensitivityReport(layers=layers, settings={"seed": 0})

@@ -12,10 +12,10 @@ from optuna_kmtpe.config import LayerConfig
 from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.sensitivity import LayerSensitivity
 from optuna_kmtpe.sensitivity import SensitivityReport
+from optuna_kmtpe.space import MonotoneSearchSpace
 from optuna_kmtpe.space import count_monotone
 from optuna_kmtpe.space import hawq_v2_frontier
 from optuna_kmtpe.space import hawq_v2_select
-from optuna_kmtpe.space import MonotoneSearchSpace
 from optuna_kmtpe.space import project_monotone
 from optuna_kmtpe.space import sensitivity_order
 from optuna_kmtpe.space._hawq import pareto_monotone
@@ -44,6 +44,7 @@ def make_report(
                 trace_stderr=trace * rel_se * rng.uniform(0.2, 1.5),
                 num_probes=64,
                 perturbation={b: scale * 4.0 ** (-b) * rng.uniform(0.8, 1.2) for b in BITS},
+                quadratic={b: trace * scale * 4.0 ** (-b) * rng.uniform(0.3, 3.0) for b in BITS},
                 act_trace=10 ** rng.uniform(-3, 0) if activations else None,
                 act_trace_stderr=1e-4 if activations else None,
                 act_numel=64 if activations else None,
@@ -69,8 +70,9 @@ def test_count_monotone_equals_brute_force_on_random_orders() -> None:
     for _ in range(200):
         n = rng.randint(1, 6)
         traces = [rng.random() for _ in range(n)]
-        below = sensitivity_order(traces, [rng.random() * 0.1 for _ in range(n)],
-                                  sigma=rng.choice([0.0, 1.0, 2.0]))
+        below = sensitivity_order(
+            traces, [rng.random() * 0.1 for _ in range(n)], sigma=rng.choice([0.0, 1.0, 2.0])
+        )
         caps = [rng.randint(0, 3) for _ in range(n)]
         brute = sum(
             is_monotone(levels, below)
@@ -99,13 +101,16 @@ def test_projection_is_monotone_and_identity_on_monotone_configs() -> None:
 # The space ----------------------------------------------------------------------------------
 def test_twenty_layer_space_never_violates_the_order() -> None:
     report = make_report(20, seed=2)
-    space = MonotoneSearchSpace(report, weight_bits=(2, 3, 4, 6, 8), act_bits=(4, 8),
-                                size_budget_bits=None)
+    space = MonotoneSearchSpace(
+        report, weight_bits=(2, 3, 4, 6, 8), act_bits=(4, 8), size_budget_bits=None
+    )
     assert any(space.weight_below)  # the order is not empty
     rng = random.Random(3)
     for _ in range(3000):
-        params = {name: rng.randint(d.low, d.high)  # type: ignore[attr-defined]
-                  for name, d in space.distributions.items()}
+        params = {
+            name: rng.randint(d.low, d.high)  # type: ignore[attr-defined]
+            for name, d in space.distributions.items()
+        }
         config = space.suggest(optuna.trial.FixedTrial(params))
         assert order_holds(space, config)
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=5))
@@ -119,20 +124,31 @@ def test_twenty_layer_space_never_violates_the_order() -> None:
 
 def test_same_distributions_every_trial_and_enqueue_round_trip() -> None:
     report = make_report(8, seed=4)
-    space = MonotoneSearchSpace(report, weight_bits=(2, 4, 8), act_bits=(4, 8),
-                                widths=(0.5, 1.0), prunable_layers={"layer0", "layer3"})
+    space = MonotoneSearchSpace(
+        report,
+        weight_bits=(2, 4, 8),
+        act_bits=(4, 8),
+        widths=(0.5, 1.0),
+        prunable_layers={"layer0", "layer3"},
+    )
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     targets = []
     for k in range(5):
         levels = [0] * 8
         for level in range(3):
-            levels = project_monotone([random.Random(k * 10 + level).randint(0, 2)
-                                       for _ in range(8)], space.weight_below)
-        config = QuantConfig({
-            name: LayerConfig(weight_bits=(2, 4, 8)[levels[i]], act_bits=(4, 8)[k % 2],
-                              width=0.5 if name == "layer3" else 1.0)
-            for i, name in enumerate(space.layer_names)
-        })
+            levels = project_monotone(
+                [random.Random(k * 10 + level).randint(0, 2) for _ in range(8)], space.weight_below
+            )
+        config = QuantConfig(
+            {
+                name: LayerConfig(
+                    weight_bits=(2, 4, 8)[levels[i]],
+                    act_bits=(4, 8)[k % 2],
+                    width=0.5 if name == "layer3" else 1.0,
+                )
+                for i, name in enumerate(space.layer_names)
+            }
+        )
         targets.append(config)
         study.enqueue_trial(space.params_for(config))
     seen = []
@@ -150,12 +166,24 @@ def test_sizes_equal_brute_force_over_all_params() -> None:
     report = make_report(4, seed=5, activations=True)
     prunable = {"layer1", "layer2"}
     producers = {"layer0": None, "layer1": "layer0", "layer2": "layer1", "layer3": "layer2"}
-    full = MonotoneSearchSpace(report, weight_bits=(2, 4, 8), act_bits=(4, 8),
-                               widths=(0.5, 1.0), prunable_layers=prunable, producers=producers)
+    full = MonotoneSearchSpace(
+        report,
+        weight_bits=(2, 4, 8),
+        act_bits=(4, 8),
+        widths=(0.5, 1.0),
+        prunable_layers=prunable,
+        producers=producers,
+    )
     budget = 0.3 * full.size_bits(QuantConfig.uniform(full.layer_names, weight_bits=8))
-    space = MonotoneSearchSpace(report, weight_bits=(2, 4, 8), act_bits=(4, 8),
-                                widths=(0.5, 1.0), prunable_layers=prunable,
-                                producers=producers, size_budget_bits=budget)
+    space = MonotoneSearchSpace(
+        report,
+        weight_bits=(2, 4, 8),
+        act_bits=(4, 8),
+        widths=(0.5, 1.0),
+        prunable_layers=prunable,
+        producers=producers,
+        size_budget_bits=budget,
+    )
     assert full.size_before == (3 * 2) ** 4 * 2 * 2
     dists = space.distributions
     names = list(dists)
@@ -169,14 +197,19 @@ def test_sizes_equal_brute_force_over_all_params() -> None:
     assert space.size_after < space.size_monotone < space.size_before
     # Brute force over the unconstrained space for the count before budget pruning.
     w_monotone = sum(
-        order_holds(space, QuantConfig({n: LayerConfig(b, 8, 1.0)
-                                        for n, b in zip(space.layer_names, combo)}))
+        order_holds(
+            space,
+            QuantConfig({n: LayerConfig(b, 8, 1.0) for n, b in zip(space.layer_names, combo)}),
+        )
         for combo in itertools.product((2, 4, 8), repeat=4)
     )
     acts = [(report[n].act_trace, report[n].act_trace_stderr) for n in space.layer_names]
     a_monotone = sum(
-        all(not (ta - 2 * sa > tb + 2 * sb) or combo[i] >= combo[j]
-            for i, (ta, sa) in enumerate(acts) for j, (tb, sb) in enumerate(acts))
+        all(
+            not (ta - 2 * sa > tb + 2 * sb) or combo[i] >= combo[j]
+            for i, (ta, sa) in enumerate(acts)
+            for j, (tb, sb) in enumerate(acts)
+        )
         for combo in itertools.product((4, 8), repeat=4)
     )
     assert space.size_monotone == w_monotone * a_monotone * 2 * 2
@@ -188,13 +221,11 @@ def test_pruning_removes_exactly_the_unusable_choices() -> None:
     bits = (2, 3, 4, 8)
     reference = MonotoneSearchSpace(report, weight_bits=bits, act_bits=None)
     budget = 0.5 * sum(8 * layer.n_params for layer in report)
-    space = MonotoneSearchSpace(report, weight_bits=bits, act_bits=None,
-                                size_budget_bits=budget)
+    space = MonotoneSearchSpace(report, weight_bits=bits, act_bits=None, size_budget_bits=budget)
     usable: list[set[int]] = [set() for _ in range(5)]
     count_in_caps = 0
     for combo in itertools.product(bits, repeat=5):
-        config = QuantConfig({n: LayerConfig(b, 8, 1.0)
-                              for n, b in zip(space.layer_names, combo)})
+        config = QuantConfig({n: LayerConfig(b, 8, 1.0) for n, b in zip(space.layer_names, combo)})
         if not order_holds(reference, config):
             continue
         if space.size_bits(config) <= budget:
@@ -214,9 +245,14 @@ def test_pruning_removes_exactly_the_unusable_choices() -> None:
 
 def test_size_bits_counts_removed_channels() -> None:
     report = make_report(2, seed=7)
-    space = MonotoneSearchSpace(report, weight_bits=(4, 8), act_bits=None, widths=(0.5, 1.0),
-                                prunable_layers={"layer0": True, "layer1": False},
-                                producers={"layer1": "layer0"})
+    space = MonotoneSearchSpace(
+        report,
+        weight_bits=(4, 8),
+        act_bits=None,
+        widths=(0.5, 1.0),
+        prunable_layers={"layer0": True, "layer1": False},
+        producers={"layer1": "layer0"},
+    )
     n0, n1 = report["layer0"].n_params, report["layer1"].n_params
     config = QuantConfig({"layer0": LayerConfig(4, 8, 0.5), "layer1": LayerConfig(8, 8, 1.0)})
     assert space.size_bits(config) == pytest.approx(4 * n0 / 2 + 8 * n1 / 2)
@@ -229,13 +265,16 @@ def test_activation_order_from_activation_traces() -> None:
     assert any(space.act_below)
     rng = random.Random(9)
     for _ in range(500):
-        params = {n: rng.randint(d.low, d.high)  # type: ignore[attr-defined]
-                  for n, d in space.distributions.items()}
+        params = {
+            n: rng.randint(d.low, d.high)  # type: ignore[attr-defined]
+            for n, d in space.distributions.items()
+        }
         config = space.config_from_params(params)
         for i, lower in enumerate(space.act_below):
             for j in lower:
-                assert (config[space.layer_names[i]].act_bits
-                        >= config[space.layer_names[j]].act_bits)
+                assert (
+                    config[space.layer_names[i]].act_bits >= config[space.layer_names[j]].act_bits
+                )
 
 
 def test_input_validation() -> None:
@@ -244,9 +283,22 @@ def test_input_validation() -> None:
         MonotoneSearchSpace(report, widths=(0.5, 1.0))
     with pytest.raises(ValueError, match="weight_bits"):
         MonotoneSearchSpace(report, weight_bits=(2, 9))
-    short = SensitivityReport(layers=tuple(
-        LayerSensitivity(l.name, l.kind, l.n_params, 8, 8, l.trace, l.trace_stderr, 1, {4: 1.0})
-        for l in report))
+    short = SensitivityReport(
+        layers=tuple(
+            LayerSensitivity(
+                layer.name,
+                layer.kind,
+                layer.n_params,
+                8,
+                8,
+                layer.trace,
+                layer.trace_stderr,
+                1,
+                {4: 1.0},
+            )
+            for layer in report
+        )
+    )
     with pytest.raises(ValueError, match="no weight perturbation"):
         MonotoneSearchSpace(short, weight_bits=(2, 4))
 
@@ -260,39 +312,51 @@ def test_space_does_not_import_torch() -> None:
 
 
 # HAWQ-V2 -----------------------------------------------------------------------------------
-def _brute_frontier(report: SensitivityReport, bits: tuple[int, ...],
-                    sigma: float | None) -> list[tuple[float, float]]:
+def _brute_frontier(
+    report: SensitivityReport, bits: tuple[int, ...], sigma: float | None, kind: str = "trace"
+) -> list[tuple[float, float]]:
     names = report.names
-    below = None if sigma is None else sensitivity_order(
-        [l.trace for l in report], [l.trace_stderr for l in report], sigma=sigma)
+    below = (
+        None
+        if sigma is None
+        else sensitivity_order(
+            [layer.trace for layer in report],
+            [layer.trace_stderr for layer in report],
+            sigma=sigma,
+        )
+    )
     points = []
     for combo in itertools.product(range(len(bits)), repeat=len(names)):
         if below is not None and not is_monotone(combo, below):
             continue
         size = sum(bits[b] * report[n].n_params for n, b in zip(names, combo))
-        omega = sum(report[n].omega(bits[b]) for n, b in zip(names, combo))
+        omega = sum(report[n].omega(bits[b], kind=kind) for n, b in zip(names, combo))
         points.append((size, omega))
     return points
 
 
-@pytest.mark.parametrize("sigma", [None, 2.0])
-def test_hawq_v2_selection_equals_brute_force(sigma: float | None) -> None:
+@pytest.mark.parametrize(("sigma", "kind"), [(None, "trace"), (2.0, "trace"), (2.0, "quadratic")])
+def test_hawq_v2_selection_equals_brute_force(sigma: float | None, kind: str) -> None:
     report = make_report(5, seed=11)
     bits = (2, 4, 6, 8)
-    points = _brute_frontier(report, bits, sigma)
+    points = _brute_frontier(report, bits, sigma, kind)
     sizes = sorted({size for size, _ in points})
     for budget in sizes[:: max(1, len(sizes) // 25)]:
         best = min(omega for size, omega in points if size <= budget)
-        config = hawq_v2_select(report, budget, weight_bits=bits, order_sigma=sigma)
-        omega = sum(report[n].omega(config[n].weight_bits) for n in report.names)
+        config = hawq_v2_select(report, budget, weight_bits=bits, order_sigma=sigma, omega=kind)
+        omega = sum(report[n].omega(config[n].weight_bits, kind=kind) for n in report.names)
         size = sum(config[n].weight_bits * report[n].n_params for n in report.names)
         assert size <= budget
         assert omega == pytest.approx(best, rel=1e-9)
-    frontier = hawq_v2_frontier(report, weight_bits=bits, order_sigma=sigma)
-    brute = [(s, o) for s, o in points if not any(
-        (s2 <= s and o2 < o) or (s2 < s and o2 <= o) for s2, o2 in points)]
+    frontier = hawq_v2_frontier(report, weight_bits=bits, order_sigma=sigma, omega=kind)
+    brute = [
+        (s, o)
+        for s, o in points
+        if not any((s2 <= s and o2 < o) or (s2 < s and o2 <= o) for s2, o2 in points)
+    ]
     assert sorted({(p.size_bits, round(p.omega, 15)) for p in frontier}) == sorted(
-        {(s, round(o, 15)) for s, o in brute})
+        {(s, round(o, 15)) for s, o in brute}
+    )
     with pytest.raises(ValueError, match="below the smallest config"):
         hawq_v2_select(report, 1.0, weight_bits=bits)
 
