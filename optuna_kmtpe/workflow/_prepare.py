@@ -43,8 +43,13 @@ def load_data(settings: SearchSettings) -> Any:
 
     if settings.data == "digits":
         return data.load_digits(seed=settings.seed)
+    if settings.data_dir is None:
+        raise ValueError(
+            f"--data-dir is required for {settings.data}: the directory holding the torchvision "
+            "dataset (nothing is downloaded implicitly; see examples/cifar10_resnet20.py)."
+        )
     loader = {"mnist": data.load_mnist, "cifar10": data.load_cifar10}[settings.data]
-    return loader(root=settings.data_dir, seed=settings.seed)
+    return loader(settings.data_dir, seed=settings.seed)
 
 
 SMALL_MODEL_PARAMETERS = 1_000_000
