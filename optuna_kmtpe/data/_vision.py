@@ -51,7 +51,7 @@ def load_cifar10(
 
     Example:
         >>> splits = load_cifar10("~/data")  # doctest: +SKIP
-        >>> splits.input_shape
+        >>> splits.input_shape  # doctest: +SKIP
         (3, 32, 32)
     """
     raw = _load_torchvision("CIFAR10", root, download)
@@ -81,7 +81,7 @@ def load_mnist(
 
     Example:
         >>> splits = load_mnist("~/data")  # doctest: +SKIP
-        >>> splits.input_shape
+        >>> splits.input_shape  # doctest: +SKIP
         (1, 28, 28)
     """
     raw = _load_torchvision("MNIST", root, download)
