@@ -13,12 +13,15 @@ Hypervolume uses a fixed reference point: objectives are normalized as (1 - accu
 latency / latency_max, energy / energy_max), where *_max are the costs of the most expensive
 config of the space (uniform 8-bit weights and activations, full width), and the reference
 point is (0.10, 1.0, 1.0): configs below 90% validation accuracy or costlier than uniform 8-bit
-add nothing (the float model reaches ~99%, so the interesting front lies above 90%). Accuracy is a deterministic function of the config under the fixed
-QAT recipe, so one config -> accuracy memo is shared by all methods and seeds (it saves time
-and changes no result).
+add nothing (the float model reaches ~99%, so the interesting front lies above 90%). Accuracy
+is a deterministic function of the config under the fixed QAT recipe, so one config -> accuracy
+memo is shared by all methods and seeds (it saves time and changes no result).
 
 Usage: ``python benchmarks/mpq_search.py [--quick] [--seeds 5] [--trials 60] [--plot out.png]``.
-The last line printed is one JSON object.
+The last line printed is one JSON object. ``trials_ratio_vs_tpe`` is the full budget divided by
+the trials the full method's median curve needs to reach the median hypervolume TPE
+(unconstrained) has at the full budget; it is ``null`` when the full method never reaches it.
+``trials_ratio_vs_tpe_at_budget`` asks the same question at smaller budgets.
 """
 
 from __future__ import annotations
@@ -60,6 +63,15 @@ def normalized_losses(values: list[list[float]], scale: np.ndarray) -> np.ndarra
     return np.column_stack([1.0 - v[:, 0], v[:, 1] / scale[0], v[:, 2] / scale[1]])
 
 
+def hypervolume(points: list[list[float]], scale: np.ndarray) -> float:
+    """Hypervolume of (accuracy, latency, energy) points against the fixed reference point."""
+    if not points:
+        return 0.0
+    losses = normalized_losses(points, scale)
+    inside = losses[np.all(losses < REFERENCE, axis=1)]
+    return float(compute_hypervolume(inside, REFERENCE)) if len(inside) else 0.0
+
+
 def hypervolume_curve(study: optuna.Study, n_trials: int, scale: np.ndarray) -> np.ndarray:
     curve = np.zeros(n_trials)
     points: list[list[float]] = []
@@ -67,10 +79,9 @@ def hypervolume_curve(study: optuna.Study, n_trials: int, scale: np.ndarray) -> 
     for i in range(n_trials):
         if i < len(trials) and trials[i].state == optuna.trial.TrialState.COMPLETE:
             points.append(list(trials[i].values))
-        if points:
-            losses = normalized_losses(points, scale)
-            inside = losses[np.all(losses < REFERENCE, axis=1)]
-            curve[i] = compute_hypervolume(inside, REFERENCE) if len(inside) else 0.0
+            curve[i] = hypervolume(points, scale)
+        elif i:
+            curve[i] = curve[i - 1]
     return curve
 
 
@@ -151,7 +162,14 @@ def main() -> None:
 
     target = medians["tpe_raw"][-1]
     reach_full = first_reaching(medians["full"], target)
-    ratio = n_trials / reach_full if reach_full else 0.0
+    ratio = n_trials / reach_full if reach_full else None
+    # The same question at smaller budgets B: how many trials does the full method need to
+    # reach what TPE (unconstrained) has after B trials?
+    budgets = sorted({b for b in (10, 15, 20, 30, 40, n_trials) if b <= n_trials})
+    ratio_at: dict[str, float | None] = {}
+    for budget in budgets:
+        reach = first_reaching(medians["full"], medians["tpe_raw"][budget - 1])
+        ratio_at[str(budget)] = round(budget / reach, 2) if reach else None
 
     print()
     print(f"Hypervolume (median [q25, q75] over {seeds} seeds) after {n_trials} trials")
@@ -168,16 +186,29 @@ def main() -> None:
             f"{(str(reach) if reach else 'not reached'):>24s}"
         )
     print()
+    print("Trials the full method needs to reach tpe_raw's median hypervolume at budget B")
+    print(f"{'B':>4s} {'tpe_raw hv@B':>13s} {'full needs':>11s} {'ratio B/needs':>14s}")
+    for budget in budgets:
+        reach = first_reaching(medians["full"], medians["tpe_raw"][budget - 1])
+        print(
+            f"{budget:4d} {medians['tpe_raw'][budget - 1]:13.4f} "
+            f"{(str(reach) if reach else 'not reached'):>11s} "
+            f"{(f'{budget / reach:.2f}' if reach else '-'):>14s}"
+        )
+    print()
     print("Reference points (accuracy after the same QAT recipe, FPGA latency, energy):")
     reference_points = reference_configs(job, spaces[True], cache)
     for label, acc, lat, energy in reference_points:
+        alone = hypervolume([[acc, lat, energy]], scale)
         print(
             f"  {label:16s} acc {100 * acc:6.2f}%  latency {lat * 1e6:8.2f}us  "
-            f"energy {energy * 1e6:8.3f}uJ"
+            f"energy {energy * 1e6:8.3f}uJ  hv alone {alone:.4f}"
         )
+    reference_hv = hypervolume([[acc, lat, e] for _, acc, lat, e in reference_points], scale)
+    print(f"  hypervolume of the reference points together: {reference_hv:.4f}")
     print(f"\n{len(cache)} distinct configs trained in {time.perf_counter() - started:.0f}s")
     if args.plot:
-        plot(medians, q25, q75, reference_points, scale, args.plot)
+        plot(medians, q25, q75, reference_points, reference_hv, scale, args.plot)
     print(
         json.dumps(
             {
@@ -187,7 +218,9 @@ def main() -> None:
                 "hv_tpe_constrained": round(float(medians["tpe_constrained"][-1]), 5),
                 "hv_nsga2": round(float(medians["nsga2"][-1]), 5),
                 "hv_random": round(float(medians["random"][-1]), 5),
-                "trials_ratio_vs_tpe": round(ratio, 2),
+                "trials_ratio_vs_tpe": round(ratio, 2) if ratio else None,
+                "trials_ratio_vs_tpe_at_budget": ratio_at,
+                "hv_reference_configs": round(reference_hv, 5),
                 "seeds": seeds,
                 "trials": n_trials,
             }
@@ -220,6 +253,7 @@ def plot(
     q25: dict[str, np.ndarray],
     q75: dict[str, np.ndarray],
     reference_points: list[tuple[str, float, float, float]],
+    reference_hv: float,
     scale: np.ndarray,
     path: str,
 ) -> None:
@@ -233,6 +267,15 @@ def plot(
         x = np.arange(1, len(m) + 1)
         ax.plot(x, m, label=name, lw=2.2 if name == "full" else 1.3)
         ax.fill_between(x, q25[name], q75[name], alpha=0.12)
+    ax.axhline(reference_hv, color="grey", ls="--", lw=1)
+    ax.annotate(
+        "uniform 8/4-bit + HAWQ-V2 selections alone",
+        (1, reference_hv),
+        textcoords="offset points",
+        xytext=(2, 3),
+        fontsize=7,
+        color="grey",
+    )
     ax.set_xlabel("trials")
     ax.set_ylabel("hypervolume (1-acc, latency, energy; normalized)")
     ax.set_title("digits CNN, QAT in the loop: median and quartiles")

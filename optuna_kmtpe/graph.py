@@ -130,6 +130,58 @@ def quantizable_layers(model: nn.Module) -> dict[str, nn.Module]:
     return layers
 
 
+Shape = tuple[int, ...]
+
+
+def record_layer_calls(
+    model: nn.Module, example_input: torch.Tensor, layers: dict[str, nn.Module]
+) -> dict[str, list[tuple[Shape, Shape]]]:
+    """The input and output shapes of every call of each layer in one forward pass.
+
+    The pass runs in eval mode without gradients; the hooks are removed and every module's
+    train/eval mode is restored afterwards, so the model is left as it was. Calls whose first
+    input was passed by keyword or whose output is not a tensor are not visible to a forward
+    hook and are not recorded.
+
+    Args:
+        model: The model to run.
+        example_input: One input batch.
+        layers: Module path -> layer, e.g. from :func:`quantizable_layers`.
+
+    Returns:
+        Module path -> ``[(input_shape, output_shape), ...]`` in call order (empty for a layer
+        the forward pass never calls). Shapes include the batch axis.
+
+    Example:
+        >>> from optuna_kmtpe.models import DigitsCNN
+        >>> model = DigitsCNN()
+        >>> calls = record_layer_calls(model, torch.zeros(2, 1, 8, 8), quantizable_layers(model))
+        >>> calls["classifier"]
+        [((2, 32), (2, 10))]
+    """
+    calls: dict[str, list[tuple[Shape, Shape]]] = {name: [] for name in layers}
+
+    def make_hook(name: str) -> Any:
+        def hook(_: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+            if inputs and isinstance(inputs[0], torch.Tensor) and isinstance(output, torch.Tensor):
+                calls[name].append((tuple(inputs[0].shape), tuple(output.shape)))
+
+        return hook
+
+    modes = {module: module.training for module in model.modules()}
+    handles = [layer.register_forward_hook(make_hook(name)) for name, layer in layers.items()]
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(example_input)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, training in modes.items():
+            module.training = training
+    return calls
+
+
 @dataclasses.dataclass(frozen=True)
 class ChannelGraph:
     """How the channels of a model's quantizable layers connect.

@@ -38,6 +38,7 @@ def trace_layer_shapes(model: Any, example_input: Any) -> NetworkShape:
 
     from optuna_kmtpe.graph import channel_graph
     from optuna_kmtpe.graph import quantizable_layers
+    from optuna_kmtpe.graph import record_layer_calls
 
     if not isinstance(model, nn.Module):
         raise ValueError(
@@ -51,28 +52,10 @@ def trace_layer_shapes(model: Any, example_input: Any) -> NetworkShape:
     layers = quantizable_layers(model)
     graph = channel_graph(model, example_input)
     batch = int(example_input.shape[0])
-    seen: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
-
-    def make_hook(name: str) -> Any:
-        def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
-            # The first call counts (a module called twice is costed once, as the channel
-            # graph also refuses to prune it); inputs passed by keyword are not visible here.
-            if name not in seen and inputs and isinstance(output, torch.Tensor):
-                seen[name] = (tuple(inputs[0].shape), tuple(output.shape))
-
-        return hook
-
-    modes = {name: module.training for name, module in model.named_modules()}
-    handles = [layer.register_forward_hook(make_hook(name)) for name, layer in layers.items()]
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(example_input)
-    finally:
-        for handle in handles:
-            handle.remove()
-        for name, module in model.named_modules():
-            module.train(modes.get(name, module.training))
+    # The first call counts: a module called twice is costed once, as the channel graph also
+    # refuses to prune it.
+    calls = record_layer_calls(model, example_input, layers)
+    seen = {name: layer_calls[0] for name, layer_calls in calls.items() if layer_calls}
 
     missing = [name for name in layers if name not in seen]
     if missing:

@@ -26,10 +26,11 @@ import torch
 from torch import nn
 
 from optuna_kmtpe.config import FLOAT_BITS
-from optuna_kmtpe.config import kept_channels
 from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.config import kept_channels
 from optuna_kmtpe.graph import channel_graph
 from optuna_kmtpe.graph import quantizable_layers
+from optuna_kmtpe.graph import record_layer_calls
 from optuna_kmtpe.quant._apply import applied_config
 from optuna_kmtpe.quant._apply import as_quant_config
 from optuna_kmtpe.quant._quantizers import is_float_bits
@@ -42,9 +43,7 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
         >>> count_parameters(nn.Linear(10, 3))
         33
     """
-    return sum(
-        p.numel() for p in model.parameters() if p.requires_grad or not trainable_only
-    )
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def model_size_bits(
@@ -178,8 +177,7 @@ def _layer_shapes(
     narrowed = {
         name
         for name, layer in layers.items()
-        if not widths_applied
-        and kept_channels(_out(layer), cfg.layer(name).width) < _out(layer)
+        if not widths_applied and kept_channels(_out(layer), cfg.layer(name).width) < _out(layer)
     }
     graph = None
     if narrowed:
@@ -234,30 +232,15 @@ def _output_positions(
     model: nn.Module, layers: dict[str, nn.Module], example_input: torch.Tensor
 ) -> dict[str, int]:
     """Output positions per sample of each layer (H_out * W_out; rows for a Linear)."""
-    positions: dict[str, int] = {}
-    handles = []
-    batch = int(example_input.shape[0]) if example_input.dim() > 0 else 1
-
-    def make_hook(name: str, layer: nn.Module) -> Any:
-        def hook(_: nn.Module, __: Any, output: torch.Tensor) -> None:
-            per_channel = output.numel() // max(1, batch) // max(1, _out(layer))
-            positions[name] = positions.get(name, 0) + per_channel
-
-        return hook
-
-    for name, layer in layers.items():
-        handles.append(layer.register_forward_hook(make_hook(name, layer)))
-    saved = {module: module.training for module in model.modules()}
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(example_input)
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module, training in saved.items():
-            module.training = training
-    return positions
+    calls = record_layer_calls(model, example_input, layers)
+    return {
+        name: sum(
+            math.prod(out_shape) // max(1, out_shape[0]) // max(1, _out(layers[name]))
+            for _, out_shape in layer_calls
+        )
+        for name, layer_calls in calls.items()
+        if layer_calls
+    }
 
 
 def _out(layer: nn.Module) -> int:

@@ -18,12 +18,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from optuna_kmtpe.config import kept_channels
 from optuna_kmtpe.config import LayerConfig
 from optuna_kmtpe.config import QuantConfig
-from optuna_kmtpe.graph import channel_graph
-from optuna_kmtpe.graph import ChannelGraph
+from optuna_kmtpe.config import kept_channels
 from optuna_kmtpe.graph import QUANTIZABLE_TYPES
+from optuna_kmtpe.graph import ChannelGraph
+from optuna_kmtpe.graph import channel_graph
 from optuna_kmtpe.graph import quantizable_layers
 from optuna_kmtpe.quant._modules import ActivationQuantizer
 from optuna_kmtpe.quant._modules import to_quantized_layer

@@ -20,13 +20,13 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from optuna_kmtpe.quant._quantizers import RangeMethod
+from optuna_kmtpe.quant._quantizers import RoundingMode
 from optuna_kmtpe.quant._quantizers import activation_qparams
 from optuna_kmtpe.quant._quantizers import check_bits
 from optuna_kmtpe.quant._quantizers import fake_quantize_activation
 from optuna_kmtpe.quant._quantizers import fake_quantize_weight
 from optuna_kmtpe.quant._quantizers import is_float_bits
-from optuna_kmtpe.quant._quantizers import RangeMethod
-from optuna_kmtpe.quant._quantizers import RoundingMode
 from optuna_kmtpe.quant._quantizers import weight_clip_ratio
 
 

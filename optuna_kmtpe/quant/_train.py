@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 
 from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.quant._apply import apply_config
-from optuna_kmtpe.quant._calibration import calibrate
 from optuna_kmtpe.quant._calibration import CalibrationMethod
+from optuna_kmtpe.quant._calibration import calibrate
 from optuna_kmtpe.quant._calibration import recalibrate_batchnorm
 from optuna_kmtpe.quant._device import model_device
 from optuna_kmtpe.quant._device import resolve_device

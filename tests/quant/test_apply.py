@@ -7,13 +7,15 @@ import pytest
 import torch
 from torch import nn
 
-from optuna_kmtpe.config import kept_channels
 from optuna_kmtpe.config import LayerConfig
 from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.config import kept_channels
 from optuna_kmtpe.graph import channel_graph
-from optuna_kmtpe.models import DigitsCNN
 from optuna_kmtpe.models import MLP
+from optuna_kmtpe.models import DigitsCNN
 from optuna_kmtpe.models import ResNet20
+from optuna_kmtpe.quant import QuantConv2d
+from optuna_kmtpe.quant import QuantLinear
 from optuna_kmtpe.quant import activation_quantizers
 from optuna_kmtpe.quant import apply_config
 from optuna_kmtpe.quant import bops
@@ -25,9 +27,7 @@ from optuna_kmtpe.quant import layer_macs
 from optuna_kmtpe.quant import model_size_bits
 from optuna_kmtpe.quant import ptq
 from optuna_kmtpe.quant import qat_finetune
-from optuna_kmtpe.quant import QuantConv2d
 from optuna_kmtpe.quant import quantizable_layers
-from optuna_kmtpe.quant import QuantLinear
 from optuna_kmtpe.quant import recalibrate_batchnorm
 from optuna_kmtpe.quant import save_quantized
 from optuna_kmtpe.quant import train_float
@@ -119,9 +119,7 @@ def test_width_after_flatten_removes_input_multiplier_features_per_channel() -> 
             return self.fc(x.flatten(1))
 
     model = _seeded(FlattenNet)
-    qmodel = apply_config(
-        model, {"conv": LayerConfig(4, 8, 0.5)}, example_input=DIGITS_INPUT
-    )
+    qmodel = apply_config(model, {"conv": LayerConfig(4, 8, 0.5)}, example_input=DIGITS_INPUT)
     kept = qmodel.conv.kept_out_channels
     assert kept is not None and len(kept) == 3
     columns = [c * 16 + j for c in kept for j in range(16)]
@@ -159,9 +157,7 @@ def test_residual_ties_detected_on_resnet20() -> None:
         with pytest.raises(ValueError, match=rf"{name}.*residual"):
             apply_config(model, {name: LayerConfig(8, 8, 0.5)}, example_input=CIFAR_INPUT)
     # The first conv of each block is free: narrowing it keeps ResNet-20 valid.
-    config = QuantConfig(
-        {n: LayerConfig(4, 4, 0.5) for n in graph.layers if n.endswith(".conv1")}
-    )
+    config = QuantConfig({n: LayerConfig(4, 4, 0.5) for n in graph.layers if n.endswith(".conv1")})
     qmodel = apply_config(model, config, example_input=CIFAR_INPUT)
     assert qmodel.layer2[1].conv1.out_channels == 16 and qmodel.layer2[1].conv2.in_channels == 16
     assert qmodel(CIFAR_INPUT).shape == (2, 10)
@@ -354,7 +350,9 @@ def test_accounting_macs_size_and_bops() -> None:
         }
     )
     expected_bops = (
-        macs["features.0"] * 64 + macs["features.3"] * 16 + macs["features.7"] * 16
+        macs["features.0"] * 64
+        + macs["features.3"] * 16
+        + macs["features.7"] * 16
         + macs["classifier"] * 32 * 32
     )
     assert bops(model, config, DIGITS_INPUT) == expected_bops
@@ -364,7 +362,11 @@ def test_accounting_macs_size_and_bops() -> None:
     assert float_bits == 32 * (sum(weights) + 10)  # conv layers have no bias
     quant_bits = model_size_bits(model, config)
     assert quant_bits == (
-        weights[0] * 8 + weights[1] * 4 + weights[2] * 2 + weights[3] * 32 + 10 * 32
+        weights[0] * 8
+        + weights[1] * 4
+        + weights[2] * 2
+        + weights[3] * 32
+        + 10 * 32
         + (16 + 32 + 32) * 32  # per-channel scales
     )
     narrowed = QuantConfig({"features.3": LayerConfig(4, 4, 0.5)})

@@ -162,8 +162,10 @@ def test_stochastic_weight_quantization_is_unbiased_inside_the_range() -> None:
     w = _weight(shape=(4, 64))
     gen = torch.Generator().manual_seed(0)
     draws = torch.stack(
-        [fake_quantize_weight(w, 3, rounding="stochastic", generator=gen, range_method="max")
-         for _ in range(2000)]
+        [
+            fake_quantize_weight(w, 3, rounding="stochastic", generator=gen, range_method="max")
+            for _ in range(2000)
+        ]
     )
     scale, _ = weight_qparams(w, 3, range_method="max")
     assert (draws.mean(dim=0) - w).abs().max() < 0.1 * scale.max()
