@@ -383,3 +383,28 @@ def test_warm_start_params_are_frontier_configs_in_the_space() -> None:
     assert all(c in frontier_configs for c in configs)
     assert configs[0] == frontier_configs[0] and configs[-1] == frontier_configs[-1]
     assert all(order_holds(space, c) for c in frontier_configs)
+
+
+def test_paired_activation_bits_follow_weights_and_stay_in_the_space() -> None:
+    # Without an activation order every layer gets exactly the smallest act choice >= its
+    # weights; with one, the projection onto the order may move some layers, and the result is
+    # always a config of the space.
+    for activations in (False, True):
+        report = make_report(6, seed=21, activations=activations)
+        space = MonotoneSearchSpace(report, weight_bits=(2, 3, 4, 6, 8), act_bits=(4, 6, 8))
+        for point in space.hawq_v2_frontier():
+            paired = space.pair_activation_bits(point.config)
+            space.params_for(paired)  # inside the space (raises otherwise)
+            for name in space.layer_names:
+                assert paired[name].weight_bits == point.config[name].weight_bits
+                wanted = min(a for a in (4, 6, 8) if a >= paired[name].weight_bits)
+                if not activations:
+                    assert paired[name].act_bits == wanted
+            if activations:
+                levels = [(4, 6, 8).index(paired[n].act_bits) for n in space.layer_names]
+                assert is_monotone(levels, space.act_below)
+    fixed = MonotoneSearchSpace(make_report(3, seed=2), weight_bits=(2, 8), act_bits=None)
+    config = QuantConfig.uniform(list(fixed.layer_names), weight_bits=2)
+    assert fixed.pair_activation_bits(config) == config
+    with pytest.raises(ValueError, match="not one of"):
+        fixed.pair_activation_bits(QuantConfig.uniform(list(fixed.layer_names), weight_bits=5))
