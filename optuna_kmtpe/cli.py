@@ -261,7 +261,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print(f"Pareto front of study {study.study_name!r}: {len(rows)} trials")
+        print(f"Pareto front of study {study.study_name!r}: {len(rows)} configs")
         print(format_pareto_table(rows))
     return 0
 

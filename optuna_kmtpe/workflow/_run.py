@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Sequence
+import json
 import logging
 import math
 import os
@@ -349,12 +350,23 @@ def compact_bits(config: dict[str, dict[str, Any]]) -> str:
 
 
 def pareto_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """The feasible Pareto-optimal trials as rows (best accuracy first)."""
+    """The feasible Pareto-optimal trials as rows (best accuracy first).
+
+    Trials that evaluated the same config (a sampler may propose a config twice; the objective
+    then reuses the first result) are one row, under the first trial's number, with the others
+    in ``"same_config_trials"``.
+    """
     metrics = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
     trials = study.best_trials if len(study.directions) > 1 else [study.best_trial]
     rows = []
-    for trial in trials:
-        row: dict[str, Any] = {"trial": trial.number}
+    by_config: dict[str, dict[str, Any]] = {}
+    for trial in sorted(trials, key=lambda t: t.number):
+        config_key = json.dumps(trial.user_attrs.get(keys.CONFIG), sort_keys=True)
+        if trial.user_attrs.get(keys.CONFIG) and config_key in by_config:
+            by_config[config_key]["same_config_trials"].append(trial.number)
+            continue
+        row: dict[str, Any] = {"trial": trial.number, "same_config_trials": []}
+        by_config[config_key] = row
         row.update(dict(zip(metrics, trial.values)))
         for extra in ("accuracy", "latency_s", "energy_j", "size_bits"):
             row.setdefault(extra, trial.user_attrs.get(extra))
@@ -374,7 +386,9 @@ def format_pareto_table(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         table.append(
             [
-                str(row["trial"]) + (f" ({row['warm_start']})" if row[keys.WARM_START] else ""),
+                str(row["trial"])
+                + "".join(f"={number}" for number in row.get("same_config_trials", ()))
+                + (f" ({row['warm_start']})" if row[keys.WARM_START] else ""),
                 format_metric("accuracy", row.get("accuracy")),
                 format_metric("latency_s", row.get("latency_s")),
                 format_metric("energy_j", row.get("energy_j")),

@@ -106,6 +106,7 @@ def _exact_traces(
     return exact
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_cls", [TinyMLP, TinyBNCNN, TinyResidual])
 def test_traces_match_exact_hessian_at_default_settings(model_cls: type[nn.Module]) -> None:
     model = _prepared(model_cls, seed=1)
