@@ -53,4 +53,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ImportError, FileNotFoundError) as exc:  # no torchvision, or no dataset on disk
+        raise SystemExit(f"cifar10_resnet20.py: {exc}") from None
