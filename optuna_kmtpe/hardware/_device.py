@@ -208,8 +208,10 @@ DEVICE_PRESETS: dict[str, FPGADevice] = {
 ``sources``; anything marked ``[unverified]`` comes from vendor tables recalled but not checked
 here, and should be confirmed before quoting."""
 
-DEFAULT_DEVICE = "zcu102"
-"""The preset a CLI should use when the user names none."""
+DEFAULT_DEVICE = "pynq-z2"
+"""The preset used when none is named (``FPGAModel()``, ``kmtpe search``). A small board: on
+large parts a small CNN fits in one pass of the array and its latency stops depending on the
+bit-widths, which would leave a bit-width search nothing to trade."""
 
 
 def get_device(name_or_path: str | os.PathLike[str] | FPGADevice) -> FPGADevice:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from optuna_kmtpe.config import ALLOWED_BITS
+from optuna_kmtpe.hardware._device import DEFAULT_DEVICE
 from optuna_kmtpe.objectives._metrics import validate_budgets
 from optuna_kmtpe.objectives._metrics import validate_metrics
 
@@ -75,7 +76,7 @@ class SearchSettings:
     constrained: bool = True
     objectives: tuple[str, ...] = ("accuracy", "latency_s", "energy_j")
     budgets: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    device: str = "pynq-z2"
+    device: str = DEFAULT_DEVICE
     n_trials: int = 40
     timeout: float | None = None
     seed: int = 0
