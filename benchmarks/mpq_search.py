@@ -171,10 +171,8 @@ def main() -> None:
     # The same question at smaller budgets B: how many trials does the full method need to
     # reach what TPE (unconstrained) has after B trials?
     budgets = sorted({b for b in (10, 15, 20, 30, 40, n_trials) if b <= n_trials})
-    ratio_at: dict[str, float | None] = {}
-    for budget in budgets:
-        reach = first_reaching(medians["full"], medians["tpe_raw"][budget - 1])
-        ratio_at[str(budget)] = round(budget / reach, 2) if reach else None
+    reach_at = {b: first_reaching(medians["full"], medians["tpe_raw"][b - 1]) for b in budgets}
+    ratio_at = {str(b): round(b / r, 2) if r else None for b, r in reach_at.items()}
 
     print()
     print(f"Hypervolume (median [q25, q75] over {seeds} seeds) after {n_trials} trials")
@@ -193,8 +191,7 @@ def main() -> None:
     print()
     print("Trials the full method needs to reach tpe_raw's median hypervolume at budget B")
     print(f"{'B':>4s} {'tpe_raw hv@B':>13s} {'full needs':>11s} {'ratio B/needs':>14s}")
-    for budget in budgets:
-        reach = first_reaching(medians["full"], medians["tpe_raw"][budget - 1])
+    for budget, reach in reach_at.items():
         print(
             f"{budget:4d} {medians['tpe_raw'][budget - 1]:13.4f} "
             f"{(str(reach) if reach else 'not reached'):>11s} "

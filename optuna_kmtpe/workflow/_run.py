@@ -90,8 +90,6 @@ def warm_start_configs(
     paired with their weight bits (:meth:`MonotoneSearchSpace.pair_activation_bits`) so that
     the selections are cheaper on the FPGA, not only smaller.
     """
-    from optuna_kmtpe.space import hawq_v2_frontier
-
     layers = list(space.layer_names)
     configs: list[tuple[str, QuantConfig]] = []
     for bits in (8, 4):
@@ -103,26 +101,15 @@ def warm_start_configs(
                     QuantConfig.uniform(layers, weight_bits=bits, act_bits=act),
                 )
             )
-    order_sigma = space.order_sigma if math.isfinite(space.order_sigma) else None
-    frontier = hawq_v2_frontier(
-        space.report,
-        weight_bits=tuple(weight_bits),
-        order_sigma=order_sigma,
-        act_bits=max(act_bits),
-        layers=layers,
-    )
+    # The space's own frontier: its (budget-pruned, monotone) configs, so each one is enqueueable.
+    frontier = space.hawq_v2_frontier()
     for fraction in (0.25, 0.5, 0.75):
         if frontier:
             point = frontier[min(len(frontier) - 1, int(fraction * len(frontier)))]
-            config = point.config
-            try:
-                # HAWQ-V2 chooses weight bits; with 8-bit activations the DSPs could not pack
-                # and the selection would cost as much as uniform 8-bit (measured in
-                # benchmarks/mpq_search.py: paired warm starts gain about 8% hypervolume at 20
-                # trials on digits).
-                config = space.pair_activation_bits(config)
-            except ValueError:
-                pass  # a selection outside a budget-pruned space is left to enqueue_warm_starts
+            # HAWQ-V2 chooses weight bits; with 8-bit activations the DSPs could not pack and
+            # the selection would cost as much as uniform 8-bit (benchmarks/mpq_search.py:
+            # paired warm starts gain about 8% hypervolume at 20 trials on digits).
+            config = space.pair_activation_bits(point.config)
             configs.append((f"hawq-v2-{int(fraction * 100)}%", config))
     return configs
 
