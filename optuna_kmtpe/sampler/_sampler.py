@@ -9,11 +9,18 @@ from typing import TYPE_CHECKING
 from typing import Any
 
 import numpy as np
+from optuna.distributions import CategoricalDistribution
+from optuna.distributions import FloatDistribution
+from optuna.distributions import IntDistribution
 from optuna.samplers import TPESampler
 from optuna.study._multi_objective import _fast_non_domination_rank
 from optuna.trial import TrialState
 
 from optuna_kmtpe.sampler._compat import check_private_api
+from optuna_kmtpe.sampler._dedupe import exhausted_keys
+from optuna_kmtpe.sampler._dedupe import is_discrete
+from optuna_kmtpe.sampler._dedupe import new_sample_mask
+from optuna_kmtpe.sampler._dedupe import space_size
 from optuna_kmtpe.sampler._split import SplitResult
 from optuna_kmtpe.sampler._split import split_trials
 
@@ -29,6 +36,10 @@ if TYPE_CHECKING:
 DEFAULT_MAX_GOOD_FRACTION_SO = 0.2
 DEFAULT_MAX_GOOD_FRACTION_MO = 0.1
 
+#: Rounds of fresh candidates drawn when every candidate repeats an evaluated config (the first
+#: half from l(x), the rest uniformly from the space).
+_DEDUPE_ROUNDS = 8
+
 #: User attribute written on every trial sampled by the k-means split (see ``docs/sampler.md``).
 SPLIT_ATTR_KEY = "kmtpe:split"
 
@@ -41,6 +52,22 @@ def default_n_clusters(n_finished: int) -> int:
     """
     del n_finished
     return 3
+
+
+def _uniform_samples(
+    search_space: dict[str, BaseDistribution], rng: np.random.RandomState, size: int
+) -> dict[str, np.ndarray]:
+    """Uniform samples of a discrete space in Optuna's internal representation."""
+    samples = {}
+    for name, distribution in search_space.items():
+        if isinstance(distribution, CategoricalDistribution):
+            samples[name] = rng.randint(len(distribution.choices), size=size).astype(float)
+        else:
+            assert isinstance(distribution, (IntDistribution, FloatDistribution))
+            step = distribution.step or 1
+            count = int(round((distribution.high - distribution.low) / step)) + 1
+            samples[name] = distribution.low + step * rng.randint(count, size=size)
+    return samples
 
 
 def _nondomination_rank(losses: np.ndarray, n_head: int) -> np.ndarray:
@@ -215,15 +242,22 @@ class KMeansTPESampler(TPESampler):
     def _sample(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        # Mirror of TPESampler._sample with the quantile split replaced by the k-means split.
+        # Mirror of TPESampler._sample with the quantile split replaced by the k-means split,
+        # and with evaluated configs of a discrete space never proposed again.
+        discrete = all(is_discrete(d) for d in search_space.values())
         states: tuple[TrialState, ...] = (TrialState.COMPLETE, TrialState.PRUNED)
-        if self._constant_liar:
-            states += (TrialState.RUNNING,)
-        trials = study._get_trials(
-            deepcopy=False, states=states, use_cache=not self._constant_liar
+        if self._constant_liar or discrete:
+            states += (TrialState.RUNNING, TrialState.WAITING)
+        history = study._get_trials(
+            deepcopy=False, states=states, use_cache=not (self._constant_liar or discrete)
         )
-        if self._constant_liar:
-            trials = [t for t in trials if t.number != trial.number]
+        trials = [
+            t
+            for t in history
+            if t.number != trial.number
+            and (t.state in (TrialState.COMPLETE, TrialState.PRUNED) or self._constant_liar)
+            and t.state != TrialState.WAITING
+        ]
 
         split = self._split(study, trial, trials)
         mpe_below = self._build_parzen_estimator(
@@ -232,8 +266,44 @@ class KMeansTPESampler(TPESampler):
         mpe_above = self._build_weighted_above(study, search_space, split)
         samples = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
         acquisition = self._compute_acquisition_func(samples, mpe_below, mpe_above)
+        if discrete:
+            samples, acquisition = self._drop_evaluated(
+                study, trial, search_space, history, samples, acquisition, mpe_below, mpe_above
+            )
         chosen = TPESampler._compare(samples, acquisition)
         return {name: dist.to_external_repr(chosen[name]) for name, dist in search_space.items()}
+
+    def _drop_evaluated(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        search_space: dict[str, BaseDistribution],
+        history: list[FrozenTrial],
+        samples: dict[str, np.ndarray],
+        acquisition: np.ndarray,
+        mpe_below: _ParzenEstimator,
+        mpe_above: _ParzenEstimator,
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Keep only candidates whose config was not evaluated yet (see ``_dedupe``).
+
+        When every candidate repeats an evaluated config, more are drawn from l(x), then from
+        the prior (uniform over the space); a duplicate is returned only when the space is
+        exhausted or none of those draws finds a new config.
+        """
+        fixed = {k: v for k, v in trial.params.items() if k not in search_space}
+        seen = exhausted_keys(history, search_space, fixed, exclude_number=trial.number)
+        if not seen or len(seen) >= space_size(search_space):
+            return samples, acquisition
+        for attempt in range(_DEDUPE_ROUNDS):
+            fresh = new_sample_mask(samples, search_space, seen)
+            if fresh.any():
+                return {k: v[fresh] for k, v in samples.items()}, acquisition[fresh]
+            if attempt < _DEDUPE_ROUNDS // 2:
+                samples = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
+            else:
+                samples = _uniform_samples(search_space, self._rng.rng, self._n_ei_candidates)
+            acquisition = self._compute_acquisition_func(samples, mpe_below, mpe_above)
+        return samples, acquisition
 
     def _build_weighted_above(
         self, study: Study, search_space: dict[str, BaseDistribution], split: SplitResult

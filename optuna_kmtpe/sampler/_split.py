@@ -16,7 +16,9 @@ Pure functions; the sampler only orchestrates them. The rule, for ``n`` finished
 4. The good set is the smallest union of best clusters holding at least ``n_min`` trials,
    clamped to ``n_max``. A cut never separates equal single-objective values: when the clamp
    lands inside a tie group, the cut moves to the group's edge that stays within the bounds
-   (or, failing that, to its start when non-empty). Multi-objective ranks are not value ties:
+   (or, failing that, to its start when non-empty). A tie group of the best values larger
+   than ``n_max`` (a plateau) is cut at ``n_max`` like TPE: keeping it whole would leave
+   g(x) nearly empty and make the sampler re-propose l(x)'s mode. Multi-objective ranks are not value ties:
    there the cut may fall inside a rank and the members are chosen by farthest-point
    selection in the normalized objective space (a cheap, deterministic spread criterion in
    place of TPE's hypervolume subset selection).
@@ -102,9 +104,9 @@ def kmeans_cut(
     Args:
         sorted_losses: Ascending losses (``-inf``/``+inf`` allowed, no NaN).
         n_min: Minimum size of the good set (if that many losses exist).
-        n_max: Maximum size of the good set; values tied with the cut may push it past
-            ``n_max`` only when no edge of the tie group lies inside ``[n_min, n_max]`` and the
-            group starts at index 0.
+        n_max: Maximum size of the good set. A tie group straddling the cut is kept whole
+            when one of its edges lies inside ``[n_min, n_max]`` (or it starts after index 0);
+            a best tie group larger than ``n_max`` is cut at ``n_max`` like TPE's split.
         n_clusters: Requested k (>= 1).
         window_factor: The best ``ceil(window_factor * n_max)`` losses are clustered.
         split_ties: Allow the cut inside a group of equal losses (used for non-domination
@@ -135,8 +137,15 @@ def kmeans_cut(
             cut = start
         elif end <= n_max:
             cut = end
+        elif start >= 1:
+            cut = start
         else:
-            cut = start if start >= 1 else end
+            # The best values tie in a group larger than n_max (a plateau). Keeping the whole
+            # group in l(x) leaves g(x) almost empty and l(x)/g(x) peaks at l's mode: the
+            # sampler re-proposed one config 66 times in 80 trials. Cut inside the group like
+            # TPE (earliest trials good) so that l and g both model the plateau and exploration
+            # continues.
+            cut = n_max
     middle_end_candidates = ends[ends > cut]
     middle_end = int(middle_end_candidates[0]) if middle_end_candidates.size else max(cut, window)
     return CutResult(cut, middle_end, int(result.centers.size), window)

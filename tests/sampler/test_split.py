@@ -120,13 +120,13 @@ def test_pruned_ranked_by_last_step_after_complete() -> None:
     assert _numbers(result.below) == [2, 3]
 
 
-def test_ties_are_never_cut() -> None:
-    # 30 trials tied at the best value 0: a 10% quantile split would cut the group.
-    values = [0.0] * 30 + list(np.linspace(1, 10, 70))
+def test_ties_straddling_the_cut_stay_together() -> None:
+    # 15 trials tied at the best value 0 fit the bounds (n_max = 20): a 10% quantile split
+    # would cut the group, the k-means split keeps it whole.
+    values = [0.0] * 15 + list(np.linspace(1, 10, 85))
     result = _split(_trials(values), [MIN])
-    assert _numbers(result.below) == list(range(30))
-    n_below = round(0.1 * len(values))
-    tpe_below, _ = tpe_split_trials(_study([MIN]), _trials(values), n_below)
+    assert _numbers(result.below) == list(range(15))
+    tpe_below, _ = tpe_split_trials(_study([MIN]), _trials(values), 10)
     assert len(tpe_below) == 10  # TPE cuts the tie group
     # A tie group straddling the upper bound is excluded instead of cut.
     values = [-1.0] * 6 + [0.0] * 30 + list(np.linspace(1, 10, 64))
@@ -134,10 +134,19 @@ def test_ties_are_never_cut() -> None:
     assert _numbers(result.below) == list(range(6))
 
 
-def test_all_equal_values_are_one_group() -> None:
+def test_a_best_plateau_larger_than_the_bound_is_cut_like_tpe() -> None:
+    # 30 trials tied at the best value: keeping all of them good would leave g(x) almost empty
+    # (the sampler then re-proposes l(x)'s mode); the earliest n_max are good, as in TPE.
+    values = [0.0] * 30 + list(np.linspace(1, 10, 70))
+    result = _split(_trials(values), [MIN])
+    assert _numbers(result.below) == list(range(20))
+    assert set(range(20, 30)) <= set(_numbers(result.above))
+
+
+def test_all_equal_values_keep_a_bad_set() -> None:
     result = _split(_trials([2.0] * 20), [MIN])
-    assert len(result.below) == 20 and result.above == []
-    assert result.info["k"] == 1
+    assert _numbers(result.below) == [0, 1, 2, 3]
+    assert len(result.above) == 16
 
 
 def test_infinities() -> None:
