@@ -14,8 +14,10 @@ to any sampler. Fixed problem data (layer sensitivities and sizes) come from a f
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
+from dataclasses import replace
 import math
 from typing import Any
 
@@ -28,8 +30,26 @@ from optuna.trial import TrialState
 Params = dict[str, Any]
 
 
+_LEGACY_FAMILY = {
+    "mixed_int7": "mixed_int",
+    "categorical7": "categorical",
+}
+_GROUP_FAMILY = {"a": "continuous", "b": "flat", "c": "multi_objective"}
+
+
 @dataclass(frozen=True)
 class Problem:
+    """One benchmark problem (all objectives minimized).
+
+    ``group`` is the old coarse label ("a": single objective, "b": flat, "c": several
+    objectives; ``compare`` treats "c" as hypervolume); ``family`` is the finer label the
+    quality report groups by (continuous, mixed_int, categorical, conditional, noisy, sklearn,
+    flat, multi_objective, constrained). ``optimum``: the known optimal value, if any.
+    ``noise``: standard deviation of Gaussian noise added to the observed value (the curve
+    reports the noise-free value of the best observed trial). ``constraints``: constraint values
+    of a configuration, feasible when all are <= 0 (passed to samplers as ``constraints_func``).
+    """
+
     name: str
     group: str  # "a", "b" or "c"
     suggest: Callable[[optuna.Trial], Params]
@@ -38,6 +58,15 @@ class Problem:
     directions: tuple[str, ...] = ("minimize",)
     reference_point: tuple[float, ...] | None = None  # MO hypervolume reference (minimization)
     extra: dict[str, Any] = field(default_factory=dict)
+    family: str = ""
+    optimum: float | None = None
+    noise: float = 0.0
+    constraints: Callable[[Params], Sequence[float]] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.family:
+            family = _LEGACY_FAMILY.get(self.name, _GROUP_FAMILY.get(self.group, self.group))
+            object.__setattr__(self, "family", family)
 
     def objective(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         return self.evaluate(self.suggest(trial))
@@ -241,7 +270,7 @@ def problems() -> list[Problem]:
     def f(fn: Callable[[np.ndarray], Any]) -> Callable[[Params], Any]:
         return lambda p: fn(_vec(p))
 
-    return [
+    listed = [
         Problem("sphere5", "a", _floats(5, -5, 5), f(_sphere), 100),
         Problem("rosenbrock4", "a", _floats(4, -2, 2), f(_rosenbrock), 100),
         Problem("rastrigin5", "a", _floats(5, -5.12, 5.12), f(_rastrigin), 100),
@@ -279,6 +308,13 @@ def problems() -> list[Problem]:
             (1.1, 1.1, 1.1),
         ),
     ]
+    # Known optima (the shifted functions reach 0 inside their domains).
+    st = _styblinski_tang(np.full(5, -2.903534027771178))
+    optima = dict.fromkeys(
+        ("sphere5", "rosenbrock4", "rastrigin5", "ackley5", "levy5", "mixed_int7"), 0.0
+    )
+    optima.update(styblinski5=st, categorical7=0.0, step_sphere6=0.0, plateau_ackley5=0.0)
+    return [replace(p, optimum=optima.get(p.name)) for p in listed]
 
 
 # --- running -----------------------------------------------------------------------------------
@@ -291,14 +327,56 @@ def hypervolume(values: np.ndarray, reference: np.ndarray) -> float:
     return float(compute_hypervolume(inside, reference, assume_pareto=False))
 
 
-def run_study(problem: Problem, sampler: optuna.samplers.BaseSampler, n_trials: int) -> np.ndarray:
-    """Return the curve: best-so-far value (SO) or hypervolume (MO) after each trial."""
+def _constraints_from_attrs(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
+    """``constraints_func`` for the samplers: the values the objective stored."""
+    return trial.user_attrs["constraints"]
+
+
+def run_study_details(
+    problem: Problem, sampler: optuna.samplers.BaseSampler, n_trials: int, seed: int = 0
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Run one study; return its curve and ``{"distinct": distinct configurations}``.
+
+    Curve, single objective: after each trial, the value of the best trial so far, counting
+    only feasible trials (``inf`` before the first one) and, for noisy problems, choosing the
+    best by the observed (noisy) value but reporting that trial's noise-free value. The noise
+    of trial ``i`` is drawn from ``default_rng([seed, i])``, so paired samplers see the same
+    noise sequence. Several objectives: hypervolume of the trials so far, every 10 trials.
+    """
+
+    def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
+        params = problem.suggest(trial)
+        value = problem.evaluate(params)
+        if problem.constraints is not None:
+            trial.set_user_attr("constraints", [float(c) for c in problem.constraints(params)])
+        if problem.noise > 0:
+            trial.set_user_attr("true_value", float(value))  # type: ignore[arg-type]
+            noise = np.random.default_rng([seed, trial.number, 7919]).normal(0.0, problem.noise)
+            return float(value) + float(noise)  # type: ignore[arg-type]
+        return value
+
     study = optuna.create_study(directions=list(problem.directions), sampler=sampler)
-    study.optimize(problem.objective, n_trials=n_trials)
+    study.optimize(objective, n_trials=n_trials)
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    info = {"distinct": len({tuple(sorted(t.params.items())) for t in trials})}
     values = np.array([t.values for t in trials], dtype=float)
+    feasible = np.array(
+        [
+            problem.constraints is None or all(c <= 0 for c in t.user_attrs["constraints"])
+            for t in trials
+        ]
+    )
     if len(problem.directions) == 1:
-        return np.minimum.accumulate(values[:, 0])
+        observed = np.where(feasible, values[:, 0], np.inf)
+        true = np.array([t.user_attrs.get("true_value", t.values[0]) for t in trials], dtype=float)
+        curve = np.full(len(trials), np.inf)
+        best = -1
+        for i in range(len(trials)):
+            if observed[i] < np.inf and (best < 0 or observed[i] < observed[best]):
+                best = i
+            if best >= 0:
+                curve[i] = true[best]
+        return curve, info
     reference = np.asarray(problem.reference_point, dtype=float)
     checkpoints = list(range(10, n_trials + 1, 10))
     if checkpoints[-1] != n_trials:
@@ -306,6 +384,12 @@ def run_study(problem: Problem, sampler: optuna.samplers.BaseSampler, n_trials: 
     curve = np.zeros(n_trials)
     previous = 0
     for c in checkpoints:
-        curve[previous:c] = hypervolume(values[:c], reference)
+        front = values[:c][feasible[:c]]
+        curve[previous:c] = hypervolume(front, reference) if len(front) else 0.0
         previous = c
-    return curve
+    return curve, info
+
+
+def run_study(problem: Problem, sampler: optuna.samplers.BaseSampler, n_trials: int) -> np.ndarray:
+    """Return the curve: best-so-far value (SO) or hypervolume (MO) after each trial."""
+    return run_study_details(problem, sampler, n_trials)[0]
