@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+import functools
+import inspect
 import math
 import multiprocessing
 import os
@@ -18,23 +20,37 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from _sampler_problems import Problem  # noqa: E402
-from _sampler_problems import problems  # noqa: E402
-from _sampler_problems import run_study  # noqa: E402
+from _sampler_problems import _constraints_from_attrs  # noqa: E402
+from _sampler_problems import run_study_details  # noqa: E402
+from _sampler_problems_suite import problem_by_name  # noqa: E402
 
 from optuna_kmtpe import KMeansTPESampler  # noqa: E402
 
 
-def make_sampler(kind: str, kwargs: dict[str, Any], seed: int) -> optuna.samplers.BaseSampler:
+@functools.cache
+def kmtpe_takes_constraints() -> bool:
+    """Whether ``KMeansTPESampler.__init__`` accepts ``constraints_func``."""
+    return "constraints_func" in inspect.signature(KMeansTPESampler.__init__).parameters
+
+
+def make_sampler(
+    kind: str, kwargs: dict[str, Any], seed: int, constrained: bool = False
+) -> optuna.samplers.BaseSampler:
+    """A sampler; ``constrained``: pass ``constraints_func`` where the sampler accepts it
+    (TPE, NSGA-II, and K-Means TPE once its constructor has the parameter)."""
+    extra: dict[str, Any] = {"constraints_func": _constraints_from_attrs} if constrained else {}
     if kind == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed, **extra)
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
+        return optuna.samplers.NSGAIISampler(seed=seed, **extra)
     if kind == "kmtpe":
         kwargs = dict(kwargs)
         tiebreak = kwargs.pop("_mo_tiebreak", None)
-        sampler = KMeansTPESampler(seed=seed, **kwargs)
+        if not kmtpe_takes_constraints():
+            extra = {}
+        sampler = KMeansTPESampler(seed=seed, **kwargs, **extra)
         if tiebreak is not None:
             sampler._mo_tiebreak = tiebreak  # variant study only
         return sampler
@@ -43,27 +59,40 @@ def make_sampler(kind: str, kwargs: dict[str, Any], seed: int) -> optuna.sampler
 
 def _job(
     args: tuple[str, str, str, dict[str, Any], int, int],
-) -> tuple[str, str, int, np.ndarray, float]:
+) -> tuple[str, str, int, np.ndarray, float, dict[str, Any]]:
     problem_name, label, kind, kwargs, seed, n_trials = args
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     import warnings
 
+    from threadpoolctl import threadpool_limits
+
     warnings.simplefilter("ignore")
-    problem = {p.name: p for p in problems()}[problem_name]
+    problem = problem_by_name(problem_name)
+    sampler = make_sampler(kind, kwargs, seed, constrained=problem.constraints is not None)
     start = time.perf_counter()
-    curve = run_study(problem, make_sampler(kind, kwargs, seed), n_trials)
-    return problem_name, label, seed, curve, time.perf_counter() - start
+    with threadpool_limits(limits=1):  # two processes on two cores: no BLAS/OpenMP threads
+        curve, info = run_study_details(problem, sampler, n_trials, seed=seed)
+    elapsed = time.perf_counter() - start
+    info["seconds"] = elapsed
+    return problem_name, label, seed, curve, elapsed, info
 
 
 def run_jobs(
-    jobs: Sequence[tuple[str, str, str, dict[str, Any], int, int]], processes: int = 2
+    jobs: Sequence[tuple[str, str, str, dict[str, Any], int, int]],
+    processes: int = 2,
+    info: dict[tuple[str, str], dict[int, dict[str, Any]]] | None = None,
 ) -> dict[tuple[str, str], dict[int, np.ndarray]]:
-    """Return ``curves[(problem, label)][seed]``."""
+    """Return ``curves[(problem, label)][seed]``; fill ``info[(problem, label)][seed]`` (the
+    number of distinct configurations and the seconds of each study) when given."""
     results: dict[tuple[str, str], dict[int, np.ndarray]] = {}
     context = multiprocessing.get_context("fork")
     with context.Pool(processes=min(processes, 2)) as pool:
-        for problem_name, label, seed, curve, _ in pool.imap_unordered(_job, jobs, chunksize=1):
+        for problem_name, label, seed, curve, _, details in pool.imap_unordered(
+            _job, jobs, chunksize=1
+        ):
             results.setdefault((problem_name, label), {})[seed] = curve
+            if info is not None:
+                info.setdefault((problem_name, label), {})[seed] = details
     return results
 
 
