@@ -16,6 +16,10 @@ import inspect
 REQUIRED_PRIVATE_API: tuple[tuple[str, tuple[str, ...] | None], ...] = (
     ("optuna.samplers.TPESampler._sample", ("self", "study", "trial", "search_space")),
     (
+        "optuna.samplers.TPESampler._sample_relative",
+        ("self", "study", "trial", "search_space"),
+    ),
+    (
         "optuna.samplers.TPESampler._build_parzen_estimator",
         ("self", "study", "search_space", "trials", "handle_below"),
     ),
@@ -33,6 +37,11 @@ REQUIRED_PRIVATE_API: tuple[tuple[str, tuple[str, ...] | None], ...] = (
     (
         "optuna.study._multi_objective._fast_non_domination_rank",
         ("loss_values", "penalty", "n_below"),
+    ),
+    ("optuna.samplers._tpe._erf.erf", ("x",)),
+    (
+        "optuna._hypervolume.compute_hypervolume",
+        ("loss_vals", "reference_point", "assume_pareto"),
     ),
     ("optuna.study.Study._get_trials", ("self", "deepcopy", "states", "use_cache")),
 )

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Sequence
 import math
 import threading
 from typing import TYPE_CHECKING
 from typing import Any
 
 import numpy as np
-from optuna.distributions import CategoricalDistribution
-from optuna.distributions import FloatDistribution
-from optuna.distributions import IntDistribution
 from optuna.samplers import TPESampler
+from optuna.study import StudyDirection
 from optuna.study._multi_objective import _fast_non_domination_rank
 from optuna.trial import TrialState
 
@@ -21,8 +20,19 @@ from optuna_kmtpe.sampler._dedupe import exhausted_keys
 from optuna_kmtpe.sampler._dedupe import is_discrete
 from optuna_kmtpe.sampler._dedupe import new_sample_mask
 from optuna_kmtpe.sampler._dedupe import space_size
+from optuna_kmtpe.sampler._ehvi import expected_improvement
+from optuna_kmtpe.sampler._known import concatenate
+from optuna_kmtpe.sampler._known import default_reference
+from optuna_kmtpe.sampler._known import known_mask
+from optuna_kmtpe.sampler._known import mutations
+from optuna_kmtpe.sampler._known import to_external
+from optuna_kmtpe.sampler._known import to_internal
+from optuna_kmtpe.sampler._known import uniform_samples
 from optuna_kmtpe.sampler._split import SplitResult
+from optuna_kmtpe.sampler._split import infeasible_score
 from optuna_kmtpe.sampler._split import split_trials
+from optuna_kmtpe.sampler._surrogate import AdditiveBayesianRegression
+from optuna_kmtpe.sampler._surrogate import ObjectivePredictor
 
 
 if TYPE_CHECKING:
@@ -43,6 +53,12 @@ _DEDUPE_ROUNDS = 8
 #: User attribute written on every trial sampled by the k-means split (see ``docs/sampler.md``).
 SPLIT_ATTR_KEY = "kmtpe:split"
 
+#: User attribute with the forecast of the unknown objectives for trials chosen in the
+#: known-objectives mode: ``{"objectives": [...], "mean": [...], "std": [...], "ehvi": x}``.
+PREDICTION_ATTR_KEY = "kmtpe:predicted"
+
+KnownObjectives = Callable[[dict[str, Any]], Sequence[Any]]
+
 
 def default_n_clusters(n_finished: int) -> int:
     """The default k schedule: 3 clusters, whatever the number of finished trials.
@@ -54,20 +70,11 @@ def default_n_clusters(n_finished: int) -> int:
     return 3
 
 
-def _uniform_samples(
-    search_space: dict[str, BaseDistribution], rng: np.random.RandomState, size: int
-) -> dict[str, np.ndarray]:
-    """Uniform samples of a discrete space in Optuna's internal representation."""
-    samples = {}
-    for name, distribution in search_space.items():
-        if isinstance(distribution, CategoricalDistribution):
-            samples[name] = rng.randint(len(distribution.choices), size=size).astype(float)
-        else:
-            assert isinstance(distribution, (IntDistribution, FloatDistribution))
-            step = distribution.step or 1
-            count = int(round((distribution.high - distribution.low) / step)) + 1
-            samples[name] = distribution.low + step * rng.randint(count, size=size)
-    return samples
+def _pad(columns: np.ndarray, index: np.ndarray, width: int) -> np.ndarray:
+    """Rows with ``columns`` at ``index`` and NaN elsewhere (to stack partial loss vectors)."""
+    out = np.full((len(columns), width), np.nan)
+    out[:, index] = columns
+    return out
 
 
 def _nondomination_rank(losses: np.ndarray, n_head: int) -> np.ndarray:
@@ -129,6 +136,23 @@ class KMeansTPESampler(TPESampler):
         constant_liar: Put RUNNING trials in the bad set (as TPE; on by default).
         diagnostics: Write the split of each sampled trial to the user attribute
             ``"kmtpe:split"`` (see :func:`split_history`).
+        known_objectives: Opt-in. ``f(params) -> values``, one per objective, giving the
+            objectives known exactly before a trial runs (model size, latency, energy: cheap
+            functions of the config) and ``None`` for the others. With it the sampler draws
+            ``n_candidates`` whole configs (from l(x), uniformly, and by mutating good trials),
+            computes their known objectives, forecasts the others with ``predictor`` and picks
+            the largest expected hypervolume improvement inside ``reference_point``. Sampling
+            is then multivariate. Must be picklable (a module-level function) for process
+            workers.
+        predictor: Forecast of the unknown objectives (see :class:`ObjectivePredictor`),
+            refitted on the finished trials at every sample; default an
+            :class:`AdditiveBayesianRegression` without prior. Give it a prior mean (for
+            example from Hessian sensitivities) to make it useful from the first trial.
+        reference_point: The region of interest in the study's units and directions (for a
+            maximized accuracy, the lowest accuracy that counts); improvements outside it count
+            for nothing. ``None``: the worst observed value of each objective plus 10% of its
+            range.
+        n_candidates: Candidates scored per sample in the known-objectives mode.
     """
 
     def __init__(
@@ -147,8 +171,27 @@ class KMeansTPESampler(TPESampler):
         group: bool = False,
         constant_liar: bool = True,
         diagnostics: bool = True,
+        known_objectives: KnownObjectives | None = None,
+        predictor: ObjectivePredictor | None = None,
+        reference_point: Sequence[float] | None = None,
+        n_candidates: int = 256,
     ) -> None:
         check_private_api()
+        if known_objectives is not None:
+            if not callable(known_objectives):
+                raise TypeError("known_objectives must be a callable f(params) -> values.")
+            if multivariate is False or group:
+                raise ValueError(
+                    "known_objectives scores whole configs: leave multivariate=None (or True) "
+                    "and group=False."
+                )
+            multivariate = True
+        if predictor is not None and not isinstance(predictor, ObjectivePredictor):
+            raise TypeError(
+                "predictor needs fit(params, values, search_space) and predict(params)."
+            )
+        if n_candidates < 1:
+            raise ValueError(f"n_candidates must be >= 1; got {n_candidates}.")
         if not callable(n_clusters) and (
             isinstance(n_clusters, bool) or not isinstance(n_clusters, int) or n_clusters < 1
         ):
@@ -187,6 +230,10 @@ class KMeansTPESampler(TPESampler):
         self._middle_weight = middle_weight
         self._diagnostics = diagnostics
         self._mo_tiebreak = "spread"
+        self._known_objectives = known_objectives
+        self._predictor = predictor if predictor is not None else AdditiveBayesianRegression()
+        self._reference_point = None if reference_point is None else tuple(reference_point)
+        self._n_candidates = n_candidates
         # Threads of study.optimize(n_jobs>1) share this instance: cache per thread.
         self._local = threading.local()
 
@@ -301,9 +348,160 @@ class KMeansTPESampler(TPESampler):
             if attempt < _DEDUPE_ROUNDS // 2:
                 samples = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
             else:
-                samples = _uniform_samples(search_space, self._rng.rng, self._n_ei_candidates)
+                samples = uniform_samples(search_space, self._rng.rng, self._n_ei_candidates)
             acquisition = self._compute_acquisition_func(samples, mpe_below, mpe_above)
         return samples, acquisition
+
+    def _sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        if self._known_objectives is None or not search_space:
+            return super()._sample_relative(study, trial, search_space)
+        finished = study._get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED), use_cache=True
+        )
+        if len(finished) < self._n_startup_trials:
+            return {}
+        return self._sample_known(study, trial, search_space)
+
+    def _sample_known(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        """Pick the candidate of largest expected hypervolume improvement (module ``_ehvi``)."""
+        assert self._known_objectives is not None
+        rng = self._rng.rng
+        signs = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in study.directions])
+        history = [
+            t
+            for t in study._get_trials(
+                deepcopy=False,
+                states=(
+                    TrialState.COMPLETE,
+                    TrialState.PRUNED,
+                    TrialState.RUNNING,
+                    TrialState.WAITING,
+                ),
+                use_cache=False,
+            )
+            if t.number != trial.number
+        ]
+        split_trials_ = [
+            t
+            for t in history
+            if t.state != TrialState.WAITING
+            and (self._constant_liar or t.state != TrialState.RUNNING)
+        ]
+        split = self._split(study, trial, split_trials_)
+        mpe_below = self._build_parzen_estimator(study, search_space, split.below, True)
+        mpe_above = self._build_weighted_above(study, search_space, split)
+
+        # Candidates: l(x), uniform, and mutations of the good trials; evaluated ones dropped.
+        parents = [self._get_params(t, study) for t in split.below]
+        parents = [p for p in parents if search_space.keys() <= p.keys()]
+        n_half, n_quarter = self._n_candidates // 2, self._n_candidates // 4
+        samples = concatenate(
+            [
+                mpe_below.sample(rng, max(1, n_half)),
+                uniform_samples(search_space, rng, self._n_candidates - n_half - n_quarter),
+                mutations(to_internal(parents, search_space), search_space, rng, n_quarter),
+            ],
+            search_space,
+        )
+        if all(is_discrete(d) for d in search_space.values()):
+            seen = exhausted_keys(history, search_space, {}, exclude_number=trial.number)
+            if seen and len(seen) < space_size(search_space):
+                fresh = new_sample_mask(samples, search_space, seen)
+                if fresh.any():
+                    samples = {k: v[fresh] for k, v in samples.items()}
+        candidates = to_external(samples, search_space)
+
+        raw_known = [list(self._known_objectives(dict(c))) for c in candidates]
+        mask = known_mask(raw_known[0], len(signs))
+        known_idx, unknown_idx = np.flatnonzero(mask), np.flatnonzero(~mask)
+        known = (
+            np.array([[float(v[i]) for i in known_idx] for v in raw_known]).reshape(
+                len(candidates), known_idx.size
+            )
+            * signs[known_idx]
+        )
+
+        complete = [
+            t
+            for t in history
+            if t.state == TrialState.COMPLETE
+            and not (t.system_attrs and infeasible_score(t) > 0)
+            and search_space.keys() <= t.params.keys()
+        ]
+        observed = np.array([t.values for t in complete], dtype=float).reshape(-1, len(signs))
+        losses = observed * signs
+        if self._reference_point is not None:
+            reference = np.asarray(self._reference_point, dtype=float) * signs
+        else:
+            reference = default_reference(np.vstack([losses, _pad(known, known_idx, len(signs))]))
+
+        mean = np.zeros((len(candidates), unknown_idx.size))
+        std = np.zeros_like(mean)
+        running_losses = np.zeros((0, len(signs)))
+        if unknown_idx.size:
+            # Values past the reference point only say "bad": clip them so that collapsed
+            # configs (10% accuracy) do not dominate the fit of the region that matters.
+            targets = losses[:, unknown_idx]
+            best = np.nanmin(targets, axis=0) if len(targets) else reference[unknown_idx]
+            ceiling = reference[unknown_idx] + np.maximum(reference[unknown_idx] - best, 0.0)
+            targets = np.minimum(targets, ceiling) * signs[unknown_idx]
+            self._predictor.fit([t.params for t in complete], targets, search_space)
+            mean, std = self._predictor.predict(candidates)
+            mean = np.asarray(mean, dtype=float).reshape(len(candidates), -1) * signs[unknown_idx]
+            std = np.asarray(std, dtype=float).reshape(len(candidates), -1)
+            running = [
+                p
+                for p in (
+                    self._get_params(t, study)
+                    for t in history
+                    if t.state in (TrialState.RUNNING, TrialState.WAITING)
+                )
+                if search_space.keys() <= p.keys()
+            ]
+            if running and self._constant_liar:
+                # Believe the forecast for configs other workers are evaluating right now.
+                r_known = (
+                    np.array(
+                        [
+                            [float(list(self._known_objectives(dict(p)))[i]) for i in known_idx]
+                            for p in running
+                        ]
+                    ).reshape(len(running), known_idx.size)
+                    * signs[known_idx]
+                )
+                r_mean, _ = self._predictor.predict(running)
+                r_mean = np.asarray(r_mean, float).reshape(len(running), -1) * signs[unknown_idx]
+                running_losses = np.zeros((len(running), len(signs)))
+                running_losses[:, known_idx] = r_known
+                running_losses[:, unknown_idx] = r_mean
+
+        order = np.concatenate([unknown_idx, known_idx])
+        front = np.vstack([losses, running_losses])[:, order]
+        ehvi = expected_improvement(known, mean, std, front, reference[order])
+        if ehvi.max() > 0:
+            best_index = int(np.argmax(ehvi))
+        else:
+            # Nothing is expected to improve the front: fall back to TPE's density ratio.
+            best_index = int(
+                np.argmax(self._compute_acquisition_func(samples, mpe_below, mpe_above))
+            )
+        if unknown_idx.size:
+            study._storage.set_trial_user_attr(
+                trial._trial_id,
+                PREDICTION_ATTR_KEY,
+                {
+                    "objectives": [int(i) for i in unknown_idx],
+                    "mean": [float(v) for v in mean[best_index] * signs[unknown_idx]],
+                    "std": [float(v) for v in std[best_index]],
+                    "ehvi": float(ehvi[best_index]),
+                    "n_candidates": len(candidates),
+                },
+            )
+        return candidates[best_index]
 
     def _build_weighted_above(
         self, study: Study, search_space: dict[str, BaseDistribution], split: SplitResult

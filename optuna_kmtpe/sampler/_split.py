@@ -18,10 +18,10 @@ Pure functions; the sampler only orchestrates them. The rule, for ``n`` finished
    lands inside a tie group, the cut moves to the group's edge that stays within the bounds
    (or, failing that, to its start when non-empty). A tie group of the best values larger
    than ``n_max`` (a plateau) is cut at ``n_max`` like TPE: keeping it whole would leave
-   g(x) nearly empty and make the sampler re-propose l(x)'s mode. Multi-objective ranks are not value ties:
-   there the cut may fall inside a rank and the members are chosen by farthest-point
-   selection in the normalized objective space (a cheap, deterministic spread criterion in
-   place of TPE's hypervolume subset selection).
+   g(x) nearly empty and make the sampler re-propose l(x)'s mode. Multi-objective ranks are
+   not value ties: there the cut may fall inside a rank and the members are chosen by
+   farthest-point selection in the normalized objective space (a cheap, deterministic spread
+   criterion in place of TPE's hypervolume subset selection).
 5. The next cluster after the good set is the "middle" band. Its trials stay in the bad set with
    weight ``middle_weight`` in g(x).
 """

@@ -1,0 +1,284 @@
+"""An additive Bayesian surrogate of the objectives that are not known before a trial runs.
+
+Bayesian linear regression on additive per-parameter features (one-hot levels of categorical
+and small discrete parameters; a few smooth basis functions of wide and continuous ones), with
+an optional prior mean function. With a prior mean ``p(x)`` the model is
+
+    y(x) = p(x) + b + c * (p(x) - mean p) + sum_j w_j phi_j(x) + noise,
+
+so before any data the prediction is the prior itself, and trained trials correct its offset
+(``b``), its scale (``c``) and each parameter's levels (``w``). The prior scales of ``w`` and of
+the noise are chosen by maximizing the marginal likelihood on a small grid. Numpy only.
+
+Measured on a synthetic 12-layer bit-width problem before this module was written (issue
+notes): this calibrated additive form was the only accuracy forecast that helped a search;
+TPE's density ratio was not a forecast at all in 10+ dimensions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+import math
+from typing import Any
+from typing import Protocol
+from typing import runtime_checkable
+
+import numpy as np
+from optuna.distributions import BaseDistribution
+from optuna.distributions import CategoricalDistribution
+from optuna.distributions import FloatDistribution
+from optuna.distributions import IntDistribution
+
+
+#: Discrete numeric parameters with at most this many values get one-hot levels.
+MAX_ONE_HOT_LEVELS = 16
+_RBF_CENTERS = np.linspace(0.0, 1.0, 5)
+_RBF_WIDTH = 0.2
+
+
+@runtime_checkable
+class ObjectivePredictor(Protocol):
+    """What :class:`~optuna_kmtpe.KMeansTPESampler` needs of a predictor.
+
+    ``fit`` receives the parameters of finished trials and their values of the objectives
+    that are not known before a trial (one column each, in the study's own units and
+    directions); ``predict`` returns the predictive mean and standard deviation of those
+    columns for new parameters.
+    """
+
+    def fit(
+        self,
+        params: Sequence[Mapping[str, Any]],
+        values: np.ndarray,
+        search_space: Mapping[str, BaseDistribution],
+    ) -> None: ...
+
+    def predict(self, params: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def encode(
+    params: Sequence[Mapping[str, Any]], search_space: Mapping[str, BaseDistribution]
+) -> np.ndarray:
+    """Additive features of each parameter dict (a parameter that is absent encodes as 0)."""
+    blocks = []
+    for name in sorted(search_space):
+        distribution = search_space[name]
+        values = [p.get(name) for p in params]
+        present = np.array([v is not None for v in values], dtype=bool)
+        if isinstance(distribution, CategoricalDistribution):
+            block = np.zeros((len(params), len(distribution.choices)))
+            for row, value in enumerate(values):
+                if value is not None:
+                    block[row, int(distribution.to_internal_repr(value))] = 1.0
+            blocks.append(block)
+            continue
+        assert isinstance(distribution, (IntDistribution, FloatDistribution))
+        x = np.array(
+            [distribution.to_internal_repr(v) if v is not None else math.nan for v in values],
+            dtype=float,
+        )
+        levels = _levels(distribution)
+        if levels is not None:
+            index = np.rint((x - distribution.low) / (distribution.step or 1)).astype(float)
+            block = np.zeros((len(params), levels))
+            rows = np.flatnonzero(present)
+            block[rows, np.clip(index[rows], 0, levels - 1).astype(int)] = 1.0
+            blocks.append(block)
+            continue
+        low, high = float(distribution.low), float(distribution.high)
+        if distribution.log:
+            x, low, high = np.log(x), math.log(low), math.log(high)
+        u = np.where(present, (x - low) / max(high - low, 1e-12), 0.0)
+        rbf = np.exp(-0.5 * ((u[:, None] - _RBF_CENTERS[None, :]) / _RBF_WIDTH) ** 2)
+        block = np.column_stack([u, u**2, rbf]) * present[:, None]
+        blocks.append(block)
+    if not blocks:
+        return np.zeros((len(params), 0))
+    return np.hstack(blocks)
+
+
+def _levels(distribution: IntDistribution | FloatDistribution) -> int | None:
+    if distribution.log or distribution.step is None:
+        return None
+    count = int(round((distribution.high - distribution.low) / distribution.step)) + 1
+    return count if count <= MAX_ONE_HOT_LEVELS else None
+
+
+class AdditiveBayesianRegression:
+    """Additive Bayesian linear regression with an optional prior mean (see the module doc).
+
+    Example:
+
+        .. testcode::
+
+            import numpy as np
+            from optuna.distributions import IntDistribution
+            from optuna_kmtpe.sampler import AdditiveBayesianRegression
+
+            space = {"a": IntDistribution(0, 3), "b": IntDistribution(0, 3)}
+            params = [{"a": a, "b": b} for a in range(4) for b in range(4)]
+            values = np.array([[a + 2.0 * b] for a in range(4) for b in range(4)])
+            model = AdditiveBayesianRegression()
+            model.fit(params, values, space)
+            mean, std = model.predict([{"a": 3, "b": 3}])
+            assert abs(mean[0, 0] - 9.0) < 0.5
+
+    Args:
+        prior_mean: ``p(params) -> sequence of values`` (one per unknown objective, in the
+            study's units), or ``None`` for a zero-mean prior with a fitted intercept.
+        prior_std: Prior standard deviation of the residual ``y - p(x)`` before enough data
+            exist to estimate it (fewer than 3 trials), in the units of the values.
+    """
+
+    def __init__(
+        self,
+        *,
+        prior_mean: Callable[[Mapping[str, Any]], Sequence[float]] | None = None,
+        prior_std: float = 1.0,
+    ) -> None:
+        if not (math.isfinite(prior_std) and prior_std > 0):
+            raise ValueError(f"prior_std must be a positive finite number; got {prior_std}.")
+        self.prior_mean = prior_mean
+        self.prior_std = prior_std
+        self._space: Mapping[str, BaseDistribution] = {}
+        self._columns: list[_Posterior] = []
+        self._n_outputs = 0
+
+    def _prior(self, params: Sequence[Mapping[str, Any]], n_outputs: int) -> np.ndarray:
+        if self.prior_mean is None:
+            return np.zeros((len(params), n_outputs))
+        prior = np.array([list(self.prior_mean(p)) for p in params], dtype=float)
+        return prior.reshape(len(params), n_outputs)
+
+    def fit(
+        self,
+        params: Sequence[Mapping[str, Any]],
+        values: np.ndarray,
+        search_space: Mapping[str, BaseDistribution],
+    ) -> None:
+        """Fit one posterior per column of ``values`` (shape ``(n, n_outputs)``)."""
+        values = np.asarray(values, dtype=float)
+        if values.ndim != 2 or values.shape[0] != len(params):
+            raise ValueError(
+                f"values must have shape (len(params), n_outputs); got {values.shape} for "
+                f"{len(params)} parameter dicts."
+            )
+        self._space = dict(search_space)
+        self._n_outputs = values.shape[1]
+        features = encode(params, self._space)
+        prior = self._prior(params, self._n_outputs)
+        self._columns = [
+            _fit_column(
+                features,
+                values[:, j],
+                prior[:, j],
+                self.prior_std,
+                has_prior=self.prior_mean is not None,
+            )
+            for j in range(self._n_outputs)
+        ]
+
+    def predict(self, params: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """Predictive mean and standard deviation, each of shape ``(len(params), n_outputs)``."""
+        if not self._columns:
+            raise RuntimeError("Call fit() before predict().")
+        features = encode(params, self._space)
+        prior = self._prior(params, self._n_outputs)
+        means, stds = [], []
+        for j, column in enumerate(self._columns):
+            mean, std = column.predict(features, prior[:, j])
+            means.append(mean)
+            stds.append(std)
+        return np.column_stack(means), np.column_stack(stds)
+
+
+class _Posterior:
+    def __init__(
+        self,
+        design_mean: np.ndarray,
+        mean: np.ndarray,
+        covariance: np.ndarray,
+        noise: float,
+        prior_center: float,
+    ) -> None:
+        self.design_mean = design_mean
+        self.mean = mean
+        self.covariance = covariance
+        self.noise = noise
+        self.prior_center = prior_center
+
+    def predict(self, features: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        design = _design(features, prior, self.prior_center)
+        mean = prior + design @ self.mean
+        variance = np.einsum("ij,jk,ik->i", design, self.covariance, design) + self.noise**2
+        return mean, np.sqrt(np.maximum(variance, 1e-300))
+
+
+def _design(features: np.ndarray, prior: np.ndarray, center: float) -> np.ndarray:
+    return np.column_stack([np.ones(len(features)), prior - center, features])
+
+
+def _fit_column(
+    features: np.ndarray, y: np.ndarray, prior: np.ndarray, prior_std: float, *, has_prior: bool
+) -> _Posterior:
+    n, d = features.shape
+    finite = np.isfinite(y)
+    features, y, prior = features[finite], y[finite], prior[finite]
+    n = y.size
+    residual = y - prior
+    center = float(prior.mean()) if n else 0.0
+    scale = float(np.std(residual)) if n >= 3 and np.std(residual) > 0 else prior_std
+    prior_spread = float(np.std(prior)) if n >= 2 else 0.0
+    # Prior standard deviations of (intercept, prior scale correction, additive weights).
+    intercept_std = 3.0 * scale if not has_prior or n >= 1 else prior_std
+    offset = float(residual.mean()) if n else 0.0
+    scale_std = 1.0 if has_prior and prior_spread > 0 else 0.0
+    design = _design(features, prior, center)
+    best: tuple[float, np.ndarray, np.ndarray, float] | None = None
+    for weight_factor in (0.1, 0.3, 1.0):
+        for noise_factor in (0.03, 0.1, 0.3, 1.0):
+            prior_var = np.concatenate(
+                ([intercept_std**2, scale_std**2], np.full(d, (weight_factor * scale) ** 2))
+            )
+            noise = max(noise_factor * scale, 1e-9)
+            evidence, mean, covariance = _posterior(design, residual - offset, prior_var, noise)
+            if best is None or evidence > best[0]:
+                best = (evidence, mean, covariance, noise)
+            if n < 3:
+                break  # too little data to choose: keep the first (weakest) setting
+        if n < 3:
+            break
+    assert best is not None
+    _, mean, covariance, noise = best
+    mean = mean.copy()
+    mean[0] += offset
+    return _Posterior(np.zeros(0), mean, covariance, noise, center)
+
+
+def _posterior(
+    design: np.ndarray, target: np.ndarray, prior_var: np.ndarray, noise: float
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Log evidence, posterior mean and covariance of ``target = design @ w + noise``."""
+    n = target.size
+    keep = prior_var > 0
+    precision = np.diag(1.0 / np.where(keep, prior_var, 1.0))
+    gram = design.T @ design / noise**2
+    gram[~keep, :] = 0.0
+    gram[:, ~keep] = 0.0
+    a = gram + precision
+    covariance = np.linalg.inv(a)
+    covariance[~keep, :] = 0.0
+    covariance[:, ~keep] = 0.0
+    mean = covariance @ (design.T @ target) / noise**2
+    if n == 0:
+        return 0.0, mean, covariance
+    kernel = (design * np.where(keep, prior_var, 0.0)) @ design.T + noise**2 * np.eye(n)
+    try:
+        chol = np.linalg.cholesky(kernel)
+    except np.linalg.LinAlgError:
+        return -math.inf, mean, covariance
+    alpha = np.linalg.solve(chol, target)
+    evidence = -0.5 * float(alpha @ alpha) - float(np.log(np.diag(chol)).sum())
+    return evidence - 0.5 * n * math.log(2 * math.pi), mean, covariance

@@ -1,0 +1,207 @@
+"""Known objectives, the additive forecast and expected hypervolume improvement."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna._hypervolume import compute_hypervolume
+from optuna.distributions import CategoricalDistribution
+from optuna.distributions import FloatDistribution
+from optuna.distributions import IntDistribution
+import pytest
+
+from optuna_kmtpe import KMeansTPESampler
+from optuna_kmtpe.sampler import PREDICTION_ATTR_KEY
+from optuna_kmtpe.sampler import AdditiveBayesianRegression
+from optuna_kmtpe.sampler._ehvi import expected_improvement
+from optuna_kmtpe.sampler._ehvi import free_volume
+
+
+# A 12-layer bit-width problem: accuracy = 0.99 - 3 * sum_i s_i 4^-b_i, cost = mean bits / 8.
+LAYERS = 12
+BITS = [2, 3, 4, 6, 8]
+_rs = np.random.RandomState(0)
+SENS = _rs.lognormal(0, 1, LAYERS) * 0.05
+SIZE = _rs.uniform(1, 4, LAYERS)
+REFERENCE = [0.9, 1.0]
+
+
+def _bits(params: dict[str, Any]) -> np.ndarray:
+    return np.array([params[f"b{i}"] for i in range(LAYERS)], dtype=float)
+
+
+def accuracy(params: dict[str, Any]) -> float:
+    return 0.99 - 3.0 * float(np.sum(SENS * 4.0 ** (-_bits(params))))
+
+
+def cost(params: dict[str, Any]) -> float:
+    return float(np.sum(SIZE * _bits(params)) / (8 * SIZE.sum()))
+
+
+def known(params: dict[str, Any]) -> list[float | None]:
+    return [None, cost(params)]
+
+
+def prior(params: dict[str, Any]) -> list[float]:
+    # A prior with the right ranking but the wrong scale (2 instead of 3), as a Hessian gives.
+    return [0.99 - 2.0 * float(np.sum(SENS * 4.0 ** (-_bits(params))))]
+
+
+def objective(trial: optuna.Trial) -> tuple[float, float]:
+    params = {f"b{i}": trial.suggest_categorical(f"b{i}", BITS) for i in range(LAYERS)}
+    return accuracy(params), cost(params)
+
+
+def hypervolume(study: optuna.Study) -> float:
+    ref = np.array([-REFERENCE[0], REFERENCE[1]])
+    points = np.array([[-t.values[0], t.values[1]] for t in study.trials if t.values])
+    points = points[np.all(points < ref, axis=1)]
+    return float(compute_hypervolume(points, ref)) if len(points) else 0.0
+
+
+def _known_sampler(seed: int, **kw: Any) -> KMeansTPESampler:
+    return KMeansTPESampler(
+        seed=seed,
+        known_objectives=known,
+        reference_point=REFERENCE,
+        predictor=AdditiveBayesianRegression(prior_mean=prior, prior_std=0.01),
+        n_startup_trials=1,
+        **kw,
+    )
+
+
+def test_free_volume_matches_optunas_hypervolume() -> None:
+    rng = np.random.default_rng(0)
+    front = rng.uniform(0, 1, (7, 2))
+    corners = rng.uniform(0, 1, (5, 2))
+    reference = np.array([1.2, 1.1])
+    box = np.prod(reference - corners, axis=1)
+    for c, volume in enumerate(free_volume(corners, front, reference)):
+        clipped = np.minimum(np.maximum(front, corners[c]), reference)
+        union = compute_hypervolume(clipped, reference)
+        assert volume == pytest.approx(box[c] - union, abs=1e-12)
+    three = free_volume(corners[:, :1].repeat(3, 1), rng.uniform(0, 1, (4, 3)), np.ones(3))
+    assert np.all(three >= 0)
+
+
+def test_expected_improvement_is_exact_against_monte_carlo() -> None:
+    rng = np.random.default_rng(1)
+    front = rng.uniform(0, 1, (6, 3))
+    reference = np.array([1.1, 1.0, 1.2])
+    known_part = rng.uniform(0, 1, (4, 2))
+    mean = rng.uniform(0, 1, (4, 1))
+    std = np.array([[0.05], [0.2], [0.5], [1e-9]])
+    exact = expected_improvement(known_part, mean, std, front, reference)
+    for c in range(4):
+        draws = rng.normal(mean[c, 0], max(std[c, 0], 1e-12), 4000)
+        base = compute_hypervolume(front[np.all(front < reference, 1)], reference)
+        improvements = []
+        for y in draws:
+            point = np.concatenate(([y], known_part[c]))
+            pts = np.vstack([front, point])
+            pts = pts[np.all(pts < reference, axis=1)]
+            improvements.append(compute_hypervolume(pts, reference) - base)
+        assert exact[c] == pytest.approx(np.mean(improvements), abs=4e-3, rel=0.05)
+
+
+def test_additive_regression_learns_levels_and_starts_from_the_prior() -> None:
+    space = {
+        "a": IntDistribution(0, 3),
+        "c": CategoricalDistribution(["x", "y"]),
+        "f": FloatDistribution(0.0, 1.0),
+    }
+    rng = np.random.default_rng(0)
+    params = [
+        {"a": int(a), "c": str(c), "f": float(f)}
+        for a, c, f in zip(rng.integers(0, 4, 40), rng.choice(["x", "y"], 40), rng.random(40))
+    ]
+
+    def truth(p: dict[str, Any]) -> float:
+        return p["a"] ** 2 + (2.0 if p["c"] == "y" else 0.0) + np.sin(3 * p["f"])
+
+    values = np.array([[truth(p)] for p in params])
+    model = AdditiveBayesianRegression()
+    model.fit(params, values, space)
+    test = [{"a": 3, "c": "y", "f": 0.5}, {"a": 0, "c": "x", "f": 0.1}]
+    mean, std = model.predict(test)
+    assert mean[:, 0] == pytest.approx([truth(p) for p in test], abs=0.3)
+    assert np.all(std > 0)
+
+    with_prior = AdditiveBayesianRegression(prior_mean=lambda p: [truth(p)], prior_std=0.1)
+    with_prior.fit([], np.zeros((0, 1)), space)
+    mean, std = with_prior.predict(test)
+    assert mean[:, 0] == pytest.approx([truth(p) for p in test])
+    with pytest.raises(ValueError, match="shape"):
+        model.fit(params, values[:3], space)
+
+
+def test_known_objectives_with_a_prior_beat_tpe_early() -> None:
+    # Paired seeds, 20 trials: the Hessian-like prior and the exact cost make the first
+    # trials count; TPE learns both from scratch.
+    wins = 0
+    for seed in range(3):
+        known_study = optuna.create_study(
+            directions=["maximize", "minimize"], sampler=_known_sampler(seed)
+        )
+        known_study.optimize(objective, n_trials=20)
+        tpe = optuna.create_study(
+            directions=["maximize", "minimize"], sampler=optuna.samplers.TPESampler(seed=seed)
+        )
+        tpe.optimize(objective, n_trials=20)
+        wins += hypervolume(known_study) > hypervolume(tpe)
+    assert wins == 3
+
+
+def test_predictions_are_recorded_deterministic_and_distinct() -> None:
+    studies = []
+    for _ in range(2):
+        study = optuna.create_study(directions=["maximize", "minimize"], sampler=_known_sampler(7))
+        study.optimize(objective, n_trials=15)
+        studies.append(study)
+    assert [t.params for t in studies[0].trials] == [t.params for t in studies[1].trials]
+    trials = studies[0].trials
+    predicted = [t.user_attrs[PREDICTION_ATTR_KEY] for t in trials[1:]]
+    assert all(p["objectives"] == [0] and p["std"][0] > 0 for p in predicted)
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == len(trials)
+    # The forecast is calibrated: after a few trials it is within a few points of the truth.
+    errors = [abs(p["mean"][0] - t.values[0]) for p, t in zip(predicted[5:], trials[6:])]
+    assert np.median(errors) < 0.03
+
+
+def test_known_mode_pickles_and_runs_with_parallel_workers() -> None:
+    sampler = pickle.loads(pickle.dumps(_known_sampler(0)))
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    study.optimize(objective, n_trials=16, n_jobs=2)
+    assert len(study.trials) == 16
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) >= 15
+
+
+def test_known_objectives_in_a_plain_hyperparameter_study() -> None:
+    # A model-size objective is known before training; the loss is not, and there is no prior.
+    def study_objective(trial: optuna.Trial) -> tuple[float, float]:
+        width = trial.suggest_int("width", 8, 256, log=True)
+        lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        return (np.log10(lr) + 2.5) ** 2 + 30.0 / width, float(width)
+
+    sampler = KMeansTPESampler(
+        seed=0, known_objectives=lambda p: [None, float(p["width"])], n_startup_trials=5
+    )
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    study.optimize(study_objective, n_trials=25)
+    assert PREDICTION_ATTR_KEY in study.trials[-1].user_attrs
+    assert len(study.best_trials) >= 3
+
+
+def test_bad_known_objectives_fail_clearly() -> None:
+    with pytest.raises(ValueError, match="multivariate"):
+        KMeansTPESampler(known_objectives=known, multivariate=False)
+    with pytest.raises(TypeError, match="callable"):
+        KMeansTPESampler(known_objectives="cost")  # type: ignore[arg-type]
+    sampler = KMeansTPESampler(seed=0, known_objectives=lambda p: [None], n_startup_trials=1)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    study.optimize(objective, n_trials=1)
+    with pytest.raises(ValueError, match="one per objective"):
+        study.optimize(objective, n_trials=1)
