@@ -24,12 +24,14 @@ def test_bad_split_fractions() -> None:
         load_digits(val_fraction=0.5, test_fraction=0.45)
 
 
+_EXAMPLE_INPUTS = {"resnet20": (3, 32, 32), "resnet20_1d": (1, 40)}
+
+
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_builtin_models_forward(name: str) -> None:
-    in_channels = 3 if name == "resnet20" else 1
-    size = 32 if name == "resnet20" else 8
-    model = build_model(name, in_channels=in_channels)
-    assert model(torch.zeros(2, in_channels, size, size)).shape == (2, 10)
+    shape = _EXAMPLE_INPUTS.get(name, (1, 8, 8))
+    model = build_model(name, in_channels=shape[0])
+    assert model(torch.zeros(2, *shape)).shape == (2, 10)
 
 
 def test_unknown_model() -> None:

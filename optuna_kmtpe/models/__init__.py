@@ -1,4 +1,5 @@
-"""Built-in models: an MLP, a small CNN for 8x8 digits, ResNet-20 for 32x32 inputs.
+"""Built-in models: an MLP, a small CNN for 8x8 digits, ResNet-20 for 32x32 inputs and its 1-D
+sibling for MNIST-1D signals.
 
 Any user ``nn.Module`` built from Conv1d/Conv2d/Linear layers works with the rest of the
 package too; these exist so that the CLI, tests and benchmarks have known targets.
@@ -11,6 +12,7 @@ from optuna_kmtpe.models._registry import build_model
 from optuna_kmtpe.models._small import MLP
 from optuna_kmtpe.models._small import DigitsCNN
 from optuna_kmtpe.models.resnet import ResNet20
+from optuna_kmtpe.models.resnet1d import ResNet20_1D
 
 
-__all__ = ["DigitsCNN", "MLP", "MODEL_NAMES", "ResNet20", "build_model"]
+__all__ = ["DigitsCNN", "MLP", "MODEL_NAMES", "ResNet20", "ResNet20_1D", "build_model"]

@@ -23,16 +23,23 @@ def _resnet20(num_classes: int, in_channels: int) -> nn.Module:
     return ResNet20(num_classes=num_classes, in_channels=in_channels)
 
 
+def _resnet20_1d(num_classes: int, in_channels: int) -> nn.Module:
+    from optuna_kmtpe.models.resnet1d import ResNet20_1D
+
+    return ResNet20_1D(num_classes=num_classes, in_channels=in_channels)
+
+
 _BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {
     "digits_cnn": _digits_cnn,
     "mlp": _mlp,
     "resnet20": _resnet20,
+    "resnet20_1d": _resnet20_1d,
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)
 
 
 def build_model(name: str, *, num_classes: int = 10, in_channels: int = 1) -> nn.Module:
-    """Build a built-in model by name ("digits_cnn", "mlp" or "resnet20").
+    """Build a built-in model by name ("digits_cnn", "mlp", "resnet20", "resnet20_1d").
 
     Example:
         >>> build_model("mlp").__class__.__name__
