@@ -69,11 +69,20 @@ def build_parser() -> argparse.ArgumentParser:
         "name resumes it. Flags override the --config TOML file.",
     )
     search.add_argument("--config", help="TOML file with any of the settings below")
-    search.add_argument("--model", help="digits_cnn (default), mlp or resnet20")
     search.add_argument(
-        "--data", help="digits (default, embedded), mnist or cifar10 (vision extra)"
+        "--model",
+        help="digits_cnn, mlp, resnet20 or resnet20_1d (default: the data's model, digits_cnn "
+        "for digits, resnet20_1d for mnist1d)",
+    )
+    search.add_argument(
+        "--data",
+        help="digits (default, embedded), mnist1d (generated offline, harder), mnist or cifar10 "
+        "(vision extra)",
     )
     search.add_argument("--data-dir", help="directory holding torchvision datasets")
+    search.add_argument(
+        "--data-samples", type=int, help="samples generated for mnist1d (default 5000)"
+    )
     search.add_argument("--weight-bits", type=_csv(int), help="candidate weight bits, e.g. 2,4,8")
     search.add_argument("--act-bits", type=_csv(int), help="candidate activation bits, e.g. 4,8")
     search.add_argument("--widths", type=_csv(float), help="candidate widths, e.g. 0.5,0.75,1")
@@ -106,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--mode", help="qat (default) or ptq")
     search.add_argument("--qat-epochs", type=int, help="QAT epochs per trial (default 2)")
     search.add_argument("--lr", type=float, help="QAT learning rate (default 0.01)")
+    search.add_argument(
+        "--pretrain-epochs",
+        type=int,
+        help="epochs of float pre-training (default 30)",
+    )
     search.add_argument("--cache-dir", help="where the float checkpoint is cached")
     search.add_argument(
         "--hessian-max-probes", type=int, help="cap on Hutchinson probes per layer (default 1000)"
@@ -127,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--quiet", action="store_true", help="no progress bars")
 
     sens = sub.add_parser("sensitivity", help="print the per-layer Hessian sensitivity table")
-    sens.add_argument("--model", default="digits_cnn", help="built-in model (default digits_cnn)")
+    sens.add_argument("--model", help="built-in model (default: the data's model)")
     sens.add_argument("--data", default="digits", help="dataset (default digits)")
     sens.add_argument("--data-dir", help="directory holding torchvision datasets")
     sens.add_argument("--seed", type=int, default=0)
@@ -160,9 +174,9 @@ def _search_settings(args: argparse.Namespace) -> Any:
 
     overrides: dict[str, Any] = {}
     for name in (
-        "model", "data", "data_dir", "weight_bits", "act_bits", "widths", "objectives", "device",
-        "n_trials", "timeout", "seed", "storage", "study_name", "sampler", "mode", "lr",
-        "cache_dir", "hessian_max_probes", "torch_threads",
+        "model", "data", "data_dir", "data_samples", "weight_bits", "act_bits", "widths",
+        "objectives", "device", "n_trials", "timeout", "seed", "storage", "study_name", "sampler",
+        "mode", "lr", "pretrain_epochs", "cache_dir", "hessian_max_probes", "torch_threads",
     ):  # fmt: skip
         value = getattr(args, name, None)
         if value is not None:

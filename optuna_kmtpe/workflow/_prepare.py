@@ -43,6 +43,9 @@ def load_data(settings: SearchSettings) -> Any:
 
     if settings.data == "digits":
         return data.load_digits(seed=settings.seed)
+    if settings.data == "mnist1d":
+        assert settings.data_samples is not None  # resolved from DATASET_DEFAULTS
+        return data.load_mnist1d(seed=settings.seed, n_samples=settings.data_samples)
     if settings.data_dir is None:
         raise ValueError(
             f"--data-dir is required for {settings.data}: the directory holding the torchvision "
@@ -70,17 +73,17 @@ def set_torch_threads(settings: SearchSettings, model: Any) -> int:
 def _checkpoint_path(settings: SearchSettings, data_name: str) -> Path:
     import torch
 
-    key = json.dumps(
-        {
-            "model": settings.model,
-            "data": data_name,
-            "seed": settings.seed,
-            "epochs": settings.pretrain_epochs,
-            "batch_size": settings.batch_size,
-            "torch": torch.__version__,
-        },
-        sort_keys=True,
-    )
+    fields: dict[str, Any] = {
+        "model": settings.model,
+        "data": data_name,
+        "seed": settings.seed,
+        "epochs": settings.pretrain_epochs,
+        "batch_size": settings.batch_size,
+        "torch": torch.__version__,
+    }
+    if settings.data_samples is not None:  # only then: fixed-size datasets keep their old keys
+        fields["data_samples"] = settings.data_samples
+    key = json.dumps(fields, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return settings.resolved_cache_dir / f"{settings.model}-{data_name}-{digest}.pt"
 
