@@ -17,8 +17,8 @@ Families (``Problem.family``):
   the best observed trial, see ``run_study_details``);
 - ``sklearn``: real scikit-learn studies on small built-in datasets (fixed holdouts or fixed
   folds, deterministic models; one evaluation takes 2-25 ms);
-- ``flat``: the old group (b) plus integer sums with a plateau, saturating per-layer bit-width
-  accuracy read at 0.01, rounded floats;
+- ``flat``: the old group (b) plus integer sums on a plateau (one all-optimal, one with a cliff
+  at sum 32), saturating per-layer bit-width accuracy read at 0.01, rounded floats;
 - ``multi_objective``: the old group (c) plus ZDT3, DTLZ2 (2 objectives), DTLZ7 (2 and 3) and
   WFG4 (2 objectives);
 - ``constrained``: single-objective problems with ``constraints_func`` constraints.
@@ -781,8 +781,10 @@ def _int8_sum_flat(p: Params) -> float:
 
 
 def _int8_sum_edge(p: Params) -> float:
-    # The negative of the above: the best configurations sit on the cliff sum(b) == 20.
-    return -_int8_sum_flat(p)
+    # A plateau at -1 with a slight slope towards a cliff: the best configurations have
+    # sum(b) == 32 exactly (about 8% of random configurations have sum(b) <= 32).
+    s = sum(p.values())
+    return -1.0 if s > 32 else -(1.0 + 0.001 * s)
 
 
 _SAT_W = np.exp(np.random.default_rng(777).uniform(-1.5, 1.5, 10))
@@ -824,7 +826,7 @@ def _flat_problems() -> list[Problem]:
             _int8_sum_edge,
             SO_TRIALS,
             family="flat",
-            optimum=-1.02,
+            optimum=-1.032,
         ),
         Problem(
             "bits10_saturating",
