@@ -102,6 +102,9 @@ def pretrained_model(
     model = build_model(
         settings.model, num_classes=splits.num_classes, in_channels=splits.input_shape[0]
     )
+    # Before training, not after: pre-training (and the Hessian after it) suffer the same
+    # per-op threading overhead on small models as the trials do.
+    set_torch_threads(settings, model)
     path = _checkpoint_path(settings, splits.name)
     if path.exists():
         try:
@@ -186,8 +189,7 @@ def prepare_job(
 
     torch.manual_seed(settings.seed)
     splits = load_data(settings)
-    model = pretrained_model(settings, splits, log=log)
-    set_torch_threads(settings, model)
+    model = pretrained_model(settings, splits, log=log)  # also applies settings.torch_threads
     train_loader = kdata.make_loader(
         splits.train, batch_size=settings.batch_size, shuffle=True, seed=settings.seed
     )

@@ -88,3 +88,31 @@ def test_toml_data_picks_the_datasets_model(tmp_path) -> None:  # type: ignore[n
     path.write_text('data = "mnist1d"\nn_trials = 5\n')
     s = SearchSettings.from_toml(path)
     assert s.model == "resnet20_1d" and s.n_trials == 5
+
+
+def test_pretraining_runs_under_the_thread_setting(
+    tmp_path,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    from optuna_kmtpe import quant
+    from optuna_kmtpe.data import load_digits
+    from optuna_kmtpe.workflow import pretrained_model
+
+    seen: list[int] = []
+
+    def fake_train_float(model, loader, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(torch.get_num_threads())
+        return model.eval()
+
+    monkeypatch.setattr(quant, "train_float", fake_train_float)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        pretrained_model(
+            SearchSettings(cache_dir=str(tmp_path)), load_digits(), log=lambda _: None
+        )
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1]  # a small model trains on one thread, as its trials do
