@@ -2,12 +2,15 @@
 
 Methods (objectives accuracy + FPGA latency + FPGA energy, QAT in the loop):
 
-* ``full``: K-Means TPE on the Hessian-constrained (monotone) space with warm starts
-  (uniform 8/4-bit and HAWQ-V2 selections);
-* ``kmtpe_raw``: K-Means TPE on the unconstrained space;
+* ``full``: K-Means TPE with the forecast (exact FPGA costs as known objectives, the Hessian
+  second-order prior inside the additive accuracy model, expected hypervolume improvement) and
+  warm starts, on the unconstrained space (the Hessian is used softly, as the prior);
+* ``full_hard_order``: the same on the Hessian-constrained (monotone) space;
+* ``kmtpe_constrained_warm``: the previous version's full method (no forecast);
+* ``kmtpe_raw``: K-Means TPE on the unconstrained space, no forecast;
 * ``tpe_raw``: Optuna 5 TPE (defaults) on the unconstrained space;
 * ``tpe_constrained``: TPE on the constrained space;
-* ``kmtpe_constrained``: the full method without warm starts (which ingredient helps);
+* ``gp``: Optuna 5 GPSampler (defaults) on the unconstrained space;
 * ``nsga2`` and ``random`` on the unconstrained space.
 
 Hypervolume uses a fixed reference point: objectives are normalized as (1 - accuracy,
@@ -18,7 +21,8 @@ add nothing (the float model reaches ~99%, so the interesting front lies above 9
 is a deterministic function of the config under the fixed QAT recipe, so one config -> accuracy
 memo is shared by all methods and seeds (it saves time and changes no result).
 
-Usage: ``python benchmarks/mpq_search.py [--quick] [--seeds 5] [--trials 60] [--plot out.png]``.
+Usage: ``python benchmarks/mpq_search.py [--task digits|mnist1d] [--quick] [--seeds 5]
+[--trials 60] [--methods full,tpe_raw,gp] [--plot out.png]``.
 The last line printed is one JSON object. ``trials_ratio_vs_tpe`` is the full budget divided by
 the trials the full method's median curve needs to reach the median hypervolume TPE
 (unconstrained) has at the full budget; it is ``null`` when the full method never reaches it.
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from typing import Any
 
@@ -40,6 +45,8 @@ from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.objectives import TrainingRecipe
 from optuna_kmtpe.objectives import enqueue_warm_starts
 from optuna_kmtpe.objectives import make_objective
+from optuna_kmtpe.objectives import sampler_forecast
+from optuna_kmtpe.sampler import PREDICTION_ATTR_KEY
 from optuna_kmtpe.workflow import SearchSettings
 from optuna_kmtpe.workflow import build_space
 from optuna_kmtpe.workflow import make_sampler
@@ -47,15 +54,17 @@ from optuna_kmtpe.workflow import prepare_job
 from optuna_kmtpe.workflow import warm_start_configs
 
 
-METHODS: dict[str, tuple[str, bool, bool]] = {
-    # name: (sampler, constrained space, warm starts)
-    "full": ("kmtpe", True, True),
-    "kmtpe_raw": ("kmtpe", False, False),
-    "tpe_raw": ("tpe", False, False),
-    "tpe_constrained": ("tpe", True, False),
-    "kmtpe_constrained": ("kmtpe", True, False),  # ablation: the full method without warm starts
-    "nsga2": ("nsga2", False, False),
-    "random": ("random", False, False),
+METHODS: dict[str, tuple[str, bool, bool, bool]] = {
+    # name: (sampler, constrained space, warm starts, forecast: known costs + Hessian prior)
+    "full": ("kmtpe", False, True, True),
+    "full_hard_order": ("kmtpe", True, True, True),  # the same with the hard Hessian order
+    "kmtpe_constrained_warm": ("kmtpe", True, True, False),  # the previous version's "full"
+    "kmtpe_raw": ("kmtpe", False, False, False),
+    "tpe_raw": ("tpe", False, False, False),
+    "tpe_constrained": ("tpe", True, False, False),
+    "gp": ("gp", False, False, False),
+    "nsga2": ("nsga2", False, False, False),
+    "random": ("random", False, False, False),
 }
 REFERENCE = np.array([0.10, 1.0, 1.0])
 
@@ -90,7 +99,7 @@ def hypervolume_curve(study: optuna.Study, n_trials: int, scale: np.ndarray) -> 
 def run_method(
     name: str, seed: int, n_trials: int, job: Any, spaces: dict[bool, Any], cache: dict
 ) -> optuna.Study:
-    sampler_name, constrained, warm = METHODS[name]
+    sampler_name, constrained, warm, forecast = METHODS[name]
     space = spaces[constrained]
     objective = make_objective(
         model=job.model,
@@ -103,10 +112,18 @@ def run_method(
         early_stop=None,  # curves must compare full QAT accuracies
         accuracy_cache=cache,
     )
-    study = optuna.create_study(
-        directions=objective.directions,
-        sampler=make_sampler(sampler_name, seed=seed, n_objectives=3),
-    )
+    if sampler_name == "gp":
+        sampler: optuna.samplers.BaseSampler = optuna.samplers.GPSampler(seed=seed)
+    else:
+        options = (
+            sampler_forecast(
+                objective, report=job.report, model=job.model, val_loader=job.val_loader
+            )
+            if forecast
+            else None
+        )
+        sampler = make_sampler(sampler_name, seed=seed, n_objectives=3, forecast=options)
+    study = optuna.create_study(directions=objective.directions, sampler=sampler)
     if warm:
         enqueue_warm_starts(study, job_warm_starts(job, space), space.params_for)
     study.optimize(objective, n_trials=n_trials)
@@ -130,11 +147,27 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--trials", type=int, default=60)
     parser.add_argument("--plot", help="write the hypervolume curves (PNG, needs matplotlib)")
+    parser.add_argument("--task", choices=("digits", "mnist1d"), default="digits")
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help="comma-separated subset of: " + ", ".join(METHODS) + " (full and tpe_raw always)",
+    )
+    parser.add_argument(
+        "--accuracy-cache",
+        help="JSON-lines file of config -> accuracy, read at start and appended to: reruns "
+        "(new methods, more seeds) retrain nothing already trained under the same task and recipe",
+    )
     args = parser.parse_args()
     seeds, n_trials = (3, 25) if args.quick else (args.seeds, args.trials)
+    methods = [m for m in METHODS if m in set(args.methods.split(",")) | {"full", "tpe_raw"}]
+    unknown = set(args.methods.split(",")) - set(METHODS)
+    if unknown:
+        parser.error(f"unknown methods {sorted(unknown)}; choose from {list(METHODS)}")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
-    settings = SearchSettings()  # the `kmtpe search` defaults: digits CNN, pynq-z2, 2 QAT epochs
+    # The `kmtpe search` defaults of the task: digits CNN or ResNet-20-1D, pynq-z2, 2 QAT epochs.
+    settings = SearchSettings(data=args.task)
     job = prepare_job(settings, None, log=lambda m: print(m, flush=True), progress=False)
     spaces = {
         True: job.space,
@@ -144,15 +177,20 @@ def main() -> None:
     most_expensive = QuantConfig.uniform(layers, weight_bits=8, act_bits=8)
     top = job.fpga.evaluate(job.shapes, most_expensive)
     scale = np.array([top.latency_s, top.energy_j])
-    cache: dict[QuantConfig, float] = {}
+    cache = PersistentCache(args.accuracy_cache, settings)
+    forecasts: list[tuple[float, float, float]] = []  # (predicted, std, measured) of `full`
 
-    curves: dict[str, list[np.ndarray]] = {name: [] for name in METHODS}
+    curves: dict[str, list[np.ndarray]] = {name: [] for name in methods}
+    wall: dict[str, list[float]] = {name: [] for name in methods}
     fronts: dict[str, list[list[float]]] = {}  # final Pareto fronts of seed 0, for the plot
     started = time.perf_counter()
     for seed in range(seeds):
-        for name in METHODS:
+        for name in methods:
             t0 = time.perf_counter()
             study = run_method(name, seed, n_trials, job, spaces, cache)
+            wall[name].append(time.perf_counter() - t0)
+            if name == "full":
+                forecasts.extend(forecast_records(study))
             curves[name].append(hypervolume_curve(study, n_trials, scale))
             if seed == 0 and name in ("full", "tpe_raw"):
                 fronts[name] = [list(t.values) for t in study.best_trials]
@@ -178,16 +216,20 @@ def main() -> None:
     print(f"Hypervolume (median [q25, q75] over {seeds} seeds) after {n_trials} trials")
     print(
         f"{'method':18s} {'hv@10':>8s} {'hv@25':>8s} {'hv@final':>9s} {'q25':>7s} {'q75':>7s} "
-        f"{'trials to tpe_raw final':>24s}"
+        f"{'trials to tpe_raw final':>24s} {'wall s/seed':>12s}"
     )
-    for name in METHODS:
+    for name in methods:
         m = medians[name]
         reach = first_reaching(m, target)
         print(
             f"{name:18s} {m[min(9, n_trials - 1)]:8.4f} {m[min(24, n_trials - 1)]:8.4f} "
             f"{m[-1]:9.4f} {q25[name][-1]:7.4f} {q75[name][-1]:7.4f} "
-            f"{(str(reach) if reach else 'not reached'):>24s}"
+            f"{(str(reach) if reach else 'not reached'):>24s} {np.median(wall[name]):12.1f}"
         )
+    print(
+        "(wall: median seconds per seed, sampler time included; trainings are shared through "
+        "the config cache, so the first method to meet a config pays for it)"
+    )
     print()
     print("Trials the full method needs to reach tpe_raw's median hypervolume at budget B")
     print(f"{'B':>4s} {'tpe_raw hv@B':>13s} {'full needs':>11s} {'ratio B/needs':>14s}")
@@ -214,28 +256,99 @@ def main() -> None:
         f"those inside the constrained space: {pooled_constrained_hv:.4f}"
     )
     print(f"{len(cache)} distinct configs trained in {time.perf_counter() - started:.0f}s")
+    calibration = forecast_calibration(forecasts)
+    if calibration:
+        print(
+            "\nThe full method's accuracy forecast against QAT, over its model-chosen trials: "
+            f"median |error| {100 * calibration['median_abs_error']:.2f} points, "
+            f"{100 * calibration['within_1_std']:.0f}% within one predicted std, "
+            f"Spearman {calibration['spearman']:.2f} ({calibration['n']} trials)"
+        )
     if args.plot:
         plot(medians, q25, q75, reference_points, reference_hv, fronts, scale, args.plot)
     print(
         json.dumps(
             {
-                "hv_full": round(float(medians["full"][-1]), 5),
-                "hv_kmtpe_raw": round(float(medians["kmtpe_raw"][-1]), 5),
-                "hv_tpe_raw": round(float(medians["tpe_raw"][-1]), 5),
-                "hv_tpe_constrained": round(float(medians["tpe_constrained"][-1]), 5),
-                "hv_kmtpe_constrained": round(float(medians["kmtpe_constrained"][-1]), 5),
-                "hv_nsga2": round(float(medians["nsga2"][-1]), 5),
-                "hv_random": round(float(medians["random"][-1]), 5),
+                **{
+                    f"hv_{name}": round(float(medians[name][-1]), 5) if name in medians else None
+                    for name in METHODS
+                },
+                "best_method": max(medians, key=lambda name: float(medians[name][-1])),
+                "task": args.task,
                 "trials_ratio_vs_tpe": round(ratio, 2) if ratio else None,
                 "trials_ratio_vs_tpe_at_budget": ratio_at,
                 "hv_reference_configs": round(reference_hv, 5),
                 "hv_pooled_all_configs": round(pooled_hv, 5),
                 "hv_pooled_constrained_configs": round(pooled_constrained_hv, 5),
+                "forecast_median_abs_error": calibration.get("median_abs_error"),
+                "forecast_spearman": calibration.get("spearman"),
+                "wall_s_per_seed": {
+                    name: round(float(np.median(w)), 1) for name, w in wall.items()
+                },
                 "seeds": seeds,
                 "trials": n_trials,
             }
         )
     )
+
+
+# Settings that do not change what a config trains to.
+_NOT_RECIPE = ("n_trials", "timeout", "storage", "study_name", "cache_dir", "torch_threads")
+
+
+class PersistentCache(dict):
+    """The shared config -> accuracy memo, optionally backed by a JSON-lines file.
+
+    Each line holds the task's settings key, the config and its accuracy; lines of other
+    settings are ignored, so one file can serve several tasks and recipes.
+    """
+
+    def __init__(self, path: str | None, settings: SearchSettings) -> None:
+        super().__init__()
+        self._path = path
+        self._key = json.dumps(
+            {k: v for k, v in settings.to_dict().items() if k not in _NOT_RECIPE},
+            sort_keys=True,
+            default=str,
+        )
+        if path and os.path.exists(path):
+            with open(path) as handle:
+                for line in handle:
+                    record = json.loads(line)
+                    if record["settings"] == self._key:
+                        super().__setitem__(QuantConfig.from_dict(record["config"]), record["acc"])
+
+    def __setitem__(self, config: QuantConfig, accuracy: float) -> None:
+        super().__setitem__(config, accuracy)
+        if self._path:
+            with open(self._path, "a") as handle:
+                record = {"settings": self._key, "config": config.to_dict(), "acc": accuracy}
+                handle.write(json.dumps(record) + "\n")
+
+
+def forecast_records(study: optuna.Study) -> list[tuple[float, float, float]]:
+    """(predicted accuracy, predicted std, measured accuracy) of trials the sampler chose."""
+    rows = []
+    for trial in study.trials:
+        predicted = trial.user_attrs.get(PREDICTION_ATTR_KEY)
+        if predicted and trial.values is not None and trial.user_attrs.get("duplicate_of") is None:
+            rows.append((predicted["mean"][0], predicted["std"][0], trial.values[0]))
+    return rows
+
+
+def forecast_calibration(rows: list[tuple[float, float, float]]) -> dict[str, Any]:
+    if len(rows) < 3:
+        return {}
+    from scipy.stats import spearmanr
+
+    predicted, std, measured = (np.array(c) for c in zip(*rows))
+    error = np.abs(predicted - measured)
+    return {
+        "median_abs_error": round(float(np.median(error)), 5),
+        "within_1_std": round(float(np.mean(error <= std)), 3),
+        "spearman": round(float(spearmanr(predicted, measured).statistic), 3),
+        "n": len(rows),
+    }
 
 
 def pooled_hypervolumes(

@@ -13,6 +13,9 @@ from optuna_kmtpe.objectives._factory import TrainingRecipe
 from optuna_kmtpe.objectives._factory import hardware_cost_fn
 from optuna_kmtpe.objectives._factory import make_objective
 from optuna_kmtpe.objectives._factory import quantized_accuracy_fn
+from optuna_kmtpe.objectives._forecast import HessianAccuracyPrior
+from optuna_kmtpe.objectives._forecast import KnownCosts
+from optuna_kmtpe.objectives._forecast import sampler_forecast
 from optuna_kmtpe.objectives._metrics import COST_METRICS
 from optuna_kmtpe.objectives._metrics import METRICS
 from optuna_kmtpe.objectives._metrics import Metric
@@ -27,6 +30,8 @@ __all__ = [
     "COST_METRICS",
     "CostRecord",
     "EarlyStopRule",
+    "HessianAccuracyPrior",
+    "KnownCosts",
     "METRICS",
     "MPQObjective",
     "Metric",
@@ -38,4 +43,5 @@ __all__ = [
     "make_objective",
     "quantized_accuracy_fn",
     "records",
+    "sampler_forecast",
 ]

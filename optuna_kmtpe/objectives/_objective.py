@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from optuna_kmtpe import records as keys
 from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.objectives._forecast import KnownCosts
 from optuna_kmtpe.objectives._metrics import METRICS
 from optuna_kmtpe.objectives._metrics import validate_budgets
 from optuna_kmtpe.objectives._metrics import validate_metrics
@@ -143,6 +144,19 @@ class MPQObjective:
     def directions(self) -> list[str]:
         """Study directions matching :attr:`metrics` (pass to ``optuna.create_study``)."""
         return [METRICS[name].direction for name in self.metrics]
+
+    @property
+    def space(self) -> ConfigSpace:
+        """The space that turns trials into configs."""
+        return self._space
+
+    def known_costs(self) -> KnownCosts:
+        """``params -> values`` of the metrics known before training (``None`` for accuracy).
+
+        Pass it to :class:`~optuna_kmtpe.KMeansTPESampler` as ``known_objectives`` (or use
+        :func:`~optuna_kmtpe.objectives.sampler_forecast`).
+        """
+        return KnownCosts(space=self._space, cost_fn=self._cost_fn, metrics=self.metrics)
 
     @property
     def metric_names(self) -> list[str]:

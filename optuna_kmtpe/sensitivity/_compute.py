@@ -42,6 +42,7 @@ def compute_sensitivity(
     seed: int = 0,
     weight_bits: Sequence[int] = DEFAULT_WEIGHT_BITS,
     activations: bool = False,
+    act_bits: Sequence[int] = (),
     eigenvalues: bool = False,
     eig_max_iter: int = 50,
     eig_tol: float = 1e-3,
@@ -93,6 +94,12 @@ def compute_sensitivity(
             (per-channel symmetric, from :func:`optuna_kmtpe.quant.fake_quantize_weight`).
         activations: Also estimate the trace with respect to each layer's *input* activation
             (the operand that ``act_bits`` quantizes), per element and averaged over inputs.
+        act_bits: Activation bit-widths whose exact second-order loss change
+            ``0.5 * da^T H_a da`` the report stores per layer (``act_quadratic``), with
+            ``da = Q_b(a) - a`` for the layer's input ``a`` quantized asymmetrically over each
+            batch's min-max range (as :class:`optuna_kmtpe.quant.ActivationQuantizer`
+            calibrates it). One Hessian-vector product per layer, bit-width and batch; it
+            does not need ``activations=True``. Float widths (16, 32) give 0.
         eigenvalues: Also compute each weight block's top eigenvalue by power iteration.
         eig_max_iter: Power iterations at most.
         eig_tol: Relative change of the eigenvalue at which power iteration stops.
@@ -147,6 +154,10 @@ def compute_sensitivity(
     quadratic: list[dict[int, float]] = [
         dict.fromkeys(sorted(set(weight_bits)), 0.0) for _ in weights
     ]
+    act_quadratic: list[dict[int, float]] = [
+        dict.fromkeys(sorted(set(act_bits)), 0.0) for _ in weights
+    ]
+    capture_acts = activations or bool(act_bits)
     weight_stats: list[list[RunningStats]] = []
     act_stats: list[list[RunningStats]] = []
     act_numel: list[int] = []
@@ -162,7 +173,7 @@ def compute_sensitivity(
         unit="round",
     ) as bar:
         for x, y in batches:
-            graph = _GradientGraph(work, modules, weights, loss_fn, x, y, activations)
+            graph = _GradientGraph(work, modules, weights, loss_fn, x, y, capture_acts)
             losses.append(graph.loss_value)
             done_before = bar.n
 
@@ -199,6 +210,12 @@ def compute_sensitivity(
                     if hvp is not None:
                         value = 0.5 * float((delta * hvp(delta)).sum())
                         quadratic[index][bits] += value / len(batches)
+            if act_bits:
+                for index, hvp in enumerate(graph.act_hvps()):
+                    for bits, delta in _activation_errors(graph.acts[index], act_bits).items():
+                        if hvp is not None:
+                            value = 0.5 * float((delta * hvp(delta)).sum())
+                            act_quadratic[index][bits] += value / len(batches)
             bar.update(done_before + rounds_per_batch - bar.n)
             del graph
 
@@ -237,6 +254,7 @@ def compute_sensitivity(
                 num_probes=probes,
                 perturbation=perturbations[index],
                 quadratic=quadratic[index],
+                act_quadratic=act_quadratic[index],
                 act_trace=act_trace,
                 act_trace_stderr=act_stderr,
                 act_numel=numel,
@@ -436,6 +454,25 @@ def _quantization_errors(
                     for bits in sorted(set(bits_list))
                 }
             )
+    return errors
+
+
+def _activation_errors(act: torch.Tensor, bits_list: Sequence[int]) -> dict[int, torch.Tensor]:
+    """``Q_b(a) - a`` for an activation batch, asymmetric over the batch's min-max range."""
+    from optuna_kmtpe.quant import activation_qparams
+    from optuna_kmtpe.quant import fake_quantize_activation
+    from optuna_kmtpe.quant._quantizers import is_float_bits
+
+    errors = {}
+    with torch.no_grad():
+        a = act.detach()
+        low, high = a.min(), a.max()
+        for bits in sorted(set(bits_list)):
+            if is_float_bits(bits):
+                errors[bits] = torch.zeros_like(a)
+                continue
+            scale, zero_point = activation_qparams(low, high, bits)
+            errors[bits] = fake_quantize_activation(a, bits, scale, zero_point) - a
     return errors
 
 

@@ -50,6 +50,9 @@ class LayerSensitivity:
         quadratic: ``{bits: 0.5 * dW^T H dW}`` with the actual ``dW = Q_bits(W) - W``: the
             exact second-order loss change of quantizing this layer alone (no isotropy
             assumption, unlike ``trace * ||dW||^2``).
+        act_quadratic: ``{act_bits: 0.5 * da^T H_a da}`` with ``da = Q_bits(a) - a`` for the
+            layer's input activation: the second-order loss change of quantizing that
+            operand alone (empty unless computed with ``act_bits``).
     """
 
     name: str
@@ -66,6 +69,7 @@ class LayerSensitivity:
     act_numel: int | None = None
     eigenvalue: float | None = None
     quadratic: Mapping[int, float] = dataclasses.field(default_factory=dict)
+    act_quadratic: Mapping[int, float] = dataclasses.field(default_factory=dict)
 
     @property
     def rel_stderr(self) -> float:
@@ -108,7 +112,9 @@ class LayerSensitivity:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["perturbation"] = {str(b): float(v) for b, v in sorted(self.perturbation.items())}
-        data["quadratic"] = {str(b): float(v) for b, v in sorted(self.quadratic.items())}
+        for key in ("quadratic", "act_quadratic"):
+            table = getattr(self, key)
+            data[key] = {str(b): float(v) for b, v in sorted(table.items())}
         return data
 
     @classmethod
@@ -123,9 +129,8 @@ class LayerSensitivity:
         values["perturbation"] = {
             int(b): float(v) for b, v in dict(data.get("perturbation", {})).items()
         }
-        values["quadratic"] = {
-            int(b): float(v) for b, v in dict(data.get("quadratic", {})).items()
-        }
+        for key in ("quadratic", "act_quadratic"):
+            values[key] = {int(b): float(v) for b, v in dict(data.get(key, {})).items()}
         values.setdefault("kind", "")
         values.setdefault("out_channels", 1)
         values.setdefault("in_channels", 1)

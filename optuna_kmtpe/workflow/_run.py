@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Mapping
 from collections.abc import Sequence
 import json
 import logging
@@ -65,12 +66,26 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         raise StudyError(f"Cannot open the storage {url!r}: {type(exc).__name__}: {exc}") from None
 
 
-def make_sampler(name: str, *, seed: int | None, n_objectives: int) -> optuna.samplers.BaseSampler:
-    """The sampler named on the command line."""
+def make_sampler(
+    name: str,
+    *,
+    seed: int | None,
+    n_objectives: int,
+    forecast: Mapping[str, Any] | None = None,
+) -> optuna.samplers.BaseSampler:
+    """The sampler named on the command line.
+
+    Args:
+        name: ``kmtpe``, ``tpe``, ``random`` or ``nsga2``.
+        seed: Sampler seed.
+        n_objectives: Number of objectives of the study.
+        forecast: For ``kmtpe``: known objectives, predictor and region of interest
+            (:func:`optuna_kmtpe.objectives.sampler_forecast`); ignored by the others.
+    """
     if name == "kmtpe":
         from optuna_kmtpe import KMeansTPESampler
 
-        return KMeansTPESampler(seed=seed)
+        return KMeansTPESampler(seed=seed, **dict(forecast or {}))
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     if name == "random":
@@ -78,6 +93,18 @@ def make_sampler(name: str, *, seed: int | None, n_objectives: int) -> optuna.sa
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=10)
     raise ValueError(f"Unknown sampler {name!r}; choose kmtpe, tpe, random or nsga2.")
+
+
+def forecast_for(settings: SearchSettings, objective: Any, job: Any) -> dict[str, Any] | None:
+    """The K-Means TPE forecast of a job, when its objectives have accuracy and a cost."""
+    from optuna_kmtpe.objectives import sampler_forecast
+
+    metrics = list(objective.metrics)
+    if settings.sampler != "kmtpe" or "accuracy" not in metrics or len(metrics) < 2:
+        return None
+    return sampler_forecast(
+        objective, report=job.report, model=job.model, val_loader=job.val_loader
+    )
 
 
 def warm_start_configs(
@@ -116,7 +143,7 @@ def warm_start_configs(
 
 def _create_or_load_study(
     settings: SearchSettings, storage: optuna.storages.BaseStorage, *, join_only: bool
-) -> tuple[optuna.Study, SearchSettings, bool]:
+) -> tuple[optuna.Study, SearchSettings, bool, int]:
     try:
         summaries = optuna.get_all_study_summaries(storage)
     except Exception as exc:
@@ -160,7 +187,7 @@ def _create_or_load_study(
     if not exists:
         study.set_user_attr(keys.STUDY_RUN, settings.to_dict())
         study.set_metric_names(list(settings.objectives))
-    return study, settings, exists
+    return study, settings, exists, sampler_seed
 
 
 def run_search(
@@ -195,7 +222,9 @@ def run_search(
 
     check_settings(settings)
     storage = open_storage(settings.storage)
-    study, settings, resumed = _create_or_load_study(settings, storage, join_only=join_only)
+    study, settings, resumed, sampler_seed = _create_or_load_study(
+        settings, storage, join_only=join_only
+    )
     optuna.storages.fail_stale_trials(study)
     if resumed:
         log(f"Resuming study {settings.study_name!r}: {_count(study)} trials finished.")
@@ -216,6 +245,15 @@ def run_search(
         ),
         early_stop=EarlyStopRule(),
     )
+    forecast = forecast_for(settings, objective, job)
+    if forecast is not None:
+        # Costs are exact and free before training; the Hessian prior forecasts accuracy.
+        study.sampler = make_sampler(
+            settings.sampler,
+            seed=sampler_seed,
+            n_objectives=len(settings.objectives),
+            forecast=forecast,
+        )
     if settings.warm_start and not join_only:
         configs = warm_start_configs(
             job.space,

@@ -71,6 +71,13 @@ def test_search_resume_report_and_export(tmp_path: Path, cache_dir: Path) -> Non
         assert (trial.params, trial.values) == before[trial.number]
     warm_after = [t for t in study.trials if t.user_attrs.get("warm_start")]
     assert len(warm_after) == len(warm)  # never enqueued twice
+    # The sampler chose the others from exact costs and the Hessian-prior accuracy forecast,
+    # and recorded what it predicted next to what QAT measured.
+    chosen = [t for t in study.trials if not t.user_attrs.get("warm_start")]
+    assert chosen and all("kmtpe:predicted" in t.user_attrs for t in chosen)
+    for trial in chosen:
+        predicted = trial.user_attrs["kmtpe:predicted"]
+        assert predicted["objectives"] == [0] and 0.0 < predicted["mean"][0] <= 1.0
 
     report = run(["report"], tmp_path, cache_dir)
     assert "Pareto front of study 'kmtpe'" in report.stdout

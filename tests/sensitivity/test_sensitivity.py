@@ -9,6 +9,8 @@ from torch import nn
 from torch.func import functional_call
 import torch.nn.functional as F
 
+from optuna_kmtpe.quant import activation_qparams
+from optuna_kmtpe.quant import fake_quantize_activation
 from optuna_kmtpe.quant import fake_quantize_weight
 from optuna_kmtpe.sensitivity import LayerSensitivity
 from optuna_kmtpe.sensitivity import SensitivityReport
@@ -237,6 +239,28 @@ def test_activation_traces_match_exact() -> None:
     assert layer.act_numel == 24
     assert layer.act_trace == pytest.approx(exact_fc2, rel=0.05)
     assert report.has_activation_traces
+
+
+def test_activation_quadratic_terms_match_exact_hessian() -> None:
+    torch.manual_seed(21)
+    model = TinyMLP().eval()
+    batches = _batches(22, n=1, size=24)
+    report = compute_sensitivity(model, batches, act_bits=(2, 4, 32), max_probes=4, progress=False)
+    x, y = batches[0]
+    z = F.relu(model.fc1(x.flatten(1))).detach()  # fc2's input activation
+    hessian = torch.autograd.functional.hessian(
+        lambda a: F.cross_entropy(model.out(torch.tanh(model.fc2(a))), y), z
+    ).reshape(z.numel(), -1)
+    for bits in (2, 4):
+        scale, zero_point = activation_qparams(z.min(), z.max(), bits)
+        delta = (fake_quantize_activation(z, bits, scale, zero_point) - z).flatten()
+        expected = 0.5 * float(delta @ hessian @ delta)
+        assert report["fc2"].act_quadratic[bits] == pytest.approx(expected, rel=1e-4)
+    assert report["fc2"].act_quadratic[32] == 0.0
+    assert report["fc2"].act_quadratic[2] > report["fc2"].act_quadratic[4]
+    assert not report.has_activation_traces  # the terms do not need the trace estimator
+    again = SensitivityReport.from_json(report.to_json())
+    assert again["fc2"].act_quadratic == report["fc2"].act_quadratic
 
 
 def test_top_eigenvalue_matches_exact() -> None:

@@ -1,0 +1,74 @@
+"""The sampler's view of a mixed-precision job: exact costs and the Hessian accuracy prior."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from optuna_kmtpe.config import LayerConfig
+from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.objectives import CostRecord
+from optuna_kmtpe.objectives import HessianAccuracyPrior
+from optuna_kmtpe.objectives import MPQObjective
+
+
+class ParamsSpace:
+    """Two layers whose weight and activation bits are parameters ``<layer>_w``/``<layer>_a``."""
+
+    layer_names = ("a", "b")
+
+    def config_from_params(self, params: dict[str, Any]) -> QuantConfig:
+        return QuantConfig(
+            {
+                n: LayerConfig(weight_bits=params[f"{n}_w"], act_bits=params[f"{n}_a"])
+                for n in self.layer_names
+            }
+        )
+
+    def suggest(self, trial: Any) -> QuantConfig:
+        raise NotImplementedError
+
+
+def costs(config: QuantConfig) -> CostRecord:
+    bits = sum(layer.weight_bits * layer.act_bits for layer in config.values())
+    return CostRecord(metrics={"latency_s": bits * 1e-6, "energy_j": bits * 1e-7})
+
+
+def test_known_costs_are_exact_and_leave_accuracy_unknown() -> None:
+    objective = MPQObjective(
+        space=ParamsSpace(),
+        cost_fn=costs,
+        accuracy_fn=lambda config, report: 0.9,
+        metrics=("latency_s", "accuracy", "energy_j"),
+    )
+    known = objective.known_costs()
+    params = {"a_w": 4, "a_a": 8, "b_w": 2, "b_a": 4}
+    assert known(params) == pytest.approx([40e-6, None, 40e-7])
+    worst = QuantConfig.uniform(["a", "b"], weight_bits=8, act_bits=8)
+    assert known.reference_point(worst, 0.85) == pytest.approx([128e-6, 0.85, 128e-7])
+
+
+def test_hessian_prior_sums_weight_and_activation_terms() -> None:
+    prior = HessianAccuracyPrior(
+        space=ParamsSpace(),
+        quadratic={"a": {2: 0.05, 4: 0.01, 8: 0.0}, "b": {2: 0.02, 4: 0.002, 8: 0.0}},
+        act_quadratic={"a": {4: 0.03, 8: 0.0}, "b": {4: 0.004, 8: 0.0}},
+        base_accuracy=0.98,
+        floor=0.1,
+    )
+    assert prior({"a_w": 8, "a_a": 8, "b_w": 8, "b_a": 8}) == pytest.approx([0.98])
+    assert prior({"a_w": 4, "a_a": 4, "b_w": 2, "b_a": 8}) == pytest.approx([0.98 - 0.06])
+    # More bits never forecast a lower accuracy when the terms shrink with bits.
+    assert (
+        prior({"a_w": 2, "a_a": 4, "b_w": 2, "b_a": 4})[0]
+        < prior({"a_w": 4, "a_a": 4, "b_w": 2, "b_a": 4})[0]
+    )
+    huge = HessianAccuracyPrior(
+        space=ParamsSpace(),
+        quadratic={"a": {2: 5.0}},
+        act_quadratic={},
+        base_accuracy=0.98,
+        floor=0.1,
+    )
+    assert huge({"a_w": 2, "a_a": 8, "b_w": 8, "b_a": 8}) == [0.1]  # never below chance
