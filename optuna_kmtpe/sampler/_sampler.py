@@ -134,6 +134,8 @@ class KMeansTPESampler(TPESampler):
             several (as TPE in Optuna 5).
         group: Group-decomposed multivariate sampling (as TPE).
         constant_liar: Put RUNNING trials in the bad set (as TPE; on by default).
+        constraints_func: Constraints of a finished trial, ``<= 0`` meaning satisfied (as
+            TPE): infeasible trials rank after every feasible one, by total violation.
         diagnostics: Write the split of each sampled trial to the user attribute
             ``"kmtpe:split"`` (see :func:`split_history`).
         known_objectives: Opt-in. ``f(params) -> values``, one per objective, giving the
@@ -170,6 +172,7 @@ class KMeansTPESampler(TPESampler):
         multivariate: bool | None = None,
         group: bool = False,
         constant_liar: bool = True,
+        constraints_func: Callable[[FrozenTrial], Sequence[float]] | None = None,
         diagnostics: bool = True,
         known_objectives: KnownObjectives | None = None,
         predictor: ObjectivePredictor | None = None,
@@ -221,6 +224,7 @@ class KMeansTPESampler(TPESampler):
             multivariate=multivariate,
             group=group,
             constant_liar=constant_liar,
+            constraints_func=constraints_func,
         )
         self._n_clusters = n_clusters
         self._min_good_fraction = min_good_fraction
