@@ -17,6 +17,7 @@ forecast refitted and 256 candidates scored by expected hypervolume improvement 
 against Optuna's multi-objective TPE.
 """
 
+# ruff: noqa: E402
 from __future__ import annotations
 
 import os
@@ -27,10 +28,9 @@ import os
 for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
-import argparse  # noqa: E402
+import argparse
 import json
 import math
-import os
 import sys
 import time
 import warnings
