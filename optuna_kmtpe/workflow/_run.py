@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 from optuna_kmtpe import records as keys
 from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.objectives._metrics import METRICS
+from optuna_kmtpe.sampler import PREDICTION_ATTR_KEY
 from optuna_kmtpe.workflow._prepare import prepare_job
 from optuna_kmtpe.workflow._settings import SearchSettings
 
@@ -332,9 +333,17 @@ class _TrialLine:
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         done = _count(study)
         if trial.state == TrialState.COMPLETE:
-            values = "  ".join(
-                f"{m} {format_metric(m, v)}" for m, v in zip(self._metrics, trial.values)
-            )
+            shown = [f"{m} {format_metric(m, v)}" for m, v in zip(self._metrics, trial.values)]
+            forecast = trial.user_attrs.get(PREDICTION_ATTR_KEY)
+            if forecast:
+                # What the sampler expected, next to what QAT measured: trust it or not.
+                for index, mean, std in zip(
+                    forecast["objectives"], forecast["mean"], forecast["std"]
+                ):
+                    name = self._metrics[index]
+                    shown[index] += f" (forecast {format_metric(name, mean)}"
+                    shown[index] += f" +-{format_metric(name, std)})"
+            values = "  ".join(shown)
             config = trial.user_attrs.get(keys.CONFIG)
             bits = compact_bits(config) if config else ""
             flag = "" if trial.user_attrs.get(keys.FEASIBLE, True) else "  (over budget)"
