@@ -6,6 +6,7 @@ Methods (objectives accuracy + FPGA latency + FPGA energy, QAT in the loop):
   second-order prior inside the additive accuracy model, expected hypervolume improvement) and
   warm starts, on the unconstrained space (the Hessian is used softly, as the prior);
 * ``full_hard_order``: the same on the Hessian-constrained (monotone) space;
+* ``full_no_warm``: the full method without warm starts (the forecast alone picks from trial 2);
 * ``kmtpe_constrained_warm``: the previous version's full method (no forecast);
 * ``kmtpe_raw``: K-Means TPE on the unconstrained space, no forecast;
 * ``tpe_raw``: Optuna 5 TPE (defaults) on the unconstrained space;
@@ -58,6 +59,7 @@ METHODS: dict[str, tuple[str, bool, bool, bool]] = {
     # name: (sampler, constrained space, warm starts, forecast: known costs + Hessian prior)
     "full": ("kmtpe", False, True, True),
     "full_hard_order": ("kmtpe", True, True, True),  # the same with the hard Hessian order
+    "full_no_warm": ("kmtpe", False, False, True),  # ablation: the forecast alone
     "kmtpe_constrained_warm": ("kmtpe", True, True, False),  # the previous version's "full"
     "kmtpe_raw": ("kmtpe", False, False, False),
     "tpe_raw": ("tpe", False, False, False),

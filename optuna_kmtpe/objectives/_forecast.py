@@ -100,7 +100,7 @@ def sampler_forecast(
     report: Any,
     model: Any,
     val_loader: Any,
-    accuracy_window: float = 0.10,
+    accuracy_window: float = 0.05,
     prior_std: float = 0.01,
 ) -> dict[str, Any]:
     """Keyword arguments that connect :class:`~optuna_kmtpe.KMeansTPESampler` to what is known.
