@@ -14,14 +14,13 @@ Pure functions; the sampler only orchestrates them. The rule, for ``n`` finished
    heavy outliers and ``+inf`` in the tail cannot capture a cluster of their own and swallow
    the good set. ``-inf``/``+inf`` in the head are mapped just outside the finite range.
 4. The good set is the smallest union of best clusters holding at least ``n_min`` trials,
-   clamped to ``n_max``. A cut never separates equal single-objective values: when the clamp
-   lands inside a tie group, the cut moves to the group's edge that stays within the bounds
-   (or, failing that, to its start when non-empty). A tie group of the best values larger
-   than ``n_max`` (a plateau) is cut at ``n_max`` like TPE: keeping it whole would leave
-   g(x) nearly empty and make the sampler re-propose l(x)'s mode. Multi-objective ranks are
-   not value ties: there the cut may fall inside a rank and the members are chosen by
-   farthest-point selection in the normalized objective space (a cheap, deterministic spread
-   criterion in place of TPE's hypervolume subset selection).
+   clamped to ``n_max``. When the clamp lands inside a group of equal single-objective values,
+   the cut moves to the group's edge that stays within the bounds; when neither edge does, it
+   is cut like TPE (earliest trials good): keeping a best plateau whole would leave g(x)
+   nearly empty and make the sampler re-propose l(x)'s mode, and shrinking to the group's
+   start stalls on step functions. Multi-objective ranks are not value ties: there the cut
+   may fall inside a rank and its members are chosen by hypervolume subset selection (as
+   Optuna's MOTPE, the default) or by farthest-point spread in normalized objective space.
 5. The next cluster after the good set is the "middle" band. Its trials stay in the bad set with
    weight ``middle_weight`` in g(x).
 """
@@ -105,8 +104,8 @@ def kmeans_cut(
         sorted_losses: Ascending losses (``-inf``/``+inf`` allowed, no NaN).
         n_min: Minimum size of the good set (if that many losses exist).
         n_max: Maximum size of the good set. A tie group straddling the cut is kept whole
-            when one of its edges lies inside ``[n_min, n_max]`` (or it starts after index 0);
-            a best tie group larger than ``n_max`` is cut at ``n_max`` like TPE's split.
+            when one of its edges lies inside ``[n_min, n_max]``; otherwise it is cut like
+            TPE's split (earliest trials good).
         n_clusters: Requested k (>= 1).
         window_factor: The best ``ceil(window_factor * n_max)`` losses are clustered.
         split_ties: Allow the cut inside a group of equal losses (used for non-domination
@@ -137,15 +136,11 @@ def kmeans_cut(
             cut = start
         elif end <= n_max:
             cut = end
-        elif start >= 1:
-            cut = start
-        else:
-            # The best values tie in a group larger than n_max (a plateau). Keeping the whole
-            # group in l(x) leaves g(x) almost empty and l(x)/g(x) peaks at l's mode: the
-            # sampler re-proposed one config 66 times in 80 trials. Cut inside the group like
-            # TPE (earliest trials good) so that l and g both model the plateau and exploration
-            # continues.
-            cut = n_max
+        # Otherwise neither edge of the tie group fits the bounds: cut inside it like TPE
+        # (earliest trials good). Keeping a best plateau whole left g(x) almost empty (one
+        # config re-proposed 66 times in 80 trials); shrinking to the group's start left a
+        # good set of one or two trials that stalled on step functions (step_sphere6 stuck
+        # at 1 where TPE reaches 0, 8 of 10 seeds).
     middle_end_candidates = ends[ends > cut]
     middle_end = int(middle_end_candidates[0]) if middle_end_candidates.size else max(cut, window)
     return CutResult(cut, middle_end, int(result.centers.size), window)
@@ -265,6 +260,25 @@ def approximate_hypervolume_order(points: np.ndarray, n_select: int) -> np.ndarr
     return np.asarray(chosen, dtype=int)
 
 
+def hssp_order(losses: np.ndarray, n_select: int) -> np.ndarray:
+    """Optuna MOTPE's greedy hypervolume subset selection (same reference point and cache)."""
+    from optuna.samplers._tpe.sampler import _get_reference_point
+    from optuna.samplers._tpe.sampler import _solve_hssp_with_cache
+
+    n_select = max(0, min(n_select, len(losses)))
+    if n_select == 0:
+        return np.zeros(0, dtype=int)
+    if n_select == len(losses):
+        return np.arange(len(losses))
+    chosen = _solve_hssp_with_cache(
+        tuple(losses.ravel()),
+        tuple(range(len(losses))),
+        n_select,
+        tuple(_get_reference_point(losses)),
+    )
+    return np.asarray(chosen, dtype=int)
+
+
 def _thin_rank(points: np.ndarray, n_select: int, rule: str) -> np.ndarray:
     if rule.startswith("hv2d+"):
         if points.shape[1] == 2:
@@ -304,7 +318,7 @@ def split_trials(
     max_good_trials: int | None,
     window_factor: float,
     middle_weight: float,
-    mo_tiebreak: str = "spread",
+    mo_tiebreak: str = "hssp",
     nondomination_rank: Callable[[np.ndarray, int], np.ndarray] | None = None,
 ) -> SplitResult:
     """Split trials into good and bad sets by k-means (see the module docstring).
@@ -401,7 +415,12 @@ def split_trials(
             end = int(np.searchsorted(sorted_scores, boundary_rank, side="right"))
             if end > cut.n_below:
                 members = order[start:end]
-                picked = _thin_rank(_normalized(losses)[members], cut.n_below - start, mo_tiebreak)
+                if mo_tiebreak == "hssp":
+                    picked = hssp_order(losses[members], cut.n_below - start)
+                else:
+                    picked = _thin_rank(
+                        _normalized(losses)[members], cut.n_below - start, mo_tiebreak
+                    )
                 rest = np.setdiff1d(np.arange(members.size), picked, assume_unique=True)
                 order = order.copy()
                 order[start:end] = members[np.concatenate((picked, rest))]
