@@ -172,8 +172,8 @@ def main() -> None:
     settings = SearchSettings(data=args.task)
     job = prepare_job(settings, None, log=lambda m: print(m, flush=True), progress=False)
     spaces = {
-        True: job.space,
-        False: build_space(settings.replace(constrained=False), job.report, job.graph),
+        constrained: build_space(settings.replace(constrained=constrained), job.report, job.graph)
+        for constrained in (True, False)
     }
     layers = list(job.space.layer_names)
     most_expensive = QuantConfig.uniform(layers, weight_bits=8, act_bits=8)
@@ -295,29 +295,43 @@ def main() -> None:
 
 
 # Settings that do not change what a config trains to.
-_NOT_RECIPE = ("n_trials", "timeout", "storage", "study_name", "cache_dir", "torch_threads")
+_NOT_RECIPE = (
+    "n_trials",
+    "timeout",
+    "storage",
+    "study_name",
+    "cache_dir",
+    "torch_threads",
+    "constrained",
+    "sampler",
+    "warm_start",
+)
+
+
+def _recipe_key(settings: dict[str, Any]) -> str:
+    return json.dumps(
+        {k: v for k, v in settings.items() if k not in _NOT_RECIPE}, sort_keys=True, default=str
+    )
 
 
 class PersistentCache(dict):
     """The shared config -> accuracy memo, optionally backed by a JSON-lines file.
 
-    Each line holds the task's settings key, the config and its accuracy; lines of other
-    settings are ignored, so one file can serve several tasks and recipes.
+    Each line holds the task's settings, the config and its accuracy; lines whose settings
+    differ in anything that changes training are ignored, so one file can serve several tasks.
     """
 
     def __init__(self, path: str | None, settings: SearchSettings) -> None:
         super().__init__()
         self._path = path
-        self._key = json.dumps(
-            {k: v for k, v in settings.to_dict().items() if k not in _NOT_RECIPE},
-            sort_keys=True,
-            default=str,
-        )
+        self._key = _recipe_key(settings.to_dict())
         if path and os.path.exists(path):
             with open(path) as handle:
                 for line in handle:
                     record = json.loads(line)
-                    if record["settings"] == self._key:
+                    stored = record["settings"]
+                    stored = json.loads(stored) if isinstance(stored, str) else stored
+                    if _recipe_key(stored) == self._key:
                         super().__setitem__(QuantConfig.from_dict(record["config"]), record["acc"])
 
     def __setitem__(self, config: QuantConfig, accuracy: float) -> None:

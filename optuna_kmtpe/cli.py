@@ -86,10 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--weight-bits", type=_csv(int), help="candidate weight bits, e.g. 2,4,8")
     search.add_argument("--act-bits", type=_csv(int), help="candidate activation bits, e.g. 4,8")
     search.add_argument("--widths", type=_csv(float), help="candidate widths, e.g. 0.5,0.75,1")
-    search.add_argument(
+    order = search.add_mutually_exclusive_group()
+    order.add_argument(
+        "--hard-order",
+        action="store_true",
+        help="constrain the space by the Hessian order (a more sensitive layer never gets "
+        "fewer bits); by default the Hessian is used softly, as the sampler's accuracy prior",
+    )
+    order.add_argument(
         "--unconstrained",
         action="store_true",
-        help="search every layer independently (no Hessian monotone constraint)",
+        help="search every layer independently (the default; kept for old command lines)",
     )
     search.add_argument(
         "--objectives",
@@ -185,6 +192,8 @@ def _search_settings(args: argparse.Namespace) -> Any:
         overrides["qat_epochs"] = args.qat_epochs
     if args.unconstrained:
         overrides["constrained"] = False
+    if args.hard_order:
+        overrides["constrained"] = True
     if args.no_warm_start:
         overrides["warm_start"] = False
     if args.budget:

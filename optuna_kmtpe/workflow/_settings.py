@@ -91,7 +91,10 @@ class SearchSettings:
         weight_bits: Candidate weight bit-widths.
         act_bits: Candidate activation bit-widths.
         widths: Candidate width fractions (layers that cannot be narrowed keep 1.0).
-        constrained: Use the Hessian monotone space (True) or independent per-layer choices.
+        constrained: Use the Hessian monotone space (True) or independent per-layer choices
+            (False, the default: the Hessian then enters softly, as the K-Means TPE sampler's
+            accuracy prior; measured on digits the two end level, 0.0398 and 0.0397
+            hypervolume at 60 trials, and the hard order excludes part of the best front).
         objectives: Metrics to optimize (see ``optuna_kmtpe.objectives.METRICS``).
         budgets: Upper limits on cost metrics; violating configs are not trained.
         device: FPGA preset name or a TOML/JSON device file. The digits job defaults to the
@@ -127,7 +130,7 @@ class SearchSettings:
     weight_bits: tuple[int, ...] = (2, 3, 4, 6, 8)
     act_bits: tuple[int, ...] = (4, 6, 8)
     widths: tuple[float, ...] = (0.5, 0.75, 1.0)
-    constrained: bool = True
+    constrained: bool = False
     objectives: tuple[str, ...] = ("accuracy", "latency_s", "energy_j")
     budgets: Mapping[str, float] = dataclasses.field(default_factory=dict)
     device: str = DEFAULT_DEVICE
