@@ -1,15 +1,15 @@
 """What the sampler can know before a trial trains: exact costs and a Hessian accuracy prior.
 
-``known_costs`` turns a trial's parameters into the objective values that are exact functions
-of the config (every cost metric of the FPGA model) and ``None`` for accuracy. The Hessian
-prior predicts the accuracy of any config before training from the per-layer second-order
-terms stored in the sensitivity report: ``0.5 dW^T H dW`` for each layer's actual weight
-perturbation at each weight bit-width and ``0.5 da^T H_a da`` for its input activation at each
-activation bit-width. The predicted loss increase is their sum over layers, and the accuracy
-forecast is ``base_accuracy - loss_to_accuracy * increase``. The sampler's additive Bayesian
-model (``optuna_kmtpe.sampler.AdditiveBayesianRegression``) starts from this prior and lets
-trained trials correct its offset, its scale and each layer's levels; widths, which the prior
-does not cover, are learned that way.
+``known_costs`` turns a trial's parameters into the objective values that are exact functions of
+the config (every cost metric of the FPGA model) and ``None`` for accuracy. The Hessian prior
+predicts the accuracy of any config before training from the per-layer second-order terms stored in
+the sensitivity report: ``0.5 dW^T H dW`` for each layer's actual weight perturbation at each
+weight bit-width, ``0.5 da^T H_a da`` for its input activation at each activation bit-width and
+``0.5 dW^T H dW`` for the output channels each width prunes. The predicted loss increase is their
+sum over layers, and the accuracy forecast is ``base_accuracy - loss_to_accuracy * increase``. The
+sampler's additive Bayesian model (``optuna_kmtpe.sampler.AdditiveBayesianRegression``) starts from
+this prior and lets trained trials correct its offset, its scale and each layer's levels (the
+pruning term covers only the layer's own weights, so its scale is the least certain).
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ class HessianAccuracyPrior:
         space: Turns parameters into a config.
         quadratic: ``{layer: {weight_bits: 0.5 dW^T H dW}}`` (``SensitivityReport`` layers).
         act_quadratic: ``{layer: {act_bits: 0.5 da^T H_a da}}`` (may be empty).
+        width_quadratic: ``{layer: {width: 0.5 dW^T H dW}}`` of pruning (may be empty).
         base_accuracy: Accuracy of the float model on the validation data.
         loss_to_accuracy: Accuracy lost per unit of loss increase (the sampler's model
             corrects this scale from the trained trials).
@@ -66,6 +67,7 @@ class HessianAccuracyPrior:
     quadratic: Mapping[str, Mapping[int, float]]
     act_quadratic: Mapping[str, Mapping[int, float]]
     base_accuracy: float
+    width_quadratic: Mapping[str, Mapping[float, float]] = dataclasses.field(default_factory=dict)
     loss_to_accuracy: float = 1.0
     floor: float = 0.0
 
@@ -77,6 +79,7 @@ class HessianAccuracyPrior:
             space=space,
             quadratic={layer.name: dict(layer.quadratic) for layer in report},
             act_quadratic={layer.name: dict(layer.act_quadratic) for layer in report},
+            width_quadratic={layer.name: dict(layer.width_quadratic) for layer in report},
             base_accuracy=base_accuracy,
             floor=floor,
         )
@@ -86,6 +89,8 @@ class HessianAccuracyPrior:
         for name, layer in config.items():
             total += float(self.quadratic.get(name, {}).get(layer.weight_bits, 0.0))
             total += float(self.act_quadratic.get(name, {}).get(layer.act_bits, 0.0))
+            if layer.width < 1.0:
+                total += float(self.width_quadratic.get(name, {}).get(layer.width, 0.0))
         return total
 
     def __call__(self, params: Mapping[str, Any]) -> Sequence[float]:

@@ -43,6 +43,7 @@ def compute_sensitivity(
     weight_bits: Sequence[int] = DEFAULT_WEIGHT_BITS,
     activations: bool = False,
     act_bits: Sequence[int] = (),
+    widths: Sequence[float] = (),
     eigenvalues: bool = False,
     eig_max_iter: int = 50,
     eig_tol: float = 1e-3,
@@ -100,6 +101,11 @@ def compute_sensitivity(
             batch's min-max range (as :class:`optuna_kmtpe.quant.ActivationQuantizer`
             calibrates it). One Hessian-vector product per layer, bit-width and batch; it
             does not need ``activations=True``. Float widths (16, 32) give 0.
+        widths: Width fractions whose second-order loss change of pruning the report stores
+            per layer (``width_quadratic``): ``0.5 * dW^T H dW`` with ``dW = -W`` on the output
+            channels that width removes (the smallest L1 norms, ``kept_channels`` rounding, as
+            :func:`optuna_kmtpe.quant.apply_config` prunes). It covers the layer's own weights
+            only, not what the removed channels fed downstream. Widths >= 1 give 0.
         eigenvalues: Also compute each weight block's top eigenvalue by power iteration.
         eig_max_iter: Power iterations at most.
         eig_tol: Relative change of the eigenvalue at which power iteration stops.
@@ -158,6 +164,10 @@ def compute_sensitivity(
         dict.fromkeys(sorted(set(act_bits)), 0.0) for _ in weights
     ]
     capture_acts = activations or bool(act_bits)
+    prune_errors = _pruning_errors(weights, widths)
+    width_quadratic: list[dict[float, float]] = [
+        dict.fromkeys(sorted(set(widths)), 0.0) for _ in weights
+    ]
     weight_stats: list[list[RunningStats]] = []
     act_stats: list[list[RunningStats]] = []
     act_numel: list[int] = []
@@ -210,6 +220,10 @@ def compute_sensitivity(
                     if hvp is not None:
                         value = 0.5 * float((delta * hvp(delta)).sum())
                         quadratic[index][bits] += value / len(batches)
+                for width, delta in prune_errors[index].items():
+                    if hvp is not None and bool(delta.any()):
+                        value = 0.5 * float((delta * hvp(delta)).sum())
+                        width_quadratic[index][width] += value / len(batches)
             if act_bits:
                 for index, hvp in enumerate(graph.act_hvps()):
                     for bits, delta in _activation_errors(graph.acts[index], act_bits).items():
@@ -255,6 +269,7 @@ def compute_sensitivity(
                 perturbation=perturbations[index],
                 quadratic=quadratic[index],
                 act_quadratic=act_quadratic[index],
+                width_quadratic=width_quadratic[index],
                 act_trace=act_trace,
                 act_trace_stderr=act_stderr,
                 act_numel=numel,
@@ -454,6 +469,29 @@ def _quantization_errors(
                     for bits in sorted(set(bits_list))
                 }
             )
+    return errors
+
+
+def _pruning_errors(
+    weights: Sequence[torch.Tensor], widths: Sequence[float]
+) -> list[dict[float, torch.Tensor]]:
+    """``-W`` on the output channels each width removes (smallest L1 norms), 0 elsewhere."""
+    from optuna_kmtpe.config import kept_channels
+
+    errors = []
+    with torch.no_grad():
+        for weight in weights:
+            w = weight.detach()
+            norms = w.abs().reshape(w.shape[0], -1).sum(dim=1)
+            order = torch.argsort(norms, descending=True, stable=True)
+            per_width = {}
+            for width in sorted(set(widths)):
+                delta = torch.zeros_like(w)
+                if width < 1.0:
+                    removed = order[kept_channels(w.shape[0], width) :]
+                    delta[removed] = -w[removed]
+                per_width[float(width)] = delta
+            errors.append(per_width)
     return errors
 
 

@@ -53,6 +53,9 @@ class LayerSensitivity:
         act_quadratic: ``{act_bits: 0.5 * da^T H_a da}`` with ``da = Q_bits(a) - a`` for the
             layer's input activation: the second-order loss change of quantizing that
             operand alone (empty unless computed with ``act_bits``).
+        width_quadratic: ``{width: 0.5 * dW^T H dW}`` with ``dW = -W`` on the output channels
+            that width prunes (the layer's own weights only; empty unless computed with
+            ``widths``).
     """
 
     name: str
@@ -70,6 +73,7 @@ class LayerSensitivity:
     eigenvalue: float | None = None
     quadratic: Mapping[int, float] = dataclasses.field(default_factory=dict)
     act_quadratic: Mapping[int, float] = dataclasses.field(default_factory=dict)
+    width_quadratic: Mapping[float, float] = dataclasses.field(default_factory=dict)
 
     @property
     def rel_stderr(self) -> float:
@@ -112,7 +116,7 @@ class LayerSensitivity:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["perturbation"] = {str(b): float(v) for b, v in sorted(self.perturbation.items())}
-        for key in ("quadratic", "act_quadratic"):
+        for key in ("quadratic", "act_quadratic", "width_quadratic"):
             table = getattr(self, key)
             data[key] = {str(b): float(v) for b, v in sorted(table.items())}
         return data
@@ -131,6 +135,9 @@ class LayerSensitivity:
         }
         for key in ("quadratic", "act_quadratic"):
             values[key] = {int(b): float(v) for b, v in dict(data.get(key, {})).items()}
+        values["width_quadratic"] = {
+            float(w): float(v) for w, v in dict(data.get("width_quadratic", {})).items()
+        }
         values.setdefault("kind", "")
         values.setdefault("out_channels", 1)
         values.setdefault("in_channels", 1)

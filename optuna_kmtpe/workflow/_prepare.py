@@ -143,8 +143,12 @@ def cached_sensitivity(
     from optuna_kmtpe.sensitivity import SensitivityReport
     from optuna_kmtpe.sensitivity import compute_sensitivity
 
-    # v2: the report holds the activations' second-order terms too (the sampler's prior).
-    key = f"v2-{settings.weight_bits}-{settings.act_bits}-{settings.hessian_max_probes}"
+    # v2/v3: the report holds the activation and pruning second-order terms too (the
+    # sampler's accuracy prior).
+    key = (
+        f"v3-{settings.weight_bits}-{settings.act_bits}-{settings.widths}-"
+        f"{settings.hessian_max_probes}"
+    )
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     path = _checkpoint_path(settings, splits.name).with_suffix(f".hessian-{digest}.json")
     if path.exists():
@@ -164,6 +168,7 @@ def cached_sensitivity(
         seed=settings.seed,
         weight_bits=settings.weight_bits,
         act_bits=settings.act_bits,
+        widths=settings.widths,
         max_probes=settings.hessian_max_probes,
         progress=progress,
     )

@@ -30,6 +30,13 @@ class ParamsSpace:
         raise NotImplementedError
 
 
+class WidthSpace:
+    """One layer whose width is the parameter ``a_width``."""
+
+    def config_from_params(self, params: dict[str, Any]) -> QuantConfig:
+        return QuantConfig({"a": LayerConfig(weight_bits=8, act_bits=8, width=params["a_width"])})
+
+
 def costs(config: QuantConfig) -> CostRecord:
     bits = sum(layer.weight_bits * layer.act_bits for layer in config.values())
     return CostRecord(metrics={"latency_s": bits * 1e-6, "energy_j": bits * 1e-7})
@@ -64,6 +71,15 @@ def test_hessian_prior_sums_weight_and_activation_terms() -> None:
         prior({"a_w": 2, "a_a": 4, "b_w": 2, "b_a": 4})[0]
         < prior({"a_w": 4, "a_a": 4, "b_w": 2, "b_a": 4})[0]
     )
+    pruned = HessianAccuracyPrior(
+        space=WidthSpace(),
+        quadratic={},
+        act_quadratic={},
+        width_quadratic={"a": {0.5: 0.04, 1.0: 0.0}},
+        base_accuracy=0.98,
+    )
+    assert pruned({"a_width": 0.5}) == pytest.approx([0.94])
+    assert pruned({"a_width": 1.0}) == pytest.approx([0.98])
     huge = HessianAccuracyPrior(
         space=ParamsSpace(),
         quadratic={"a": {2: 5.0}},

@@ -222,6 +222,35 @@ def test_quadratic_terms_match_exact_hessian() -> None:
             assert report[name].omega(bits, kind="quadratic") == report[name].quadratic[bits]
 
 
+def test_pruning_quadratic_terms_match_exact_hessian() -> None:
+    model = _prepared(TinyMLP, seed=16).eval()
+    batches = _batches(17)
+    report = compute_sensitivity(
+        model, batches, widths=(0.5, 0.75, 1.0), max_probes=4, progress=False
+    )
+    name = "fc1"
+    w0 = model.fc1.weight.detach().clone()
+
+    def loss_of(weight: torch.Tensor) -> torch.Tensor:
+        return torch.stack(
+            [
+                F.cross_entropy(functional_call(model, {f"{name}.weight": weight}, (x,)), y)
+                for x, y in batches
+            ]
+        ).mean()
+
+    hessian = torch.autograd.functional.hessian(loss_of, w0).reshape(w0.numel(), -1)
+    order = torch.argsort(w0.abs().sum(dim=1), descending=True, stable=True)
+    for width, kept in ((0.5, 12), (0.75, 18)):  # 24 output features
+        delta = torch.zeros_like(w0)
+        delta[order[kept:]] = -w0[order[kept:]]
+        expected = 0.5 * float(delta.flatten() @ hessian @ delta.flatten())
+        assert report[name].width_quadratic[width] == pytest.approx(expected, rel=1e-4)
+    assert report[name].width_quadratic[1.0] == 0.0
+    again = SensitivityReport.from_json(report.to_json())
+    assert again[name].width_quadratic == report[name].width_quadratic
+
+
 def test_activation_traces_match_exact() -> None:
     torch.manual_seed(11)
     model = TinyMLP().eval()
