@@ -190,7 +190,7 @@ class KMeansTPESampler(TPESampler):
         known_objectives: KnownObjectives | None = None,
         predictor: ObjectivePredictor | None = None,
         reference_point: Sequence[float] | None = None,
-        n_candidates: int = 256,
+        n_candidates: int = 128,
     ) -> None:
         check_private_api()
         if known_objectives is not None:
@@ -270,7 +270,13 @@ class KMeansTPESampler(TPESampler):
         self.__dict__.update(state)
         self._local = threading.local()
 
-    def _split(self, study: Study, trial: FrozenTrial, trials: list[FrozenTrial]) -> SplitResult:
+    def _split(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        trials: list[FrozenTrial],
+        mo_tiebreak: str | None = None,
+    ) -> SplitResult:
         # Independent and group sampling call _sample once per parameter or group of the same
         # trial: the split only changes when the list of trials does.
         key = (
@@ -278,6 +284,7 @@ class KMeansTPESampler(TPESampler):
             trial.number,
             len(trials),
             sum(t.state == TrialState.RUNNING for t in trials),
+            mo_tiebreak,
         )
         cached = getattr(self._local, "split", None)
         if cached is not None and cached[0] == key:
@@ -292,7 +299,7 @@ class KMeansTPESampler(TPESampler):
             max_good_trials=self._max_good_trials,
             window_factor=self._window_factor,
             middle_weight=self._middle_weight,
-            mo_tiebreak=self._mo_tiebreak,
+            mo_tiebreak=mo_tiebreak or self._mo_tiebreak,
             nondomination_rank=_nondomination_rank,
         )
         self._local.split = (key, result)
@@ -419,7 +426,9 @@ class KMeansTPESampler(TPESampler):
             if t.state != TrialState.WAITING
             and (self._constant_liar or t.state != TrialState.RUNNING)
         ]
-        split = self._split(study, trial, split_trials_)
+        # l(x) only proposes half of the candidates here and EHVI picks among them, so the
+        # cheap spread rule replaces the hypervolume subset selection at the cut rank.
+        split = self._split(study, trial, split_trials_, mo_tiebreak="spread")
         mpe_below = self._build_parzen_estimator(study, search_space, split.below, True)
         mpe_above = self._build_weighted_above(study, search_space, split)
 
