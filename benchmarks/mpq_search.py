@@ -267,7 +267,9 @@ def main() -> None:
             f"Spearman {calibration['spearman']:.2f} ({calibration['n']} trials)"
         )
     if args.plot:
-        plot(medians, q25, q75, reference_points, reference_hv, fronts, scale, args.plot)
+        plot(
+            medians, q25, q75, reference_points, reference_hv, fronts, scale, args.plot, args.task
+        )
     print(
         json.dumps(
             {
@@ -417,6 +419,7 @@ def plot(
     fronts: dict[str, list[list[float]]],
     scale: np.ndarray,
     path: str,
+    task: str = "digits",
 ) -> None:
     import matplotlib
 
@@ -439,7 +442,8 @@ def plot(
     )
     ax.set_xlabel("trials")
     ax.set_ylabel("hypervolume (1-acc, latency, energy; normalized)")
-    ax.set_title("digits CNN, QAT in the loop: median and quartiles")
+    model = {"digits": "digits CNN", "mnist1d": "MNIST-1D ResNet-20-1D"}.get(task, task)
+    ax.set_title(f"{model}, QAT in the loop: median and quartiles")
     ax.legend(fontsize=8)
     # Energy separates configs that share a latency (packing makes latency a step function).
     for name, marker in (("full", "o"), ("tpe_raw", "x")):
