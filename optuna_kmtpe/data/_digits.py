@@ -41,6 +41,25 @@ def load_digits(
         >>> splits.input_shape, len(splits.train) + len(splits.val) + len(splits.test)
         ((1, 8, 8), 1797)
     """
+    check_split_fractions(val_fraction, test_fraction)
+    from sklearn.datasets import load_digits as _sk_load_digits
+
+    bunch = _sk_load_digits()
+    x = (bunch.data.astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)
+    y = bunch.target.astype(np.int64)
+    return stratified_splits(
+        x,
+        y,
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        num_classes=10,
+        name="digits",
+    )
+
+
+def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Validate the validation and test shares of a dataset split (one rule for all loaders)."""
     if not (0.0 < val_fraction < 1.0 and 0.0 < test_fraction < 1.0):
         raise ValueError(
             f"val_fraction and test_fraction must be in (0, 1), got {val_fraction} and "
@@ -51,12 +70,31 @@ def load_digits(
             "val_fraction + test_fraction must leave at least 10% of the data for training, got "
             f"{val_fraction} + {test_fraction}."
         )
-    from sklearn.datasets import load_digits as _sk_load_digits
+
+
+def stratified_splits(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+    num_classes: int,
+    name: str,
+) -> DatasetSplits:
+    """Stratified, seeded train/validation/test splits of arrays, as tensor datasets.
+
+    Example:
+        >>> x = np.zeros((100, 1, 4), dtype=np.float32)
+        >>> y = np.arange(100) % 2
+        >>> s = stratified_splits(x, y, seed=0, val_fraction=0.2, test_fraction=0.2,
+        ...                       num_classes=2, name="toy")
+        >>> len(s.train), len(s.val), len(s.test), s.input_shape
+        (60, 20, 20, (1, 4))
+    """
     from sklearn.model_selection import train_test_split
 
-    bunch = _sk_load_digits()
-    x = (bunch.data.astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)
-    y = bunch.target.astype(np.int64)
+    check_split_fractions(val_fraction, test_fraction)
     x_rest, x_test, y_rest, y_test = train_test_split(
         x, y, test_size=test_fraction, random_state=seed, stratify=y
     )
@@ -69,15 +107,17 @@ def load_digits(
     )
 
     def as_dataset(xs: np.ndarray, ys: np.ndarray) -> TensorDataset:
-        return TensorDataset(torch.from_numpy(xs), torch.from_numpy(ys))
+        return TensorDataset(
+            torch.from_numpy(np.ascontiguousarray(xs)), torch.from_numpy(np.asarray(ys, np.int64))
+        )
 
     return DatasetSplits(
         train=as_dataset(x_train, y_train),
         val=as_dataset(x_val, y_val),
         test=as_dataset(x_test, y_test),
-        input_shape=(1, 8, 8),
-        num_classes=10,
-        name="digits",
+        input_shape=tuple(x.shape[1:]),
+        num_classes=num_classes,
+        name=name,
     )
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import random
 
 import numpy as np
-import torch
-from torch.utils.data import TensorDataset
 
 from optuna_kmtpe.data._digits import DatasetSplits
+from optuna_kmtpe.data._digits import check_split_fractions
+from optuna_kmtpe.data._digits import stratified_splits
 
 
 _INSTALL_HINT = (
@@ -57,23 +57,12 @@ def load_mnist1d(
     """
     if n_samples < 100:
         raise ValueError(f"n_samples must be >= 100 (10 per class and split), got {n_samples}.")
-    if not (0.0 < val_fraction < 1.0 and 0.0 < test_fraction < 1.0):
-        raise ValueError(
-            f"val_fraction and test_fraction must be in (0, 1), got {val_fraction} and "
-            f"{test_fraction}."
-        )
-    if val_fraction + test_fraction >= 0.9:
-        raise ValueError(
-            "val_fraction + test_fraction must leave at least 10% of the data for training, got "
-            f"{val_fraction} + {test_fraction}."
-        )
+    check_split_fractions(val_fraction, test_fraction)
     try:
         from mnist1d.data import get_dataset_args
         from mnist1d.data import make_dataset
     except ImportError as exc:
         raise ImportError(f"{_INSTALL_HINT} (import failed: {exc})") from exc
-    from sklearn.model_selection import train_test_split
-
     args = get_dataset_args()
     args.num_samples = n_samples - n_samples % 10
     args.train_split = 1.0  # one pool of samples; the split below is stratified and seeded
@@ -87,25 +76,12 @@ def load_mnist1d(
     x = np.asarray(raw["x"], dtype=np.float32).reshape(-1, 1, SEQUENCE_LENGTH)
     y = np.asarray(raw["y"], dtype=np.int64)
 
-    x_rest, x_test, y_rest, y_test = train_test_split(
-        x, y, test_size=test_fraction, random_state=seed, stratify=y
-    )
-    x_train, x_val, y_train, y_val = train_test_split(
-        x_rest,
-        y_rest,
-        test_size=val_fraction / (1.0 - test_fraction),
-        random_state=seed,
-        stratify=y_rest,
-    )
-
-    def as_dataset(xs: np.ndarray, ys: np.ndarray) -> TensorDataset:
-        return TensorDataset(torch.from_numpy(np.ascontiguousarray(xs)), torch.from_numpy(ys))
-
-    return DatasetSplits(
-        train=as_dataset(x_train, y_train),
-        val=as_dataset(x_val, y_val),
-        test=as_dataset(x_test, y_test),
-        input_shape=(1, SEQUENCE_LENGTH),
+    return stratified_splits(
+        x,
+        y,
+        seed=seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
         num_classes=10,
         name="mnist1d",
     )
