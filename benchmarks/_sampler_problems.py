@@ -96,8 +96,8 @@ def _rastrigin(x: np.ndarray) -> float:
     return float(10 * z.size + np.sum(z**2 - 10 * np.cos(2 * np.pi * z)))
 
 
-def _ackley(x: np.ndarray) -> float:
-    z = x - 0.5
+def ackley(z: np.ndarray) -> float:
+    """Ackley's function, minimum 0 at the origin (shared with the broad suite)."""
     n = z.size
     return float(
         -20 * np.exp(-0.2 * np.sqrt(np.sum(z**2) / n))
@@ -105,6 +105,10 @@ def _ackley(x: np.ndarray) -> float:
         + 20
         + math.e
     )
+
+
+def _ackley(x: np.ndarray) -> float:
+    return ackley(x - 0.5)
 
 
 def _styblinski_tang(x: np.ndarray) -> float:

@@ -39,6 +39,7 @@ from _sampler_problems import Params
 from _sampler_problems import Problem
 from _sampler_problems import _bits_suggest
 from _sampler_problems import _bits_terms
+from _sampler_problems import ackley as _ackley
 from _sampler_problems import problems
 import numpy as np
 import optuna
@@ -67,16 +68,6 @@ def _rosenbrock(z: np.ndarray) -> float:
 
 def _rastrigin(z: np.ndarray) -> float:
     return float(10 * z.size + np.sum(z**2 - 10 * np.cos(2 * np.pi * z)))
-
-
-def _ackley(z: np.ndarray) -> float:
-    n = z.size
-    return float(
-        -20 * np.exp(-0.2 * np.sqrt(np.sum(z**2) / n))
-        - np.exp(np.sum(np.cos(2 * np.pi * z)) / n)
-        + 20
-        + math.e
-    )
 
 
 def _griewank(z: np.ndarray) -> float:

@@ -218,11 +218,19 @@ def _kept_output_channels(
             )
     kept: dict[str, torch.Tensor] = {}
     for name, k in narrowed.items():
-        weight = layers[name].weight.detach()
-        norms = weight.abs().reshape(weight.shape[0], -1).sum(dim=1)
-        order = torch.argsort(norms, descending=True, stable=True)
+        order = channel_keep_order(layers[name].weight.detach())
         kept[name] = torch.sort(order[:k]).values
     return kept, graph
+
+
+def channel_keep_order(weight: torch.Tensor) -> torch.Tensor:
+    """Output channels from the most to the least worth keeping: L1 norm, descending, stable.
+
+    The first ``kept_channels(out, width)`` of them survive pruning; the sensitivity report's
+    pruning terms use the same order.
+    """
+    norms = weight.abs().reshape(weight.shape[0], -1).sum(dim=1)
+    return torch.argsort(norms, descending=True, stable=True)
 
 
 def _prune(

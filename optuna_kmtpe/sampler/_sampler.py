@@ -77,6 +77,20 @@ def default_n_clusters(n_finished: int) -> int:
     return 3
 
 
+def _unevaluated(
+    samples: dict[str, np.ndarray],
+    search_space: dict[str, BaseDistribution],
+    history: list[FrozenTrial],
+    fixed: dict[str, Any],
+    exclude_number: int,
+) -> np.ndarray | None:
+    """True for samples not yet evaluated; ``None`` when nothing is (or everything is)."""
+    seen = exhausted_keys(history, search_space, fixed, exclude_number=exclude_number)
+    if not seen or len(seen) >= space_size(search_space):
+        return None
+    return new_sample_mask(samples, search_space, seen)
+
+
 def _pad(columns: np.ndarray, index: np.ndarray, width: int) -> np.ndarray:
     """Rows with ``columns`` at ``index`` and NaN elsewhere (to stack partial loss vectors)."""
     out = np.full((len(columns), width), np.nan)
@@ -373,11 +387,11 @@ class KMeansTPESampler(TPESampler):
         exhausted or none of those draws finds a new config.
         """
         fixed = {k: v for k, v in trial.params.items() if k not in search_space}
-        seen = exhausted_keys(history, search_space, fixed, exclude_number=trial.number)
-        if not seen or len(seen) >= space_size(search_space):
+        if _unevaluated(samples, search_space, history, fixed, trial.number) is None:
             return samples, acquisition
         for attempt in range(_DEDUPE_ROUNDS):
-            fresh = new_sample_mask(samples, search_space, seen)
+            fresh = _unevaluated(samples, search_space, history, fixed, trial.number)
+            assert fresh is not None
             if fresh.any():
                 return {k: v[fresh] for k, v in samples.items()}, acquisition[fresh]
             if attempt < _DEDUPE_ROUNDS // 2:
@@ -445,11 +459,9 @@ class KMeansTPESampler(TPESampler):
             search_space,
         )
         if all(is_discrete(d) for d in search_space.values()):
-            seen = exhausted_keys(history, search_space, {}, exclude_number=trial.number)
-            if seen and len(seen) < space_size(search_space):
-                fresh = new_sample_mask(samples, search_space, seen)
-                if fresh.any():
-                    samples = {k: v[fresh] for k, v in samples.items()}
+            fresh = _unevaluated(samples, search_space, history, {}, trial.number)
+            if fresh is not None and fresh.any():
+                samples = {k: v[fresh] for k, v in samples.items()}
         candidates = to_external(samples, search_space)
 
         raw_known = [list(self._known_objectives(dict(c))) for c in candidates]

@@ -216,20 +216,12 @@ def compute_sensitivity(
                     )
                 )
             for index, hvp in enumerate(graph.weight_hvps()):
-                for bits, delta in quant_errors[index].items():
-                    if hvp is not None:
-                        value = 0.5 * float((delta * hvp(delta)).sum())
-                        quadratic[index][bits] += value / len(batches)
-                for width, delta in prune_errors[index].items():
-                    if hvp is not None and bool(delta.any()):
-                        value = 0.5 * float((delta * hvp(delta)).sum())
-                        width_quadratic[index][width] += value / len(batches)
+                _add_quadratic(quadratic[index], hvp, quant_errors[index], len(batches))
+                _add_quadratic(width_quadratic[index], hvp, prune_errors[index], len(batches))
             if act_bits:
                 for index, hvp in enumerate(graph.act_hvps()):
-                    for bits, delta in _activation_errors(graph.acts[index], act_bits).items():
-                        if hvp is not None:
-                            value = 0.5 * float((delta * hvp(delta)).sum())
-                            act_quadratic[index][bits] += value / len(batches)
+                    errors = _activation_errors(graph.acts[index], act_bits)
+                    _add_quadratic(act_quadratic[index], hvp, errors, len(batches))
             bar.update(done_before + rounds_per_batch - bar.n)
             del graph
 
@@ -453,6 +445,20 @@ def _top_eigenvalues(
     return power_iteration(hvp, weights, max_iter=max_iter, tol=tol, generator=generator)
 
 
+def _add_quadratic(
+    table: dict[Any, float],
+    hvp: Callable[..., Any] | None,
+    deltas: dict[Any, torch.Tensor],
+    n_batches: int,
+) -> None:
+    """Add this batch's ``0.5 * d^T H d / n_batches`` for each perturbation ``d``."""
+    if hvp is None:
+        return  # zero curvature: the table keeps 0
+    for key, delta in deltas.items():
+        if bool(delta.any()):
+            table[key] += 0.5 * float((delta * hvp(delta)).sum()) / n_batches
+
+
 def _quantization_errors(
     weights: Sequence[torch.Tensor], bits_list: Sequence[int]
 ) -> list[dict[int, torch.Tensor]]:
@@ -477,13 +483,13 @@ def _pruning_errors(
 ) -> list[dict[float, torch.Tensor]]:
     """``-W`` on the output channels each width removes (smallest L1 norms), 0 elsewhere."""
     from optuna_kmtpe.config import kept_channels
+    from optuna_kmtpe.quant._apply import channel_keep_order
 
     errors = []
     with torch.no_grad():
         for weight in weights:
             w = weight.detach()
-            norms = w.abs().reshape(w.shape[0], -1).sum(dim=1)
-            order = torch.argsort(norms, descending=True, stable=True)
+            order = channel_keep_order(w)
             per_width = {}
             for width in sorted(set(widths)):
                 delta = torch.zeros_like(w)
