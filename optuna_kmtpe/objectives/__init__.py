@@ -13,6 +13,7 @@ from optuna_kmtpe.objectives._factory import TrainingRecipe
 from optuna_kmtpe.objectives._factory import hardware_cost_fn
 from optuna_kmtpe.objectives._factory import make_objective
 from optuna_kmtpe.objectives._factory import quantized_accuracy_fn
+from optuna_kmtpe.objectives._factory import train_quantized
 from optuna_kmtpe.objectives._forecast import HessianAccuracyPrior
 from optuna_kmtpe.objectives._forecast import KnownCosts
 from optuna_kmtpe.objectives._forecast import sampler_forecast
@@ -42,6 +43,7 @@ __all__ = [
     "hardware_cost_fn",
     "make_objective",
     "quantized_accuracy_fn",
+    "train_quantized",
     "records",
     "sampler_forecast",
 ]

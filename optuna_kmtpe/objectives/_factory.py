@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import MutableMapping
+from collections.abc import Sequence
 import dataclasses
 from typing import TYPE_CHECKING
 from typing import Any
@@ -38,6 +39,8 @@ class TrainingRecipe:
         calibration_batches: Batches used to calibrate activation ranges.
         seed: Seed of the data order and stochastic parts, the same for every trial so that
             accuracy depends on the config only.
+        power_of_two_scales: Quantize with power-of-two scales (weights and activations), the
+            form fixed-point FPGA flows (hls4ml, FINN) map exactly.
     """
 
     mode: str = "qat"
@@ -46,6 +49,7 @@ class TrainingRecipe:
     optimizer: str = "sgd"
     calibration_batches: int = 4
     seed: int = 0
+    power_of_two_scales: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in ("qat", "ptq"):
@@ -62,6 +66,64 @@ class TrainingRecipe:
             raise ValueError(
                 f"TrainingRecipe.calibration_batches must be >= 1, got {self.calibration_batches}."
             )
+
+
+def train_quantized(
+    model: nn.Module,
+    config: QuantConfig,
+    train_loader: DataLoader,
+    *,
+    recipe: TrainingRecipe = TrainingRecipe(),
+    example_input: torch.Tensor | None = None,
+    rewind: Sequence[Any] = (),
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
+    progress: bool = False,
+) -> nn.Module:
+    """The quantized model a trial scores: apply ``config`` to a copy, calibrate, QAT (or PTQ).
+
+    This is the one definition of a trial's model: the objective scores it and
+    :func:`optuna_kmtpe.workflow.export_trial_model` exports it, so both see the same weights.
+
+    Args:
+        model: Trained float model (never modified).
+        config: The trial's config.
+        train_loader: Data for calibration and QAT.
+        recipe: Training settings.
+        example_input: One input batch (needed when some width is below 1).
+        rewind: Loaders whose seeded generators are reset to ``recipe.seed`` first, so that
+            every trial sees the same batches and the model depends on the config alone.
+        on_epoch: Called as ``on_epoch(epoch, model)`` after each QAT epoch.
+        progress: Show a progress bar for QAT.
+
+    Returns:
+        The quantized model (eval mode after QAT).
+    """
+    from optuna_kmtpe import quant
+
+    # A seeded DataLoader advances its generator on every pass: rewind it.
+    for loader in (train_loader, *rewind):
+        generator = getattr(loader, "generator", None)
+        if generator is not None:
+            generator.manual_seed(recipe.seed)
+    qmodel = quant.apply_config(
+        model,
+        config,
+        example_input=example_input,
+        power_of_two_scales=recipe.power_of_two_scales,
+    )
+    quant.calibrate(qmodel, train_loader, num_batches=recipe.calibration_batches)
+    if recipe.mode == "ptq":
+        return qmodel
+    return quant.qat_finetune(
+        qmodel,
+        train_loader,
+        epochs=recipe.epochs,
+        lr=recipe.lr,
+        optimizer=recipe.optimizer,
+        seed=recipe.seed,
+        callback=on_epoch,
+        progress=progress,
+    )
 
 
 def quantized_accuracy_fn(
@@ -97,34 +159,23 @@ def quantized_accuracy_fn(
     def accuracy(config: QuantConfig, report_epoch: Callable[[int, float], None]) -> float:
         if cache is not None and config in cache:
             return cache[config]
-        # A seeded DataLoader advances its generator on every pass: rewind it so that every
-        # trial sees the same batches and accuracy depends on the config alone.
-        for loader in (train_loader, val_loader):
-            generator = getattr(loader, "generator", None)
-            if generator is not None:
-                generator.manual_seed(recipe.seed)
-        qmodel = quant.apply_config(model, config, example_input=example_input)
-        quant.calibrate(qmodel, train_loader, num_batches=recipe.calibration_batches)
-        if recipe.mode == "ptq":
-            value = quant.evaluate(qmodel, val_loader)
-        else:
-            last: dict[int, float] = {}
+        last: dict[int, float] = {}
 
-            def on_epoch(epoch: int, trained: nn.Module) -> None:
-                last[epoch] = quant.evaluate(trained, val_loader)
-                report_epoch(epoch, last[epoch])
+        def on_epoch(epoch: int, trained: nn.Module) -> None:
+            last[epoch] = quant.evaluate(trained, val_loader)
+            report_epoch(epoch, last[epoch])
 
-            qmodel = quant.qat_finetune(
-                qmodel,
-                train_loader,
-                epochs=recipe.epochs,
-                lr=recipe.lr,
-                optimizer=recipe.optimizer,
-                seed=recipe.seed,
-                callback=on_epoch,
-                progress=progress,
-            )
-            value = last[max(last)] if last else quant.evaluate(qmodel, val_loader)
+        qmodel = train_quantized(
+            model,
+            config,
+            train_loader,
+            recipe=recipe,
+            example_input=example_input,
+            rewind=(val_loader,),
+            on_epoch=on_epoch,
+            progress=progress,
+        )
+        value = last[max(last)] if last else quant.evaluate(qmodel, val_loader)
         if cache is not None:
             cache[config] = value
         return value

@@ -38,6 +38,7 @@ from optuna_kmtpe.quant._quantizers import activation_qparams
 from optuna_kmtpe.quant._quantizers import fake_quantize_activation
 from optuna_kmtpe.quant._quantizers import fake_quantize_weight
 from optuna_kmtpe.quant._quantizers import integer_range
+from optuna_kmtpe.quant._quantizers import power_of_two_scale
 from optuna_kmtpe.quant._quantizers import quantize_weight_to_int
 from optuna_kmtpe.quant._quantizers import stochastic_round
 from optuna_kmtpe.quant._quantizers import straight_through
@@ -68,6 +69,7 @@ __all__ = [
     "layer_macs",
     "layer_report",
     "model_size_bits",
+    "power_of_two_scale",
     "ptq",
     "qat_finetune",
     "quantizable_layers",

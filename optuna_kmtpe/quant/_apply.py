@@ -73,6 +73,7 @@ def apply_config(
     act_momentum: float = 0.1,
     range_update_interval: int | None = None,
     seed: int = 0,
+    power_of_two_scales: bool = False,
 ) -> nn.Module:
     """A quantized, width-pruned copy of ``model``; ``model`` itself is left untouched.
 
@@ -92,6 +93,9 @@ def apply_config(
             clipping ratio; ``None``: every step for weights of 2 bits or fewer (a stale ratio
             destabilised 2-bit QAT), every 16 steps above.
         seed: Seed of stochastic rounding (each layer gets ``seed + its index``).
+        power_of_two_scales: Round every weight and activation scale up to a power of two, so
+            that the model maps exactly onto fixed-point hardware types (hls4ml, FINN); costs
+            some accuracy (see ``docs/export.md``).
 
     Returns:
         A new model, in the same train/eval mode as ``model``. Its quantized layers are
@@ -150,6 +154,7 @@ def apply_config(
         "range_method": range_method,
         "act_momentum": act_momentum,
         "range_update_interval": range_update_interval,
+        "power_of_two_scales": bool(power_of_two_scales),
     }
     q_layers = quantizable_layers(qmodel)
     for index, name in enumerate(layers):

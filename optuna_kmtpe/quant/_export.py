@@ -120,6 +120,7 @@ def _export_layer(layer: nn.Module) -> dict[str, Any]:
             symmetric=symmetric,
             range_method=getattr(layer, "range_method", "mse"),
             clip_ratio=_clip_ratio(layer, per_channel),
+            power_of_two=bool(getattr(layer, "power_of_two_scales", False)),
         )
         entry.update(
             {

@@ -56,6 +56,7 @@ class ActivationQuantizer(nn.Module):
         momentum: Weight of the newest batch in the moving average.
         percentile: Percentile used by ``"percentile"`` calibration (the low end uses
             ``100 - percentile``).
+        power_of_two: Round the scale up to a power of two (fixed-point friendly).
 
     Example:
         >>> q = ActivationQuantizer(2)
@@ -74,6 +75,7 @@ class ActivationQuantizer(nn.Module):
         symmetric: bool = False,
         momentum: float = 0.1,
         percentile: float = 99.99,
+        power_of_two: bool = False,
     ) -> None:
         super().__init__()
         check_bits(bits, what="act_bits")
@@ -85,6 +87,7 @@ class ActivationQuantizer(nn.Module):
         self.symmetric = symmetric
         self.momentum = momentum
         self.percentile = percentile
+        self.power_of_two = power_of_two
         self.mode: ObserverMode = "ema"
         self.register_buffer("min_val", torch.tensor(0.0))
         self.register_buffer("max_val", torch.tensor(0.0))
@@ -96,11 +99,18 @@ class ActivationQuantizer(nn.Module):
         return not is_float_bits(self.bits)
 
     def extra_repr(self) -> str:
-        return f"bits={self.bits}, symmetric={self.symmetric}, mode={self.mode!r}"
+        extra = ", power_of_two=True" if self.power_of_two else ""
+        return f"bits={self.bits}, symmetric={self.symmetric}, mode={self.mode!r}{extra}"
 
     def qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Scale and zero point for the current range."""
-        return activation_qparams(self.min_val, self.max_val, self.bits, symmetric=self.symmetric)
+        return activation_qparams(
+            self.min_val,
+            self.max_val,
+            self.bits,
+            symmetric=self.symmetric,
+            power_of_two=self.power_of_two,
+        )
 
     def start_observing(self, method: Literal["minmax", "percentile"]) -> None:
         """Forget the range and collect a new one over the next batches (calibration)."""
@@ -124,7 +134,7 @@ class ActivationQuantizer(nn.Module):
                 # Uncalibrated and in eval mode: quantize with this batch's own range, but
                 # never change state in eval mode.
                 scale, zero_point = activation_qparams(
-                    low, high, self.bits, symmetric=self.symmetric
+                    low, high, self.bits, symmetric=self.symmetric, power_of_two=self.power_of_two
                 )
                 return fake_quantize_activation(
                     x, self.bits, scale, zero_point, symmetric=self.symmetric
@@ -188,6 +198,7 @@ class QuantizedLayerMixin:
         act_momentum: float,
         range_update_interval: int | None,
         seed: int,
+        power_of_two_scales: bool,
     ) -> None:
         check_bits(weight_bits, what="weight_bits")
         if range_update_interval is None:
@@ -201,8 +212,12 @@ class QuantizedLayerMixin:
         self.symmetric_weights = symmetric_weights
         self.rounding: RoundingMode = rounding
         self.range_method: RangeMethod = range_method
+        self.power_of_two_scales = power_of_two_scales
         self.input_quantizer = ActivationQuantizer(
-            act_bits, symmetric=symmetric_acts, momentum=act_momentum
+            act_bits,
+            symmetric=symmetric_acts,
+            momentum=act_momentum,
+            power_of_two=power_of_two_scales,
         )
         # The MSE clipping search costs more than the rest of the weight quantizer, and the best
         # clipping ratio moves slowly: it is cached here (a buffer, so it is saved, copied and
@@ -234,6 +249,7 @@ class QuantizedLayerMixin:
             per_channel=self.per_channel,
             symmetric=self.symmetric_weights,
             range_method=self.range_method,
+            power_of_two=self.power_of_two_scales,
         )
         with torch.no_grad():
             self.weight_clip_ratio.copy_(ratio.expand_as(self.weight_clip_ratio))
@@ -260,6 +276,7 @@ class QuantizedLayerMixin:
             generator=self._generator if stochastic else None,
             range_method=self.range_method,
             clip_ratio=ratio,
+            power_of_two=self.power_of_two_scales,
         )
 
     def _quant_repr(self) -> str:
@@ -276,6 +293,7 @@ def _quant_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
         "act_momentum": 0.1,
         "range_update_interval": None,
         "seed": 0,
+        "power_of_two_scales": False,
     }
     unknown = set(kwargs) - set(defaults) - {"weight_bits", "act_bits"}
     if unknown:
@@ -332,7 +350,8 @@ def to_quantized_layer(
         weight_bits: Bits of the weights (16/32: float).
         act_bits: Bits of the layer's input activations (16/32: float).
         **options: ``per_channel``, ``symmetric_weights``, ``symmetric_acts``, ``rounding``,
-            ``range_method``, ``act_momentum``, ``range_update_interval``, ``seed``.
+            ``range_method``, ``act_momentum``, ``range_update_interval``, ``seed``,
+            ``power_of_two_scales``.
 
     Example:
         >>> q = to_quantized_layer(nn.Linear(4, 2), weight_bits=4, act_bits=8)

@@ -17,6 +17,11 @@ Conventions (also what ``_export.py`` writes out):
 * Activations: asymmetric by default with ``q`` in ``[0, 2^b - 1]`` (post-ReLU activations are
   non-negative, so the range starts at 0 and no level is wasted on negatives); symmetric uses
   the narrow signed range like weights.
+* Power-of-two scales (``power_of_two=True``, weights and activations): every scale is rounded
+  up to ``2^k`` (:func:`power_of_two_scale`), so that rescaling is a bit shift and the values map
+  exactly onto fixed-point types (hls4ml's ``ap_fixed``, FINN's thresholds). Rounding up never
+  clips more than the range chosen; the weights' MSE clipping search then picks among
+  power-of-two scales. Binary weights take the power of two nearest ``mean|W|``.
 
 The gradient is the straight-through estimator of ``x + (Q(x) - x).detach()``: quantized values
 in the forward pass, the identity in the backward pass. ``Q(x)`` is computed under ``no_grad`` and
@@ -73,6 +78,23 @@ def integer_range(bits: int, *, signed: bool) -> tuple[int, int]:
         return -1, 1
     half = 2 ** (bits - 1) - 1
     return -half, half
+
+
+def power_of_two_scale(scale: torch.Tensor) -> torch.Tensor:
+    """The smallest power of two ``2^k >= scale``, element-wise (``k`` any integer).
+
+    Example:
+        >>> power_of_two_scale(torch.tensor([0.3, 0.25, 3.0])).tolist()
+        [0.5, 0.25, 4.0]
+    """
+    return torch.exp2(torch.ceil(torch.log2(scale)))
+
+
+def _nearest_power_of_two(value: torch.Tensor) -> torch.Tensor:
+    """The power of two closest to ``value`` in absolute distance (for binary scales, whose
+    squared error is a parabola around ``mean|W|``)."""
+    low = torch.exp2(torch.floor(torch.log2(value)))
+    return torch.where(2 * low - value < value - low, 2 * low, low)
 
 
 def stochastic_round(x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -156,30 +178,37 @@ def _clip_ratios(rows: torch.Tensor) -> torch.Tensor:
 
 
 def _params_from_ratio(
-    rows: torch.Tensor, bits: int, symmetric: bool, ratio: torch.Tensor
+    rows: torch.Tensor, bits: int, symmetric: bool, ratio: torch.Tensor, power_of_two: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale and zero point per row (or per grid entry and row) for a clipping ratio.
 
     Symmetric: the range is ``ratio * max|W|`` mapped onto the narrow signed levels.
-    Asymmetric: ``ratio * [min(W, 0), max(W, 0)]`` onto ``[0, 2^b - 1]``.
+    Asymmetric: ``ratio * [min(W, 0), max(W, 0)]`` onto ``[0, 2^b - 1]``. With
+    ``power_of_two`` the scale is then rounded up to a power of two.
     """
     tiny = torch.finfo(rows.dtype).tiny
     if symmetric:
         _, q_max = integer_range(bits, signed=True)
         scale = (ratio * rows.abs().amax(dim=-1) / q_max).clamp_min(tiny)
+        if power_of_two:
+            scale = power_of_two_scale(scale)
         return scale, torch.zeros_like(scale)
     _, q_max = integer_range(bits, signed=False)
     low = ratio * rows.amin(dim=-1).clamp_max(0.0)
     high = ratio * rows.amax(dim=-1).clamp_min(0.0)
     scale = ((high - low) / q_max).clamp_min(tiny)
+    if power_of_two:
+        scale = power_of_two_scale(scale)
     zero_point = torch.clamp(torch.round(-low / scale), 0, q_max) + 0.0  # no -0.0
     return scale, zero_point
 
 
-def _search_clip_ratio(rows: torch.Tensor, bits: int, symmetric: bool) -> torch.Tensor:
+def _search_clip_ratio(
+    rows: torch.Tensor, bits: int, symmetric: bool, power_of_two: bool
+) -> torch.Tensor:
     """Per row, the clipping ratio on a grid in [0.3, 1] with the smallest squared error."""
     ratios = _clip_ratios(rows)[:, None]  # (grid, 1)
-    scale, zero_point = _params_from_ratio(rows[None], bits, symmetric, ratios)
+    scale, zero_point = _params_from_ratio(rows[None], bits, symmetric, ratios, power_of_two)
     q_min, q_max = integer_range(bits, signed=symmetric)
     scale, zero_point = scale[..., None], zero_point[..., None]  # (grid, rows, 1)
     q = torch.clamp(torch.round(rows[None] / scale + zero_point), q_min, q_max)
@@ -194,12 +223,14 @@ def weight_clip_ratio(
     per_channel: bool = True,
     symmetric: bool = True,
     range_method: RangeMethod = "mse",
+    power_of_two: bool = False,
 ) -> torch.Tensor:
     """Fraction of the full weight range each channel's quantizer covers (1 = no clipping).
 
     ``"max"`` (and 1 or >= 8 bits) gives 1. ``"mse"`` searches a grid of 24 ratios in
     [0.3, 1] for the one with the smallest squared quantization error, per channel: at 2..4 bits
-    max-abs scaling rounds most weights to zero (the Brevitas gotcha in the notes).
+    max-abs scaling rounds most weights to zero (the Brevitas gotcha in the notes). With
+    ``power_of_two`` the error is that of the power-of-two scale each ratio rounds up to.
 
     Returns:
         Shape ``(out_channels,)`` per channel, ``(1,)`` per tensor.
@@ -215,7 +246,7 @@ def weight_clip_ratio(
         rows = _channel_view(weight.detach(), per_channel)
         if range_method == "max" or bits == 1 or bits >= 8:
             return torch.ones(rows.shape[0], dtype=rows.dtype, device=rows.device)
-        return _search_clip_ratio(rows, bits, symmetric)
+        return _search_clip_ratio(rows, bits, symmetric, power_of_two)
 
 
 def weight_qparams(
@@ -226,6 +257,7 @@ def weight_qparams(
     symmetric: bool = True,
     range_method: RangeMethod = "mse",
     clip_ratio: torch.Tensor | None = None,
+    power_of_two: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale and zero point of a weight quantizer, one per output channel (or one per tensor).
 
@@ -240,6 +272,8 @@ def weight_qparams(
             at 2..4 bits; 8 bits always uses ``"max"``).
         clip_ratio: A precomputed :func:`weight_clip_ratio` (skips the search; quantized layers
             cache it during QAT).
+        power_of_two: Round every scale up to a power of two (binary weights: to the nearest
+            one); see :func:`power_of_two_scale`.
 
     Returns:
         ``(scale, zero_point)`` as float tensors of shape ``(out_channels,)`` (per channel) or
@@ -258,6 +292,8 @@ def weight_qparams(
         rows = _channel_view(weight.detach(), per_channel)
         if bits == 1:
             scale = rows.abs().mean(dim=1).clamp_min(torch.finfo(rows.dtype).tiny)
+            if power_of_two:
+                scale = _nearest_power_of_two(scale)
             zero_point = torch.zeros_like(scale)
         else:
             if clip_ratio is None:
@@ -267,8 +303,11 @@ def weight_qparams(
                     per_channel=per_channel,
                     symmetric=symmetric,
                     range_method=range_method,
+                    power_of_two=power_of_two,
                 )
-            scale, zero_point = _params_from_ratio(rows, bits, symmetric, clip_ratio.reshape(-1))
+            scale, zero_point = _params_from_ratio(
+                rows, bits, symmetric, clip_ratio.reshape(-1), power_of_two
+            )
         if not (per_channel and weight.dim() > 1):
             scale, zero_point = scale.reshape(()), zero_point.reshape(())
     return scale, zero_point
@@ -282,6 +321,7 @@ def quantize_weight_to_int(
     symmetric: bool = True,
     range_method: RangeMethod = "mse",
     clip_ratio: torch.Tensor | None = None,
+    power_of_two: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Integer weights with their scale and zero point, so that ``W ~= scale * (q - zero_point)``.
 
@@ -301,6 +341,7 @@ def quantize_weight_to_int(
         symmetric=symmetric,
         range_method=range_method,
         clip_ratio=clip_ratio,
+        power_of_two=power_of_two,
     )
     with torch.no_grad():
         w = weight.detach()
@@ -324,6 +365,7 @@ def fake_quantize_weight(
     generator: torch.Generator | None = None,
     range_method: RangeMethod = "mse",
     clip_ratio: torch.Tensor | None = None,
+    power_of_two: bool = False,
 ) -> torch.Tensor:
     """Quantize-dequantize a weight tensor; the gradient passes straight through (STE).
 
@@ -336,6 +378,7 @@ def fake_quantize_weight(
         generator: Random generator for stochastic rounding.
         range_method: How the clipping range is chosen; see :func:`weight_qparams`.
         clip_ratio: A precomputed :func:`weight_clip_ratio` (skips the MSE search).
+        power_of_two: Power-of-two scales; see :func:`weight_qparams`.
 
     Returns:
         A float tensor shaped like ``weight`` holding at most ``2^bits`` distinct values per
@@ -360,6 +403,7 @@ def fake_quantize_weight(
         symmetric=symmetric,
         range_method=range_method,
         clip_ratio=clip_ratio,
+        power_of_two=power_of_two,
     )
     with torch.no_grad():
         w = weight.detach()
@@ -380,10 +424,12 @@ def activation_qparams(
     bits: int,
     *,
     symmetric: bool = False,
+    power_of_two: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale and zero point of an activation quantizer for the observed range [min, max].
 
-    The range is widened to include 0 so that zero (ReLU outputs, padding) is exact.
+    The range is widened to include 0 so that zero (ReLU outputs, padding) is exact. With
+    ``power_of_two`` the scale is rounded up to a power of two (the range is never clipped).
 
     Example:
         >>> scale, zero_point = activation_qparams(0.0, 2.55, 8)
@@ -399,9 +445,13 @@ def activation_qparams(
     if symmetric:
         _, q_max = integer_range(bits, signed=True)
         scale = (torch.maximum(-low, high) / q_max).clamp_min(tiny)
+        if power_of_two:
+            scale = power_of_two_scale(scale)
         return scale, torch.zeros_like(scale)
     _, q_max = integer_range(bits, signed=False)
     scale = ((high - low) / q_max).clamp_min(tiny)
+    if power_of_two:
+        scale = power_of_two_scale(scale)
     zero_point = torch.clamp(torch.round(-low / scale), 0, q_max) + 0.0  # no -0.0
     return scale, zero_point
 
