@@ -8,7 +8,9 @@ import hashlib
 import json
 import logging
 import math
+import os
 from pathlib import Path
+import tempfile
 from typing import Any
 
 import optuna
@@ -37,6 +39,63 @@ class SearchJob:
     shapes: Any
 
 
+DATASETS_IN_DIR: tuple[str, ...] = ("mnist", "cifar10")
+"""Datasets read from ``data_dir`` (torchvision); the others are embedded or generated."""
+
+
+def _check_data_dir(settings: SearchSettings) -> None:
+    if settings.data not in DATASETS_IN_DIR:
+        return
+    if settings.data_dir is None:
+        raise ValueError(
+            f"--data-dir is required for {settings.data}: the directory holding the torchvision "
+            "dataset (nothing is downloaded implicitly; see examples/cifar10_resnet20.py)."
+        )
+    if not Path(settings.data_dir).is_dir():
+        raise ValueError(f"--data-dir {settings.data_dir!r} is not a directory.")
+
+
+def check_inputs(settings: SearchSettings) -> None:
+    """Check, without writing anything, that the job's dataset and cache directory are usable.
+
+    Raises:
+        ValueError: A torchvision dataset without an existing ``data_dir``, or a cache
+            directory that is not a directory or cannot be created or written.
+    """
+    _check_data_dir(settings)
+    cache = settings.resolved_cache_dir
+    existing = cache
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(
+            f"The cache directory {str(cache)!r} cannot be created: {str(existing)!r} is not a "
+            "directory. Pass another --cache-dir (or set KMTPE_CACHE_DIR)."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"The cache directory {str(cache)!r} is not writable ({str(existing)!r}). Pass "
+            "another --cache-dir (or set KMTPE_CACHE_DIR)."
+        )
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` through a uniquely named temporary file in its directory, then replace.
+
+    Readers never see a half-written file, and concurrent writers (two cold processes filling
+    the cache) never share a temporary name: each replaces the target whole, the last wins.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def load_data(settings: SearchSettings) -> Any:
     """The dataset splits named by ``settings.data``."""
     from optuna_kmtpe import data
@@ -46,11 +105,8 @@ def load_data(settings: SearchSettings) -> Any:
     if settings.data == "mnist1d":
         assert settings.data_samples is not None  # resolved from DATASET_DEFAULTS
         return data.load_mnist1d(seed=settings.seed, n_samples=settings.data_samples)
-    if settings.data_dir is None:
-        raise ValueError(
-            f"--data-dir is required for {settings.data}: the directory holding the torchvision "
-            "dataset (nothing is downloaded implicitly; see examples/cifar10_resnet20.py)."
-        )
+    _check_data_dir(settings)
+    assert settings.data_dir is not None
     loader = {"mnist": data.load_mnist, "cifar10": data.load_cifar10}[settings.data]
     return loader(settings.data_dir, seed=settings.seed)
 
@@ -83,6 +139,8 @@ def _checkpoint_path(settings: SearchSettings, data_name: str) -> Path:
     }
     if settings.data_samples is not None:  # only then: fixed-size datasets keep their old keys
         fields["data_samples"] = settings.data_samples
+    if settings.data_dir is not None:  # two copies of a dataset may differ
+        fields["data_dir"] = str(Path(settings.data_dir).resolve())
     key = json.dumps(fields, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return settings.resolved_cache_dir / f"{settings.model}-{data_name}-{digest}.pt"
@@ -123,10 +181,8 @@ def pretrained_model(
     model = quant.train_float(
         model, loader, epochs=settings.pretrain_epochs, seed=settings.seed, progress=False
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(path)  # atomic: a killed run never leaves a half-written checkpoint
+    state = model.state_dict()
+    write_atomically(path, lambda tmp: torch.save(state, tmp))
     return model.eval()
 
 
@@ -172,10 +228,8 @@ def cached_sensitivity(
         max_probes=settings.hessian_max_probes,
         progress=progress,
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(report.to_json())
-    tmp.replace(path)
+    text = report.to_json()
+    write_atomically(path, lambda tmp: tmp.write_text(text))
     return report
 
 
@@ -228,6 +282,19 @@ def prepare_job(
         space=space,
         fpga=fpga,
         shapes=shapes,
+    )
+
+
+def recipe_for(settings: SearchSettings) -> Any:
+    """The training recipe of a search's trials (one definition for the search and the export)."""
+    from optuna_kmtpe.objectives import TrainingRecipe
+
+    return TrainingRecipe(
+        mode=settings.mode,
+        epochs=settings.qat_epochs,
+        lr=settings.lr,
+        seed=settings.seed,
+        power_of_two_scales=settings.power_of_two_scales,
     )
 
 

@@ -21,6 +21,7 @@ from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.objectives._metrics import METRICS
 from optuna_kmtpe.sampler import PREDICTION_ATTR_KEY
 from optuna_kmtpe.workflow._prepare import prepare_job
+from optuna_kmtpe.workflow._prepare import recipe_for
 from optuna_kmtpe.workflow._settings import SearchSettings
 
 
@@ -217,7 +218,6 @@ def run_search(
         The study.
     """
     from optuna_kmtpe.objectives import EarlyStopRule
-    from optuna_kmtpe.objectives import TrainingRecipe
     from optuna_kmtpe.objectives import enqueue_warm_starts
     from optuna_kmtpe.objectives import make_objective
 
@@ -241,9 +241,7 @@ def run_search(
         example_input=job.example_input,
         metrics=settings.objectives,
         budgets=settings.budgets,
-        recipe=TrainingRecipe(
-            mode=settings.mode, epochs=settings.qat_epochs, lr=settings.lr, seed=settings.seed
-        ),
+        recipe=recipe_for(settings),
         early_stop=EarlyStopRule(),
     )
     forecast = forecast_for(settings, objective, job)

@@ -121,6 +121,9 @@ class SearchSettings:
             0.42 s with 1 thread and 11.7 s with 2 on a loaded 2-core machine) and torch's
             default otherwise.
         cache_dir: Where float checkpoints are cached (None: ``default_cache_dir()``).
+        power_of_two_scales: Quantize with power-of-two scales (weights and activations):
+            rescaling becomes a bit shift and the exported model maps exactly onto
+            fixed-point FPGA types (hls4ml, FINN); see ``docs/export.md`` for its accuracy cost.
     """
 
     model: str | None = None
@@ -149,6 +152,7 @@ class SearchSettings:
     hessian_max_probes: int | None = None
     torch_threads: int | None = None
     cache_dir: str | None = None
+    power_of_two_scales: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "weight_bits", _bits_tuple(self.weight_bits, "weight_bits"))
