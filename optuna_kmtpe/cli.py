@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Sequence
 import json
 import logging
+import math
 import sys
 from typing import Any
 
@@ -42,6 +43,16 @@ def _budget(text: str) -> tuple[str, float]:
         ) from None
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port from 1 to 65535, got {text!r}")
+    return port
+
+
 def _add_study_args(parser: argparse.ArgumentParser, *, defaults: bool = True) -> None:
     parser.add_argument(
         "--storage",
@@ -66,7 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
         "search",
         help="run (or resume) a search; with no arguments: digits, small CNN, kmtpe.db",
         description="Run a mixed-precision search. Re-running with the same storage and study "
-        "name resumes it. Flags override the --config TOML file.",
+        "name resumes it: the study keeps the settings it was started with, and only --trials, "
+        "--timeout, --threads and --cache-dir may change (any other flag that differs is an "
+        "error). Killed or interrupted trials are retried, so one re-run completes the study. "
+        "Flags override the --config TOML file (its keys: the flag names, see "
+        "examples/search.toml).",
     )
     search.add_argument("--config", help="TOML file with any of the settings below")
     search.add_argument(
@@ -113,7 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
         "recorded as infeasible and not trained",
     )
     search.add_argument("--device", help="FPGA preset (see `kmtpe devices`) or a TOML/JSON file")
-    search.add_argument("--trials", type=int, dest="n_trials", help="total trials (default 40)")
+    search.add_argument(
+        "--trials",
+        type=int,
+        dest="n_trials",
+        help="COMPLETE trials the study must hold, warm starts included (default 40)",
+    )
     search.add_argument("--timeout", type=float, help="stop starting trials after this many s")
     search.add_argument("--seed", type=int, help="seed of data split, training and sampler")
     _add_study_args(search, defaults=False)
@@ -143,7 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
         "and run trials; start several workers on one PostgreSQL/MySQL storage to distribute.",
     )
     _add_study_args(worker)
-    worker.add_argument("--trials", type=int, dest="n_trials", help="total trials of the study")
+    worker.add_argument(
+        "--trials",
+        type=int,
+        dest="n_trials",
+        help="COMPLETE trials the whole study must hold, counting every worker's (default: the "
+        "number the study was started with)",
+    )
     worker.add_argument("--timeout", type=float, help="stop starting trials after this many s")
     worker.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -170,26 +196,24 @@ def build_parser() -> argparse.ArgumentParser:
     dash = sub.add_parser("dashboard", help="start optuna-dashboard on the study's storage")
     _add_study_args(dash)
     dash.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    dash.add_argument("--port", type=int, default=8080)
+    dash.add_argument("--port", type=_port, default=8080, help="TCP port (default 8080)")
 
     sub.add_parser("devices", help="list the FPGA device presets")
     return parser
 
 
-def _search_settings(args: argparse.Namespace) -> Any:
-    from optuna_kmtpe.workflow import SearchSettings
-
+def _search_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags (None: not given)."""
     overrides: dict[str, Any] = {}
     for name in (
         "model", "data", "data_dir", "data_samples", "weight_bits", "act_bits", "widths",
         "objectives", "device", "n_trials", "timeout", "seed", "storage", "study_name", "sampler",
         "mode", "lr", "pretrain_epochs", "cache_dir", "hessian_max_probes", "torch_threads",
+        "qat_epochs",
     ):  # fmt: skip
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
-    if args.qat_epochs is not None:
-        overrides["qat_epochs"] = args.qat_epochs
     if args.unconstrained:
         overrides["constrained"] = False
     if args.hard_order:
@@ -198,23 +222,40 @@ def _search_settings(args: argparse.Namespace) -> Any:
         overrides["warm_start"] = False
     if args.budget:
         overrides["budgets"] = dict(args.budget)
-    if args.config:
-        return SearchSettings.from_toml(args.config, **overrides)
-    return SearchSettings.from_dict(overrides)
+    return overrides
+
+
+def _search_settings_and_names(args: argparse.Namespace) -> tuple[Any, frozenset[str]]:
+    from optuna_kmtpe.workflow._settings import load_settings
+
+    return load_settings(config=args.config, overrides=_search_overrides(args))
+
+
+def _search_settings(args: argparse.Namespace) -> Any:
+    return _search_settings_and_names(args)[0]
+
+
+def _watch_hint(storage: str, study_name: str) -> str:
+    from optuna_kmtpe.records import redact_credentials
+
+    command = f"kmtpe dashboard --storage {redact_credentials(storage)}"
+    return command + (f" --study-name {study_name}" if study_name != "kmtpe" else "")
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
+    from optuna_kmtpe.records import redact_credentials
     from optuna_kmtpe.workflow import format_pareto_table
     from optuna_kmtpe.workflow import pareto_rows
     from optuna_kmtpe.workflow import run_search
 
-    settings = _search_settings(args)
-    study = run_search(settings, progress=not args.quiet)
+    settings, explicit = _search_settings_and_names(args)
+    study = run_search(settings, explicit=explicit, progress=not args.quiet)
     print()
-    print(f"Pareto front of study {study.study_name!r} ({settings.storage}):")
+    shown = redact_credentials(settings.storage)
+    print(f"Pareto front of study {study.study_name!r} ({shown}):")
     print(format_pareto_table(pareto_rows(study)))
     print()
-    print(f"Watch it live: kmtpe dashboard --storage {settings.storage}")
+    print(f"Watch it live: {_watch_hint(settings.storage, study.study_name)}")
     return 0
 
 
@@ -222,22 +263,12 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from optuna_kmtpe.workflow import SearchSettings
     from optuna_kmtpe.workflow import run_search
 
-    settings = SearchSettings(
-        storage=args.storage,
-        study_name=args.study_name,
-        n_trials=args.n_trials or 10**9,
-        timeout=args.timeout,
-    )
-    if args.n_trials is None and args.timeout is None:
-        settings = settings.replace(n_trials=_stored_trials(settings))
-    run_search(settings, join_only=True, progress=not args.quiet)
+    overrides = {"n_trials": args.n_trials, "timeout": args.timeout}
+    given = {name: value for name, value in overrides.items() if value is not None}
+    settings = SearchSettings(storage=args.storage, study_name=args.study_name, **given)
+    # Only the trial count and timeout come from here; the job is the study's.
+    run_search(settings, join_only=True, explicit=given, progress=not args.quiet)
     return 0
-
-
-def _stored_trials(settings: Any) -> int:
-    from optuna_kmtpe.workflow import load_stored_settings
-
-    return load_stored_settings(settings.storage, settings.study_name).n_trials
 
 
 def _cmd_sensitivity(args: argparse.Namespace) -> int:
@@ -282,11 +313,23 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return 0
     rows = pareto_rows(study)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        # JSON has no Infinity or NaN: a missing or unbounded value is null.
+        print(json.dumps(_finite(rows), indent=2, allow_nan=False))
     else:
         print(f"Pareto front of study {study.study_name!r}: {len(rows)} configs")
         print(format_pareto_table(rows))
     return 0
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float (JSON has none) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
@@ -301,6 +344,15 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
         publish_dashboard(study)
     except ImportError:
         pass
+    except Exception as exc:  # noqa: BLE001 - a read-only database still serves
+        from optuna_kmtpe.records import redact_credentials
+
+        reason = redact_credentials(str(exc).strip().splitlines()[0] if str(exc) else repr(exc))
+        print(
+            f"kmtpe: warning: could not refresh the kmtpe plots ({reason}); serving the study "
+            "as stored.",
+            file=sys.stderr,
+        )
     print(f"optuna-dashboard on http://{args.host}:{args.port}/ (Ctrl-C to stop)")
     optuna_dashboard.run_server(args.storage, host=args.host, port=args.port)
     return 0
@@ -350,8 +402,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, ImportError) as exc:
         if args.verbose:
             raise
-        print(f"kmtpe: error: {exc}", file=sys.stderr)
+        from optuna_kmtpe.records import redact_credentials
+
+        print(f"kmtpe: error: {redact_credentials(_one_line(exc))}", file=sys.stderr)
         return EXIT_USER_ERROR
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return " ".join(lines) if len(lines) <= 2 else lines[0]
 
 
 if __name__ == "__main__":

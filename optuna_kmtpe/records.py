@@ -33,7 +33,8 @@ key                         value
 ==========================  ================================================================
 
 Study user attributes: ``kmtpe:run`` (the run's settings, so workers and resumed runs rebuild the
-same job), ``kmtpe:sensitivity`` (the Hessian report, see
+same job; its storage URL passes through :func:`redact_credentials`, so no password is ever
+stored), ``kmtpe:sensitivity`` (the Hessian report, see
 :meth:`~optuna_kmtpe.sensitivity.SensitivityReport.save_to_study`), ``kmtpe:warm_started``.
 
 Constraints. Recording constraint values so that Optuna AND optuna-dashboard 0.21 both see them.
@@ -54,9 +55,15 @@ only (every Optuna 5 sampler and plot reads it) and keeps the names in a trial u
 from __future__ import annotations
 
 from collections.abc import Mapping
+import datetime
 import math
+import os
+import re
+import socket
 
 import optuna
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
 
 
 CONFIG = "config"
@@ -96,6 +103,14 @@ TRIAL_METRIC_KEYS: tuple[str, ...] = (
 STUDY_RUN = "kmtpe:run"
 STUDY_SENSITIVITY = "kmtpe:sensitivity"
 STUDY_WARM_STARTED = "kmtpe:warm_started"
+
+FAIL_REASON_INTERRUPTED = "interrupted (Ctrl-C); retried by the next run"
+FAIL_REASON_ORPHANED = "its process died (killed?); retried"
+FAIL_REASON_NOT_NEEDED = "not run: the study already holds the requested number of trials"
+
+UNOWNED_AFTER_S = 30.0
+"""A RUNNING trial that names no worker after this many seconds was abandoned (kmtpe tags each
+trial with its worker the moment it is created)."""
 
 _LEGACY_KEY = "constraints"
 _NEW_FORMAT_PREFIX = "constraints:"
@@ -170,3 +185,63 @@ def record_constraints(trial: optuna.Trial, constraints: Mapping[str, float]) ->
         cached.system_attrs[_LEGACY_KEY] = values
     trial.set_user_attr(CONSTRAINTS, dict(zip(names, values)))
     return all(v <= 0.0 for v in values)
+
+
+_URL_PASSWORD = re.compile(
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s'\"]*):(?P<secret>[^\s'\"/]*)@"
+)
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&](?:password|passwd|pwd)=)[^&\s'\"]*", re.I)
+
+
+def redact_credentials(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``.
+
+    The one redaction applied to everything kmtpe stores or prints that may hold a storage URL:
+    the ``kmtpe:run`` settings, the dashboard note, the command's output and its error lines
+    (SQLAlchemy repeats the URL in its messages). User, host, port and database stay readable.
+
+    Example:
+        >>> redact_credentials("postgresql+psycopg2://kmtpe:s3cret@db:5432/kmtpe")
+        'postgresql+psycopg2://kmtpe:***@db:5432/kmtpe'
+        >>> redact_credentials("sqlite:///kmtpe.db")
+        'sqlite:///kmtpe.db'
+    """
+    text = _URL_PASSWORD.sub(r"\g<head>:***@", text)
+    return _QUERY_PASSWORD.sub(r"\g<head>***", text)
+
+
+def worker_id() -> str:
+    """``host:pid`` of this process, the value of the ``worker`` trial attribute."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
+
+
+def is_orphaned(trial: FrozenTrial, *, now: datetime.datetime | None = None) -> bool:
+    """Whether a RUNNING trial's process is gone, so that nobody will ever finish it.
+
+    True when its ``worker`` names a process of this host that no longer exists, or when it
+    names no worker :data:`UNOWNED_AFTER_S` seconds after it started. Trials of other hosts
+    are never judged here (RDB storages fail them by heartbeat). A reused pid makes a dead
+    worker look alive; the heartbeat then still catches it on RDB storages.
+    """
+    if trial.state != TrialState.RUNNING:
+        return False
+    owner = trial.user_attrs.get(WORKER)
+    if not isinstance(owner, str) or not owner:
+        if trial.datetime_start is None:
+            return False
+        now = now or datetime.datetime.now()
+        return (now - trial.datetime_start).total_seconds() > UNOWNED_AFTER_S
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    return int(pid) != os.getpid() and not _process_alive(int(pid))

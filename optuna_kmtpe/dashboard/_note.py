@@ -10,6 +10,7 @@ from typing import Any
 from optuna_kmtpe.config import is_float_bits
 from optuna_kmtpe.dashboard import _keys
 from optuna_kmtpe.dashboard._records import TrialPoint
+from optuna_kmtpe.records import redact_credentials
 
 
 NOTE_TITLE = "K-Means TPE quantization search"
@@ -31,7 +32,9 @@ def _text(value: Any) -> str:
 
 
 def _cell(value: Any) -> str:
-    text = _text(value)
+    # optuna-dashboard has no authentication: a storage URL stored by an older kmtpe may hold
+    # its password.
+    text = redact_credentials(_text(value))
     # A pipe would end the Markdown table cell; newlines would end the row.
     return text.replace("|", "\\|").replace("\n", " ")
 

@@ -52,15 +52,20 @@ def _check_data_dir(settings: SearchSettings) -> None:
             "dataset (nothing is downloaded implicitly; see examples/cifar10_resnet20.py)."
         )
     if not Path(settings.data_dir).is_dir():
-        raise ValueError(f"--data-dir {settings.data_dir!r} is not a directory.")
+        raise FileNotFoundError(
+            f"--data-dir {settings.data_dir!r} is not a directory: copy the torchvision "
+            f"{settings.data} files there (nothing is downloaded implicitly; "
+            "examples/cifar10_resnet20.py --download fetches CIFAR-10)."
+        )
 
 
 def check_inputs(settings: SearchSettings) -> None:
     """Check, without writing anything, that the job's dataset and cache directory are usable.
 
     Raises:
-        ValueError: A torchvision dataset without an existing ``data_dir``, or a cache
-            directory that is not a directory or cannot be created or written.
+        ValueError: A torchvision dataset without ``data_dir``, or a cache directory that is
+            not a directory or cannot be created or written.
+        FileNotFoundError: A ``data_dir`` that does not exist.
     """
     _check_data_dir(settings)
     cache = settings.resolved_cache_dir

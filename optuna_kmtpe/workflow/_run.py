@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Collection
 from collections.abc import Mapping
 from collections.abc import Sequence
 import json
 import logging
 import math
-import os
-import socket
+import time
 from typing import Any
 
 import optuna
@@ -20,52 +20,29 @@ from optuna_kmtpe import records as keys
 from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.objectives._metrics import METRICS
 from optuna_kmtpe.sampler import PREDICTION_ATTR_KEY
+from optuna_kmtpe.workflow._prepare import SearchJob
+from optuna_kmtpe.workflow._prepare import check_inputs
 from optuna_kmtpe.workflow._prepare import prepare_job
 from optuna_kmtpe.workflow._prepare import recipe_for
 from optuna_kmtpe.workflow._settings import SearchSettings
+from optuna_kmtpe.workflow._settings import resumed_settings
+from optuna_kmtpe.workflow._storage import StudyError
+from optuna_kmtpe.workflow._storage import drop_waiting
+from optuna_kmtpe.workflow._storage import fail_and_retry
+from optuna_kmtpe.workflow._storage import find_study
+from optuna_kmtpe.workflow._storage import open_storage
+from optuna_kmtpe.workflow._storage import recover_orphans
+from optuna_kmtpe.workflow._storage import retry_trial
+from optuna_kmtpe.workflow._storage import storage_file
+
+
+__all__ = ["StudyError", "open_storage"]  # re-exported: defined in _storage
 
 
 _logger = logging.getLogger(__name__)
 
-_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-
-
-class StudyError(ValueError):
-    """A storage or study problem the user can fix (wrong URL, missing study, ...)."""
-
-
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna storage from a URL (RDB, with heartbeats) or a file path (journal storage).
-
-    Heartbeats let a killed worker's RUNNING trial be failed and retried by the next process.
-    """
-    if "://" not in url:
-        from optuna.storages.journal import JournalFileBackend
-
-        try:
-            return optuna.storages.JournalStorage(JournalFileBackend(url))
-        except OSError as exc:
-            raise StudyError(f"Cannot open the journal storage file {url!r}: {exc}.") from None
-    engine_kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        engine_kwargs = {"connect_args": {"timeout": 60}}
-    try:
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=10,
-            grace_period=30,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=2
-            ),
-        )
-    except ImportError as exc:
-        raise StudyError(
-            f"The storage {url!r} needs a database driver that is not installed ({exc}); for "
-            "PostgreSQL run: pip install 'optuna-kmtpe[postgres]'."
-        ) from None
-    except Exception as exc:  # SQLAlchemy raises many types for bad URLs and dead servers
-        raise StudyError(f"Cannot open the storage {url!r}: {type(exc).__name__}: {exc}") from None
+_COUNTED = (TrialState.COMPLETE,)
+"""States counted toward ``n_trials``: a failed, killed or interrupted trial is replaced."""
 
 
 def make_sampler(
@@ -143,42 +120,131 @@ def warm_start_configs(
     return configs
 
 
-def _create_or_load_study(
-    settings: SearchSettings, storage: optuna.storages.BaseStorage, *, join_only: bool
-) -> tuple[optuna.Study, SearchSettings, bool, int]:
-    try:
-        summaries = optuna.get_all_study_summaries(storage)
-    except Exception as exc:
-        raise StudyError(f"Cannot read the storage {settings.storage!r}: {exc}") from None
-    exists = any(s.study_name == settings.study_name for s in summaries)
-    if join_only and not exists:
-        names = [s.study_name for s in summaries]
+def sampler_seed(seed: int, first_trial: int) -> int:
+    """The sampler seed of a process whose first trial is number ``first_trial``.
+
+    A fresh study (first trial 0) uses the study seed itself. A resumed run or a worker derives
+    its seed from the study seed and its first trial number: no process id, so resuming the same
+    study from the same point repeats the same proposals, and trial numbers are unique, so two
+    workers started together never replay one random stream.
+
+    Example:
+        >>> sampler_seed(3, 0), sampler_seed(3, 12) == sampler_seed(3, 12)
+        (3, True)
+    """
+    if first_trial == 0:
+        return seed
+    return (seed * 1_000_003 + first_trial * 7919) % 2**31
+
+
+class _ProcessSampler(optuna.samplers.BaseSampler):
+    """The sampler of one kmtpe process: built at the process's first trial with
+    :func:`sampler_seed`, and tagging each trial with its worker the moment it is created (so a
+    killed process's trial is recognized at once, :func:`records.is_orphaned`)."""
+
+    def __init__(self, build: Callable[[int], optuna.samplers.BaseSampler], *, seed: int) -> None:
+        self._build = build
+        self._seed = seed
+        self._sampler: optuna.samplers.BaseSampler | None = None
+        self._worker = keys.worker_id()
+        self.seed: int | None = None
+        """The seed the sampler was built with (None before the first trial)."""
+        self.last_trial_id: int | None = None
+        """Storage id of the trial this process started last."""
+
+    def _inner(self, first_trial: int = 0) -> optuna.samplers.BaseSampler:
+        if self._sampler is None:
+            self.seed = sampler_seed(self._seed, first_trial)
+            self._sampler = self._build(self.seed)
+        return self._sampler
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        study._storage.set_trial_user_attr(trial._trial_id, keys.WORKER, self._worker)
+        self.last_trial_id = trial._trial_id
+        self._inner(trial.number).before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> Any:
+        return self._inner().infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: Any) -> Any:
+        return self._inner().sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: Any
+    ) -> Any:
+        return self._inner().sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._inner().after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        if self._sampler is not None:
+            self._sampler.reseed_rng()
+
+
+def _existing_study(
+    settings: SearchSettings, *, join_only: bool
+) -> tuple[optuna.storages.BaseStorage | None, optuna.Study | None]:
+    """The storage and study if they exist; reads only (a missing file is not created)."""
+    path = storage_file(settings.storage)
+    if path is not None and not path.exists() and not join_only:
+        if not path.parent.is_dir():
+            open_storage(settings.storage)  # raises the missing-directory error
+        return None, None  # created with the study, once every check has passed
+    storage = open_storage(settings.storage)
+    study = find_study(storage, settings.study_name, url=settings.storage)
+    if study is None and join_only:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage, False)]
         raise StudyError(
-            f"No study {settings.study_name!r} in {settings.storage!r} (studies there: {names}). "
-            "Start it with `kmtpe search` first."
+            f"No study {settings.study_name!r} in {keys.redact_credentials(settings.storage)!r} "
+            f"(studies there: {names}). Start it with `kmtpe search` first."
         )
-    sampler_seed = settings.seed
-    if exists:
-        study = optuna.load_study(study_name=settings.study_name, storage=storage)
-        stored = study.user_attrs.get(keys.STUDY_RUN)
-        if stored is not None:
-            stored_settings = SearchSettings.from_dict(stored)
-            # The job is fixed by the study; only how long this process runs may change.
-            settings = stored_settings.replace(
-                n_trials=settings.n_trials, timeout=settings.timeout, storage=settings.storage
+    return storage, study
+
+
+def _resume(
+    study: optuna.Study,
+    settings: SearchSettings,
+    *,
+    explicit: Collection[str] | None,
+    join_only: bool,
+) -> SearchSettings | None:
+    """The resumed run's settings, or None for an empty study to adopt (a killed first run)."""
+    stored = study.user_attrs.get(keys.STUDY_RUN)
+    if stored is None:
+        if join_only or study.user_attrs or study.get_trials(deepcopy=False):
+            raise StudyError(
+                f"Study {study.study_name!r} in {keys.redact_credentials(settings.storage)!r} "
+                f"was not created by kmtpe (it has no {keys.STUDY_RUN!r} settings) and kmtpe "
+                "never writes into it; choose another --study-name."
             )
-        # A resumed run or a worker must not replay another process's random stream (two
-        # workers started together would otherwise propose the same configs). Only a fresh
-        # study is reproducible from its seed; a resumed one depends on where it stopped anyway.
-        n_trials = len(study.get_trials(deepcopy=False))
-        sampler_seed = (settings.seed * 1_000_003 + n_trials * 7919 + os.getpid()) % 2**31
+        return None
+    try:
+        stored_settings = SearchSettings.from_dict(stored)
+    except ValueError as exc:
+        raise StudyError(
+            f"The settings stored in study {study.study_name!r} are not readable by this "
+            f"version of kmtpe ({exc}); start a new study with another --study-name."
+        ) from None
+    return resumed_settings(stored_settings, settings, explicit=explicit)
+
+
+def _create_study(
+    settings: SearchSettings, storage: optuna.storages.BaseStorage | None, job: SearchJob
+) -> optuna.Study:
+    """Create the study and store its settings and sensitivity report (after every check)."""
+    storage = storage or open_storage(settings.storage, create=True)
     directions = [METRICS[m].direction for m in settings.objectives]
-    sampler = make_sampler(settings.sampler, seed=sampler_seed, n_objectives=len(directions))
     study = optuna.create_study(
         study_name=settings.study_name,
         storage=storage,
         directions=directions,
-        sampler=sampler,
         load_if_exists=True,
     )
     if [d.name.lower() for d in study.directions] != directions:
@@ -186,30 +252,38 @@ def _create_or_load_study(
             f"Study {settings.study_name!r} optimizes {[d.name.lower() for d in study.directions]}"
             f", not {directions}; choose another --study-name."
         )
-    if not exists:
-        study.set_user_attr(keys.STUDY_RUN, settings.to_dict())
-        study.set_metric_names(list(settings.objectives))
-    return study, settings, exists, sampler_seed
+    study.set_user_attr(keys.STUDY_RUN, settings.to_dict())
+    study.set_metric_names(list(settings.objectives))
+    job.report.save_to_study(study)
+    return study
 
 
 def run_search(
     settings: SearchSettings,
     *,
     join_only: bool = False,
+    explicit: Collection[str] | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
     callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
 ) -> optuna.Study:
-    """Run (or resume, or join) a search until the study holds ``settings.n_trials`` trials.
+    """Run (or resume, or join) a search until the study holds ``n_trials`` COMPLETE trials.
 
-    Re-running with the same storage and study name resumes: finished trials are kept, the
-    stored settings and sensitivity report are reused, warm starts are not enqueued twice, and
-    RUNNING trials left by a killed process are failed and retried (heartbeats).
+    Every input is checked before anything is written: a rejected run leaves no study, no
+    settings and no database file behind. Re-running with the same storage and study name
+    resumes: finished trials are kept, the stored settings and sensitivity report are reused,
+    warm starts are not enqueued twice. A trial that was killed or interrupted is failed and
+    retried with the same parameters, and failed trials do not count toward ``n_trials``, so
+    after any crash one re-run of the same command completes the study.
 
     Args:
-        settings: The run's settings (for an existing study, only ``n_trials`` and ``timeout``
-            are taken from here; the rest comes from the study).
+        settings: The run's settings. For an existing study only the resumable settings
+            (:data:`~optuna_kmtpe.workflow._settings.RESUMABLE`: trial count, timeout,
+            threads, cache directory, storage URL) are taken from here; any other setting
+            in ``explicit`` that differs from the stored study's is an error.
         join_only: Join an existing study (``kmtpe worker``); error if it does not exist.
+        explicit: The settings the user set (the command line passes its flags and TOML
+            keys); None: see :func:`~optuna_kmtpe.workflow._settings.resumed_settings`.
         log: Where progress lines go.
         progress: Show progress bars for long steps.
         callbacks: Extra ``study.optimize`` callbacks.
@@ -221,15 +295,21 @@ def run_search(
     from optuna_kmtpe.objectives import enqueue_warm_starts
     from optuna_kmtpe.objectives import make_objective
 
+    storage, study = _existing_study(settings, join_only=join_only)
+    if study is not None:
+        resumed = _resume(study, settings, explicit=explicit, join_only=join_only)
+        if resumed is None:  # an empty study a killed first run left: start it afresh
+            study = None
+        else:
+            settings = resumed
     check_settings(settings)
-    storage = open_storage(settings.storage)
-    study, settings, resumed, sampler_seed = _create_or_load_study(
-        settings, storage, join_only=join_only
-    )
-    optuna.storages.fail_stale_trials(study)
-    if resumed:
-        log(f"Resuming study {settings.study_name!r}: {_count(study)} trials finished.")
+    if study is not None:
+        optuna.storages.fail_stale_trials(study)
+        recover_orphans(study, log=log)
+        log(f"Resuming study {settings.study_name!r}: {_count(study)} trials complete.")
     job = prepare_job(settings, study, log=log, progress=progress)
+    if study is None:
+        study = _create_study(settings, storage, job)
     log(job.space.describe() if hasattr(job.space, "describe") else "")
 
     objective = make_objective(
@@ -245,50 +325,91 @@ def run_search(
         early_stop=EarlyStopRule(),
     )
     forecast = forecast_for(settings, objective, job)
-    if forecast is not None:
-        # Costs are exact and free before training; the Hessian prior forecasts accuracy.
-        study.sampler = make_sampler(
+    sampler = _ProcessSampler(
+        lambda seed: make_sampler(
             settings.sampler,
-            seed=sampler_seed,
+            seed=seed,
             n_objectives=len(settings.objectives),
+            # Costs are exact and free before training; the Hessian prior forecasts accuracy.
             forecast=forecast,
-        )
+        ),
+        seed=settings.seed,
+    )
+    study.sampler = sampler
     if settings.warm_start and not join_only:
         configs = warm_start_configs(
             job.space,
             weight_bits=settings.weight_bits,
             act_bits=settings.act_bits,
         )
-        n = enqueue_warm_starts(study, configs, job.space.params_for)
+        # No more than the study will run: an unused warm start would stay WAITING.
+        n = enqueue_warm_starts(study, configs[: settings.n_trials], job.space.params_for)
         if n:
             log(f"Enqueued {n} warm-start configs (uniform 8/4-bit, HAWQ-V2).")
 
-    remaining = settings.n_trials - _count(study)
-    if remaining <= 0:
-        log(f"The study already holds {_count(study)} >= {settings.n_trials} trials.")
-        return study
-    log(f"Running {remaining} trials (sampler: {settings.sampler}).")
     all_callbacks = [
-        optuna.study.MaxTrialsCallback(settings.n_trials, states=_FINISHED),
+        optuna.study.MaxTrialsCallback(settings.n_trials, states=_COUNTED),
         _TrialLine(settings.n_trials, settings.objectives, log),
         *_dashboard_callbacks(),
         *callbacks,
     ]
-    worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def tagged_objective(trial: optuna.Trial) -> Any:
-        trial.set_user_attr(keys.WORKER, worker)  # which process ran it, for distributed runs
-        return objective(trial)
+        try:
+            return objective(trial)
+        except KeyboardInterrupt:
+            trial.set_user_attr(keys.FAIL_REASON, keys.FAIL_REASON_INTERRUPTED)
+            raise
 
-    study.optimize(
-        tagged_objective, n_trials=remaining, timeout=settings.timeout, callbacks=all_callbacks
-    )
+    deadline = None if settings.timeout is None else time.monotonic() + settings.timeout
+    announced = False
+    try:
+        while True:
+            recover_orphans(study, log=log)
+            remaining = settings.n_trials - _count(study)
+            left = None if deadline is None else deadline - time.monotonic()
+            if remaining <= 0 or (left is not None and left <= 0):
+                break
+            if not announced:
+                log(f"Running {remaining} trials (sampler: {settings.sampler}).")
+                announced = True
+            before = _count(study)
+            study.optimize(
+                tagged_objective, n_trials=remaining, timeout=left, callbacks=all_callbacks
+            )
+            if _count(study) == before:
+                log(
+                    "No trial completed in this round (see each trial's fail_reason); "
+                    "stopping. Run the same command again after fixing the cause."
+                )
+                break
+    except KeyboardInterrupt:
+        _retry_interrupted(study, sampler.last_trial_id)
+        raise
+    if _count(study) >= settings.n_trials:
+        if not announced:
+            log(f"The study already holds {_count(study)} >= {settings.n_trials} trials.")
+        drop_waiting(study)
     _publish_dashboard(study)
     return study
 
 
+def _retry_interrupted(study: optuna.Study, trial_id: int | None) -> None:
+    """Fail (if still RUNNING) and retry the trial a Ctrl-C interrupted."""
+    if trial_id is None:
+        return
+    trial = study._storage.get_trial(trial_id)
+    if trial.state == TrialState.RUNNING:
+        fail_and_retry(study, trial, reason=keys.FAIL_REASON_INTERRUPTED)
+    elif trial.state == TrialState.FAIL and (
+        trial.user_attrs.get(keys.FAIL_REASON) == keys.FAIL_REASON_INTERRUPTED
+    ):
+        retry_trial(study, trial)
+
+
 def check_settings(settings: SearchSettings) -> None:
-    """Fail fast, before any data is loaded or model trained, on names that do not exist."""
+    """Fail fast, before anything is written, loaded or trained: names that do not exist, a
+    dataset directory that is missing, a cache directory that cannot be written."""
     from optuna_kmtpe.hardware import get_device
     from optuna_kmtpe.models import MODEL_NAMES
 
@@ -298,10 +419,11 @@ def check_settings(settings: SearchSettings) -> None:
             "Python API (optuna_kmtpe.objectives.make_objective) with your own nn.Module."
         )
     get_device(settings.device)
+    check_inputs(settings)
 
 
 def _count(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=_FINISHED))
+    return len(study.get_trials(deepcopy=False, states=_COUNTED))
 
 
 def _dashboard_callbacks() -> list[Callable[[optuna.Study, FrozenTrial], None]]:
@@ -389,6 +511,8 @@ def pareto_rows(study: optuna.Study) -> list[dict[str, Any]]:
     in ``"same_config_trials"``.
     """
     metrics = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return []  # study.best_trial raises "Record does not exist." on an empty study
     trials = study.best_trials if len(study.directions) > 1 else [study.best_trial]
     rows = []
     by_config: dict[str, dict[str, Any]] = {}

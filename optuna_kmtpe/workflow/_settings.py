@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from collections.abc import Mapping
 import dataclasses
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from optuna_kmtpe.config import ALLOWED_BITS
 from optuna_kmtpe.hardware._device import DEFAULT_DEVICE
 from optuna_kmtpe.objectives._metrics import validate_budgets
 from optuna_kmtpe.objectives._metrics import validate_metrics
+from optuna_kmtpe.records import redact_credentials
 
 
 SAMPLERS: tuple[str, ...] = ("kmtpe", "tpe", "random", "nsga2")
@@ -155,13 +158,15 @@ class SearchSettings:
     power_of_two_scales: bool = False
 
     def __post_init__(self) -> None:
+        _check_types(self)
         object.__setattr__(self, "weight_bits", _bits_tuple(self.weight_bits, "weight_bits"))
         object.__setattr__(self, "act_bits", _bits_tuple(self.act_bits, "act_bits"))
-        widths = tuple(sorted({float(w) for w in self.widths}))
+        widths = tuple(sorted({float(w) for w in _as_list(self.widths, "widths", float)}))
         if not widths or any(not 0 < w <= 1 for w in widths):
             raise ValueError(f"widths must be fractions in (0, 1], got {list(self.widths)}.")
         object.__setattr__(self, "widths", widths)
-        object.__setattr__(self, "objectives", validate_metrics(self.objectives))
+        objectives = _as_list(self.objectives, "objectives", str)
+        object.__setattr__(self, "objectives", validate_metrics(objectives))
         object.__setattr__(self, "budgets", validate_budgets(dict(self.budgets)))
         if self.data not in DATASETS:
             raise ValueError(f"Unknown data {self.data!r}; choose one of {list(DATASETS)}.")
@@ -177,14 +182,16 @@ class SearchSettings:
                 )
             if self.data_samples < 100:
                 raise ValueError(f"data_samples must be >= 100, got {self.data_samples}.")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}.")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive, finite number, got {self.lr}.")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"Unknown sampler {self.sampler!r}; choose one of {list(SAMPLERS)}.")
         if self.n_trials < 1:
             raise ValueError(f"n_trials must be >= 1, got {self.n_trials}.")
-        if self.timeout is not None and not self.timeout > 0:
-            raise ValueError(f"timeout must be positive seconds, got {self.timeout}.")
+        if self.timeout is not None and not (self.timeout > 0 and math.isfinite(self.timeout)):
+            raise ValueError(f"timeout must be positive, finite seconds, got {self.timeout}.")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be in [0, 2**32), got {self.seed}.")
         for name in ("qat_epochs", "pretrain_epochs", "batch_size", "hessian_max_probes"):
             if getattr(self, name) < (0 if name == "pretrain_epochs" else 1):
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
@@ -194,6 +201,8 @@ class SearchSettings:
             raise ValueError(f"mode must be 'qat' or 'ptq', got {self.mode!r}.")
         if not self.study_name:
             raise ValueError("study_name must not be empty.")
+        if not self.storage:
+            raise ValueError("storage must not be empty.")
 
     def replace(self, **changes: Any) -> SearchSettings:
         """A copy with ``changes``. Changing ``data`` also moves every dataset-dependent
@@ -208,52 +217,224 @@ class SearchSettings:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values, as stored in the study (the storage URL without password)."""
         data = dataclasses.asdict(self)
         data["budgets"] = dict(self.budgets)
+        data["storage"] = redact_credentials(self.storage)
         for key in ("weight_bits", "act_bits", "widths", "objectives"):
             data[key] = list(data[key])
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SearchSettings:
+        """Settings from a mapping; the command-line names are accepted too (``trials``,
+        ``threads``, ``budget``, ``weight-bits``, ...)."""
+        data = normalize_keys(data)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"Unknown setting(s) {unknown}; known settings: {sorted(known)}.")
-        return cls(**dict(data))
+        return cls(**data)
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str], **overrides: Any) -> SearchSettings:
         """Read settings from a TOML file (top-level keys or a ``[search]`` table).
 
-        Example TOML::
+        Keys are the attribute names above or the command-line flags' names (``trials``,
+        ``threads``, ``budget``, ``weight-bits``, ...); lists may be TOML arrays or
+        comma-separated strings. ``examples/search.toml`` lists every key. Example TOML::
 
             model = "digits_cnn"
             weight_bits = [2, 4, 8]
-            n_trials = 60
+            trials = 60
             [budgets]
             latency_s = 2e-5
         """
-        import tomllib
-
-        try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except FileNotFoundError:
-            raise ValueError(f"Config file {str(path)!r} does not exist.") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"Config file {str(path)!r} is not valid TOML: {exc}.") from None
-        data = dict(data.get("search", data))
-        data.update(overrides)
-        return cls.from_dict(data)
+        return load_settings(config=path, overrides=overrides)[0]
 
     @property
     def resolved_cache_dir(self) -> Path:
         return Path(self.cache_dir) if self.cache_dir else default_cache_dir()
 
 
+_ALIASES: Mapping[str, str] = {
+    "trials": "n_trials",
+    "threads": "torch_threads",
+    "budget": "budgets",
+    "hard_order": "constrained",
+}
+"""Command-line names accepted as setting names (TOML keys, ``from_dict``)."""
+
+RESUMABLE: tuple[str, ...] = ("n_trials", "timeout", "torch_threads", "cache_dir", "storage")
+"""Settings a resumed run or a worker may change; every other one is fixed by the study."""
+
+_FIELD_TYPES: Mapping[str, tuple[type | tuple[type, ...], bool]] = {
+    "model": (str, True),
+    "data": (str, False),
+    "data_dir": (str, True),
+    "data_samples": (int, True),
+    "constrained": (bool, False),
+    "budgets": (Mapping, False),
+    "device": (str, False),
+    "n_trials": (int, False),
+    "timeout": ((int, float), True),
+    "seed": (int, False),
+    "storage": (str, False),
+    "study_name": (str, False),
+    "sampler": (str, False),
+    "warm_start": (bool, False),
+    "mode": (str, False),
+    "qat_epochs": (int, False),
+    "lr": ((int, float), True),
+    "pretrain_epochs": (int, True),
+    "batch_size": (int, False),
+    "hessian_max_probes": (int, True),
+    "torch_threads": (int, True),
+    "cache_dir": (str, True),
+    "power_of_two_scales": (bool, False),
+}
+"""Expected type of each scalar setting and whether None is allowed (the lists are checked by
+``_as_list``); bool never passes for a number."""
+
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", Mapping: "a table"}
+
+
+def normalize_keys(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Setting names from attribute or command-line names (``trials`` -> ``n_trials``)."""
+    normalized = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        normalized[_ALIASES.get(name, name)] = value
+    return normalized
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The settings table of a TOML file (top-level keys or a ``[search]`` table)."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"Config file {str(path)!r} does not exist.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"Config file {str(path)!r} is not valid TOML: {exc}.") from None
+    table = data.get("search", data)
+    if not isinstance(table, dict):
+        raise ValueError(f"Config file {str(path)!r}: [search] must be a table.")
+    return normalize_keys(table)
+
+
+def load_settings(
+    *, config: str | os.PathLike[str] | None, overrides: Mapping[str, Any]
+) -> tuple[SearchSettings, frozenset[str]]:
+    """Settings from an optional TOML file and overrides (flags), and the names the user set.
+
+    The names matter on resume: a setting the user set that differs from the stored study's
+    is refused (:func:`resumed_settings`), one left to its default is not.
+    """
+    data = read_toml(config) if config is not None else {}
+    data.update(normalize_keys(overrides))
+    try:
+        settings = SearchSettings.from_dict(data)
+    except ValueError as exc:
+        raise ValueError(f"{config}: {exc}" if config is not None else str(exc)) from None
+    return settings, frozenset(data)
+
+
+def _check_types(settings: SearchSettings) -> None:
+    for name, (kind, optional) in _FIELD_TYPES.items():
+        value = getattr(settings, name)
+        if value is None and optional:
+            continue
+        if isinstance(value, os.PathLike) and kind is str:
+            object.__setattr__(settings, name, os.fspath(value))
+            continue
+        numeric = kind in (int, (int, float))
+        if isinstance(value, kind) and not (numeric and isinstance(value, bool)):
+            continue
+        expected = "a number" if kind == (int, float) else _TYPE_NAMES[kind]  # type: ignore[index]
+        raise ValueError(
+            f"{name} must be {expected}{' or unset' if optional else ''}, got {value!r} "
+            f"({type(value).__name__})."
+        )
+
+
+def _as_list(values: Any, name: str, kind: type) -> list[Any]:
+    """A list setting from a list or a comma-separated string (``"2,4,8"``), type-checked."""
+    if isinstance(values, str):
+        parts = [part.strip() for part in values.split(",") if part.strip()]
+        try:
+            return [kind(part) for part in parts]
+        except ValueError:
+            raise ValueError(
+                f"{name} must be a list of {kind.__name__} values or a comma-separated string, "
+                f"got {values!r}."
+            ) from None
+    if not isinstance(values, (list, tuple)):
+        raise ValueError(
+            f"{name} must be a list such as {_EXAMPLES[name][0]} or a string such as "
+            f"{_EXAMPLES[name][1]!r}, got {values!r} ({type(values).__name__})."
+        )
+    for value in values:
+        ok = isinstance(value, str) if kind is str else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok or (kind is int and not isinstance(value, int)):
+            raise ValueError(
+                f"{name} must hold {kind.__name__} values, got {value!r} in {list(values)}."
+            )
+    return list(values)
+
+
+_EXAMPLES = {
+    "weight_bits": ("[2, 4, 8]", "2,4,8"),
+    "act_bits": ("[4, 8]", "4,8"),
+    "widths": ("[0.5, 1.0]", "0.5,1"),
+    "objectives": ('["accuracy", "latency_s"]', "accuracy,latency_s"),
+}
+
+
+def resumed_settings(
+    stored: SearchSettings, given: SearchSettings, *, explicit: Iterable[str] | None = None
+) -> SearchSettings:
+    """The settings of a resumed run: the stored job with this run's :data:`RESUMABLE` ones.
+
+    Args:
+        stored: The settings the study was started with.
+        given: The settings of this run.
+        explicit: The settings the user set (a resumable one left unset keeps its stored
+            value). None, for callers of the Python API: ``n_trials``, ``timeout`` and those
+            that differ from the defaults (``SearchSettings(data=given.data)``).
+
+    Raises:
+        ValueError: Naming every setting the user set that differs from the stored one.
+    """
+    names = [f.name for f in dataclasses.fields(SearchSettings)]
+    if explicit is None:
+        defaults = SearchSettings(data=given.data)
+        explicit = ["n_trials", "timeout"]
+        explicit += [n for n in names if getattr(given, n) != getattr(defaults, n)]
+    explicit = set(explicit)
+    conflicts = sorted(
+        name
+        for name in explicit
+        if name in names
+        and name not in RESUMABLE
+        and getattr(given, name) != getattr(stored, name)
+    )
+    if conflicts:
+        stored_data, given_data = stored.to_dict(), given.to_dict()
+        listed = ", ".join(f"{n} {given_data[n]!r} (stored {stored_data[n]!r})" for n in conflicts)
+        raise ValueError(
+            f"study {stored.study_name!r} was started with other settings: {listed}. A resumed "
+            "run may change only the trial count, timeout, threads and cache directory; drop "
+            "the others, or start a new study with another --study-name."
+        )
+    changes = {n: getattr(given, n) for n in RESUMABLE if n in explicit or n == "storage"}
+    return stored.replace(**changes)
+
+
 def _bits_tuple(values: Any, name: str) -> tuple[int, ...]:
-    bits = tuple(sorted({int(b) for b in values}))
+    bits = tuple(sorted(set(_as_list(values, name, int))))
     if not bits or any(b not in ALLOWED_BITS for b in bits):
         raise ValueError(
             f"{name} must be bit-widths from {list(ALLOWED_BITS)}, got {list(values)}."
