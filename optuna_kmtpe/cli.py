@@ -139,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_study_args(search, defaults=False)
     search.add_argument("--sampler", help="kmtpe (default), tpe, random or nsga2")
     search.add_argument("--no-warm-start", action="store_true", help="do not enqueue warm starts")
+    search.add_argument(
+        "--power-of-two-scales",
+        action="store_true",
+        help="quantize with power-of-two scales (weights and activations), which fixed-point "
+        "FPGA flows (hls4ml, FINN) map exactly; costs some accuracy (docs/export.md)",
+    )
     search.add_argument("--mode", help="qat (default) or ptq")
     search.add_argument("--qat-epochs", type=int, help="QAT epochs per trial (default 2)")
     search.add_argument("--lr", type=float, help="QAT learning rate (default 0.01)")
@@ -189,8 +195,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--export-model",
         metavar="FILE",
-        help="re-train --trial's config (deterministic) and write the quantized model: integer "
-        "weights, scales, zero points and the config (JSON)",
+        help="re-train --trial's config exactly as the search did and write the quantized model "
+        "in --format, then run the file and compare it with the torch model",
+    )
+    report.add_argument(
+        "--format",
+        default="json",
+        choices=("qonnx", "onnx", "json"),
+        help="qonnx: Quant nodes with each layer's bits, scales, zero points (FINN, hls4ml; also "
+        "writes FILE.hls4ml.json, the per-layer precision config); onnx: QuantizeLinear/"
+        "DequantizeLinear for onnxruntime (bits <= 8); json: integer weights, scales, zero "
+        "points (default)",
     )
 
     dash = sub.add_parser("dashboard", help="start optuna-dashboard on the study's storage")
@@ -220,6 +235,8 @@ def _search_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["constrained"] = True
     if args.no_warm_start:
         overrides["warm_start"] = False
+    if args.power_of_two_scales:
+        overrides["power_of_two_scales"] = True
     if args.budget:
         overrides["budgets"] = dict(args.budget)
     return overrides
@@ -304,11 +321,22 @@ def _cmd_report(args: argparse.Namespace) -> int:
             f.write(config.to_json(indent=2))
         print(f"Wrote the config of trial {args.trial} to {args.export_config}")
     if args.export_model:
-        accuracy = export_trial_model(study, args.trial, args.export_model)
+        result = export_trial_model(study, args.trial, args.export_model, format=args.format)
         print(
             f"Wrote the quantized model of trial {args.trial} to {args.export_model} "
-            f"(test accuracy {100 * accuracy:.2f}%)"
+            f"({args.format}, test accuracy {100 * result.test_accuracy:.2f}%)"
         )
+        if result.mismatch is None:
+            print(
+                f"Validation accuracy {100 * result.val_accuracy:.2f}% equals the search's "
+                f"record: this is the trial's model."
+            )
+        else:
+            print(f"Note: {result.mismatch}.")
+        for check in result.checks:
+            print(f"Checked the file with {check.summary()}")
+        for extra in result.extra_files:
+            print(f"Wrote the hls4ml per-layer precision config to {extra}")
     if args.export_config or args.export_model:
         return 0
     rows = pareto_rows(study)

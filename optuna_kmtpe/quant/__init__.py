@@ -28,7 +28,10 @@ from optuna_kmtpe.quant._apply import applied_config
 from optuna_kmtpe.quant._apply import apply_config
 from optuna_kmtpe.quant._calibration import calibrate
 from optuna_kmtpe.quant._calibration import recalibrate_batchnorm
+from optuna_kmtpe.quant._export import LayerQuantization
+from optuna_kmtpe.quant._export import QuantizerParams
 from optuna_kmtpe.quant._export import export_quantized
+from optuna_kmtpe.quant._export import layer_quantization
 from optuna_kmtpe.quant._export import save_quantized
 from optuna_kmtpe.quant._modules import ActivationQuantizer
 from optuna_kmtpe.quant._modules import QuantConv1d
@@ -51,9 +54,11 @@ from optuna_kmtpe.quant._train import train_float
 
 __all__ = [
     "ActivationQuantizer",
+    "LayerQuantization",
     "QuantConv1d",
     "QuantConv2d",
     "QuantLinear",
+    "QuantizerParams",
     "activation_qparams",
     "activation_quantizers",
     "applied_config",
@@ -67,6 +72,7 @@ __all__ = [
     "fake_quantize_weight",
     "integer_range",
     "layer_macs",
+    "layer_quantization",
     "layer_report",
     "model_size_bits",
     "power_of_two_scale",

@@ -15,6 +15,7 @@ flow or a later converter (e.g. to QONNX). For each quantizable layer:
 from __future__ import annotations
 
 from collections.abc import Mapping
+import dataclasses
 import json
 import os
 from typing import Any
@@ -27,11 +28,102 @@ from optuna_kmtpe.graph import quantizable_layers
 from optuna_kmtpe.quant._apply import applied_config
 from optuna_kmtpe.quant._apply import as_quant_config
 from optuna_kmtpe.quant._modules import ActivationQuantizer
+from optuna_kmtpe.quant._quantizers import integer_range
 from optuna_kmtpe.quant._quantizers import is_float_bits
 from optuna_kmtpe.quant._quantizers import quantize_weight_to_int
 
 
 EXPORT_FORMAT = "optuna-kmtpe-quantized/1"
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantizerParams:
+    """One quantizer of a layer: ``value = scale * (q - zero_point)`` with integer ``q``.
+
+    Attributes:
+        bits: Bit-width (1..8).
+        scale: Shape ``()`` (per tensor) or ``(out_channels,)`` (per channel).
+        zero_point: Same shape as ``scale``, integer-valued floats.
+        signed: ``q`` in the narrow signed range (1 bit: ``{-1, +1}``, i.e. binary); else
+            ``q`` in ``[0, 2^bits - 1]``.
+    """
+
+    bits: int
+    scale: torch.Tensor
+    zero_point: torch.Tensor
+    signed: bool
+
+    @property
+    def binary(self) -> bool:
+        """Two levels ``{-scale, +scale}`` and no zero: 1-bit signed (BinaryConnect)."""
+        return self.bits == 1 and self.signed
+
+    @property
+    def integer_range(self) -> tuple[int, int]:
+        return integer_range(self.bits, signed=self.signed)
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerQuantization:
+    """What a quantized layer computes, in integers: its weight and input quantizers.
+
+    Attributes:
+        weight: The weight quantizer (``None``: float weights).
+        weight_int: Integer weights ``q`` shaped like the weight (``None`` for float weights).
+        input: The input activation quantizer (``None``: float inputs).
+    """
+
+    weight: QuantizerParams | None
+    weight_int: torch.Tensor | None
+    input: QuantizerParams | None
+
+
+def layer_quantization(layer: nn.Module) -> LayerQuantization:
+    """The quantizers of one layer of a model returned by :func:`apply_config`, as integers.
+
+    ``weight.scale * (weight_int - weight.zero_point)`` equals the fake-quantized weight of the
+    layer's forward pass in eval mode, bit for bit (same clipping ratio, same rounding).
+
+    Example:
+        >>> from optuna_kmtpe.config import QuantConfig
+        >>> from optuna_kmtpe.models import MLP
+        >>> from optuna_kmtpe.quant import apply_config
+        >>> qmodel = apply_config(MLP(), QuantConfig.uniform(["net.1"], weight_bits=3))
+        >>> params = layer_quantization(qmodel.net[1])
+        >>> params.weight.bits, params.weight.integer_range, params.input.signed
+        (3, (-3, 3), False)
+    """
+    weight_bits = int(getattr(layer, "weight_bits", 32))
+    weight = weight_int = None
+    if not is_float_bits(weight_bits):
+        per_channel = bool(getattr(layer, "per_channel", True))
+        symmetric = bool(getattr(layer, "symmetric_weights", True))
+        weight_int, scale, zero_point = quantize_weight_to_int(
+            layer.weight.detach().cpu(),
+            weight_bits,
+            per_channel=per_channel,
+            symmetric=symmetric,
+            range_method=getattr(layer, "range_method", "mse"),
+            clip_ratio=_clip_ratio(layer, per_channel),
+            power_of_two=bool(getattr(layer, "power_of_two_scales", False)),
+        )
+        weight = QuantizerParams(
+            bits=weight_bits,
+            scale=scale,
+            zero_point=zero_point,
+            signed=symmetric or weight_bits == 1,
+        )
+    quantizer = getattr(layer, "input_quantizer", None)
+    inputs = None
+    if isinstance(quantizer, ActivationQuantizer) and quantizer.enabled:
+        scale, zero_point = quantizer.qparams()
+        inputs = QuantizerParams(
+            bits=quantizer.bits,
+            scale=scale.detach().cpu(),
+            zero_point=zero_point.detach().cpu(),
+            signed=quantizer.symmetric,
+        )
+    return LayerQuantization(weight=weight, weight_int=weight_int, input=inputs)
 
 
 def export_quantized(
@@ -107,41 +199,29 @@ def _export_layer(layer: nn.Module) -> dict[str, Any]:
         if hasattr(layer, attr):
             value = getattr(layer, attr)
             entry[attr] = list(value) if isinstance(value, tuple) else value
-    weight = layer.weight.detach().cpu()
-    if is_float_bits(weight_bits):
-        entry["weight"] = weight.tolist()
+    params = layer_quantization(layer)
+    if params.weight is None or params.weight_int is None:
+        entry["weight"] = layer.weight.detach().cpu().tolist()
     else:
-        per_channel = bool(getattr(layer, "per_channel", True))
-        symmetric = bool(getattr(layer, "symmetric_weights", True))
-        q, scale, zero_point = quantize_weight_to_int(
-            weight,
-            weight_bits,
-            per_channel=per_channel,
-            symmetric=symmetric,
-            range_method=getattr(layer, "range_method", "mse"),
-            clip_ratio=_clip_ratio(layer, per_channel),
-            power_of_two=bool(getattr(layer, "power_of_two_scales", False)),
-        )
         entry.update(
             {
-                "weight_int": q.tolist(),
-                "weight_scale": _as_list(scale),
-                "weight_zero_point": [int(v) for v in _as_list(zero_point)],
-                "weight_per_channel": per_channel and weight.dim() > 1,
-                "weight_symmetric": symmetric,
+                "weight_int": params.weight_int.tolist(),
+                "weight_scale": _as_list(params.weight.scale),
+                "weight_zero_point": [int(v) for v in _as_list(params.weight.zero_point)],
+                "weight_per_channel": params.weight.scale.dim() > 0,
+                "weight_symmetric": bool(getattr(layer, "symmetric_weights", True)),
+                "weight_power_of_two": bool(getattr(layer, "power_of_two_scales", False)),
             }
         )
     bias = getattr(layer, "bias", None)
     entry["bias"] = bias.detach().cpu().tolist() if bias is not None else None
-    quantizer = getattr(layer, "input_quantizer", None)
-    if isinstance(quantizer, ActivationQuantizer) and quantizer.enabled:
-        scale, zero_point = quantizer.qparams()
+    if params.input is not None:
         entry.update(
             {
-                "input_scale": float(scale),
-                "input_zero_point": int(zero_point),
-                "input_signed": quantizer.symmetric,
-                "input_calibrated": bool(quantizer.initialized),
+                "input_scale": float(params.input.scale),
+                "input_zero_point": int(params.input.zero_point),
+                "input_signed": params.input.signed,
+                "input_calibrated": bool(layer.input_quantizer.initialized),
             }
         )
     return entry

@@ -7,6 +7,7 @@ warm starts, K-Means TPE, and dashboard graphs refreshed during the search.
 
 from __future__ import annotations
 
+from optuna_kmtpe.workflow._inspect import TrialExport
 from optuna_kmtpe.workflow._inspect import export_trial_model
 from optuna_kmtpe.workflow._inspect import load_stored_settings
 from optuna_kmtpe.workflow._inspect import load_study
@@ -17,6 +18,7 @@ from optuna_kmtpe.workflow._prepare import SearchJob
 from optuna_kmtpe.workflow._prepare import build_space
 from optuna_kmtpe.workflow._prepare import prepare_job
 from optuna_kmtpe.workflow._prepare import pretrained_model
+from optuna_kmtpe.workflow._prepare import recipe_for
 from optuna_kmtpe.workflow._run import StudyError
 from optuna_kmtpe.workflow._run import format_pareto_table
 from optuna_kmtpe.workflow._run import make_sampler
@@ -32,6 +34,7 @@ __all__ = [
     "SearchJob",
     "SearchSettings",
     "StudyError",
+    "TrialExport",
     "build_space",
     "default_cache_dir",
     "export_trial_model",
@@ -43,6 +46,7 @@ __all__ = [
     "pareto_rows",
     "prepare_job",
     "pretrained_model",
+    "recipe_for",
     "run_search",
     "sensitivity_report",
     "stored_settings",

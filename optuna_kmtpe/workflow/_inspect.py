@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from typing import Any
 
@@ -13,6 +15,7 @@ from optuna_kmtpe.workflow._prepare import cached_sensitivity
 from optuna_kmtpe.workflow._prepare import load_data
 from optuna_kmtpe.workflow._prepare import prepare_job
 from optuna_kmtpe.workflow._prepare import pretrained_model
+from optuna_kmtpe.workflow._prepare import recipe_for
 from optuna_kmtpe.workflow._run import StudyError
 from optuna_kmtpe.workflow._run import open_storage
 from optuna_kmtpe.workflow._settings import SearchSettings
@@ -56,39 +59,157 @@ def trial_config(study: optuna.Study, number: int) -> QuantConfig:
     return QuantConfig(config)
 
 
-def export_trial_model(study: optuna.Study, number: int, path: str) -> float:
-    """Re-train a trial's config exactly as the search did and write the quantized model.
+@dataclasses.dataclass(frozen=True)
+class TrialExport:
+    """What :func:`export_trial_model` wrote and how it checked it.
 
-    Training is deterministic on the CPU (same float checkpoint, recipe and seed), so the model
-    is the one the trial scored. The file is JSON: integer weights, scales and zero points per
-    layer, plus the config.
+    Attributes:
+        trial: The trial number.
+        path: The file written.
+        format: ``"qonnx"``, ``"onnx"`` or ``"json"``.
+        test_accuracy: Test accuracy of the quantized model (the line ``kmtpe report`` prints).
+        val_accuracy: Its validation accuracy, the metric the search scored.
+        recorded_accuracy: The accuracy the search recorded for the trial.
+        mismatch: ``None`` when ``val_accuracy`` equals ``recorded_accuracy``, else why not.
+        checks: The exported file run on the test split (QONNX by qonnx's executor, QDQ by
+            onnxruntime) against the quantized torch model; empty for json or
+            ``verify=False``.
+        extra_files: Files written next to ``path`` (the hls4ml precision config).
+    """
+
+    trial: int
+    path: str
+    format: str
+    test_accuracy: float
+    val_accuracy: float
+    recorded_accuracy: float | None
+    mismatch: str | None
+    checks: tuple[Any, ...] = ()
+    extra_files: tuple[str, ...] = ()
+
+
+def export_trial_model(
+    study: optuna.Study,
+    number: int,
+    path: str,
+    *,
+    format: str = "json",
+    verify: bool = True,
+) -> TrialExport:
+    """Re-train a trial's config exactly as the search did and export the model it scored.
+
+    The model comes from :func:`optuna_kmtpe.objectives.train_quantized`, the function the
+    objective scores trials with, on the same float checkpoint, data order, recipe and seed;
+    with QAT it is the model as it was when the last epoch was scored. Its validation accuracy
+    is compared with the one the search recorded (:attr:`TrialExport.mismatch` says why they
+    differ, if they do), and an ONNX export is run on the test split and compared with the
+    torch model.
+
+    Args:
+        study: A study created by ``kmtpe search`` / :func:`run_search`.
+        number: The trial number.
+        path: Output file.
+        format: ``"qonnx"`` (also writes ``<path>.hls4ml.json``, the per-layer precision
+            config in hls4ml's format), ``"onnx"`` (QDQ) or ``"json"``.
+        verify: Run the exported ONNX model (qonnx executor / onnxruntime) on the test split.
 
     Returns:
-        Test accuracy of the exported model.
+        A :class:`TrialExport`.
     """
+    from optuna_kmtpe import export
     from optuna_kmtpe import quant
+    from optuna_kmtpe.objectives import train_quantized
 
+    export.check_format(format)
     settings = stored_settings(study)
     config = trial_config(study, number)
+    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
     job = prepare_job(settings, study, log=lambda _msg: None, progress=False)
-    qmodel = quant.apply_config(job.model, config, example_input=job.example_input)
-    quant.calibrate(qmodel, job.train_loader, num_batches=4)
-    if settings.mode == "qat":
-        qmodel = quant.qat_finetune(
-            qmodel,
-            job.train_loader,
-            epochs=settings.qat_epochs,
-            lr=settings.lr,
-            seed=settings.seed,
-            progress=False,
+    scored: list[Any] = []
+
+    def keep_scored(epoch: int, model: Any) -> None:
+        scored[:] = [copy.deepcopy(model).eval()]
+
+    qmodel = train_quantized(
+        job.model,
+        config,
+        job.train_loader,
+        recipe=recipe_for(settings),
+        example_input=job.example_input,
+        rewind=(job.val_loader,),
+        on_epoch=keep_scored,
+    )
+    if scored:
+        qmodel = scored[0]  # what the last epoch's score saw, before the final range refresh
+    val_accuracy = quant.evaluate(qmodel, job.val_loader)
+    test_accuracy = quant.evaluate(qmodel, job.test_loader)
+    recorded = trial.user_attrs.get(keys.ACCURACY)
+    mismatch = _accuracy_mismatch(trial, val_accuracy, recorded, settings)
+    metadata = {
+        "trial": number,
+        "test_accuracy": test_accuracy,
+        "val_accuracy": val_accuracy,
+        "recorded_accuracy": recorded,
+        "power_of_two_scales": settings.power_of_two_scales,
+    }
+    exported = export.export_model(
+        qmodel, path, format=format, example_input=job.example_input, metadata=metadata
+    )
+    checks: tuple[Any, ...] = ()
+    if verify and format != "json":
+        inputs, labels = job.data.test.tensors[:2]
+        checks = (export.check_export(qmodel, exported, inputs, labels, format=format),)
+    extra: tuple[str, ...] = ()
+    if format == "qonnx":
+        config_path = f"{path}.hls4ml.json"
+        with open(config_path, "w", encoding="utf-8") as handle:
+            json.dump(export.hls4ml_config(qmodel), handle, indent=2)
+        extra = (config_path,)
+    return TrialExport(
+        trial=number,
+        path=str(path),
+        format=format,
+        test_accuracy=test_accuracy,
+        val_accuracy=val_accuracy,
+        recorded_accuracy=float(recorded) if recorded is not None else None,
+        mismatch=mismatch,
+        checks=checks,
+        extra_files=extra,
+    )
+
+
+def _accuracy_mismatch(
+    trial: optuna.trial.FrozenTrial,
+    val_accuracy: float,
+    recorded: float | None,
+    settings: SearchSettings,
+) -> str | None:
+    attrs = trial.user_attrs
+    if recorded is None:
+        return f"the search recorded no accuracy for trial {trial.number} ({trial.state.name})"
+    if attrs.get(keys.SKIPPED_TRAINING):
+        return (
+            f"the search never trained trial {trial.number} (over budget or device capacity; "
+            f"it recorded {100 * recorded:.2f}%)"
         )
-    accuracy = quant.evaluate(qmodel, job.test_loader)
-    exported = quant.export_quantized(qmodel, config)
-    exported["test_accuracy"] = accuracy
-    exported["trial"] = number
-    with open(path, "w") as f:
-        json.dump(exported, f)
-    return accuracy
+    if attrs.get(keys.STOPPED_EARLY):
+        epochs = sorted(int(k[len(keys.EPOCH_ACCURACY) :]) for k in attrs
+                        if k.startswith(keys.EPOCH_ACCURACY))  # fmt: skip
+        return (
+            f"the search stopped trial {trial.number}'s QAT early (after epoch "
+            f"{epochs[-1] if epochs else '?'}, at {100 * recorded:.2f}%, a hopeless config); "
+            f"the export trains all {settings.qat_epochs} epochs"
+        )
+    if abs(val_accuracy - float(recorded)) > 1e-9:
+        import torch
+
+        return (
+            f"validation accuracy {100 * val_accuracy:.2f}% differs from the "
+            f"{100 * float(recorded):.2f}% the search recorded: training is reproducible only "
+            f"with the search's torch version, thread count and device (this run: torch "
+            f"{torch.__version__}, {torch.get_num_threads()} thread(s), CPU)"
+        )
+    return None
 
 
 def sensitivity_report(settings: SearchSettings, *, progress: bool = True) -> Any:
