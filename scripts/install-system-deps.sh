@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Install the Debian packages the end-to-end tests need: Chromium (the dashboard is opened in
 # headless Chromium through Playwright; Playwright never downloads its own browser) and the
-# PostgreSQL server binaries (tests start a throwaway cluster for distributed-storage tests).
+# PostgreSQL server binaries (tests start a throwaway cluster for distributed-storage tests),
+# and g++ (hls4ml compiles its bit-accurate C simulation of exported models with it).
 #
 # Idempotent: packages already installed are skipped, and nothing runs apt when all are there.
 # Run as root (CI) or with sudo. Fails loudly (non-zero exit, message on stderr) otherwise.
 set -euo pipefail
 
-PACKAGES=(chromium postgresql)
+PACKAGES=(chromium postgresql g++)
 
 missing=()
 for package in "${PACKAGES[@]}"; do
@@ -45,6 +46,10 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     echo "install-system-deps: /usr/lib/postgresql/<version>/bin/initdb is missing after installation" >&2
+    exit 1
+fi
+if ! command -v g++ >/dev/null 2>&1; then
+    echo "install-system-deps: g++ is missing after installation" >&2
     exit 1
 fi
 echo "install-system-deps: ok ($(/usr/bin/chromium --version 2>/dev/null | head -n1); $(ls -d /usr/lib/postgresql/*/ | xargs -n1 basename | tr '\n' ' '))"
