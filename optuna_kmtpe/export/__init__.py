@@ -182,11 +182,13 @@ __all__ = [
     "HLSModel",
     "check_export",
     "check_format",
+    "compare_outputs",
     "compile_hls4ml",
     "export_model",
     "fixed_point_type",
     "hls4ml_config",
     "hls4ml_layer_name",
+    "reference_outputs",
     "run_exported",
     "to_onnx",
 ]
