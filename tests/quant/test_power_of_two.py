@@ -51,12 +51,12 @@ def test_binary_scale_is_the_nearest_power_of_two_of_mean_abs() -> None:
     assert scale.tolist() == [0.5, 0.25]
 
 
-def test_activation_scale_rounds_up_and_never_clips_the_range() -> None:
+def test_activation_scale_is_the_nearest_power_of_two_in_log_scale() -> None:
     scale, zero_point = activation_qparams(-0.3, 2.6, 4, power_of_two=True)
     assert _is_power_of_two(scale)
-    assert float(scale) >= (2.6 + 0.3) / 15
-    assert float((15 - zero_point) * scale) >= 2.6
-    assert float(-zero_point * scale) <= -0.3 + float(scale)
+    free, _ = activation_qparams(-0.3, 2.6, 4)
+    assert 2**-0.5 <= float(scale / free) <= 2**0.5
+    assert float(zero_point) == round(0.3 / float(scale))
 
 
 def test_apply_config_quantizes_the_whole_model_with_power_of_two_scales() -> None:
