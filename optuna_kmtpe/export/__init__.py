@@ -23,7 +23,8 @@ Example:
     >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
     <torch._C.Generator object at ...>
     >>> x = torch.rand(64, 1, 8, 8)
-    >>> qmodel = apply_config(MLP(), QuantConfig.uniform(["net.1", "net.3", "net.5"], 4, 4))
+    >>> config = QuantConfig.uniform(["net.1", "net.3", "net.5"], weight_bits=4, act_bits=4)
+    >>> qmodel = apply_config(MLP(), config)
     >>> calibrate(qmodel, [x])
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     path = os.path.join(tmp, "model.onnx")
