@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 import datetime
 from pathlib import Path
+import time
 from typing import Any
 
 import optuna
@@ -98,13 +99,7 @@ def open_storage(url: str, *, create: bool = False) -> optuna.storages.BaseStora
     if url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": 60}}
     try:
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=10,
-            grace_period=30,
-            heartbeat_stale_trial_callback=retry_trial,
-        )
+        return _rdb_storage(url, engine_kwargs)
     except ImportError as exc:
         raise StudyError(
             f"The storage {shown!r} needs a database driver that is not installed "
@@ -114,6 +109,28 @@ def open_storage(url: str, *, create: bool = False) -> optuna.storages.BaseStora
         raise StudyError(
             f"Cannot open the storage {shown!r}: {type(exc).__name__}: {_first_line(exc)}"
         ) from None
+
+
+def _rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
+    for attempt in range(_SCHEMA_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=10,
+                grace_period=30,
+                heartbeat_stale_trial_callback=retry_trial,
+            )
+        except Exception as exc:
+            # Two processes creating the schema of a new database at once: one of them sees
+            # "table ... already exists"; the schema is complete a moment later.
+            if "already exists" not in str(exc) or attempt == _SCHEMA_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+_SCHEMA_ATTEMPTS = 5
 
 
 def find_study(storage: optuna.storages.BaseStorage, name: str, *, url: str) -> Any | None:
@@ -134,21 +151,35 @@ def retry_trial(study: optuna.Study, trial: FrozenTrial) -> None:
 
     The retry keeps the warm-start label and records Optuna's ``failed_trial`` and
     ``retry_history`` system attributes (``RetryFailedTrialCallback.retried_trial_number``
-    reads them). Used as the RDB heartbeat callback and for killed and interrupted trials.
+    reads them). A trial killed before its objective suggested everything is retried with the
+    parameters it had, its enqueued ones included (a warm start killed early stays a warm
+    start); one that had none is not retried: the sampler proposes anew. Used as the RDB
+    heartbeat callback and for killed and interrupted trials.
     """
     history = [*trial.system_attrs.get("retry_history", []), trial.number]
-    if len(history) > MAX_RETRY or not trial.params:
+    fixed = dict(trial.system_attrs.get("fixed_params") or {})
+    if len(history) > MAX_RETRY or not (trial.params or fixed):
         return
-    failed = trial.system_attrs.get("failed_trial", trial.number)
-    study.add_trial(
-        optuna.create_trial(
+    system_attrs = {
+        "failed_trial": trial.system_attrs.get("failed_trial", trial.number),
+        "retry_history": history,
+    }
+    user_attrs = {k: v for k, v in trial.user_attrs.items() if k in _RETRY_USER_ATTRS}
+    if fixed:  # enqueued parameters (study.enqueue_trial's format), sampled ones on top
+        retry = optuna.create_trial(
+            state=TrialState.WAITING,
+            user_attrs=user_attrs,
+            system_attrs={**system_attrs, "fixed_params": {**fixed, **trial.params}},
+        )
+    else:
+        retry = optuna.create_trial(
             state=TrialState.WAITING,
             params=trial.params,
             distributions=trial.distributions,
-            user_attrs={k: v for k, v in trial.user_attrs.items() if k in _RETRY_USER_ATTRS},
-            system_attrs={"failed_trial": failed, "retry_history": history},
+            user_attrs=user_attrs,
+            system_attrs=system_attrs,
         )
-    )
+    study.add_trial(retry)
 
 
 def fail_and_retry(study: optuna.Study, trial: FrozenTrial, *, reason: str) -> bool:
