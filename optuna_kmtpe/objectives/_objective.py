@@ -115,7 +115,8 @@ class MPQObjective:
         infeasible_accuracy: Accuracy recorded for infeasible configs, which are never trained.
         reuse_duplicates: When the sampler proposes a config that a completed trial already
             evaluated (common on discrete spaces), copy that trial's results instead of
-            training again (user attr ``duplicate_of``). Accuracy is a deterministic function
+            training again (user attr ``duplicate_of``); a config another worker is training
+            is waited for and then reused. Accuracy is a deterministic function
             of the config under a fixed recipe, so nothing is lost.
     """
 
@@ -139,6 +140,7 @@ class MPQObjective:
         self._early_stop = early_stop
         self._infeasible_accuracy = float(infeasible_accuracy)
         self._reuse_duplicates = reuse_duplicates
+        self._duplicate_poll_s = 1.0
 
     @property
     def directions(self) -> list[str]:
@@ -180,7 +182,7 @@ class MPQObjective:
         config = self._space.suggest(trial)
         trial.set_user_attr(keys.CONFIG, config.to_dict())
         if self._reuse_duplicates:
-            previous = _same_config_trial(trial, config)
+            previous = _same_config_trial(trial, config, wait_s=self._duplicate_poll_s)
             if previous is not None:
                 return self._reuse(trial, previous)
         costs = self._cost_fn(config)
@@ -252,13 +254,34 @@ class MPQObjective:
         return report_epoch
 
 
-def _same_config_trial(trial: optuna.Trial, config: QuantConfig) -> FrozenTrial | None:
+def _same_config_trial(
+    trial: optuna.Trial, config: QuantConfig, *, wait_s: float = 1.0
+) -> FrozenTrial | None:
+    """The completed trial that evaluated ``config``, waiting for one still being trained.
+
+    A lower-numbered RUNNING trial with the same config (another worker trains it) is waited
+    for, polling every ``wait_s`` seconds, and then reused, instead of training the config
+    twice. Only lower numbers are waited for, so two trials never wait for each other; a trial
+    whose process died (:func:`records.is_orphaned`, or a stale heartbeat) is not waited for.
+    """
     wanted = config.to_dict()
-    for other in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        attrs = other.user_attrs
-        if attrs.get(keys.CONFIG) == wanted and not attrs.get(keys.STOPPED_EARLY):
-            return other
-    return None
+    study = trial.study
+    while True:
+        waiting_for = None
+        states = (TrialState.COMPLETE, TrialState.RUNNING)
+        for other in study.get_trials(deepcopy=False, states=states):
+            attrs = other.user_attrs
+            if other.number == trial.number or attrs.get(keys.CONFIG) != wanted:
+                continue
+            if other.state == TrialState.COMPLETE:
+                if not attrs.get(keys.STOPPED_EARLY):
+                    return other
+            elif other.number < trial.number and not keys.is_orphaned(other):
+                waiting_for = other
+        if waiting_for is None:
+            return None
+        time.sleep(wait_s)
+        optuna.storages.fail_stale_trials(study)  # a dead worker on another host
 
 
 def _is_hopeless(

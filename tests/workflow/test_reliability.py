@@ -380,3 +380,54 @@ def test_watch_hint_names_the_study() -> None:
 
     hint = _watch_hint("postgresql://u:pw@db/k", "mine")
     assert hint == "kmtpe dashboard --storage postgresql://u:***@db/k --study-name mine"
+
+
+# 7. A config another worker is training is waited for and reused, not trained twice.
+
+
+def test_a_config_being_trained_elsewhere_is_waited_for_and_reused(tmp_path: Path) -> None:
+    import socket
+    import threading
+
+    from optuna_kmtpe.config import QuantConfig
+    from optuna_kmtpe.objectives._objective import _same_config_trial
+
+    config = QuantConfig.uniform(["a", "b"], weight_bits=4, act_bits=8)
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'db.sqlite'}")
+    first, second = study.ask(), study.ask()
+    first.set_user_attr(keys.CONFIG, config.to_dict())
+    first.set_user_attr(keys.WORKER, keys.worker_id())  # alive: this process
+    found: list[object] = []
+    waiter = threading.Thread(
+        target=lambda: found.append(_same_config_trial(second, config, wait_s=0.05))
+    )
+    waiter.start()
+    waiter.join(timeout=0.5)
+    assert waiter.is_alive(), "the second trial must wait for the first"
+    study.tell(first, 0.9)
+    waiter.join(timeout=10)
+    assert [t.number for t in found] == [first.number]  # type: ignore[attr-defined]
+
+    # The first never waits for the second (no deadlock), and nobody waits for a dead worker.
+    third = study.ask()
+    third.set_user_attr(
+        keys.CONFIG, QuantConfig.uniform(["a", "b"], weight_bits=8, act_bits=8).to_dict()
+    )
+    assert (
+        _same_config_trial(
+            first, QuantConfig.uniform(["a", "b"], weight_bits=8, act_bits=8), wait_s=0.05
+        )
+        is None
+    )
+    fourth = study.ask()
+    fourth.set_user_attr(
+        keys.CONFIG, QuantConfig.uniform(["a", "b"], weight_bits=2, act_bits=8).to_dict()
+    )
+    fourth.set_user_attr(keys.WORKER, f"{socket.gethostname()}:{_dead_pid()}")
+    fifth = study.ask()
+    assert (
+        _same_config_trial(
+            fifth, QuantConfig.uniform(["a", "b"], weight_bits=2, act_bits=8), wait_s=0.05
+        )
+        is None
+    )
