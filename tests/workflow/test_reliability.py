@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 from pathlib import Path
 import subprocess
 import sys
@@ -431,3 +432,53 @@ def test_a_config_being_trained_elsewhere_is_waited_for_and_reused(tmp_path: Pat
         )
         is None
     )
+
+
+_COLD_CACHE_WRITER = """
+import os, sys, time
+import os
+from pathlib import Path
+import torch
+from optuna_kmtpe import quant
+from optuna_kmtpe.data import load_digits
+from optuna_kmtpe.workflow import SearchSettings, pretrained_model
+
+me, other = Path(sys.argv[2]) / sys.argv[3], Path(sys.argv[2]) / sys.argv[4]
+
+def train_float(model, loader, **kwargs):
+    me.touch()
+    while not other.exists():  # both processes write the cache at the same moment
+        time.sleep(0.01)
+    return model
+
+real_save = torch.save
+
+def slow_save(obj, path, *args, **kwargs):
+    real_save(obj, path, *args, **kwargs)
+    time.sleep(0.5)  # a slow disk: the other writer saves meanwhile
+
+quant.train_float = train_float
+torch.save = slow_save
+settings = SearchSettings(cache_dir=sys.argv[1], pretrain_epochs=1)
+pretrained_model(settings, load_digits(seed=0), log=lambda _: None)
+"""
+
+
+@pytest.mark.slow
+def test_two_cold_processes_fill_the_cache_at_once(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    script = tmp_path / "writer.py"
+    script.write_text(_COLD_CACHE_WRITER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(cache), str(tmp_path), mine, theirs],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for mine, theirs in (("a", "b"), ("b", "a"))
+    ]
+    errors = [proc.communicate(timeout=120)[1] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], errors
+    assert [p.suffix for p in cache.iterdir()] == [".pt"]  # one checkpoint, no temporary
