@@ -135,6 +135,7 @@ def quantized_accuracy_fn(
     example_input: torch.Tensor | None = None,
     cache: MutableMapping[QuantConfig, float] | None = None,
     progress: bool = False,
+    score: Callable[[nn.Module, DataLoader], float] | None = None,
 ) -> AccuracyFunction:
     """Config -> validation accuracy after QAT (or PTQ) from the float ``model``.
 
@@ -150,9 +151,12 @@ def quantized_accuracy_fn(
         cache: Optional config -> accuracy memo. Accuracy is a deterministic function of the
             config under a fixed recipe, so benchmarks comparing samplers share one.
         progress: Show a progress bar for each trial's QAT.
+        score: ``score(model, val_loader) -> float`` replacing top-1 accuracy
+            (:func:`metric_score` wraps a ``metric(outputs, targets)``).
     """
     from optuna_kmtpe import quant
 
+    evaluate = score if score is not None else quant.evaluate
     if example_input is None:
         example_input = next(iter(val_loader))[0][:2]
 
@@ -162,7 +166,7 @@ def quantized_accuracy_fn(
         last: dict[int, float] = {}
 
         def on_epoch(epoch: int, trained: nn.Module) -> None:
-            last[epoch] = quant.evaluate(trained, val_loader)
+            last[epoch] = evaluate(trained, val_loader)
             report_epoch(epoch, last[epoch])
 
         qmodel = train_quantized(
@@ -175,7 +179,7 @@ def quantized_accuracy_fn(
             on_epoch=on_epoch,
             progress=progress,
         )
-        value = last[max(last)] if last else quant.evaluate(qmodel, val_loader)
+        value = last[max(last)] if last else evaluate(qmodel, val_loader)
         if cache is not None:
             cache[config] = value
         return value
@@ -223,6 +227,8 @@ def make_objective(
     recipe: TrainingRecipe = TrainingRecipe(),
     early_stop: EarlyStopRule | None = EarlyStopRule(),
     accuracy_cache: MutableMapping[QuantConfig, float] | None = None,
+    metric: Callable[[torch.Tensor, torch.Tensor], float] | None = None,
+    metric_direction: str = "maximize",
 ) -> MPQObjective:
     """An Optuna objective for hardware-aware mixed-precision search on a model and data.
 
@@ -239,6 +245,11 @@ def make_objective(
         recipe: QAT/PTQ settings.
         early_stop: Multi-objective early-stop rule for hopeless QAT runs.
         accuracy_cache: Optional config -> accuracy memo shared across studies.
+        metric: ``metric(outputs, targets) -> float`` on the whole validation split, in the
+            place of top-1 accuracy (the ``"accuracy"`` objective then holds its value; for
+            example top-5 accuracy, macro F1 or an error). The early-stop rule, whose margin
+            is in accuracy units, is then off.
+        metric_direction: ``"maximize"`` or ``"minimize"``, the direction of ``metric``.
 
     Returns:
         The objective; pass ``objective.directions`` to ``optuna.create_study`` and
@@ -266,11 +277,54 @@ def make_objective(
             recipe=recipe,
             example_input=example_input,
             cache=accuracy_cache,
+            score=metric_score(metric) if metric is not None else None,
         ),
         metrics=metrics,
         budgets=budgets,
-        early_stop=early_stop,
+        early_stop=early_stop if metric is None else None,
+        quality_direction=metric_direction,
     )
+
+
+def metric_score(
+    metric: Callable[[torch.Tensor, torch.Tensor], float],
+) -> Callable[[nn.Module, DataLoader], float]:
+    """``score(model, loader)``: ``metric(outputs, targets)`` over the whole of ``loader``.
+
+    The model runs in eval mode without gradients (its mode is restored); outputs and targets
+    are concatenated on the CPU, so metrics that do not average over batches (F1) are exact.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> def top2(outputs, targets):
+        ...     return (outputs.topk(2, dim=1).indices == targets[:, None]).any(1).float().mean()
+        >>> model = nn.Linear(3, 3)
+        >>> data = [(torch.eye(3), torch.tensor([0, 1, 2]))]
+        >>> 0.0 <= metric_score(top2)(model, data) <= 1.0
+        True
+    """
+    import torch
+
+    from optuna_kmtpe.quant._device import model_device
+
+    def score(model: nn.Module, loader: DataLoader) -> float:
+        device = model_device(model)
+        saved = {module: module.training for module in model.modules()}
+        outputs, targets = [], []
+        try:
+            model.eval()
+            with torch.no_grad():
+                for inputs, labels in loader:
+                    outputs.append(model(inputs.to(device)).cpu())
+                    targets.append(labels)
+        finally:
+            for module, training in saved.items():
+                module.training = training
+        value = metric(torch.cat(outputs), torch.cat(targets))
+        return float(value.item() if hasattr(value, "item") else value)
+
+    return score
 
 
 class ScalarizedObjective:

@@ -112,7 +112,10 @@ class MPQObjective:
         metrics: Metric names returned, in order (see :data:`METRICS`).
         budgets: Upper limits on cost metrics; violations become constraints.
         early_stop: Rule that ends hopeless QAT runs in multi-objective studies (None: never).
-        infeasible_accuracy: Accuracy recorded for infeasible configs, which are never trained.
+        infeasible_accuracy: Accuracy recorded for infeasible configs, which are never trained
+            (None: the worst value, 0 or +inf for a minimized metric).
+        quality_direction: Direction of the ``"accuracy"`` objective (``"minimize"`` when a
+            user metric such as an error replaces accuracy).
         reuse_duplicates: When the sampler proposes a config that a completed trial already
             evaluated (common on discrete spaces), copy that trial's results instead of
             training again (user attr ``duplicate_of``); a config another worker is training
@@ -129,8 +132,9 @@ class MPQObjective:
         metrics: tuple[str, ...] | list[str] = ("accuracy", "latency_s", "energy_j"),
         budgets: Mapping[str, float] | None = None,
         early_stop: EarlyStopRule | None = EarlyStopRule(),
-        infeasible_accuracy: float = 0.0,
+        infeasible_accuracy: float | None = None,
         reuse_duplicates: bool = True,
+        quality_direction: str = "maximize",
     ) -> None:
         self.metrics = validate_metrics(metrics)
         self.budgets = validate_budgets(dict(budgets or {}))
@@ -138,6 +142,13 @@ class MPQObjective:
         self._cost_fn = cost_fn
         self._accuracy_fn = accuracy_fn
         self._early_stop = early_stop
+        if quality_direction not in ("maximize", "minimize"):
+            raise ValueError(
+                f"quality_direction must be 'maximize' or 'minimize', got {quality_direction!r}."
+            )
+        self._quality_direction = quality_direction
+        if infeasible_accuracy is None:  # the worst value: an untrained config never wins
+            infeasible_accuracy = 0.0 if quality_direction == "maximize" else math.inf
         self._infeasible_accuracy = float(infeasible_accuracy)
         self._reuse_duplicates = reuse_duplicates
         self._duplicate_poll_s = 1.0
@@ -145,7 +156,10 @@ class MPQObjective:
     @property
     def directions(self) -> list[str]:
         """Study directions matching :attr:`metrics` (pass to ``optuna.create_study``)."""
-        return [METRICS[name].direction for name in self.metrics]
+        return [
+            self._quality_direction if name == "accuracy" else METRICS[name].direction
+            for name in self.metrics
+        ]
 
     @property
     def space(self) -> ConfigSpace:
