@@ -53,6 +53,15 @@ def _port(text: str) -> int:
     return port
 
 
+def _names(kind: str) -> str:
+    """The registered model or dataset names, for help texts."""
+    from optuna_kmtpe._registry import dataset_names
+    from optuna_kmtpe._registry import model_names
+
+    names = model_names() if kind == "model" else dataset_names()
+    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)
+
+
 def _add_study_args(parser: argparse.ArgumentParser, *, defaults: bool = True) -> None:
     parser.add_argument(
         "--storage",
@@ -86,13 +95,28 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--config", help="TOML file with any of the settings below")
     search.add_argument(
         "--model",
-        help="digits_cnn, mlp, resnet20 or resnet20_1d (default: the data's model, digits_cnn "
-        "for digits, resnet20_1d for mnist1d)",
+        help=f"{_names('model')}, or MODULE:CALLABLE returning your nn.Module (imported from "
+        "the working directory; untrained, or trained with --checkpoint). Default: the data's "
+        "model, digits_cnn for digits, resnet20_1d for mnist1d",
     )
     search.add_argument(
         "--data",
-        help="digits (default, embedded), mnist1d (generated offline, harder), mnist or cifar10 "
-        "(vision extra)",
+        help=f"{_names('data')} (default digits, embedded; mnist1d generated offline; mnist and "
+        "cifar10 need the vision extra), or MODULE:CALLABLE returning (train, val[, test]) "
+        "torch Datasets of (input, label)",
+    )
+    search.add_argument(
+        "--checkpoint",
+        help="state dict of --model (torch.save(model.state_dict(), PATH)) used instead of "
+        "float pre-training",
+    )
+    search.add_argument(
+        "--metric",
+        help="MODULE:CALLABLE metric(outputs, targets) -> float on the validation split, in "
+        "place of accuracy (e.g. top-5, F1)",
+    )
+    search.add_argument(
+        "--metric-direction", help="maximize (default) or minimize, the direction of --metric"
     )
     search.add_argument("--data-dir", help="directory holding torchvision datasets")
     search.add_argument(
@@ -180,8 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--quiet", action="store_true", help="no progress bars")
 
     sens = sub.add_parser("sensitivity", help="print the per-layer Hessian sensitivity table")
-    sens.add_argument("--model", help="built-in model (default: the data's model)")
-    sens.add_argument("--data", default="digits", help="dataset (default digits)")
+    sens.add_argument(
+        "--model", help=f"{_names('model')} or MODULE:CALLABLE (default: the data's model)"
+    )
+    sens.add_argument(
+        "--data", default="digits", help=f"{_names('data')} or MODULE:CALLABLE (default digits)"
+    )
     sens.add_argument("--data-dir", help="directory holding torchvision datasets")
     sens.add_argument("--seed", type=int, default=0)
     sens.add_argument("--json", dest="json_out", help="also write the report as JSON here")
@@ -224,7 +252,7 @@ def _search_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "model", "data", "data_dir", "data_samples", "weight_bits", "act_bits", "widths",
         "objectives", "device", "n_trials", "timeout", "seed", "storage", "study_name", "sampler",
         "mode", "lr", "pretrain_epochs", "cache_dir", "hessian_max_probes", "torch_threads",
-        "qat_epochs",
+        "qat_epochs", "checkpoint", "metric", "metric_direction",
     ):  # fmt: skip
         value = getattr(args, name, None)
         if value is not None:

@@ -10,6 +10,7 @@ import logging
 import math
 import os
 from pathlib import Path
+import re
 import tempfile
 from typing import Any
 
@@ -37,6 +38,8 @@ class SearchJob:
     space: Any
     fpga: Any
     shapes: Any
+    sources: Any = None
+    """The user's model/data fingerprint (``_sources.source_key``; None for built-ins)."""
 
 
 DATASETS_IN_DIR: tuple[str, ...] = ("mnist", "cifar10")
@@ -102,18 +105,11 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def load_data(settings: SearchSettings) -> Any:
-    """The dataset splits named by ``settings.data``."""
-    from optuna_kmtpe import data
+    """The dataset splits of ``settings.data``: a registered name or an import path."""
+    from optuna_kmtpe.workflow._sources import load_splits
 
-    if settings.data == "digits":
-        return data.load_digits(seed=settings.seed)
-    if settings.data == "mnist1d":
-        assert settings.data_samples is not None  # resolved from DATASET_DEFAULTS
-        return data.load_mnist1d(seed=settings.seed, n_samples=settings.data_samples)
     _check_data_dir(settings)
-    assert settings.data_dir is not None
-    loader = {"mnist": data.load_mnist, "cifar10": data.load_cifar10}[settings.data]
-    return loader(settings.data_dir, seed=settings.seed)
+    return load_splits(settings)
 
 
 SMALL_MODEL_PARAMETERS = 1_000_000
@@ -131,7 +127,9 @@ def set_torch_threads(settings: SearchSettings, model: Any) -> int:
     return threads
 
 
-def _checkpoint_path(settings: SearchSettings, data_name: str) -> Path:
+def _checkpoint_path(
+    settings: SearchSettings, data_name: str, *, sources: dict[str, str] | None = None
+) -> Path:
     import torch
 
     fields: dict[str, Any] = {
@@ -146,9 +144,12 @@ def _checkpoint_path(settings: SearchSettings, data_name: str) -> Path:
         fields["data_samples"] = settings.data_samples
     if settings.data_dir is not None:  # two copies of a dataset may differ
         fields["data_dir"] = str(Path(settings.data_dir).resolve())
+    if sources is not None:  # the user's code and data: two projects never share a checkpoint
+        fields["sources"] = sources
     key = json.dumps(fields, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return settings.resolved_cache_dir / f"{settings.model}-{data_name}-{digest}.pt"
+    stem = re.sub(r"[^\w.-]", "_", f"{settings.model}-{data_name}")
+    return settings.resolved_cache_dir / f"{stem}-{digest}.pt"
 
 
 def pretrained_model(
@@ -159,16 +160,18 @@ def pretrained_model(
 
     from optuna_kmtpe import data as kdata
     from optuna_kmtpe import quant
-    from optuna_kmtpe.models import build_model
+    from optuna_kmtpe.workflow._sources import build_float_model
+    from optuna_kmtpe.workflow._sources import source_key
 
     torch.manual_seed(settings.seed)
-    model = build_model(
-        settings.model, num_classes=splits.num_classes, in_channels=splits.input_shape[0]
-    )
+    model = build_float_model(settings, splits)  # loads settings.checkpoint if given
     # Before training, not after: pre-training (and the Hessian after it) suffer the same
     # per-op threading overhead on small models as the trials do.
     set_torch_threads(settings, model)
-    path = _checkpoint_path(settings, splits.name)
+    if settings.checkpoint is not None:
+        log(f"Loaded the float {settings.model} from the checkpoint {settings.checkpoint}.")
+        return model.eval()
+    path = _checkpoint_path(settings, splits.name, sources=source_key(settings, splits))
     if path.exists():
         try:
             model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
@@ -203,6 +206,7 @@ def cached_sensitivity(
     from optuna_kmtpe import data as kdata
     from optuna_kmtpe.sensitivity import SensitivityReport
     from optuna_kmtpe.sensitivity import compute_sensitivity
+    from optuna_kmtpe.workflow._sources import source_key
 
     # v2/v3: the report holds the activation and pruning second-order terms too (the
     # sampler's accuracy prior).
@@ -211,7 +215,8 @@ def cached_sensitivity(
         f"{settings.hessian_max_probes}"
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    path = _checkpoint_path(settings, splits.name).with_suffix(f".hessian-{digest}.json")
+    path = _checkpoint_path(settings, splits.name, sources=source_key(settings, splits))
+    path = path.with_suffix(f".hessian-{digest}.json")
     if path.exists():
         try:
             report = SensitivityReport.from_json(path.read_text())
@@ -252,9 +257,14 @@ def prepare_job(
     from optuna_kmtpe import hardware
     from optuna_kmtpe.graph import channel_graph
     from optuna_kmtpe.sensitivity import SensitivityReport
+    from optuna_kmtpe.workflow._sources import check_stored_sources
+    from optuna_kmtpe.workflow._sources import source_key
 
     torch.manual_seed(settings.seed)
     splits = load_data(settings)
+    sources = source_key(settings, splits)
+    if study is not None:  # before training: never continue a study on changed code or data
+        check_stored_sources(study, sources)
     model = pretrained_model(settings, splits, log=log)  # also applies settings.torch_threads
     train_loader = kdata.make_loader(
         splits.train, batch_size=settings.batch_size, shuffle=True, seed=settings.seed
@@ -287,6 +297,7 @@ def prepare_job(
         space=space,
         fpga=fpga,
         shapes=shapes,
+        sources=sources,
     )
 
 

@@ -81,6 +81,8 @@ def forecast_for(settings: SearchSettings, objective: Any, job: Any) -> dict[str
     metrics = list(objective.metrics)
     if settings.sampler != "kmtpe" or "accuracy" not in metrics or len(metrics) < 2:
         return None
+    if settings.metric is not None:  # the Hessian prior forecasts accuracy, not a user metric
+        return None
     return sampler_forecast(
         objective, report=job.report, model=job.model, val_loader=job.val_loader
     )
@@ -239,8 +241,13 @@ def _create_study(
     settings: SearchSettings, storage: optuna.storages.BaseStorage | None, job: SearchJob
 ) -> optuna.Study:
     """Create the study and store its settings and sensitivity report (after every check)."""
+    from optuna_kmtpe.workflow._sources import save_sources
+
     storage = storage or open_storage(settings.storage, create=True)
-    directions = [METRICS[m].direction for m in settings.objectives]
+    directions = [
+        settings.metric_direction if m == "accuracy" else METRICS[m].direction
+        for m in settings.objectives
+    ]
     study = optuna.create_study(
         study_name=settings.study_name,
         storage=storage,
@@ -255,6 +262,7 @@ def _create_study(
     study.set_user_attr(keys.STUDY_RUN, settings.to_dict())
     study.set_metric_names(list(settings.objectives))
     job.report.save_to_study(study)
+    save_sources(study, job.sources)
     return study
 
 
@@ -294,6 +302,7 @@ def run_search(
     from optuna_kmtpe.objectives import EarlyStopRule
     from optuna_kmtpe.objectives import enqueue_warm_starts
     from optuna_kmtpe.objectives import make_objective
+    from optuna_kmtpe.workflow._sources import metric_function
 
     storage, study = _existing_study(settings, join_only=join_only)
     if study is not None:
@@ -323,6 +332,8 @@ def run_search(
         budgets=settings.budgets,
         recipe=recipe_for(settings),
         early_stop=EarlyStopRule(),
+        metric=metric_function(settings),
+        metric_direction=settings.metric_direction,
     )
     forecast = forecast_for(settings, objective, job)
     sampler = _ProcessSampler(
@@ -409,17 +420,15 @@ def _retry_interrupted(study: optuna.Study, trial_id: int | None) -> None:
 
 def check_settings(settings: SearchSettings) -> None:
     """Fail fast, before anything is written, loaded or trained: names that do not exist, a
-    dataset directory that is missing, a cache directory that cannot be written."""
+    user's model, data or metric that cannot be imported or does not fit
+    (:func:`~optuna_kmtpe.workflow._sources.check_sources`), a dataset directory that is
+    missing, a cache directory that cannot be written."""
     from optuna_kmtpe.hardware import get_device
-    from optuna_kmtpe.models import MODEL_NAMES
+    from optuna_kmtpe.workflow._sources import check_sources
 
-    if settings.model not in MODEL_NAMES:
-        raise ValueError(
-            f"Unknown model {settings.model!r}; choose one of {list(MODEL_NAMES)}, or use the "
-            "Python API (optuna_kmtpe.objectives.make_objective) with your own nn.Module."
-        )
     get_device(settings.device)
     check_inputs(settings)
+    check_sources(settings)
 
 
 def _count(study: optuna.Study) -> int:

@@ -10,6 +10,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from optuna_kmtpe._registry import IN_MEMORY_PREFIX
+from optuna_kmtpe._registry import dataset_names
+from optuna_kmtpe._registry import is_import_path
+from optuna_kmtpe._registry import metric_names
+from optuna_kmtpe._registry import model_names
 from optuna_kmtpe.config import ALLOWED_BITS
 from optuna_kmtpe.hardware._device import DEFAULT_DEVICE
 from optuna_kmtpe.objectives._metrics import validate_budgets
@@ -25,14 +30,14 @@ class DatasetDefaults:
     """The settings a dataset brings with it when the user leaves them unset (``None``).
 
     Attributes:
-        model: Built-in model.
+        model: Built-in model (None: the user must name one, as for their own data).
         pretrain_epochs: Epochs of float pre-training.
         hessian_max_probes: Cap on Hutchinson probes per layer and batch.
         lr: QAT learning rate.
         data_samples: Samples generated for a procedural dataset (None: the dataset's own size).
     """
 
-    model: str
+    model: str | None
     pretrain_epochs: int
     hessian_max_probes: int
     lr: float
@@ -62,6 +67,8 @@ DATASET_DEFAULTS: Mapping[str, DatasetDefaults] = {
 """Per-dataset defaults of ``SearchSettings`` (one place for every dataset-dependent default)."""
 
 DATASETS: tuple[str, ...] = tuple(DATASET_DEFAULTS)
+USER_DATA_DEFAULTS = dataclasses.replace(_DIGITS_DEFAULTS, model=None)
+"""Defaults of registered or imported datasets: the digits recipe, and no default model."""
 _DATASET_DEPENDENT: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(DatasetDefaults))
 
 
@@ -84,10 +91,16 @@ class SearchSettings:
     resolved values, so a later change of those defaults never changes a stored study's job.
 
     Attributes:
-        model: Built-in model name (``digits_cnn``, ``mlp``, ``resnet20``, ``resnet20_1d``).
-            None: the dataset's default (``digits_cnn``; ``resnet20_1d`` for ``mnist1d``).
-        data: Dataset (``digits`` embedded; ``mnist1d`` generated offline by the ``mnist1d``
-            package; ``mnist``/``cifar10`` need the ``vision`` extra).
+        model: Registered model name (built-ins ``digits_cnn``, ``mlp``, ``resnet20``,
+            ``resnet20_1d``; :func:`~optuna_kmtpe.models.model_names`) or an import path
+            ``MODULE:CALLABLE`` returning an ``nn.Module`` (imported with the working directory
+            on ``sys.path``). None: the dataset's default (``digits_cnn``; ``resnet20_1d`` for
+            ``mnist1d``); a user's dataset has none.
+        data: Registered dataset (``digits`` embedded; ``mnist1d`` generated offline by the
+            ``mnist1d`` package; ``mnist``/``cifar10`` need the ``vision`` extra;
+            :func:`~optuna_kmtpe.data.dataset_names`) or an import path ``MODULE:CALLABLE``
+            returning ``(train, val)`` or ``(train, val, test)`` torch Datasets of
+            ``(input, label)``.
         data_dir: Directory of torchvision datasets (they are never downloaded implicitly).
         data_samples: Samples generated for ``mnist1d`` (None: its default, 5000); must stay
             None for the datasets of fixed size.
@@ -127,6 +140,12 @@ class SearchSettings:
         power_of_two_scales: Quantize with power-of-two scales (weights and activations):
             rescaling becomes a bit shift and the exported model maps exactly onto
             fixed-point FPGA types (hls4ml, FINN); see ``docs/export.md`` for its accuracy cost.
+        checkpoint: A state dict of ``model`` (``torch.save(model.state_dict(), path)``),
+            loaded with ``weights_only=True`` instead of float pre-training.
+        metric: Validation metric replacing accuracy in the ``accuracy`` objective: a
+            registered name or an import path of ``metric(outputs, targets) -> float`` over
+            the whole validation split (None: top-1 accuracy).
+        metric_direction: ``maximize`` or ``minimize`` (for ``metric``).
     """
 
     model: str | None = None
@@ -156,6 +175,9 @@ class SearchSettings:
     torch_threads: int | None = None
     cache_dir: str | None = None
     power_of_two_scales: bool = False
+    checkpoint: str | None = None
+    metric: str | None = None
+    metric_direction: str = "maximize"
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -168,14 +190,28 @@ class SearchSettings:
         objectives = _as_list(self.objectives, "objectives", str)
         object.__setattr__(self, "objectives", validate_metrics(objectives))
         object.__setattr__(self, "budgets", validate_budgets(dict(self.budgets)))
-        if self.data not in DATASETS:
-            raise ValueError(f"Unknown data {self.data!r}; choose one of {list(DATASETS)}.")
-        defaults = DATASET_DEFAULTS[self.data]
+        _check_source_name(self.data, "data", dataset_names())
+        defaults = DATASET_DEFAULTS.get(self.data, USER_DATA_DEFAULTS)
         for name in _DATASET_DEPENDENT:
             if getattr(self, name) is None:
                 object.__setattr__(self, name, getattr(defaults, name))
+        if self.model is None:
+            raise ValueError(
+                f"data {self.data!r} has no default model: set model (--model) to one of "
+                f"{list(model_names())} or to an import path MODULE:CALLABLE."
+            )
+        _check_source_name(self.model, "model", model_names())
+        if self.metric is not None:
+            _check_source_name(self.metric, "metric", metric_names())
+        if self.metric_direction not in ("maximize", "minimize"):
+            raise ValueError(
+                "metric_direction must be 'maximize' or 'minimize', got "
+                f"{self.metric_direction!r}."
+            )
+        if self.metric is None and self.metric_direction != "maximize":
+            raise ValueError("metric_direction applies to a metric; accuracy is maximized.")
         if self.data_samples is not None:
-            if defaults.data_samples is None:
+            if defaults.data_samples is None and self.data in DATASET_DEFAULTS:
                 raise ValueError(
                     f"data_samples applies to generated datasets (mnist1d) only; {self.data} "
                     "has a fixed size: leave it unset."
@@ -292,6 +328,9 @@ _FIELD_TYPES: Mapping[str, tuple[type | tuple[type, ...], bool]] = {
     "torch_threads": (int, True),
     "cache_dir": (str, True),
     "power_of_two_scales": (bool, False),
+    "checkpoint": (str, True),
+    "metric": (str, True),
+    "metric_direction": (str, False),
 }
 """Expected type of each scalar setting and whether None is allowed (the lists are checked by
 ``_as_list``); bool never passes for a number."""
@@ -410,7 +449,8 @@ def resumed_settings(
     """
     names = [f.name for f in dataclasses.fields(SearchSettings)]
     if explicit is None:
-        defaults = SearchSettings(data=given.data)
+        own_data = given.data not in DATASET_DEFAULTS  # no default model: keep the given one
+        defaults = SearchSettings(data=given.data, model=given.model if own_data else None)
         explicit = ["n_trials", "timeout"]
         explicit += [n for n in names if getattr(given, n) != getattr(defaults, n)]
     explicit = set(explicit)
@@ -431,6 +471,17 @@ def resumed_settings(
         )
     changes = {n: getattr(given, n) for n in RESUMABLE if n in explicit or n == "storage"}
     return stored.replace(**changes)
+
+
+def _check_source_name(name: str, kind: str, registered: tuple[str, ...]) -> None:
+    """A model, dataset or metric is a registered name or an import path ``MODULE:CALLABLE``
+    (imported and checked later, :func:`~optuna_kmtpe.workflow._sources.check_sources`)."""
+    if name in registered or is_import_path(name) or name.startswith(IN_MEMORY_PREFIX):
+        return
+    raise ValueError(
+        f"Unknown {kind} {name!r}; choose one of {list(registered)} or give an import path "
+        "MODULE:CALLABLE."
+    )
 
 
 def _bits_tuple(values: Any, name: str) -> tuple[int, ...]:

@@ -1,0 +1,331 @@
+"""A user's own project, as a user would write one: a module with a model function and a data
+function in its own directory, run through kmtpe search, worker, report and export, the Python
+call, and every mistake a user makes (bad paths, wrong return types, class-count mismatch,
+resuming after the module changed)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+import itertools
+from pathlib import Path
+import subprocess
+import sys
+import textwrap
+
+import optuna
+from optuna.trial import TrialState
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+import optuna_kmtpe
+from optuna_kmtpe import cli
+from optuna_kmtpe.models import build_model
+from optuna_kmtpe.models import model_names
+from optuna_kmtpe.models import register_model
+from optuna_kmtpe.models import unregister_model
+from optuna_kmtpe.workflow import SearchSettings
+from optuna_kmtpe.workflow import run_search
+from optuna_kmtpe.workflow._sources import STUDY_SOURCES
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cli"))
+from tests_cli_helpers import kmtpe_command  # noqa: E402
+from tests_cli_helpers import kmtpe_env  # noqa: E402
+
+
+_TABULAR = """
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+from sklearn.datasets import load_breast_cancer
+from sklearn.model_selection import train_test_split
+
+
+def data(seed=0):
+    x, y = load_breast_cancer(return_X_y=True)
+    x = (x - x.mean(0)) / x.std(0)
+    xtr, xva, ytr, yva = train_test_split(x, y, test_size=0.3, random_state=seed, stratify=y)
+    pair = lambda a, b: TensorDataset(torch.tensor(a, dtype=torch.float32), torch.tensor(b))
+    return pair(xtr, ytr), pair(xva, yva)
+
+
+def model(input_shape, num_classes):
+    return nn.Sequential(nn.Linear(input_shape[0], 32), nn.ReLU(), nn.Linear(32, num_classes))
+
+
+def three_outputs():
+    return nn.Sequential(nn.Linear(30, 3))
+
+
+def not_a_model():
+    return "a string"
+
+
+def one_dataset():
+    return data()[0]
+
+
+def top1_error(outputs, targets):
+    return (outputs.argmax(1) != targets).float().mean()
+"""
+
+_RESIDUAL = '''
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+from sklearn.datasets import load_digits
+
+
+class Digits(Dataset):
+    """A map-style Dataset of (image, label), not a TensorDataset."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return torch.tensor(self.x[i], dtype=torch.float32).reshape(1, 8, 8), int(self.y[i])
+
+
+def data():
+    bunch = load_digits()
+    x, y = bunch.data[:600] / 16.0, bunch.target[:600]
+    return Digits(x[:400], y[:400]), Digits(x[400:500], y[400:500]), Digits(x[500:], y[500:])
+
+
+class ResidualNet(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 8, 3, padding=1)
+        self.conv1 = nn.Conv2d(8, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        x = torch.relu(x + self.conv2(torch.relu(self.conv1(x))))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def model(num_classes):
+    return ResidualNet(num_classes)
+'''
+
+_FAST = [
+    "--pretrain-epochs", "2", "--qat-epochs", "1", "--hessian-max-probes", "8",
+    "--threads", "1", "--quiet",
+]  # fmt: skip
+_counter = itertools.count()
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, str]]:
+    """A user project directory (the working directory) and a unique module name in it."""
+    name = f"user_project_{next(_counter)}"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(_TABULAR))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KMTPE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    yield tmp_path, name
+    for module in [m for m in sys.modules if m.startswith(name)]:
+        del sys.modules[module]
+
+
+def _main_error(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert cli.main(args) == cli.EXIT_USER_ERROR
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("kmtpe: error: ") and "\n" not in err, err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "message"),
+    [
+        ("missing_module:model", "{m}:data", "cannot import 'missing_module'"),
+        ("{m}:nope", "{m}:data", "has no attribute 'nope'"),
+        ("{m}:not_a_model", "{m}:data", "must return a torch nn.Module, got a str"),
+        ("{m}:model", "{m}:one_dataset", "must return (train, val) or (train, val, test)"),
+        ("{m}:three_outputs", "{m}:data", "outputs of shape (2, 3)"),
+        ("digits_cnn", "{m}:data", "fails on a batch of the data"),
+        ("{m}:model", "nomodule:data", "cannot import 'nomodule'"),
+        ("vgg", "{m}:data", "Unknown model 'vgg'"),
+    ],
+)
+def test_user_mistakes_end_in_one_line_before_anything_is_written(
+    project: tuple[Path, str],
+    capsys: pytest.CaptureFixture[str],
+    model: str,
+    data: str,
+    message: str,
+) -> None:
+    root, name = project
+    args = ["search", "--model", model.format(m=name), "--data", data.format(m=name), *_FAST]
+    assert message in _main_error(args, capsys)
+    assert not (root / "kmtpe.db").exists()
+    assert not (root / "cache").exists()  # nothing trained
+
+
+def test_class_count_mismatch_names_the_classes(
+    project: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, name = project
+    err = _main_error(
+        ["search", "--model", f"{name}:three_outputs", "--data", f"{name}:data"], capsys
+    )
+    assert "the data has 2 classes (labels 0..1)" in err and "(2, 2)" in err
+
+
+def test_bad_checkpoint_and_metric(
+    project: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, name = project
+    base = ["search", "--model", f"{name}:model", "--data", f"{name}:data"]
+    assert "no such file" in _main_error([*base, "--checkpoint", "absent.pt"], capsys)
+    torch.save(nn.Linear(3, 3).state_dict(), root / "wrong.pt")
+    assert "does not fit the model" in _main_error([*base, "--checkpoint", "wrong.pt"], capsys)
+    assert "has no attribute 'f1'" in _main_error([*base, "--metric", f"{name}:f1"], capsys)
+    assert "metric_direction applies to a metric" in _main_error(
+        [*base, "--metric-direction", "minimize"], capsys
+    )
+    assert not (root / "kmtpe.db").exists()
+
+
+@pytest.mark.slow
+def test_tabular_project_through_search_worker_report_export(project: tuple[Path, str]) -> None:
+    root, name = project
+    env = kmtpe_env(root / "cache")
+    common = ["--model", f"{name}:model", "--data", f"{name}:data", *_FAST]
+
+    def kmtpe(*args: str) -> str:
+        proc = subprocess.run(
+            [*kmtpe_command(), *args], cwd=root, env=env, capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    out = kmtpe("search", *common, "--trials", "3")
+    assert f"Training the float {name}:model on {name}.data" in out and "Pareto front" in out
+    # The worker and the report know nothing but the storage: they import the stored paths.
+    kmtpe("worker", "--trials", "4", "--quiet")
+    out = kmtpe("report", "--trial", "0", "--export-model", "trial0.json")
+    assert "equals the search's record" in out
+    study = optuna.load_study(study_name="kmtpe", storage="sqlite:///kmtpe.db")
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 4
+    assert study.user_attrs["kmtpe:run"]["model"] == f"{name}:model"
+    assert study.user_attrs[STUDY_SOURCES]["data"] == f"{name}:data"
+    cached = sorted(p.name for p in (root / "cache").glob("*.pt"))
+    assert len(cached) == 1 and cached[0].startswith(f"{name}_model-{name}.data-")
+
+
+def test_resume_after_the_module_changed_is_refused(project: tuple[Path, str]) -> None:
+    root, name = project
+    settings = SearchSettings(
+        model=f"{name}:model", data=f"{name}:data", n_trials=1, pretrain_epochs=1, qat_epochs=1,
+        hessian_max_probes=8, torch_threads=1, warm_start=True,
+        storage=f"sqlite:///{root / 'kmtpe.db'}",
+    )  # fmt: skip
+    study = run_search(settings, log=lambda _m: None, progress=False)
+    assert len(study.trials) == 1
+    with open(root / f"{name}.py", "a") as handle:
+        handle.write("\n\ndef model(input_shape, num_classes):\n    return None\n")
+    with pytest.raises(ValueError, match="another version of your model or data.*model's code"):
+        run_search(settings.replace(n_trials=2), log=lambda _m: None, progress=False)
+    assert len(optuna.load_study(study_name="kmtpe", storage=settings.storage).trials) == 1
+
+
+def test_two_projects_never_share_a_checkpoint(project: tuple[Path, str]) -> None:
+    from optuna_kmtpe.workflow._prepare import _checkpoint_path
+    from optuna_kmtpe.workflow._prepare import load_data
+    from optuna_kmtpe.workflow._sources import source_key
+
+    def cache_path(settings: SearchSettings) -> Path:
+        splits = load_data(settings)
+        return _checkpoint_path(settings, splits.name, sources=source_key(settings, splits))
+
+    root, name = project
+    settings = SearchSettings(model=f"{name}:model", data=f"{name}:data")
+    first = cache_path(settings)
+    source = (root / f"{name}.py").read_text()
+    (root / f"{name}.py").write_text(source.replace(", 32)", ", 16)").replace("(32,", "(16,"))
+    del sys.modules[name]
+    second = cache_path(settings)
+    assert first != second
+
+
+def test_residual_conv_project_with_a_map_style_dataset(project: tuple[Path, str]) -> None:
+    root, _ = project
+    (root / "resnet_project.py").write_text(textwrap.dedent(_RESIDUAL))
+    try:
+        settings = SearchSettings(
+            model="resnet_project:model", data="resnet_project:data", n_trials=2,
+            pretrain_epochs=2, qat_epochs=1, hessian_max_probes=8, torch_threads=1,
+            widths=(0.5, 1.0), storage=f"sqlite:///{root / 'kmtpe.db'}",
+        )  # fmt: skip
+        study = run_search(settings, log=lambda _m: None, progress=False)
+    finally:
+        sys.modules.pop("resnet_project", None)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 2
+    config = study.trials[0].user_attrs["config"]
+    assert set(config) == {"stem", "conv1", "conv2", "head"}
+
+
+def test_python_search_with_a_metric_resumes_and_tells_workers_to_use_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sklearn.datasets import load_wine
+    from sklearn.metrics import f1_score
+
+    monkeypatch.setenv("KMTPE_CACHE_DIR", str(tmp_path / "cache"))
+    x, y = load_wine(return_X_y=True)
+    x = torch.tensor((x - x.mean(0)) / x.std(0), dtype=torch.float32)
+    y = torch.tensor(y)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    train = TensorDataset(x[order[:120]], y[order[:120]])
+    val = TensorDataset(x[order[120:]], y[order[120:]])
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(13, 16), nn.ReLU(), nn.Linear(16, 3))
+
+    def macro_f1(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+        return float(f1_score(targets, outputs.argmax(1), average="macro"))
+
+    storage = f"sqlite:///{tmp_path / 'mine.db'}"
+    kwargs = dict(
+        trained=False, pretrain_epochs=5, qat_epochs=1, hessian_max_probes=8, torch_threads=1,
+        storage=storage, metric=macro_f1, log=lambda _m: None, progress=False,
+    )  # fmt: skip
+    study = optuna_kmtpe.search(model, train, val, n_trials=2, **kwargs)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert study.user_attrs["kmtpe:run"]["metric"] == "python.macro_f1"
+    study = optuna_kmtpe.search(model, train, val, n_trials=3, **kwargs)
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
+    with pytest.raises(ValueError, match="need the import-path form"):
+        run_search(SearchSettings(storage=storage), join_only=True, explicit=())
+
+
+def test_registered_model_and_mlp_on_any_input() -> None:
+    assert build_model("mlp", input_shape=(1, 40))(torch.zeros(2, 1, 40)).shape == (2, 10)
+    assert build_model("mlp", input_shape=(3, 32, 32), num_classes=4)(
+        torch.zeros(2, 3, 32, 32)
+    ).shape == (2, 4)
+    register_model(
+        "tiny_linear", lambda input_shape, num_classes: nn.Linear(input_shape[0], num_classes)
+    )
+    try:
+        assert "tiny_linear" in model_names()
+        assert SearchSettings(model="tiny_linear").model == "tiny_linear"
+        assert build_model("tiny_linear", input_shape=(5,), num_classes=3).out_features == 3
+        with pytest.raises(ValueError, match="already registered"):
+            register_model("tiny_linear", lambda: None)
+        with pytest.raises(ValueError, match="no ':'"):
+            register_model("a:b", lambda: None)
+    finally:
+        unregister_model("tiny_linear")
+    with pytest.raises(ValueError, match="tiny_linear"):
+        SearchSettings(model="tiny_linear")
+    with pytest.raises(ValueError, match="has no default model"):
+        SearchSettings(data="somewhere:load")
