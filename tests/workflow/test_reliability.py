@@ -482,3 +482,8 @@ def test_two_cold_processes_fill_the_cache_at_once(tmp_path: Path) -> None:
     errors = [proc.communicate(timeout=120)[1] for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0], errors
     assert [p.suffix for p in cache.iterdir()] == [".pt"]  # one checkpoint, no temporary
+
+
+def test_the_example_toml_loads_and_states_the_defaults() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "search.toml"
+    assert SearchSettings.from_toml(example) == SearchSettings()
