@@ -119,6 +119,8 @@ def export_trial_model(
     from optuna_kmtpe import export
     from optuna_kmtpe import quant
     from optuna_kmtpe.objectives import train_quantized
+    from optuna_kmtpe.objectives._factory import metric_score
+    from optuna_kmtpe.workflow._sources import metric_function
 
     export.check_format(format)
     settings = stored_settings(study)
@@ -141,7 +143,10 @@ def export_trial_model(
     )
     if scored:
         qmodel = scored[0]  # what the last epoch's score saw, before the final range refresh
-    val_accuracy = quant.evaluate(qmodel, job.val_loader)
+    # The value the search recorded: accuracy, or the study's own metric.
+    metric = metric_function(settings)
+    score = quant.evaluate if metric is None else metric_score(metric)
+    val_accuracy = score(qmodel, job.val_loader)
     test_accuracy = quant.evaluate(qmodel, job.test_loader)
     recorded = trial.user_attrs.get(keys.ACCURACY)
     mismatch = _accuracy_mismatch(trial, val_accuracy, recorded, settings)

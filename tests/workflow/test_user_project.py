@@ -100,15 +100,17 @@ def data():
 class ResidualNet(nn.Module):
     def __init__(self, num_classes):
         super().__init__()
-        self.stem = nn.Conv2d(1, 8, 3, padding=1)
-        self.conv1 = nn.Conv2d(8, 8, 3, padding=1)
-        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
-        self.head = nn.Linear(8, num_classes)
+        self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.conv1 = nn.Conv2d(16, 16, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.conv2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(16)
+        self.head = nn.Sequential(nn.MaxPool2d(2), nn.Flatten(), nn.Linear(256, num_classes))
 
     def forward(self, x):
-        x = torch.relu(self.stem(x))
-        x = torch.relu(x + self.conv2(torch.relu(self.conv1(x))))
-        return self.head(x.mean(dim=(2, 3)))
+        x = self.stem(x)
+        y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return self.head(torch.relu(x + y))
 
 
 def model(num_classes):
@@ -271,7 +273,13 @@ def test_residual_conv_project_with_a_map_style_dataset(project: tuple[Path, str
         sys.modules.pop("resnet_project", None)
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 2
     config = study.trials[0].user_attrs["config"]
-    assert set(config) == {"stem", "conv1", "conv2", "head"}
+    assert set(config) == {"stem.0", "conv1", "conv2", "head.2"}
+    # The residual addition ties the stem's and conv2's channels: their widths stay whole.
+    assert all(
+        t.user_attrs["config"][name]["width"] == 1.0
+        for t in study.trials
+        for name in ("stem.0", "conv2")
+    )
 
 
 def test_python_search_with_a_metric_resumes_and_tells_workers_to_use_paths(
@@ -329,3 +337,50 @@ def test_registered_model_and_mlp_on_any_input() -> None:
         SearchSettings(model="tiny_linear")
     with pytest.raises(ValueError, match="has no default model"):
         SearchSettings(data="somewhere:load")
+
+
+def test_metric_by_import_path_is_minimized_and_exported_as_recorded(
+    project: tuple[Path, str],
+) -> None:
+    from optuna_kmtpe.workflow import export_trial_model
+
+    root, name = project
+    settings = SearchSettings(
+        model=f"{name}:model", data=f"{name}:data", metric=f"{name}:top1_error",
+        metric_direction="minimize", n_trials=2, pretrain_epochs=2, qat_epochs=1,
+        hessian_max_probes=8, torch_threads=1, storage=f"sqlite:///{root / 'kmtpe.db'}",
+    )  # fmt: skip
+    study = run_search(settings, log=lambda _m: None, progress=False)
+    assert study.directions[0] == optuna.study.StudyDirection.MINIMIZE
+    errors = [t.values[0] for t in study.trials]
+    assert all(0.0 <= e < 0.5 for e in errors)  # an error rate, not an accuracy
+    result = export_trial_model(study, 0, str(root / "t0.json"), verify=False)
+    assert result.mismatch is None and result.val_accuracy == errors[0]
+
+
+def test_toml_takes_the_same_keys(tmp_path: Path) -> None:
+    (tmp_path / "search.toml").write_text(
+        'model = "my_project:model"\ndata = "my_project:data"\ncheckpoint = "float.pt"\n'
+        'metric = "my_project:f1"\nmetric-direction = "maximize"\n'
+    )
+    settings = SearchSettings.from_toml(tmp_path / "search.toml")
+    assert (settings.model, settings.data, settings.checkpoint, settings.metric) == (
+        "my_project:model", "my_project:data", "float.pt", "my_project:f1",
+    )  # fmt: skip
+
+
+def test_trained_model_from_a_checkpoint_skips_pretraining(project: tuple[Path, str]) -> None:
+    root, name = project
+    sys.path.insert(0, str(root))  # the fixture restores sys.path
+    module = __import__(name)
+    torch.save(module.model((30,), 2).state_dict(), root / "float.pt")
+    lines: list[str] = []
+    settings = SearchSettings(
+        model=f"{name}:model", data=f"{name}:data", checkpoint="float.pt", n_trials=1,
+        qat_epochs=1, hessian_max_probes=8, torch_threads=1,
+        storage=f"sqlite:///{root / 'kmtpe.db'}",
+    )  # fmt: skip
+    study = run_search(settings, log=lines.append, progress=False)
+    assert any("from the checkpoint float.pt" in line for line in lines)
+    assert not any(line.startswith("Training the float") for line in lines)
+    assert "checkpoint" in study.user_attrs[STUDY_SOURCES]
