@@ -23,7 +23,10 @@ is a deterministic function of the config under the fixed QAT recipe, so one con
 memo is shared by all methods and seeds (it saves time and changes no result).
 
 Usage: ``python benchmarks/mpq_search.py [--task digits|mnist1d] [--quick] [--seeds 5]
-[--trials 60] [--methods full,tpe_raw,gp] [--plot out.png]``.
+[--trials 60] [--methods full,tpe_raw,gp] [--plot out.png] [--jobs 16] [--results-dir DIR]``.
+``--jobs`` runs (method, seed) studies in parallel processes of one torch thread each (they
+share the accuracy cache file); ``--results-dir`` keeps each finished study's curve, so a run
+that was stopped (or ran on another machine) resumes with only the missing studies.
 The last line printed is one JSON object. ``trials_ratio_vs_tpe`` is the full budget divided by
 the trials the full method's median curve needs to reach the median hypervolume TPE
 (unconstrained) has at the full budget; it is ``null`` when the full method never reaches it.
@@ -47,6 +50,7 @@ from optuna_kmtpe.objectives import TrainingRecipe
 from optuna_kmtpe.objectives import enqueue_warm_starts
 from optuna_kmtpe.objectives import make_objective
 from optuna_kmtpe.objectives import sampler_forecast
+from optuna_kmtpe.objectives import warm_starts_inside
 from optuna_kmtpe.sampler import PREDICTION_ATTR_KEY
 from optuna_kmtpe.workflow import SearchSettings
 from optuna_kmtpe.workflow import build_space
@@ -127,7 +131,10 @@ def run_method(
         sampler = make_sampler(sampler_name, seed=seed, n_objectives=3, forecast=options)
     study = optuna.create_study(directions=objective.directions, sampler=sampler)
     if warm:
-        enqueue_warm_starts(study, job_warm_starts(job, space), space.params_for)
+        configs = job_warm_starts(job, space)
+        if forecast:  # as `kmtpe search`: no warm start on the reference point
+            configs = warm_starts_inside(configs, options)
+        enqueue_warm_starts(study, configs, space.params_for)
     study.optimize(objective, n_trials=n_trials)
     return study
 
@@ -160,6 +167,12 @@ def main() -> None:
         help="JSON-lines file of config -> accuracy, read at start and appended to: reruns "
         "(new methods, more seeds) retrain nothing already trained under the same task and recipe",
     )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="parallel processes (1 torch thread each)"
+    )
+    parser.add_argument(
+        "--results-dir", help="keep each finished study here; a rerun runs only missing ones"
+    )
     args = parser.parse_args()
     seeds, n_trials = (3, 25) if args.quick else (args.seeds, args.trials)
     methods = [m for m in METHODS if m in set(args.methods.split(",")) | {"full", "tpe_raw"}]
@@ -186,21 +199,21 @@ def main() -> None:
     wall: dict[str, list[float]] = {name: [] for name in methods}
     fronts: dict[str, list[list[float]]] = {}  # final Pareto fronts of seed 0, for the plot
     started = time.perf_counter()
-    for seed in range(seeds):
-        for name in methods:
-            t0 = time.perf_counter()
-            study = run_method(name, seed, n_trials, job, spaces, cache)
-            wall[name].append(time.perf_counter() - t0)
-            if name == "full":
-                forecasts.extend(forecast_records(study))
-            curves[name].append(hypervolume_curve(study, n_trials, scale))
-            if seed == 0 and name in ("full", "tpe_raw"):
-                fronts[name] = [list(t.values) for t in study.best_trials]
-            print(
-                f"seed {seed} {name:16s} hv {curves[name][-1][-1]:.4f} "
-                f"({time.perf_counter() - t0:.0f}s, {len(cache)} configs trained)",
-                flush=True,
-            )
+    pending = [(seed, name) for seed in range(seeds) for name in methods]
+    for result in run_studies(pending, n_trials, args, cache):
+        name, seed = result["method"], result["seed"]
+        wall[name].append(result["wall_s"])
+        if name == "full":
+            forecasts.extend(tuple(row) for row in result["forecasts"])
+        curves[name].append(np.asarray(result["curve"]))
+        if seed == 0 and name in ("full", "tpe_raw"):
+            fronts[name] = result["front"]
+        print(
+            f"seed {seed} {name:16s} hv {curves[name][-1][-1]:.4f} "
+            f"({result['wall_s']:.0f}s{', stored' if result.get('stored') else ''})",
+            flush=True,
+        )
+    cache.refresh()
     medians = {name: np.median(np.stack(c), axis=0) for name, c in curves.items()}
     q25 = {name: np.percentile(np.stack(c), 25, axis=0) for name, c in curves.items()}
     q75 = {name: np.percentile(np.stack(c), 75, axis=0) for name, c in curves.items()}
@@ -296,6 +309,106 @@ def main() -> None:
     )
 
 
+def run_studies(
+    pending: list[tuple[int, str]], n_trials: int, args: argparse.Namespace, cache: Any
+) -> Any:
+    """Yield one result dict per (seed, method): stored ones first, then fresh ones."""
+    todo = []
+    for seed, name in pending:
+        stored = _load_result(args.results_dir, args.task, name, seed, n_trials)
+        if stored is not None:
+            yield {**stored, "stored": True}
+        else:
+            todo.append((seed, name))
+    if args.jobs <= 1:
+        _WORKER.update(_worker_state(args.task, args.accuracy_cache, cache=cache))
+        for seed, name in todo:
+            yield _save_result(args.results_dir, args.task, _run_study(name, seed, n_trials))
+        return
+    import concurrent.futures
+    import multiprocessing
+
+    # Slow methods first, so that the last wave is short.
+    todo.sort(key=lambda job: (job[1] not in ("gp", "full", "full_hard_order"), job[0]))
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=args.jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(args.task, args.accuracy_cache),
+    ) as pool:
+        futures = [pool.submit(_run_study, name, seed, n_trials) for seed, name in todo]
+        for future in concurrent.futures.as_completed(futures):
+            yield _save_result(args.results_dir, args.task, future.result())
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_state(task: str, cache_path: str | None, cache: Any = None) -> dict[str, Any]:
+    # One torch thread per process: small models train fastest that way, and N processes
+    # share N cores. The thread count is not part of the recipe (the cache stays valid).
+    settings = SearchSettings(data=task, torch_threads=1)
+    job = prepare_job(settings, None, log=lambda m: None, progress=False)
+    spaces = {
+        constrained: build_space(settings.replace(constrained=constrained), job.report, job.graph)
+        for constrained in (True, False)
+    }
+    layers = list(job.space.layer_names)
+    top = job.fpga.evaluate(job.shapes, QuantConfig.uniform(layers, weight_bits=8, act_bits=8))
+    return {
+        "job": job,
+        "spaces": spaces,
+        "cache": cache if cache is not None else PersistentCache(cache_path, settings),
+        "scale": np.array([top.latency_s, top.energy_j]),
+    }
+
+
+def _init_worker(task: str, cache_path: str | None) -> None:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    _WORKER.update(_worker_state(task, cache_path))
+
+
+def _run_study(name: str, seed: int, n_trials: int) -> dict[str, Any]:
+    state = _WORKER
+    t0 = time.perf_counter()
+    study = run_method(name, seed, n_trials, state["job"], state["spaces"], state["cache"])
+    return {
+        "method": name,
+        "seed": seed,
+        "trials": n_trials,
+        "wall_s": time.perf_counter() - t0,
+        "curve": hypervolume_curve(study, n_trials, state["scale"]).tolist(),
+        "forecasts": forecast_records(study) if name.startswith("full") else [],
+        "front": [list(t.values) for t in study.best_trials],
+    }
+
+
+def _result_path(results_dir: str, task: str, name: str, seed: int, n_trials: int) -> str:
+    return os.path.join(results_dir, f"{task}-{name}-seed{seed}-trials{n_trials}.json")
+
+
+def _load_result(
+    results_dir: str | None, task: str, name: str, seed: int, n_trials: int
+) -> dict[str, Any] | None:
+    if not results_dir:
+        return None
+    path = _result_path(results_dir, task, name, seed, n_trials)
+    if not os.path.exists(path):
+        return None
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def _save_result(results_dir: str | None, task: str, result: dict[str, Any]) -> dict[str, Any]:
+    if results_dir:
+        os.makedirs(results_dir, exist_ok=True)
+        path = _result_path(results_dir, task, result["method"], result["seed"], result["trials"])
+        with open(path + ".tmp", "w") as handle:
+            json.dump(result, handle)
+        os.replace(path + ".tmp", path)
+    return result
+
+
 # Settings that do not change what a config trains to.
 _NOT_RECIPE = (
     "n_trials",
@@ -311,8 +424,17 @@ _NOT_RECIPE = (
 
 
 def _recipe_key(settings: dict[str, Any]) -> str:
+    # Settings at their defaults are left out, so a new option whose default keeps the old
+    # behaviour leaves every stored accuracy valid.
+    defaults = json.loads(json.dumps(SearchSettings().to_dict(), default=str))
+    settings = json.loads(json.dumps(settings, default=str))
     return json.dumps(
-        {k: v for k, v in settings.items() if k not in _NOT_RECIPE}, sort_keys=True, default=str
+        {
+            k: v
+            for k, v in settings.items()
+            if k not in _NOT_RECIPE and (k not in defaults or v != defaults[k])
+        },
+        sort_keys=True,
     )
 
 
@@ -327,20 +449,36 @@ class PersistentCache(dict):
         super().__init__()
         self._path = path
         self._key = _recipe_key(settings.to_dict())
-        if path and os.path.exists(path):
-            with open(path) as handle:
-                for line in handle:
-                    record = json.loads(line)
-                    stored = record["settings"]
-                    stored = json.loads(stored) if isinstance(stored, str) else stored
-                    if _recipe_key(stored) == self._key:
-                        super().__setitem__(QuantConfig.from_dict(record["config"]), record["acc"])
+        self._offset = 0
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read the lines appended since the last read (by this or another process)."""
+        if not (self._path and os.path.exists(self._path)):
+            return
+        with open(self._path, "rb") as handle:
+            handle.seek(self._offset)
+            for line in handle:
+                if not line.endswith(b"\n"):
+                    break  # another process is still writing this line
+                self._offset += len(line)
+                record = json.loads(line)
+                stored = record["settings"]
+                stored = json.loads(stored) if isinstance(stored, str) else stored
+                if _recipe_key(stored) == self._key:
+                    super().__setitem__(QuantConfig.from_dict(record["config"]), record["acc"])
+
+    def __contains__(self, config: object) -> bool:
+        if super().__contains__(config):
+            return True
+        self.refresh()  # parallel runs: another process may have trained it meanwhile
+        return super().__contains__(config)
 
     def __setitem__(self, config: QuantConfig, accuracy: float) -> None:
         super().__setitem__(config, accuracy)
         if self._path:
-            with open(self._path, "a") as handle:
-                record = {"settings": self._key, "config": config.to_dict(), "acc": accuracy}
+            record = {"settings": self._key, "config": config.to_dict(), "acc": accuracy}
+            with open(self._path, "a") as handle:  # one write per line: O_APPEND keeps it whole
                 handle.write(json.dumps(record) + "\n")
 
 

@@ -17,6 +17,7 @@ from optuna_kmtpe.objectives._factory import train_quantized
 from optuna_kmtpe.objectives._forecast import HessianAccuracyPrior
 from optuna_kmtpe.objectives._forecast import KnownCosts
 from optuna_kmtpe.objectives._forecast import sampler_forecast
+from optuna_kmtpe.objectives._forecast import warm_starts_inside
 from optuna_kmtpe.objectives._metrics import COST_METRICS
 from optuna_kmtpe.objectives._metrics import METRICS
 from optuna_kmtpe.objectives._metrics import Metric
@@ -40,6 +41,7 @@ __all__ = [
     "StopTraining",
     "TrainingRecipe",
     "enqueue_warm_starts",
+    "warm_starts_inside",
     "hardware_cost_fn",
     "make_objective",
     "quantized_accuracy_fn",

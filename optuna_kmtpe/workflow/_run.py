@@ -302,6 +302,7 @@ def run_search(
     from optuna_kmtpe.objectives import EarlyStopRule
     from optuna_kmtpe.objectives import enqueue_warm_starts
     from optuna_kmtpe.objectives import make_objective
+    from optuna_kmtpe.objectives import warm_starts_inside
     from optuna_kmtpe.workflow._sources import metric_function
 
     storage, study = _existing_study(settings, join_only=join_only)
@@ -353,6 +354,9 @@ def run_search(
             weight_bits=settings.weight_bits,
             act_bits=settings.act_bits,
         )
+        # With the forecast on, uniform max-bit lies on the reference point and adds nothing
+        # (digits, 10 seeds: hypervolume at 10 trials 0.0351 without it, 0.0306 with it).
+        configs = warm_starts_inside(configs, forecast)
         # No more than the study will run: an unused warm start would stay WAITING.
         n = enqueue_warm_starts(study, configs[: settings.n_trials], job.space.params_for)
         if n:
