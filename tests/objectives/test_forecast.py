@@ -11,6 +11,7 @@ from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.objectives import CostRecord
 from optuna_kmtpe.objectives import HessianAccuracyPrior
 from optuna_kmtpe.objectives import MPQObjective
+from optuna_kmtpe.objectives import warm_starts_inside
 
 
 class ParamsSpace:
@@ -54,6 +55,29 @@ def test_known_costs_are_exact_and_leave_accuracy_unknown() -> None:
     assert known(params) == pytest.approx([40e-6, None, 40e-7])
     worst = QuantConfig.uniform(["a", "b"], weight_bits=8, act_bits=8)
     assert known.reference_point(worst, 0.85) == pytest.approx([128e-6, 0.85, 128e-7])
+
+
+def test_warm_starts_on_the_reference_point_are_dropped() -> None:
+    # Uniform max-bit costs exactly the reference point: it can add no hypervolume.
+    objective = MPQObjective(
+        space=ParamsSpace(),
+        cost_fn=costs,
+        accuracy_fn=lambda config, report: 0.9,
+        metrics=("accuracy", "latency_s", "energy_j"),
+    )
+    known = objective.known_costs()
+    worst = QuantConfig.uniform(["a", "b"], weight_bits=8, act_bits=8)
+    forecast = {"known_objectives": known, "reference_point": known.reference_point(worst, 0.9)}
+    configs = [
+        ("uniform-w8a8", worst),
+        ("uniform-w4a4", QuantConfig.uniform(["a", "b"], weight_bits=4, act_bits=4)),
+        ("mixed", QuantConfig.uniform(["a", "b"], weight_bits=8, act_bits=4)),
+    ]
+    assert [label for label, _ in warm_starts_inside(configs, forecast)] == [
+        "uniform-w4a4",
+        "mixed",
+    ]
+    assert warm_starts_inside(configs, None) == configs  # no forecast: every warm start
 
 
 def test_hessian_prior_sums_weight_and_activation_terms() -> None:
