@@ -288,6 +288,7 @@ def _watch_hint(storage: str, study_name: str) -> str:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
+    from optuna_kmtpe.objectives._metrics import study_quality
     from optuna_kmtpe.records import redact_credentials
     from optuna_kmtpe.workflow import format_pareto_table
     from optuna_kmtpe.workflow import pareto_rows
@@ -298,7 +299,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     print()
     shown = redact_credentials(settings.storage)
     print(f"Pareto front of study {study.study_name!r} ({shown}):")
-    print(format_pareto_table(pareto_rows(study)))
+    print(format_pareto_table(pareto_rows(study), quality=study_quality(study)))
     print()
     print(f"Watch it live: {_watch_hint(settings.storage, study.study_name)}")
     return 0
@@ -334,6 +335,7 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from optuna_kmtpe.objectives._metrics import study_quality
     from optuna_kmtpe.workflow import export_trial_model
     from optuna_kmtpe.workflow import format_pareto_table
     from optuna_kmtpe.workflow import load_study
@@ -350,14 +352,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(f"Wrote the config of trial {args.trial} to {args.export_config}")
     if args.export_model:
         result = export_trial_model(study, args.trial, args.export_model, format=args.format)
+        quality = study_quality(study)
         print(
             f"Wrote the quantized model of trial {args.trial} to {args.export_model} "
-            f"({args.format}, test accuracy {100 * result.test_accuracy:.2f}%)"
+            f"({args.format}, test {quality.name} {quality.format(result.test_accuracy)})"
         )
         if result.mismatch is None:
             print(
-                f"Validation accuracy {100 * result.val_accuracy:.2f}% equals the search's "
-                f"record: this is the trial's model."
+                f"Validation {quality.name} {quality.format(result.val_accuracy)} equals the "
+                "search's record: this is the trial's model."
             )
         else:
             print(f"Note: {result.mismatch}.")
@@ -373,7 +376,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(json.dumps(_finite(rows), indent=2, allow_nan=False))
     else:
         print(f"Pareto front of study {study.study_name!r}: {len(rows)} configs")
-        print(format_pareto_table(rows))
+        print(format_pareto_table(rows, quality=study_quality(study)))
     return 0
 
 

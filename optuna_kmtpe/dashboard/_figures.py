@@ -158,6 +158,7 @@ def layer_config_heatmap(
     *,
     layers: Sequence[str] | None = None,
     sort_by: str | None = _keys.ACCURACY,
+    maximize: bool = True,
     max_trials: int = 40,
 ) -> go.Figure:
     """Per-layer weight bits, activation bits and width of the Pareto-optimal trials.
@@ -170,7 +171,8 @@ def layer_config_heatmap(
         points: Trials; only those with ``pareto`` set and a config are drawn.
         layers: Column order; defaults to the order layers first appear in the configs
             (module order, as configs are written).
-        sort_by: Metric to sort rows by, higher first (``None``: by trial number).
+        sort_by: Metric to sort rows by, best first (``None``: by trial number).
+        maximize: Whether higher ``sort_by`` values are better.
         max_trials: At most this many rows, evenly spaced along the sorted front.
 
     Example:
@@ -185,7 +187,7 @@ def layer_config_heatmap(
     front = [p for p in points if p.pareto and p.config]
     if not front:
         return _empty(title, "No Pareto-optimal trial with a recorded config yet.")
-    front = _thin(sorted(front, key=_sort_key(sort_by, maximize=True)), max_trials)
+    front = _thin(sorted(front, key=_sort_key(sort_by, maximize=maximize)), max_trials)
     columns = list(layers) if layers is not None else _config_layers(front)
     rows = [f"#{p.number}" for p in front]
 

@@ -25,6 +25,7 @@ from optuna_kmtpe.dashboard._records import collect_sensitivity
 from optuna_kmtpe.dashboard._records import metric_names_of
 from optuna_kmtpe.dashboard._records import parse_sensitivity
 from optuna_kmtpe.dashboard._records import points_from_trials
+from optuna_kmtpe.dashboard._records import quality_renamed
 
 
 _logger = optuna.logging.get_logger(__name__)
@@ -61,6 +62,15 @@ def _pick_axes(
     return metric_names[1], metric_names[0], metric_names[2] if len(metric_names) > 2 else None
 
 
+def _maximizes(study: optuna.Study, name: str, metric_names: Sequence[str]) -> bool:
+    """Whether higher values of ``name`` are better: its objective's direction, if any."""
+    if name in metric_names:
+        return study.directions[list(metric_names).index(name)] == StudyDirection.MAXIMIZE
+    from optuna_kmtpe.objectives._metrics import study_quality
+
+    return study_quality(study).direction == "maximize"
+
+
 class _Publisher:
     """Builds and saves everything; remembers what it saved to skip unchanged writes."""
 
@@ -88,7 +98,10 @@ class _Publisher:
     def publish(self, study: optuna.Study) -> list[str]:
         trials: list[FrozenTrial] = study.get_trials(deepcopy=False)
         metric_names = metric_names_of(study)
-        points = points_from_trials(trials, study.directions, metric_names)
+        renamed = quality_renamed(study)
+        points = points_from_trials(trials, study.directions, metric_names, renamed=renamed)
+        quality = renamed.get(_keys.ACCURACY, _keys.ACCURACY)
+        maximize_quality = _maximizes(study, quality, metric_names)
         user_attrs = study.user_attrs
         sensitivity = parse_sensitivity(collect_sensitivity(user_attrs))
         history = load_split_history(study)
@@ -96,11 +109,15 @@ class _Publisher:
         figures: dict[str, go.Figure] = {}
         if any(p.pareto and p.config for p in points):
             figures[_keys.GRAPH_LAYER_CONFIG] = layer_config_heatmap(
-                points, max_trials=self._max_heatmap_trials
+                points,
+                sort_by=quality,
+                maximize=maximize_quality,
+                max_trials=self._max_heatmap_trials,
             )
         if sensitivity:
             figures[_keys.GRAPH_SENSITIVITY] = sensitivity_bits_figure(sensitivity, points)
-        x, y, color = _pick_axes(points, metric_names, self._pareto_axes)
+        axes = tuple(renamed.get(a, a) if a else a for a in self._pareto_axes)
+        x, y, color = _pick_axes(points, metric_names, axes)  # type: ignore[arg-type]
         if any(x in p.metrics and y in p.metrics for p in points):
             figures[_keys.GRAPH_PARETO] = pareto_front_figure(points, x=x, y=y, color=color)
         if history:

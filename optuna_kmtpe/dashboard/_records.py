@@ -128,12 +128,22 @@ def points_from_trials(
     trials: Sequence[FrozenTrial],
     directions: Sequence[StudyDirection],
     metric_names: Sequence[str],
+    *,
+    renamed: Mapping[str, str] | None = None,
 ) -> list[TrialPoint]:
     """Turn frozen trials into :class:`TrialPoint` records, marking the Pareto front.
 
     Only ``COMPLETE`` trials become points. The Pareto front is computed among feasible
     trials whose objective values are all finite.
+
+    Args:
+        trials: The trials.
+        directions: One direction per objective.
+        metric_names: One name per objective.
+        renamed: Trial user attr -> the metric name it is shown under (a user metric is
+            recorded as ``accuracy`` and shown as itself).
     """
+    renamed = dict(renamed or {})
     if len(metric_names) != len(directions):
         raise ValueError(
             f"points_from_trials: got {len(metric_names)} metric names for "
@@ -148,7 +158,7 @@ def points_from_trials(
         for key in _keys.TRIAL_METRIC_KEYS:
             value = _finite_float(trial.user_attrs.get(key))
             if value is not None:
-                metrics[key] = value
+                metrics[renamed.get(key, key)] = value
         row = [_finite_float(v) for v in trial.values]
         for name, value in zip(metric_names, row):
             if value is not None:
@@ -187,7 +197,17 @@ def trial_points(study: optuna.Study) -> list[TrialPoint]:
         [(0, 0.9, True)]
     """
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return points_from_trials(trials, study.directions, metric_names_of(study))
+    return points_from_trials(
+        trials, study.directions, metric_names_of(study), renamed=quality_renamed(study)
+    )
+
+
+def quality_renamed(study: optuna.Study) -> dict[str, str]:
+    """``{"accuracy": name}`` when the study's quality metric is the user's, else ``{}``."""
+    from optuna_kmtpe.objectives._metrics import study_quality
+
+    name = study_quality(study).name
+    return {} if name == _keys.ACCURACY else {_keys.ACCURACY: name}
 
 
 @dataclasses.dataclass(frozen=True)

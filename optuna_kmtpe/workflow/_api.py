@@ -78,6 +78,7 @@ def search(
         ...     model, splits.train, splits.val, trained=False, pretrain_epochs=5,
         ...     n_trials=6, storage="sqlite:///mine.db")
     """
+    from optuna_kmtpe.objectives._metrics import study_quality
     from optuna_kmtpe.workflow._run import format_pareto_table
     from optuna_kmtpe.workflow._run import pareto_rows
     from optuna_kmtpe.workflow._run import run_search
@@ -111,7 +112,7 @@ def search(
         )
         study = run_search(run_settings, log=log, progress=progress, callbacks=callbacks)
     log(f"Pareto front of study {study.study_name!r}:")
-    log(format_pareto_table(pareto_rows(study)))
+    log(format_pareto_table(pareto_rows(study), quality=study_quality(study)))
     return study
 
 

@@ -11,6 +11,8 @@ import optuna
 
 from optuna_kmtpe import records as keys
 from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.objectives._metrics import Metric
+from optuna_kmtpe.objectives._metrics import study_quality
 from optuna_kmtpe.workflow._prepare import cached_sensitivity
 from optuna_kmtpe.workflow._prepare import load_data
 from optuna_kmtpe.workflow._prepare import prepare_job
@@ -67,9 +69,10 @@ class TrialExport:
         trial: The trial number.
         path: The file written.
         format: ``"qonnx"``, ``"onnx"`` or ``"json"``.
-        test_accuracy: Test accuracy of the quantized model (the line ``kmtpe report`` prints).
-        val_accuracy: Its validation accuracy, the metric the search scored.
-        recorded_accuracy: The accuracy the search recorded for the trial.
+        test_accuracy: The search's quality metric (accuracy, or the user's metric) of the
+            quantized model on the test split (the line ``kmtpe report`` prints).
+        val_accuracy: The same metric on the validation split, the value the search scored.
+        recorded_accuracy: The value the search recorded for the trial.
         mismatch: ``None`` when ``val_accuracy`` equals ``recorded_accuracy``, else why not.
         checks: The exported file run on the test split (QONNX by qonnx's executor, QDQ by
             onnxruntime) against the quantized torch model; empty for json or
@@ -147,9 +150,11 @@ def export_trial_model(
     metric = metric_function(settings)
     score = quant.evaluate if metric is None else metric_score(metric)
     val_accuracy = score(qmodel, job.val_loader)
-    test_accuracy = quant.evaluate(qmodel, job.test_loader)
+    test_accuracy = score(qmodel, job.test_loader)
     recorded = trial.user_attrs.get(keys.ACCURACY)
-    mismatch = _accuracy_mismatch(trial, val_accuracy, recorded, settings)
+    mismatch = _accuracy_mismatch(
+        trial, val_accuracy, recorded, settings, quality=study_quality(study)
+    )
     metadata = {
         "trial": number,
         "test_accuracy": test_accuracy,
@@ -188,30 +193,33 @@ def _accuracy_mismatch(
     val_accuracy: float,
     recorded: float | None,
     settings: SearchSettings,
+    *,
+    quality: Metric,
 ) -> str | None:
     attrs = trial.user_attrs
+    name = quality.name
     if recorded is None:
-        return f"the search recorded no accuracy for trial {trial.number} ({trial.state.name})"
+        return f"the search recorded no {name} for trial {trial.number} ({trial.state.name})"
     if attrs.get(keys.SKIPPED_TRAINING):
         return (
             f"the search never trained trial {trial.number} (over budget or device capacity; "
-            f"it recorded {100 * recorded:.2f}%)"
+            f"it recorded {quality.format(recorded)})"
         )
     if attrs.get(keys.STOPPED_EARLY):
         epochs = sorted(int(k[len(keys.EPOCH_ACCURACY) :]) for k in attrs
                         if k.startswith(keys.EPOCH_ACCURACY))  # fmt: skip
         return (
             f"the search stopped trial {trial.number}'s QAT early (after epoch "
-            f"{epochs[-1] if epochs else '?'}, at {100 * recorded:.2f}%, a hopeless config); "
+            f"{epochs[-1] if epochs else '?'}, at {quality.format(recorded)}, a hopeless config); "
             f"the export trains all {settings.qat_epochs} epochs"
         )
     if abs(val_accuracy - float(recorded)) > 1e-9:
         import torch
 
         return (
-            f"validation accuracy {100 * val_accuracy:.2f}% differs from the "
-            f"{100 * float(recorded):.2f}% the search recorded: training is reproducible only "
-            f"with the search's torch version, thread count and device (this run: torch "
+            f"validation {name} {quality.format(val_accuracy)} differs from the "
+            f"{quality.format(float(recorded))} the search recorded: training is reproducible "
+            f"only with the search's torch version, thread count and device (this run: torch "
             f"{torch.__version__}, {torch.get_num_threads()} thread(s), CPU)"
         )
     return None

@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 import json
 import logging
-import math
 import time
 from typing import Any
 
@@ -19,6 +18,12 @@ from optuna.trial import TrialState
 from optuna_kmtpe import records as keys
 from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.objectives._metrics import METRICS
+from optuna_kmtpe.objectives._metrics import Metric
+from optuna_kmtpe.objectives._metrics import objective_metrics
+from optuna_kmtpe.objectives._metrics import quality_metric
+from optuna_kmtpe.objectives._metrics import save_study_metrics
+from optuna_kmtpe.objectives._metrics import study_metrics
+from optuna_kmtpe.objectives._metrics import study_quality
 from optuna_kmtpe.sampler import PREDICTION_ATTR_KEY
 from optuna_kmtpe.workflow._prepare import SearchJob
 from optuna_kmtpe.workflow._prepare import check_inputs
@@ -244,10 +249,8 @@ def _create_study(
     from optuna_kmtpe.workflow._sources import save_sources
 
     storage = storage or open_storage(settings.storage, create=True)
-    directions = [
-        settings.metric_direction if m == "accuracy" else METRICS[m].direction
-        for m in settings.objectives
-    ]
+    quality = settings_quality(settings)
+    directions = [m.direction for m in objective_metrics(settings.objectives, quality=quality)]
     study = optuna.create_study(
         study_name=settings.study_name,
         storage=storage,
@@ -260,10 +263,15 @@ def _create_study(
             f", not {directions}; choose another --study-name."
         )
     study.set_user_attr(keys.STUDY_RUN, settings.to_dict())
-    study.set_metric_names(list(settings.objectives))
+    save_study_metrics(study, settings.objectives, quality=quality)
     job.report.save_to_study(study)
     save_sources(study, job.sources)
     return study
+
+
+def settings_quality(settings: SearchSettings) -> Metric:
+    """The quality metric of a run: accuracy, or the user's ``metric`` under its own name."""
+    return quality_metric(settings.metric, direction=settings.metric_direction)
 
 
 def run_search(
@@ -364,7 +372,7 @@ def run_search(
 
     all_callbacks = [
         optuna.study.MaxTrialsCallback(settings.n_trials, states=_COUNTED),
-        _TrialLine(settings.n_trials, settings.objectives, log),
+        _TrialLine(settings.n_trials, study_metrics(study), log),
         *_dashboard_callbacks(),
         *callbacks,
     ]
@@ -458,7 +466,9 @@ def _publish_dashboard(study: optuna.Study) -> None:
 class _TrialLine:
     """One compact progress line per finished trial."""
 
-    def __init__(self, n_trials: int, metrics: Sequence[str], log: Callable[[str], None]) -> None:
+    def __init__(
+        self, n_trials: int, metrics: Sequence[Metric], log: Callable[[str], None]
+    ) -> None:
         self._n_trials = n_trials
         self._metrics = list(metrics)
         self._log = log
@@ -466,16 +476,15 @@ class _TrialLine:
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         done = _count(study)
         if trial.state == TrialState.COMPLETE:
-            shown = [f"{m} {format_metric(m, v)}" for m, v in zip(self._metrics, trial.values)]
+            shown = [f"{m.name} {m.format(v)}" for m, v in zip(self._metrics, trial.values)]
             forecast = trial.user_attrs.get(PREDICTION_ATTR_KEY)
             if forecast:
                 # What the sampler expected, next to what QAT measured: trust it or not.
                 for index, mean, std in zip(
                     forecast["objectives"], forecast["mean"], forecast["std"]
                 ):
-                    name = self._metrics[index]
-                    shown[index] += f" (forecast {format_metric(name, mean)}"
-                    shown[index] += f" +-{format_metric(name, std)})"
+                    metric = self._metrics[index]
+                    shown[index] += f" (forecast {metric.format(mean)} +-{metric.format(std)})"
             values = "  ".join(shown)
             config = trial.user_attrs.get(keys.CONFIG)
             bits = compact_bits(config) if config else ""
@@ -491,20 +500,9 @@ class _TrialLine:
 
 
 def format_metric(name: str, value: float | None) -> str:
-    """Human units: accuracy in %, seconds in us/ms, joules in uJ/mJ, bits in KiB."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if name == "accuracy":
-        return f"{100 * value:.2f}%"
-    if name == "latency_s":
-        return f"{value * 1e6:.2f}us" if value < 1e-3 else f"{value * 1e3:.3f}ms"
-    if name == "energy_j":
-        return f"{value * 1e6:.3f}uJ" if value < 1e-3 else f"{value * 1e3:.3f}mJ"
-    if name == "size_bits":
-        return f"{value / 8 / 1024:.2f}KiB"
-    if name == "throughput_ips":
-        return f"{value:,.0f}/s"
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4g}"
+    """Human units of a built-in metric (:meth:`Metric.format`); others get 4 digits."""
+    metric = METRICS.get(name) or Metric(name, "maximize", "", name)
+    return metric.format(value)
 
 
 def compact_bits(config: dict[str, dict[str, Any]]) -> str:
@@ -517,13 +515,15 @@ def compact_bits(config: dict[str, dict[str, Any]]) -> str:
 
 
 def pareto_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """The feasible Pareto-optimal trials as rows (best accuracy first).
+    """The feasible Pareto-optimal trials as rows, best quality first (accuracy or the user's
+    metric, under its own name and in its direction: :func:`study_quality`).
 
     Trials that evaluated the same config (a sampler may propose a config twice; the objective
     then reuses the first result) are one row, under the first trial's number, with the others
     in ``"same_config_trials"``.
     """
-    metrics = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
+    metrics = [m.name for m in study_metrics(study)]
+    quality = study_quality(study)
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         return []  # study.best_trial raises "Record does not exist." on an empty study
     trials = study.best_trials if len(study.directions) > 1 else [study.best_trial]
@@ -537,20 +537,27 @@ def pareto_rows(study: optuna.Study) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"trial": trial.number, "same_config_trials": []}
         by_config[config_key] = row
         row.update(dict(zip(metrics, trial.values)))
-        for extra in ("accuracy", "latency_s", "energy_j", "size_bits"):
+        row.setdefault(quality.name, trial.user_attrs.get(keys.ACCURACY))
+        for extra in ("latency_s", "energy_j", "size_bits"):
             row.setdefault(extra, trial.user_attrs.get(extra))
         row["config"] = trial.user_attrs.get(keys.CONFIG, {})
         row[keys.WARM_START] = trial.user_attrs.get(keys.WARM_START, "")
         rows.append(row)
-    rows.sort(key=lambda r: -(r.get("accuracy") or 0.0))
+    rows.sort(key=lambda r: quality.best_first(r.get(quality.name)))
     return rows
 
 
-def format_pareto_table(rows: list[dict[str, Any]]) -> str:
-    """A plain-text table of :func:`pareto_rows`."""
+def format_pareto_table(rows: list[dict[str, Any]], *, quality: Metric | None = None) -> str:
+    """A plain-text table of :func:`pareto_rows`.
+
+    Args:
+        rows: The rows.
+        quality: The study's quality metric (:func:`study_quality`; None: accuracy).
+    """
     if not rows:
         return "No feasible completed trial yet."
-    header = ["trial", "accuracy", "latency", "energy", "size", "bits (weights / acts / widths)"]
+    quality = quality or METRICS[keys.ACCURACY]
+    header = ["trial", quality.name, "latency", "energy", "size", "bits (weights / acts / widths)"]
     table = [header]
     for row in rows:
         table.append(
@@ -558,7 +565,7 @@ def format_pareto_table(rows: list[dict[str, Any]]) -> str:
                 str(row["trial"])
                 + "".join(f"={number}" for number in row.get("same_config_trials", ()))
                 + (f" ({row['warm_start']})" if row[keys.WARM_START] else ""),
-                format_metric("accuracy", row.get("accuracy")),
+                quality.format(row.get(quality.name)),
                 format_metric("latency_s", row.get("latency_s")),
                 format_metric("energy_j", row.get("energy_j")),
                 format_metric("size_bits", row.get("size_bits")),

@@ -352,6 +352,7 @@ def test_metric_by_import_path_is_minimized_and_exported_as_recorded(
     )  # fmt: skip
     study = run_search(settings, log=lambda _m: None, progress=False)
     assert study.directions[0] == optuna.study.StudyDirection.MINIMIZE
+    assert study.metric_names == ["top1_error", "latency_s", "energy_j"]
     errors = [t.values[0] for t in study.trials]
     assert all(0.0 <= e < 0.5 for e in errors)  # an error rate, not an accuracy
     result = export_trial_model(study, 0, str(root / "t0.json"), verify=False)
