@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -9,6 +10,7 @@ import math
 from typing import Any
 from typing import NamedTuple
 
+import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.distributions import IntDistribution
@@ -56,7 +58,10 @@ class MonotoneSearchSpace:
     bits forces every more sensitive layer to ``>= b``, the surviving choices of each layer are
     a prefix of ``weight_bits``, longer for more sensitive layers. Configs the sampler draws may
     still exceed the budget: check :meth:`fits_budget` in the objective (as a constraint or by
-    pruning the trial).
+    pruning the trial). With ``budgets`` and a ``cost_fn`` (any cost that never falls when a
+    layer gets more bits or more width, like every cost of the FPGA model), the same rule prunes
+    weight bits, activation bits and widths: a choice goes when even the cheapest config that
+    uses it exceeds a budget. :meth:`nearest_feasible` moves a config inside the budgets.
 
     **Parametrization (what TPE sees).** Every trial suggests the *same* distributions: one
     ``IntDistribution(0, k_i - 1)`` per layer and operand, a *level* indexing the layer's
@@ -86,6 +91,10 @@ class MonotoneSearchSpace:
         producers: ``ChannelGraph.producers``: the layer whose output channels feed each
             layer's input, so that sizes account for input channels removed upstream.
         size_budget_bits: Largest model size (weight bits) a config may have; enables pruning.
+        budgets: Upper limits on the costs ``cost_fn`` returns (metric name -> limit, e.g.
+            ``{"latency_s": 2e-5}``); enables pruning by every cost. Needs ``cost_fn``.
+        cost_fn: ``config -> {metric: value}``, costs that never fall when a layer gets more
+            bits or width (e.g. ``hardware_cost_fn(fpga, shapes)(config).metrics``).
         order_sigma: Standard errors that separate two ordered layers (0 orders by the means).
         default_act_bits: Activation bits when ``act_bits`` is ``None``.
         layers: Restrict the space to these layers (default: all layers of the report);
@@ -119,6 +128,8 @@ class MonotoneSearchSpace:
         order_sigma: float = 2.0,
         default_act_bits: int = 8,
         layers: Sequence[str] | None = None,
+        budgets: Mapping[str, float] | None = None,
+        cost_fn: Callable[[QuantConfig], Mapping[str, float]] | None = None,
     ) -> None:
         if not isinstance(report, SensitivityReport):
             raise ValueError(
@@ -151,6 +162,13 @@ class MonotoneSearchSpace:
         self.widths = None if widths is None else _check_widths(widths)
         self.order_sigma = float(order_sigma)
         self.size_budget_bits = size_budget_bits
+        self.budgets: dict[str, float] = dict(budgets or {})
+        if self.budgets and cost_fn is None:
+            raise ValueError(
+                "budgets need cost_fn, the config -> {metric: value} map they limit (e.g. "
+                "hardware_cost_fn(fpga, shapes)(config).metrics)."
+            )
+        self.cost_fn = cost_fn
 
         if self.widths is not None and prunable_layers is None:
             raise ValueError(
@@ -183,12 +201,17 @@ class MonotoneSearchSpace:
         self.weight_caps: tuple[int, ...] = self._prune_caps(full_cap)
         act_cap = 0 if self.act_bits is None else len(self.act_bits) - 1
         self.act_caps: tuple[int, ...] = tuple(act_cap for _ in names)
+        width_cap = 0 if self.widths is None else len(self.widths) - 1
+        self.width_caps: tuple[int, ...] = tuple(
+            width_cap if name in self.prunable else 0 for name in names
+        )
+        if self.budgets:
+            self.weight_caps, self.act_caps, self.width_caps = self._budget_caps()
 
-        width_choices = 1 if self.widths is None else len(self.widths)
         width_product = 1
         for name in names:
-            width_product *= width_choices if name in self.prunable else 1
-        act_count = count_monotone(self.act_caps, self.act_below)
+            width_product *= width_cap + 1 if name in self.prunable else 1
+        act_count = count_monotone([act_cap] * len(names), self.act_below)
         self.size_before: int = (len(self.weight_bits) * (act_cap + 1)) ** len(
             names
         ) * width_product
@@ -196,8 +219,14 @@ class MonotoneSearchSpace:
             count_monotone([full_cap] * len(names), self.weight_below) * act_count * width_product
         )
         self.size_after: int = (
-            count_monotone(self.weight_caps, self.weight_below) * act_count * (width_product)
+            count_monotone(self.weight_caps, self.weight_below)
+            * count_monotone(self.act_caps, self.act_below)
+            * math.prod(cap + 1 for cap in self.width_caps)
         )
+        self.size_within_budgets: int | None = (
+            self._estimate_within_budgets() if self.budgets else None
+        )
+        """Estimated configs of :attr:`size_after` that fit every budget (None: no budgets)."""
 
     # Construction helpers ---------------------------------------------------------------------
     def _min_width(self, name: str) -> float:
@@ -243,6 +272,79 @@ class MonotoneSearchSpace:
             caps.append(cap)
         return tuple(caps)
 
+    def _levels_config(
+        self, w_levels: Sequence[int], a_levels: Sequence[int], width_levels: Sequence[int]
+    ) -> QuantConfig:
+        layers = {}
+        for i, name in enumerate(self.layer_names):
+            width = 1.0
+            if name in self.prunable and self.widths is not None:
+                width = self.widths[width_levels[i]]
+            act = self.default_act_bits if self.act_bits is None else self.act_bits[a_levels[i]]
+            layers[name] = LayerConfig(
+                weight_bits=self.weight_bits[w_levels[i]], act_bits=act, width=width
+            )
+        return QuantConfig(layers)
+
+    def _budget_caps(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """Caps of each layer's weight, activation and width levels under :attr:`budgets`.
+
+        A level stays when the cheapest config using it fits: that layer (and, for bits, every
+        layer the order forces up with it) at the level, everything else at its smallest
+        choice. With costs that never fall as bits or widths grow, a pruned level is in no
+        feasible config.
+        """
+        n = len(self.layer_names)
+        zeros = [0] * n
+        floor = self.budget_excess(self._levels_config(zeros, zeros, zeros))
+        if floor:
+            over = ", ".join(f"{m}={value:g} > {self.budgets[m]:g}" for m, value in floor.items())
+            raise ValueError(
+                f"The budgets are below the cheapest config this space can build ({over}, every "
+                "layer at its smallest bits and width); raise them or add smaller choices."
+            )
+
+        def caps(
+            current: Sequence[int], forced_sets: Sequence[frozenset[int]], kind: int
+        ) -> tuple[int, ...]:
+            result = []
+            for i in range(n):
+                cap = 0
+                for level in range(1, current[i] + 1):
+                    levels = [level if j in forced_sets[i] or j == i else 0 for j in range(n)]
+                    args = [zeros, zeros, zeros]
+                    args[kind] = levels
+                    if not self.budget_excess(self._levels_config(*args)):
+                        cap = level
+                result.append(cap)
+            return tuple(result)
+
+        no_order = tuple(frozenset() for _ in range(n))
+        return (
+            caps(self.weight_caps, above_sets(self.weight_below), 0),
+            caps(self.act_caps, above_sets(self.act_below), 1),
+            caps(self.width_caps, no_order, 2),
+        )
+
+    def _estimate_within_budgets(self, samples: int = 2000, seed: int = 0) -> int:
+        """Configs after pruning that fit the budgets, estimated from uniform samples.
+
+        Per-choice pruning is exact for single choices but not for their combinations; the
+        joint count is a fraction of :attr:`size_after`, measured on ``samples`` uniform draws
+        of the pruned levels that respect the order (deterministic: a fixed ``seed``).
+        """
+        rng = np.random.default_rng(seed)
+        inside = fits = 0
+        for _ in range(samples):
+            w = [int(rng.integers(0, cap + 1)) for cap in self.weight_caps]
+            a = [int(rng.integers(0, cap + 1)) for cap in self.act_caps]
+            x = [int(rng.integers(0, cap + 1)) for cap in self.width_caps]
+            if not (is_monotone(w, self.weight_below) and is_monotone(a, self.act_below)):
+                continue
+            inside += 1
+            fits += not self.budget_excess(self._levels_config(w, a, x))
+        return round(self.size_after * fits / inside) if inside else self.size_after
+
     # Optuna interface ---------------------------------------------------------------------------
     @property
     def distributions(self) -> dict[str, BaseDistribution]:
@@ -253,8 +355,8 @@ class MonotoneSearchSpace:
                 dists[name + WEIGHT_SUFFIX] = IntDistribution(0, self.weight_caps[i])
             if self.act_caps[i] > 0:
                 dists[name + ACT_SUFFIX] = IntDistribution(0, self.act_caps[i])
-            if name in self.prunable and self.widths is not None and len(self.widths) > 1:
-                dists[name + WIDTH_SUFFIX] = IntDistribution(0, len(self.widths) - 1)
+            if self.width_caps[i] > 0:
+                dists[name + WIDTH_SUFFIX] = IntDistribution(0, self.width_caps[i])
         return dists
 
     def suggest(self, trial: optuna.trial.BaseTrial) -> QuantConfig:
@@ -275,18 +377,15 @@ class MonotoneSearchSpace:
             self._level(params, name + ACT_SUFFIX, self.act_caps[i])
             for i, name in enumerate(self.layer_names)
         ]
-        w_levels = list(project_monotone(w_levels, self.weight_below))
-        a_levels = list(project_monotone(a_levels, self.act_below))
-        layers = {}
-        for i, name in enumerate(self.layer_names):
-            width = 1.0
-            if name in self.prunable and self.widths is not None:
-                width = self.widths[self._level(params, name + WIDTH_SUFFIX, len(self.widths) - 1)]
-            act = self.default_act_bits if self.act_bits is None else self.act_bits[a_levels[i]]
-            layers[name] = LayerConfig(
-                weight_bits=self.weight_bits[w_levels[i]], act_bits=act, width=width
-            )
-        return QuantConfig(layers)
+        width_levels = [
+            self._level(params, name + WIDTH_SUFFIX, self.width_caps[i])
+            for i, name in enumerate(self.layer_names)
+        ]
+        return self._levels_config(
+            project_monotone(w_levels, self.weight_below),
+            project_monotone(a_levels, self.act_below),
+            width_levels,
+        )
 
     @staticmethod
     def _level(params: Mapping[str, Any], key: str, cap: int) -> int:
@@ -295,22 +394,12 @@ class MonotoneSearchSpace:
             raise ValueError(f"Parameter {key}={value!r} is not a level in 0..{cap}.")
         return value
 
-    def params_for(self, config: QuantConfig) -> dict[str, int]:
-        """The trial params that make :meth:`suggest` return ``config`` (for ``enqueue_trial``).
-
-        Raises:
-            ValueError: If ``config`` is outside the space (a bit-width or width that is not a
-                choice, a pruned choice, or a violated order).
-        """
-        w_levels, a_levels, params = [], [], {}
-        for i, name in enumerate(self.layer_names):
+    def _choice_levels(self, config: QuantConfig) -> tuple[list[int], list[int], list[int]]:
+        """Weight, activation and width levels of ``config``'s choices (caps not checked)."""
+        w_levels, a_levels, width_levels = [], [], []
+        for name in self.layer_names:
             layer = config.layer(name)
             w_levels.append(self._index(self.weight_bits, layer.weight_bits, name, "weight_bits"))
-            if w_levels[-1] > self.weight_caps[i]:
-                raise ValueError(
-                    f"Layer {name!r}: {layer.weight_bits}-bit weights were pruned by the size "
-                    f"budget (allowed: {list(self.weight_bits[: self.weight_caps[i] + 1])})."
-                )
             if self.act_bits is None:
                 if layer.act_bits != self.default_act_bits:
                     raise ValueError(
@@ -321,20 +410,48 @@ class MonotoneSearchSpace:
             else:
                 a_levels.append(self._index(self.act_bits, layer.act_bits, name, "act_bits"))
             if name in self.prunable and self.widths is not None:
-                width_level = self._index(self.widths, layer.width, name, "width")
-                if len(self.widths) > 1:
-                    params[name + WIDTH_SUFFIX] = width_level
+                width_levels.append(self._index(self.widths, layer.width, name, "width"))
             elif layer.width != 1.0:
                 raise ValueError(f"Layer {name!r} is not prunable here: its width must be 1.0.")
+            else:
+                width_levels.append(0)
+        return w_levels, a_levels, width_levels
+
+    def params_for(self, config: QuantConfig) -> dict[str, int]:
+        """The trial params that make :meth:`suggest` return ``config`` (for ``enqueue_trial``).
+
+        Raises:
+            ValueError: If ``config`` is outside the space (a bit-width or width that is not a
+                choice, a pruned choice, or a violated order).
+        """
+        w_levels, a_levels, width_levels = self._choice_levels(config)
+        budget = "budgets" if self.budgets else "size budget"
+        for i, name in enumerate(self.layer_names):
+            layer = config.layer(name)
+            for field, value, level, cap, choices in (
+                ("weights", f"{layer.weight_bits}-bit", w_levels[i], self.weight_caps[i],
+                 self.weight_bits),
+                ("activations", f"{layer.act_bits}-bit", a_levels[i], self.act_caps[i],
+                 self.act_bits),
+                ("width", f"{layer.width:g}", width_levels[i], self.width_caps[i], self.widths),
+            ):  # fmt: skip
+                if level > cap:
+                    raise ValueError(
+                        f"Layer {name!r}: {value} {field} were pruned by the {budget} "
+                        f"(allowed: {list((choices or ())[: cap + 1])})."
+                    )
         if not is_monotone(w_levels, self.weight_below):
             raise ValueError("The config's weight bits violate the sensitivity order.")
         if not is_monotone(a_levels, self.act_below):
             raise ValueError("The config's activation bits violate the sensitivity order.")
+        params = {}
         for i, name in enumerate(self.layer_names):
             if self.weight_caps[i] > 0:
                 params[name + WEIGHT_SUFFIX] = w_levels[i]
             if self.act_caps[i] > 0:
                 params[name + ACT_SUFFIX] = a_levels[i]
+            if self.width_caps[i] > 0:
+                params[name + WIDTH_SUFFIX] = width_levels[i]
         return {key: params[key] for key in self.distributions}
 
     def pair_activation_bits(self, config: QuantConfig) -> QuantConfig:
@@ -348,13 +465,14 @@ class MonotoneSearchSpace:
         HAWQ-V2 selection reach latency and energy.
 
         Args:
-            config: A config inside the space (see :meth:`params_for`).
+            config: A config of the space's choices.
 
         Returns:
-            A config inside the space; ``config`` itself when activations are not searched.
+            ``config`` with paired activation bits; ``config`` itself when activations are not
+            searched. Choices pruned by budgets are not lowered (see :meth:`nearest_feasible`).
 
         Raises:
-            ValueError: If ``config`` is outside the space.
+            ValueError: If ``config`` uses a bit-width or width that is not a choice.
 
         Example:
             >>> from optuna_kmtpe.sensitivity import LayerSensitivity, SensitivityReport
@@ -366,18 +484,21 @@ class MonotoneSearchSpace:
             >>> space.pair_activation_bits(QuantConfig.uniform(["fc"], weight_bits=2)).layer("fc")
             LayerConfig(weight_bits=2, act_bits=4, width=1.0)
         """
-        params = self.params_for(config)
+        w_levels, _, width_levels = self._choice_levels(config)
         if self.act_bits is None:
             return config
+        a_levels = []
         for name in self.layer_names:
             weight_bits = config.layer(name).weight_bits
-            level = next(
-                (k for k, bits in enumerate(self.act_bits) if bits >= weight_bits),
-                len(self.act_bits) - 1,
+            a_levels.append(
+                next(
+                    (k for k, bits in enumerate(self.act_bits) if bits >= weight_bits),
+                    len(self.act_bits) - 1,
+                )
             )
-            if name + ACT_SUFFIX in params:
-                params[name + ACT_SUFFIX] = level
-        return self.config_from_params(params)
+        return self._levels_config(
+            w_levels, project_monotone(a_levels, self.act_below), width_levels
+        )
 
     @staticmethod
     def _index(choices: Sequence[Any], value: Any, name: str, field: str) -> int:
@@ -395,8 +516,90 @@ class MonotoneSearchSpace:
             for name in self.layer_names
         )
 
+    def budget_excess(self, config: QuantConfig) -> dict[str, float]:
+        """The costs of ``config`` that exceed :attr:`budgets` (metric -> value; empty: fits)."""
+        if not self.budgets:
+            return {}
+        costs = self.cost_fn(config)  # type: ignore[misc]
+        return {
+            name: float(costs[name])
+            for name, limit in self.budgets.items()
+            if float(costs[name]) > limit
+        }
+
     def fits_budget(self, config: QuantConfig) -> bool:
-        return self.size_budget_bits is None or self.size_bits(config) <= self.size_budget_bits
+        """Whether ``config`` fits ``size_budget_bits`` and every one of :attr:`budgets`."""
+        if self.size_budget_bits is not None and self.size_bits(config) > self.size_budget_bits:
+            return False
+        return not self.budget_excess(config)
+
+    def nearest_feasible(self, config: QuantConfig) -> QuantConfig | None:
+        """``config`` if it fits every budget, else a nearby config of the space that does.
+
+        Choices pruned by the budgets are first lowered to the largest that remain; then, one
+        step at a time, the step that removes the most excess (summed over budgets, relative
+        to each limit) is taken: one layer's weight bits one choice lower (its activation
+        bits paired down with them, :meth:`pair_activation_bits`), its activation bits or its
+        width one choice lower. Ties go to bits before widths and to the least sensitive
+        layer (smallest trace), which HAWQ predicts costs the least accuracy.
+
+        Args:
+            config: Any config of the space's choices (pruned ones included).
+
+        Returns:
+            A config inside the space that fits, or None if no sequence of steps finds one.
+        """
+        w_levels, a_levels, width_levels = self._choice_levels(config)
+        levels = [
+            [min(v, cap) for v, cap in zip(w_levels, self.weight_caps)],
+            [min(v, cap) for v, cap in zip(a_levels, self.act_caps)],
+            [min(v, cap) for v, cap in zip(width_levels, self.width_caps)],
+        ]
+
+        def build(state: Sequence[Sequence[int]]) -> QuantConfig:
+            return self._levels_config(
+                project_monotone(state[0], self.weight_below),
+                project_monotone(state[1], self.act_below),
+                state[2],
+            )
+
+        def excess(candidate: QuantConfig) -> float:
+            over = self.budget_excess(candidate)
+            if self.size_budget_bits is not None:
+                size = self.size_bits(candidate)
+                if size > self.size_budget_bits:
+                    over["size_bits (space)"] = size
+            limits = {**self.budgets, "size_bits (space)": self.size_budget_bits or 1.0}
+            return sum(value / limits[name] - 1.0 for name, value in over.items())
+
+        sensitivity = [self.report[name].trace for name in self.layer_names]
+        current = build(levels)
+        remaining = excess(current)
+        while remaining > 0:
+            best: tuple[tuple[float, int, float], list[list[int]], QuantConfig] | None = None
+            for i in range(len(self.layer_names)):
+                for kind in range(3):
+                    if levels[kind][i] == 0:
+                        continue
+                    state = [list(row) for row in levels]
+                    state[kind][i] -= 1
+                    if kind == 0 and self.act_bits is not None:
+                        bits = self.weight_bits[state[0][i]]
+                        paired = next(
+                            (k for k, b in enumerate(self.act_bits) if b >= bits),
+                            len(self.act_bits) - 1,
+                        )
+                        state[1][i] = min(state[1][i], paired)
+                    candidate = build(state)
+                    if candidate == current:
+                        continue
+                    key = (excess(candidate), kind == 2, sensitivity[i])
+                    if best is None or key < best[0]:
+                        best = (key, state, candidate)
+            if best is None:
+                return None
+            (remaining, _, _), levels, current = best
+        return current
 
     # HAWQ-V2 ---------------------------------------------------------------------------------
     def _hawq_tables(self, omega: str = "trace") -> tuple[list[list[float]], list[list[float]]]:
@@ -469,7 +672,9 @@ class MonotoneSearchSpace:
         for i, name in enumerate(self.layer_names):
             stats = self.report[name]
             acts = [self.default_act_bits] if self.act_bits is None else list(self.act_bits)
-            widths = list(self.widths) if name in self.prunable and self.widths else [1.0]
+            widths = [1.0]
+            if name in self.prunable and self.widths:
+                widths = list(self.widths[: self.width_caps[i] + 1])
             rows.append(
                 [
                     name,
@@ -479,19 +684,27 @@ class MonotoneSearchSpace:
                     str(stats.n_params),
                     str(len(self.weight_below[i])),
                     ",".join(map(str, self.weight_bits[: self.weight_caps[i] + 1])),
-                    ",".join(map(str, acts)),
+                    ",".join(map(str, acts[: self.act_caps[i] + 1])),
                     ",".join(f"{w:g}" for w in widths),
                 ]
             )
         widths_col = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths_col)) for row in rows]
         lines.insert(1, "-" * len(lines[0]))
-        budget = "none" if self.size_budget_bits is None else f"{self.size_budget_bits:g} bits"
+        limits = dict(self.budgets)
+        if self.size_budget_bits is not None:
+            limits.setdefault("size_bits", self.size_budget_bits)
+        budgets = ", ".join(f"{name} <= {limit:g}" for name, limit in limits.items()) or "none"
         lines += [
             "",
-            f"order_sigma={self.order_sigma:g}, size budget: {budget}",
+            f"order_sigma={self.order_sigma:g}, budgets: {budgets}",
             f"configs: {self.size_before:.4g} unconstrained -> {self.size_monotone:.4g} monotone "
-            f"-> {self.size_after:.4g} after pruning (exact: {self.size_after})",
+            f"-> {self.size_after:.4g} after pruning (exact: {self.size_after})"
+            + (
+                ""
+                if self.size_within_budgets is None
+                else f" -> about {self.size_within_budgets:.3g} within the budgets (sampled)"
+            ),
         ]
         return "\n".join(lines)
 

@@ -281,9 +281,9 @@ def prepare_job(
             report.save_to_study(study)
     else:
         log("Reusing the Hessian sensitivity report stored in the study.")
-    space = build_space(settings, report, graph)
     fpga = hardware.FPGAModel(device=hardware.get_device(settings.device))
     shapes = hardware.trace_layer_shapes(model, example_input)
+    space = build_space(settings, report, graph, fpga=fpga, shapes=shapes)
     return SearchJob(
         settings=settings,
         data=splits,
@@ -314,13 +314,31 @@ def recipe_for(settings: SearchSettings) -> Any:
     )
 
 
-def build_space(settings: SearchSettings, report: Any, graph: Any) -> Any:
+def build_space(
+    settings: SearchSettings,
+    report: Any,
+    graph: Any,
+    *,
+    fpga: Any = None,
+    shapes: Any = None,
+) -> Any:
     """The Hessian monotone space, or the unconstrained one when ``constrained`` is False.
 
     The unconstrained space has the same choices and parametrization; an infinite
-    ``order_sigma`` orders no pair of layers, so nothing is projected.
+    ``order_sigma`` orders no pair of layers, so nothing is projected. With the FPGA model
+    (``fpga`` and ``shapes``), every budget prunes the space, not only the size budget.
     """
+    from optuna_kmtpe.objectives import hardware_cost_fn
     from optuna_kmtpe.space import MonotoneSearchSpace
+
+    budgets: dict[str, float] = {}
+    cost_fn = None
+    if fpga is not None and shapes is not None and settings.budgets:
+        costs = hardware_cost_fn(fpga, shapes)
+        budgets = dict(settings.budgets)
+
+        def cost_fn(config: Any) -> Any:
+            return costs(config).metrics
 
     return MonotoneSearchSpace(
         report,
@@ -331,4 +349,6 @@ def build_space(settings: SearchSettings, report: Any, graph: Any) -> Any:
         producers=graph.producers,
         size_budget_bits=settings.budgets.get("size_bits"),
         order_sigma=2.0 if settings.constrained else math.inf,
+        budgets=budgets,
+        cost_fn=cost_fn,
     )

@@ -25,6 +25,8 @@ from optuna_kmtpe.objectives._metrics import save_study_metrics
 from optuna_kmtpe.objectives._metrics import study_metrics
 from optuna_kmtpe.objectives._metrics import study_quality
 from optuna_kmtpe.sampler import PREDICTION_ATTR_KEY
+from optuna_kmtpe.workflow._budgets import over_budget_note
+from optuna_kmtpe.workflow._budgets import warm_starts_within_budgets
 from optuna_kmtpe.workflow._prepare import SearchJob
 from optuna_kmtpe.workflow._prepare import check_inputs
 from optuna_kmtpe.workflow._prepare import prepare_job
@@ -94,9 +96,16 @@ def forecast_for(settings: SearchSettings, objective: Any, job: Any) -> dict[str
 
 
 def warm_start_configs(
-    space: Any, *, weight_bits: Sequence[int], act_bits: Sequence[int]
+    space: Any,
+    *,
+    weight_bits: Sequence[int],
+    act_bits: Sequence[int],
+    log: Callable[[str], None] = print,
 ) -> list[tuple[str, QuantConfig]]:
     """Uniform 8-bit and 4-bit configs and HAWQ-V2 selections at 3 size budgets.
+
+    Under budgets, a config that breaks one is replaced by the nearest config that fits
+    (:func:`~optuna_kmtpe.workflow._budgets.warm_starts_within_budgets`, which ``log`` tells).
 
     HAWQ-V2 selections respect the space's sensitivity order, so every one of them is a config
     the space can express (and ``params_for`` reproduces it exactly). Their activation bits are
@@ -124,6 +133,8 @@ def warm_start_configs(
             # paired warm starts gain about 8% hypervolume at 20 trials on digits).
             config = space.pair_activation_bits(point.config)
             configs.append((f"hawq-v2-{int(fraction * 100)}%", config))
+    if getattr(space, "budgets", None) or getattr(space, "size_budget_bits", None) is not None:
+        configs = warm_starts_within_budgets(configs, space, log=log)
     return configs
 
 
@@ -361,6 +372,7 @@ def run_search(
             job.space,
             weight_bits=settings.weight_bits,
             act_bits=settings.act_bits,
+            log=log,
         )
         # With the forecast on, uniform max-bit lies on the reference point and adds nothing
         # (digits, 10 seeds: hypervolume at 10 trials 0.0351 without it, 0.0306 with it).
@@ -485,11 +497,15 @@ class _TrialLine:
                 ):
                     metric = self._metrics[index]
                     shown[index] += f" (forecast {metric.format(mean)} +-{metric.format(std)})"
+            if not trial.user_attrs.get(keys.FEASIBLE, True):
+                # Never trained: its quality value is a placeholder, the reason is the news.
+                costs = [s for s in shown if s.split(" ", 1)[0] in METRICS]
+                shown = [over_budget_note(trial.user_attrs)]
+                shown += [s for s in costs if not s.startswith("accuracy ")]
             values = "  ".join(shown)
             config = trial.user_attrs.get(keys.CONFIG)
             bits = compact_bits(config) if config else ""
-            flag = "" if trial.user_attrs.get(keys.FEASIBLE, True) else "  (over budget)"
-            self._log(f"[{done}/{self._n_trials}] trial {trial.number}: {values}  {bits}{flag}")
+            self._log(f"[{done}/{self._n_trials}] trial {trial.number}: {values}  {bits}")
         else:
             reason = trial.user_attrs.get(keys.FAIL_REASON) or trial.system_attrs.get(
                 "fail_reason", ""

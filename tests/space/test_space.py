@@ -408,3 +408,76 @@ def test_paired_activation_bits_follow_weights_and_stay_in_the_space() -> None:
     assert fixed.pair_activation_bits(config) == config
     with pytest.raises(ValueError, match="not one of"):
         fixed.pair_activation_bits(QuantConfig.uniform(list(fixed.layer_names), weight_bits=5))
+
+
+# Budgets on any cost (issue 14 item 11).
+
+
+def _latency(config: QuantConfig) -> dict[str, float]:
+    """A packing-like cost: per layer the wider operand (a step at 4 bits) times the width."""
+    total = 0.0
+    for name, layer in config.items():
+        step = 1.0 if max(layer.weight_bits, layer.act_bits) <= 4 else 2.0
+        total += step * layer.width * (1 + int(name[-1]))
+    return {"latency_s": total}
+
+
+def _budget_space(budget: float, *, sigma: float = 2.0) -> MonotoneSearchSpace:
+    report = make_report(3, seed=5)
+    return MonotoneSearchSpace(
+        report,
+        weight_bits=(2, 4, 8),
+        act_bits=(4, 8),
+        widths=(0.5, 1.0),
+        prunable_layers=list(report.names),
+        order_sigma=sigma,
+        budgets={"latency_s": budget},
+        cost_fn=_latency,
+    )
+
+
+def _every_config(space: MonotoneSearchSpace) -> list[QuantConfig]:
+    choices = [(w, a, x) for w in space.weight_bits for a in space.act_bits for x in space.widths]
+    return [
+        QuantConfig(
+            {
+                n: LayerConfig(weight_bits=w, act_bits=a, width=x)
+                for n, (w, a, x) in zip(space.layer_names, combo)
+            }
+        )
+        for combo in itertools.product(choices, repeat=len(space.layer_names))
+    ]
+
+
+def test_a_latency_budget_prunes_choices_soundly_and_the_count_shows_it() -> None:
+    free = _budget_space(1e9)
+    tight = _budget_space(4.0)
+    assert tight.size_after < free.size_after
+    assert tight.weight_caps != free.weight_caps or tight.act_caps != free.act_caps
+    assert "budgets: latency_s <= 4" in tight.describe()
+    assert "size budget" not in tight.describe()
+    assert "within the budgets" in tight.describe()
+    # Sound: every config of the full space that fits the budget is still in the pruned space.
+    for config in _every_config(free):
+        if _latency(config)["latency_s"] <= 4.0 and order_holds(free, config):
+            assert tight.config_from_params(tight.params_for(config)) == config
+    with pytest.raises(ValueError, match="cheapest config"):
+        _budget_space(1.0)
+    with pytest.raises(ValueError, match="cost_fn"):
+        MonotoneSearchSpace(make_report(2, seed=1), budgets={"latency_s": 1.0})
+
+
+def test_nearest_feasible_moves_a_config_inside_the_budgets() -> None:
+    space = _budget_space(4.0, sigma=0.0)
+    for bits in (8, 4, 2):
+        config = QuantConfig.uniform(list(space.layer_names), weight_bits=bits, act_bits=8)
+        nearest = space.nearest_feasible(config)
+        assert nearest is not None and space.fits_budget(nearest)
+        space.params_for(nearest)  # inside the pruned space
+        assert order_holds(space, nearest)
+    inside = space.nearest_feasible(
+        QuantConfig.uniform(list(space.layer_names), weight_bits=2, act_bits=4, width=0.5)
+    )
+    assert inside == QuantConfig.uniform(
+        list(space.layer_names), weight_bits=2, act_bits=4, width=0.5
+    )

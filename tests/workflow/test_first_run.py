@@ -1,0 +1,84 @@
+"""First-run friction (issue 14 items 11, 15): budgets and short runs say what they do."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import TrialState
+
+from optuna_kmtpe import records as keys
+from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.sensitivity import LayerSensitivity
+from optuna_kmtpe.sensitivity import SensitivityReport
+from optuna_kmtpe.space import MonotoneSearchSpace
+from optuna_kmtpe.workflow._budgets import over_budget_note
+from optuna_kmtpe.workflow._run import _TrialLine
+from optuna_kmtpe.workflow._run import warm_start_configs
+
+
+def _latency(config: QuantConfig) -> dict[str, float]:
+    return {
+        "latency_s": sum(
+            (1e-5 if max(c.weight_bits, c.act_bits) <= 4 else 2e-5) * c.width
+            for c in config.values()
+        )
+    }
+
+
+def _space(budget: float | None) -> MonotoneSearchSpace:
+    layers = tuple(
+        LayerSensitivity(f"l{i}", "Linear", 100 * (i + 1), 8, 8, 0.1 / (i + 1), 1e-4, 64,
+                         {b: 4.0**-b for b in (2, 4, 8)})
+        for i in range(3)
+    )  # fmt: skip
+    return MonotoneSearchSpace(
+        SensitivityReport(layers=layers),
+        weight_bits=(2, 4, 8),
+        act_bits=(4, 8),
+        widths=(0.5, 1.0),
+        prunable_layers=["l0", "l1", "l2"],
+        order_sigma=float("inf"),
+        budgets=None if budget is None else {"latency_s": budget},
+        cost_fn=_latency,
+    )
+
+
+def test_warm_starts_over_the_budget_are_replaced_not_dropped() -> None:
+    free = warm_start_configs(_space(None), weight_bits=(2, 4, 8), act_bits=(4, 8))
+    lines: list[str] = []
+    space = _space(2.5e-5)
+    kept = warm_start_configs(space, weight_bits=(2, 4, 8), act_bits=(4, 8), log=lines.append)
+    assert len(kept) == len(free)
+    assert all(space.fits_budget(config) for _, config in kept)
+    for _, config in kept:
+        space.params_for(config)  # enqueueable
+    assert any(label == "uniform-w8a8 within budget" for label, _ in kept)
+    assert any("uniform-w8a8 breaks the budgets: replaced" in line for line in lines)
+
+
+def test_an_over_budget_trial_prints_the_metric_and_the_limit() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_metric_names(["accuracy", "latency_s"])
+    trial = optuna.trial.create_trial(
+        state=TrialState.COMPLETE,
+        values=[0.0, 3e-5],
+        user_attrs={
+            keys.FEASIBLE: False,
+            keys.CONSTRAINTS: {"latency_s": 0.5},
+            "latency_s": 3e-5,
+            keys.CONFIG: QuantConfig.uniform(["a"], weight_bits=8).to_dict(),
+        },
+    )
+    study.add_trial(trial)
+    lines: list[str] = []
+    try:  # the metric objects of the study (issue 11); older code took the names
+        from optuna_kmtpe.objectives._metrics import study_metrics
+
+        metrics: list = list(study_metrics(study))
+    except ImportError:
+        metrics = ["accuracy", "latency_s"]
+    _TrialLine(1, metrics, lines.append)(study, study.trials[0])
+    assert "over budget: latency_s 30.00us > limit 20.00us, not trained" in lines[0]
+    assert "accuracy" not in lines[0] and "0.00%" not in lines[0]
+    assert over_budget_note({keys.CONSTRAINTS: {"device_dsp": 3.0}}) == (
+        "over budget: device_dsp exceeded by 3, not trained"
+    )
