@@ -156,7 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--trials",
         type=int,
         dest="n_trials",
-        help="COMPLETE trials the study must hold, warm starts included (default 40)",
+        help="COMPLETE trials the study must hold, warm starts included (default 40): the "
+        "first (up to 5; the output says how many) are warm starts (uniform 8/4-bit, "
+        "HAWQ-V2; none with --no-warm-start) and the sampler proposes the rest, so a run of "
+        "--trials 5 may be all warm starts",
     )
     search.add_argument("--timeout", type=float, help="stop starting trials after this many s")
     search.add_argument("--seed", type=int, help="seed of data split, training and sampler")
@@ -197,8 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--trials",
         type=int,
         dest="n_trials",
-        help="COMPLETE trials the whole study must hold, counting every worker's (default: the "
-        "number the study was started with)",
+        help="the study's total: COMPLETE trials the whole study must hold, counting every "
+        "worker's and the search's, not this worker's own share (default: the number the "
+        "study was started with)",
     )
     worker.add_argument("--timeout", type=float, help="stop starting trials after this many s")
     worker.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -380,7 +380,7 @@ def run_search(
         # No more than the study will run: an unused warm start would stay WAITING.
         n = enqueue_warm_starts(study, configs[: settings.n_trials], job.space.params_for)
         if n:
-            log(f"Enqueued {n} warm-start configs (uniform 8/4-bit, HAWQ-V2).")
+            log(warm_start_line(n, n_trials=settings.n_trials, sampler=settings.sampler))
 
     all_callbacks = [
         optuna.study.MaxTrialsCallback(settings.n_trials, states=_COUNTED),
@@ -406,7 +406,12 @@ def run_search(
             if remaining <= 0 or (left is not None and left <= 0):
                 break
             if not announced:
-                log(f"Running {remaining} trials (sampler: {settings.sampler}).")
+                log(
+                    running_line(
+                        remaining, n_trials=settings.n_trials, sampler=settings.sampler,
+                        worker=join_only,
+                    )
+                )  # fmt: skip
                 announced = True
             before = _count(study)
             study.optimize(
@@ -427,6 +432,43 @@ def run_search(
         drop_waiting(study)
     _publish_dashboard(study)
     return study
+
+
+def warm_start_line(n_warm: int, *, n_trials: int, sampler: str) -> str:
+    """What the warm starts take of a run: a short run may be all warm starts.
+
+    Example:
+        >>> warm_start_line(5, n_trials=40, sampler="kmtpe").split(": ")[1]
+        'trials 1-5 of 40; the kmtpe sampler proposes the other 35.'
+        >>> warm_start_line(5, n_trials=5, sampler="kmtpe").split(": ")[1]
+        'all 5 trials are warm starts, the kmtpe sampler proposes none (use --trials > 5).'
+    """
+    head = f"Enqueued {n_warm} warm-start configs (uniform 8/4-bit, HAWQ-V2): "
+    if n_warm >= n_trials:
+        return (
+            f"{head}all {n_trials} trials are warm starts, the {sampler} sampler proposes none "
+            f"(use --trials > {n_warm})."
+        )
+    return (
+        f"{head}trials 1-{n_warm} of {n_trials}; the {sampler} sampler proposes the other "
+        f"{n_trials - n_warm}."
+    )
+
+
+def running_line(remaining: int, *, n_trials: int, sampler: str, worker: bool) -> str:
+    """The line that starts the trials; a worker's count is the study's total, not its own.
+
+    Example:
+        >>> running_line(3, n_trials=10, sampler="kmtpe", worker=True)[:76]
+        'Running up to 3 trials (sampler: kmtpe) until the study holds 10 COMPLETE tr'
+    """
+    if not worker:
+        return f"Running {remaining} trials (sampler: {sampler})."
+    return (
+        f"Running up to {remaining} trials (sampler: {sampler}) until the study holds "
+        f"{n_trials} COMPLETE trials (--trials is the study's total, every worker's trials "
+        "count)."
+    )
 
 
 def _retry_interrupted(study: optuna.Study, trial_id: int | None) -> None:

@@ -82,3 +82,23 @@ def test_an_over_budget_trial_prints_the_metric_and_the_limit() -> None:
     assert over_budget_note({keys.CONSTRAINTS: {"device_dsp": 3.0}}) == (
         "over budget: device_dsp exceeded by 3, not trained"
     )
+
+
+def test_short_runs_and_worker_counts_say_what_they_mean(capsys) -> None:  # type: ignore[no-untyped-def]
+    from optuna_kmtpe.cli import main
+    from optuna_kmtpe.workflow._run import running_line
+    from optuna_kmtpe.workflow._run import warm_start_line
+
+    assert "all 5 trials are warm starts, the kmtpe sampler proposes none" in (
+        warm_start_line(5, n_trials=5, sampler="kmtpe")
+    )
+    assert "trials 1-5 of 40; the tpe sampler proposes the other 35" in (
+        warm_start_line(5, n_trials=40, sampler="tpe")
+    )
+    assert "the study's total" in running_line(3, n_trials=10, sampler="kmtpe", worker=True)
+    for command, wanted in (("search", "the sampler proposes the rest"), ("worker", "total")):
+        try:
+            main([command, "--help"])
+        except SystemExit:
+            pass
+        assert wanted in " ".join(capsys.readouterr().out.split())
