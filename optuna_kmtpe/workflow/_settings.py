@@ -400,7 +400,10 @@ def _check_types(settings: SearchSettings) -> None:
 
 
 def _as_list(values: Any, name: str, kind: type) -> list[Any]:
-    """A list setting from a list or a comma-separated string (``"2,4,8"``), type-checked."""
+    """A list setting from a list, a comma-separated string (``"2,4,8"``) or one bare value
+    (TOML ``weight_bits = 4`` is ``[4]``, as ``--weight-bits 4`` is), type-checked."""
+    if not isinstance(values, (bool, str, list, tuple)) and isinstance(values, (int, float)):
+        values = [values]
     if isinstance(values, str):
         parts = [part.strip() for part in values.split(",") if part.strip()]
         try:

@@ -102,3 +102,11 @@ def test_short_runs_and_worker_counts_say_what_they_mean(capsys) -> None:  # typ
         except SystemExit:
             pass
         assert wanted in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_bare_toml_number_is_a_one_element_list(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from optuna_kmtpe.workflow import SearchSettings
+
+    (tmp_path / "run.toml").write_text("weight_bits = 4\nact_bits = 8\nwidths = 1\n")
+    settings = SearchSettings.from_toml(tmp_path / "run.toml")
+    assert (settings.weight_bits, settings.act_bits, settings.widths) == ((4,), (8,), (1.0,))

@@ -143,7 +143,7 @@ def test_dashboard_note_redacts_old_stored_urls() -> None:
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
-        ("weight_bits = 4", "weight_bits must be a list"),
+        ("weight_bits = true", "weight_bits must be a list"),
         ('n_trials = "10"', "n_trials must be an integer"),
         ("budgets = 5", "budgets must be a table"),
         ("storage = 5", "storage must be a string"),
