@@ -5,6 +5,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
+from pathlib import Path
+import tempfile
 from typing import Any
 
 import optuna
@@ -91,6 +94,28 @@ class TrialExport:
     extra_files: tuple[str, ...] = ()
 
 
+def check_output_path(path: str | os.PathLike[str]) -> None:
+    """Fail now if ``path`` cannot be written: its directory is missing, not a directory or
+    read-only (probed by creating a file there, which also catches read-only file systems).
+
+    Raises:
+        ValueError: With the path and what to do.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"Cannot write the model to {str(target)!r}: it is a directory.")
+    parent = target.parent
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=".probe")
+    except OSError as exc:
+        raise ValueError(
+            f"Cannot write the model to {str(target)!r} ({exc.strerror or exc}); choose a "
+            "path in a writable directory."
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def export_trial_model(
     study: optuna.Study,
     number: int,
@@ -126,6 +151,7 @@ def export_trial_model(
     from optuna_kmtpe.workflow._sources import metric_function
 
     export.check_format(format)
+    check_output_path(path)  # before minutes of retraining, not after
     settings = stored_settings(study)
     config = trial_config(study, number)
     trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)

@@ -322,7 +322,10 @@ def run_search(
     from optuna_kmtpe.objectives import enqueue_warm_starts
     from optuna_kmtpe.objectives import make_objective
     from optuna_kmtpe.objectives import warm_starts_inside
+    from optuna_kmtpe.workflow._prepare import load_data
+    from optuna_kmtpe.workflow._sources import check_stored_sources
     from optuna_kmtpe.workflow._sources import metric_function
+    from optuna_kmtpe.workflow._sources import source_key
 
     storage, study = _existing_study(settings, join_only=join_only)
     if study is not None:
@@ -333,6 +336,8 @@ def run_search(
             settings = resumed
     check_settings(settings)
     if study is not None:
+        # Before a word is printed or a trial touched: never resume on changed code or data.
+        check_stored_sources(study, source_key(settings, load_data(settings)))
         optuna.storages.fail_stale_trials(study)
         recover_orphans(study, log=log)
         log(f"Resuming study {settings.study_name!r}: {_count(study)} trials complete.")

@@ -11,8 +11,11 @@ and is stored in the study, so a study is never resumed on changed code or data.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
+from collections.abc import Hashable
 from collections.abc import Mapping
+import copy
 import hashlib
 import importlib
 import inspect
@@ -46,6 +49,33 @@ STUDY_SOURCES = "kmtpe:sources"
 """Study user attr: the :func:`source_key` of the model and data the study was started with."""
 
 _BUILTIN_PREFIX = "optuna_kmtpe."
+
+_MEMO_SIZE = 4
+_memo: OrderedDict[Hashable, tuple[Any, Any]] = OrderedDict()
+"""This process's loaded splits and built models, by :func:`_memo_key`: one run (the checks,
+the fingerprint, the float model, resume) loads the data and builds the model once."""
+
+
+def _memo_key(what: str, spec: str, function: Callable[..., Any], *parts: Any) -> Hashable:
+    """The import path, the callable itself (an in-memory object re-registered under the
+    same name is another one), its code's hash and whatever else the result depends on."""
+    return (what, spec, id(function), _hash_code(function), *parts)
+
+
+def _memoized(key: Hashable, keep: Any, compute: Callable[[], Any]) -> Any:
+    if key in _memo:
+        _memo.move_to_end(key)
+        return _memo[key][1]
+    value = compute()
+    _memo[key] = (keep, value)  # holding what the key names by id() keeps the id unique
+    while len(_memo) > _MEMO_SIZE:
+        _memo.popitem(last=False)
+    return value
+
+
+def clear_memo() -> None:
+    """Forget the splits and models this process loaded and built (tests, long sessions)."""
+    _memo.clear()
 
 
 def import_callable(spec: str, *, what: str) -> Callable[..., Any]:
@@ -139,6 +169,9 @@ def _call(function: Callable[..., Any], name: str, what: str, **available: Any) 
 def load_splits(settings: SearchSettings) -> DatasetSplits:
     """The train/validation/test splits of ``settings.data`` (registered name or import path).
 
+    Loaded once per process for the same import path, code, seed and sizes (the checks, the
+    fingerprint and the search share them; they are never modified).
+
     A user's datasets are materialized as tensors (the rest of the package, the objective,
     the Hessian and the export, index tensors); without a test split the validation split
     also serves as test split (``kmtpe report``'s test accuracy is then a validation one).
@@ -148,16 +181,22 @@ def load_splits(settings: SearchSettings) -> DatasetSplits:
             datasets of ``(input, integer label)`` pairs of one input shape.
     """
     loader, _entry = _resolve(settings.data, "data")
-    result = _call(
-        loader,
-        settings.data,
-        "data",
-        seed=settings.seed,
-        data_dir=settings.data_dir,
-        n_samples=settings.data_samples,
-    )
-    name = settings.data.replace(":", ".") if is_import_path(settings.data) else settings.data
-    return as_splits(result, name=name, spec=settings.data)
+
+    def load() -> DatasetSplits:
+        result = _call(
+            loader,
+            settings.data,
+            "data",
+            seed=settings.seed,
+            data_dir=settings.data_dir,
+            n_samples=settings.data_samples,
+        )
+        name = settings.data.replace(":", ".") if is_import_path(settings.data) else settings.data
+        return as_splits(result, name=name, spec=settings.data)
+
+    data_dir = settings.data_dir and str(Path(settings.data_dir).resolve())
+    key = _memo_key("data", settings.data, loader, settings.seed, data_dir, settings.data_samples)
+    return _memoized(key, loader, load)
 
 
 def as_splits(result: Any, *, name: str, spec: str | None = None) -> DatasetSplits:
@@ -269,29 +308,43 @@ def build_float_model(settings: SearchSettings, splits: DatasetSplits) -> nn.Mod
     """The untrained model of ``settings.model`` for ``splits`` (or the ``checkpoint``'s
     weights), its outputs checked against the data's classes.
 
+    Built under ``settings.seed`` (the same initial weights everywhere) once per process: later
+    calls get a copy.
+
     Raises:
         ValueError: The model cannot be imported or built, is not an ``nn.Module``, fails on
             a batch of the data, returns anything but ``(batch, num_classes)`` logits, or the
             checkpoint does not fit it.
     """
+    import torch
     from torch import nn
 
     builder, _entry = _resolve(settings.model, "model")
-    model = _call(
-        builder,
-        settings.model,
-        "model",
-        input_shape=tuple(splits.input_shape),
-        num_classes=splits.num_classes,
-        in_channels=splits.input_shape[0] if splits.input_shape else 1,
-    )
-    if not isinstance(model, nn.Module):
-        raise ValueError(
-            f"--model {settings.model} must return a torch nn.Module, got {_kind(model)}."
-        )
+
+    def build() -> nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(settings.seed)  # the same initial weights in every process
+            model = _call(
+                builder,
+                settings.model,
+                "model",
+                input_shape=tuple(splits.input_shape),
+                num_classes=splits.num_classes,
+                in_channels=splits.input_shape[0] if splits.input_shape else 1,
+            )
+        if not isinstance(model, nn.Module):
+            raise ValueError(
+                f"--model {settings.model} must return a torch nn.Module, got {_kind(model)}."
+            )
+        check_outputs(model, splits, name=settings.model)
+        return model
+
+    shape = (tuple(splits.input_shape), splits.num_classes, id(splits))
+    key = _memo_key("model", settings.model, builder, settings.seed, shape)
+    model = copy.deepcopy(_memoized(key, (builder, splits), build))  # callers train their copy
     if settings.checkpoint is not None:
         _load_checkpoint(model, settings.checkpoint)
-    check_outputs(model, splits, name=settings.model)
+        check_outputs(model, splits, name=settings.model)
     return model
 
 
@@ -391,15 +444,12 @@ def source_key(settings: SearchSettings, splits: DatasetSplits) -> dict[str, str
     given: a ``checkpoint`` file's bytes, or ``pretrain_epochs=0``), and of the data's tensors.
     Keys the float-checkpoint cache and is stored in the study (:data:`STUDY_SOURCES`).
     """
-    import torch
 
     model_function, model_reg = _resolve(settings.model, "model")
     data_function, data_reg = _resolve(settings.data, "data")
     key: dict[str, str] = {}
     if not _is_builtin(model_reg) or settings.checkpoint is not None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(settings.seed)
-            model = build_float_model(settings.replace(checkpoint=None), splits)
+        model = build_float_model(settings.replace(checkpoint=None), splits)
         key["model"] = settings.model
         key["model_code"] = _hash_code(model_function, type(model))
         state = model.state_dict()

@@ -110,3 +110,21 @@ def test_a_bare_toml_number_is_a_one_element_list(tmp_path) -> None:  # type: ig
     (tmp_path / "run.toml").write_text("weight_bits = 4\nact_bits = 8\nwidths = 1\n")
     settings = SearchSettings.from_toml(tmp_path / "run.toml")
     assert (settings.weight_bits, settings.act_bits, settings.widths) == ((4,), (8,), (1.0,))
+
+
+def test_export_to_an_unwritable_path_fails_before_retraining(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from optuna_kmtpe.workflow import _inspect
+
+    def no_training(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("retrained before checking the output path")
+
+    monkeypatch.setattr(_inspect, "prepare_job", no_training)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    study = optuna.create_study()
+    for path in (blocker / "model.json", tmp_path / "missing" / "model.json", tmp_path):
+        with pytest.raises(ValueError, match="Cannot write the model"):
+            _inspect.export_trial_model(study, 0, str(path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # no probe left behind

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 import itertools
 from pathlib import Path
+import socket
 import subprocess
 import sys
 import textwrap
@@ -69,6 +70,19 @@ def one_dataset():
 
 def top1_error(outputs, targets):
     return (outputs.argmax(1) != targets).float().mean()
+
+
+CALLS = {"data": 0, "model": 0}
+
+
+def counted_data(seed=0):
+    CALLS["data"] += 1
+    return data(seed)
+
+
+def counted_model(input_shape, num_classes):
+    CALLS["model"] += 1
+    return model(input_shape, num_classes)
 """
 
 _RESIDUAL = '''
@@ -233,11 +247,35 @@ def test_resume_after_the_module_changed_is_refused(project: tuple[Path, str]) -
     )  # fmt: skip
     study = run_search(settings, log=lambda _m: None, progress=False)
     assert len(study.trials) == 1
+    # A trial whose process died: a resumed run would fail and retry it.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = study._storage.create_new_trial(study._study_id)
+    study._storage.set_trial_user_attr(orphan, "worker", f"{socket.gethostname()}:{dead.pid}")
     with open(root / f"{name}.py", "a") as handle:
         handle.write("\n\ndef model(input_shape, num_classes):\n    return None\n")
+    lines: list[str] = []
     with pytest.raises(ValueError, match="another version of your model or data.*model's code"):
-        run_search(settings.replace(n_trials=2), log=lambda _m: None, progress=False)
-    assert len(optuna.load_study(study_name="kmtpe", storage=settings.storage).trials) == 1
+        run_search(settings.replace(n_trials=2), log=lines.append, progress=False)
+    # Refused before anything is said or written: no "Resuming", the orphan left as it was.
+    assert not any("Resuming" in line for line in lines), lines
+    trials = optuna.load_study(study_name="kmtpe", storage=settings.storage).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.RUNNING]
+
+
+def test_one_process_loads_the_data_and_builds_the_model_once(
+    project: tuple[Path, str],
+) -> None:
+    root, name = project
+    settings = SearchSettings(
+        model=f"{name}:counted_model", data=f"{name}:counted_data", n_trials=1,
+        pretrain_epochs=1, qat_epochs=1, hessian_max_probes=8, torch_threads=1,
+        warm_start=False, storage=f"sqlite:///{root / 'kmtpe.db'}",
+    )  # fmt: skip
+    run_search(settings, log=lambda _m: None, progress=False)
+    run_search(settings.replace(n_trials=2), log=lambda _m: None, progress=False)  # resumed
+    # The checks, the fingerprint, the float model and the resume share one load and build.
+    assert sys.modules[name].CALLS == {"data": 1, "model": 1}
 
 
 def test_two_projects_never_share_a_checkpoint(project: tuple[Path, str]) -> None:
