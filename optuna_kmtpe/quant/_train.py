@@ -18,8 +18,8 @@ from typing import Literal
 import torch
 from torch import nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from optuna_kmtpe._progress import progress_bar
 from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.quant._apply import apply_config
 from optuna_kmtpe.quant._calibration import CalibrationMethod
@@ -295,7 +295,7 @@ def _fit(
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         model.train()
-        bar = tqdm(total=total_steps, desc=description, disable=not progress, leave=False)
+        bar = progress_bar(total=total_steps, desc=description, disable=not progress, leave=False)
         step = 0
         epoch = 0
         try:

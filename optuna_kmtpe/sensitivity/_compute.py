@@ -173,10 +173,10 @@ def compute_sensitivity(
     act_numel: list[int] = []
     losses: list[float] = []
 
-    from tqdm.auto import tqdm
+    from optuna_kmtpe._progress import progress_bar
 
     rounds_per_batch = max_probes * (2 if activations else 1)
-    with tqdm(
+    with progress_bar(
         total=len(batches) * rounds_per_batch,
         disable=not progress,
         desc="Hessian traces",

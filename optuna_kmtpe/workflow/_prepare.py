@@ -153,7 +153,11 @@ def _checkpoint_path(
 
 
 def pretrained_model(
-    settings: SearchSettings, splits: Any, *, log: Callable[[str], None] = print
+    settings: SearchSettings,
+    splits: Any,
+    *,
+    log: Callable[[str], None] = print,
+    progress: bool = False,
 ) -> Any:
     """The float model, trained once and cached on disk (keyed by every setting that matters)."""
     import torch
@@ -187,7 +191,7 @@ def pretrained_model(
         splits.train, batch_size=settings.batch_size // 2, shuffle=True, seed=settings.seed
     )
     model = quant.train_float(
-        model, loader, epochs=settings.pretrain_epochs, seed=settings.seed, progress=False
+        model, loader, epochs=settings.pretrain_epochs, seed=settings.seed, progress=progress
     )
     state = model.state_dict()
     write_atomically(path, lambda tmp: torch.save(state, tmp))
@@ -265,7 +269,7 @@ def prepare_job(
     sources = source_key(settings, splits)
     if study is not None:  # before training: never continue a study on changed code or data
         check_stored_sources(study, sources)
-    model = pretrained_model(settings, splits, log=log)  # also applies settings.torch_threads
+    model = pretrained_model(settings, splits, log=log, progress=progress)  # sets threads
     train_loader = kdata.make_loader(
         splits.train, batch_size=settings.batch_size, shuffle=True, seed=settings.seed
     )

@@ -128,3 +128,38 @@ def test_export_to_an_unwritable_path_fails_before_retraining(tmp_path, monkeypa
         with pytest.raises(ValueError, match="Cannot write the model"):
             _inspect.export_trial_model(study, 0, str(path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # no probe left behind
+
+
+def test_progress_in_a_log_file_is_one_line_per_update(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import sys
+
+    from optuna_kmtpe import _progress
+
+    log = (tmp_path / "log.txt").open("w")
+    monkeypatch.setattr(sys, "stderr", log)
+    monkeypatch.setattr(_progress, "LOG_INTERVAL_S", 0.0)
+    with _progress.progress_bar(total=4, desc="Training", mininterval=0.0) as bar:
+        for _ in range(4):
+            bar.update(1)
+    log.close()
+    lines = (tmp_path / "log.txt").read_text().splitlines()
+    assert len(lines) >= 4 and "\r" not in "".join(lines)
+    assert all(len(line) < 200 and line.startswith("Training") for line in lines)
+
+
+def test_float_training_shows_progress(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from optuna_kmtpe import quant
+    from optuna_kmtpe.workflow import SearchSettings
+    from optuna_kmtpe.workflow._prepare import load_data
+    from optuna_kmtpe.workflow._prepare import pretrained_model
+
+    seen: list[bool] = []
+
+    def fake_train_float(model, loader, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(kwargs.get("progress"))
+        return model
+
+    monkeypatch.setattr(quant, "train_float", fake_train_float)
+    settings = SearchSettings(cache_dir=str(tmp_path), pretrain_epochs=1)
+    pretrained_model(settings, load_data(settings), log=lambda _m: None, progress=True)
+    assert seen == [True]
