@@ -192,13 +192,13 @@ def study_metrics(study: optuna.Study) -> tuple[Metric, ...]:
     Example:
         >>> study = optuna.create_study(directions=["minimize"])
         >>> study_metrics(study)[0].name
-        'objective_0'
+        'value0'
     """
     stored = study.user_attrs.get(STUDY_METRICS)
     directions = [d.name.lower() for d in study.directions]
     if isinstance(stored, Mapping) and len(stored.get("objectives", ())) == len(directions):
         return tuple(_from_dict(m) for m in stored["objectives"])
-    names = study.metric_names or [f"objective_{i}" for i in range(len(directions))]
+    names = study.metric_names or [f"value{i}" for i in range(len(directions))]
     return tuple(
         METRICS[name] if name in METRICS else Metric(name, direction, "", name)
         for name, direction in zip(names, directions)
