@@ -10,6 +10,7 @@ shapes) share one answer.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterable
 import dataclasses
 import math
@@ -89,16 +90,67 @@ _PASS_THROUGH_METHODS: frozenset[str] = frozenset(
 # Shape queries read metadata only: channels do not flow through them.
 _METADATA_METHODS: frozenset[str] = frozenset({"size", "dim", "numel", "ndimension"})
 _RESHAPE_FUNCTIONS: frozenset[Any] = frozenset({torch.flatten, torch.reshape})
+# Reductions over axes other than the channel axis keep each channel apart (global pooling).
+_REDUCTION_FUNCTIONS: frozenset[Any] = frozenset({torch.mean, torch.sum, torch.amax, torch.amin})
+_REDUCTION_METHODS: frozenset[str] = frozenset({"mean", "sum", "amax", "amin"})
 _RESHAPE_METHODS: frozenset[str] = frozenset({"flatten", "view", "reshape"})
 # Element-wise binary ops: two tensors with channels meeting here are tied (residuals).
 _ELEMENTWISE_FUNCTIONS: frozenset[Any] = frozenset(
-    {operator.add, operator.iadd, operator.mul, operator.sub, torch.add, torch.mul, torch.sub}
+    {
+        operator.add,
+        operator.iadd,
+        operator.mul,
+        operator.imul,
+        operator.sub,
+        operator.truediv,
+        torch.add,
+        torch.mul,
+        torch.sub,
+        torch.div,
+    }
 )
-_ELEMENTWISE_METHODS: frozenset[str] = frozenset({"add", "add_", "mul", "mul_", "sub", "sub_"})
+_ELEMENTWISE_METHODS: frozenset[str] = frozenset(
+    {"add", "add_", "mul", "mul_", "sub", "sub_", "div", "div_"}
+)
+# Modules with one parameter (or statistic) per channel: they follow a pruned layer.
+_PER_CHANNEL_TYPES: tuple[type[nn.Module], ...] = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.PReLU,
+)
+
+
+class UnsupportedModelError(ValueError):
+    """A construct in the model that optuna-kmtpe cannot quantize or prune correctly.
+
+    Raised by :func:`channel_graph` before any search starts, so that no trial runs on a model
+    whose quantized or narrowed copy would be wrong.
+
+    Attributes:
+        layer: Module path of the layer concerned.
+        construct: What in the model is not supported.
+    """
+
+    def __init__(self, layer: str, construct: str, hint: str) -> None:
+        super().__init__(f"Layer {layer!r}: {construct}. {hint}")
+        self.layer = layer
+        self.construct = construct
+
+
+# Containers only route calls; any other torch.nn module is one fused op to torch.fx, and its
+# forward may read a child layer's weight directly (nn.MultiheadAttention.out_proj, the fast path
+# of nn.TransformerEncoderLayer), so a quantized twin swapped in there would never be called.
+_CONTAINER_TYPES: tuple[type[nn.Module], ...] = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 
 def quantizable_layers(model: nn.Module) -> dict[str, nn.Module]:
     """The model's quantizable layers (Conv1d, Conv2d incl. grouped/depthwise, Linear).
+
+    A layer inside one of torch's own composite modules (``nn.MultiheadAttention``,
+    ``nn.TransformerEncoderLayer``, ...) is left out: those modules run fused functions on their
+    children's weights instead of calling them, so the layer stays float. A module reachable
+    under several attribute paths (an alias) is listed once, under its first path.
 
     Args:
         model: Any PyTorch model.
@@ -117,10 +169,13 @@ def quantizable_layers(model: nn.Module) -> dict[str, nn.Module]:
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"Expected a torch.nn.Module, got {type(model).__name__}.")
+    modules = dict(model.named_modules())
     layers = {
         name: module
-        for name, module in model.named_modules()
-        if isinstance(module, QUANTIZABLE_TYPES) and name
+        for name, module in modules.items()
+        if isinstance(module, QUANTIZABLE_TYPES)
+        and name
+        and not _inside_torch_composite(name, modules)
     }
     if not layers:
         raise ValueError(
@@ -128,6 +183,35 @@ def quantizable_layers(model: nn.Module) -> dict[str, nn.Module]:
             "nn.Conv1d, nn.Conv2d and nn.Linear layers; build the model from those."
         )
     return layers
+
+
+def _inside_torch_composite(name: str, modules: dict[str, nn.Module]) -> bool:
+    parts = name.split(".")
+    for depth in range(len(parts)):
+        parent = modules.get(".".join(parts[:depth]))
+        if (
+            parent is not None
+            and type(parent).__module__.startswith("torch.")
+            and not isinstance(parent, _CONTAINER_TYPES)
+        ):
+            return True
+    return False
+
+
+def module_paths(model: nn.Module) -> dict[str, tuple[str, ...]]:
+    """Every attribute path of each module, keyed by its first path (aliases included).
+
+    Example:
+        >>> shared = nn.Linear(2, 2)
+        >>> module_paths(nn.Sequential(shared, nn.ReLU(), shared))["0"]
+        ('0', '2')
+    """
+    first: dict[int, str] = {}
+    paths: dict[str, list[str]] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        key = first.setdefault(id(module), name)
+        paths.setdefault(key, []).append(name)
+    return {name: tuple(names) for name, names in paths.items()}
 
 
 Shape = tuple[int, ...]
@@ -196,9 +280,12 @@ class ChannelGraph:
         tied_groups: Groups of layers whose outputs meet in an addition, a multiplication or a
             concatenation (residual connections). Each group has two or more layers.
         prunable: Whether a layer's output width may be searched: False for the layers that
-            produce the model output, tied layers, layers feeding grouped convolutions, and
-            layers feeding any op the analysis cannot follow.
+            produce the model output, tied layers, layers called more than once and the layers
+            feeding them, layers feeding grouped convolutions, and layers feeding any op the
+            analysis cannot follow (normalizations over channels, attention, matmul, ...).
         reasons: For each non-prunable layer, why (for error messages).
+        followers: For each prunable layer, the modules with one parameter or statistic per
+            channel (BatchNorm, PReLU) that read its output channels and shrink with it.
     """
 
     layers: tuple[str, ...]
@@ -207,6 +294,7 @@ class ChannelGraph:
     tied_groups: tuple[tuple[str, ...], ...]
     prunable: dict[str, bool]
     reasons: dict[str, str]
+    followers: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     @property
     def prunable_layers(self) -> tuple[str, ...]:
@@ -231,6 +319,10 @@ def channel_graph(model: nn.Module, example_input: torch.Tensor) -> ChannelGraph
 
     Returns:
         The :class:`ChannelGraph`.
+
+    Raises:
+        UnsupportedModelError: A construct quantization would silently get wrong (a layer's
+            weight read directly instead of calling the layer).
 
     Example:
         >>> import torch
@@ -261,21 +353,23 @@ def channel_graph(model: nn.Module, example_input: torch.Tensor) -> ChannelGraph
         model.train(was_training)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class _Flow:
-    """The channel sources of one fx node's output."""
+    """The channel sources of one fx node's output, and which axis holds those channels."""
 
     sources: frozenset[str]
+    axis: int | None
 
 
 def _analyse(traced: torch.fx.GraphModule, layers: dict[str, nn.Module]) -> ChannelGraph:
     modules = dict(traced.named_modules())
+    calls = collections.Counter(str(n.target) for n in traced.graph.nodes if n.op == "call_module")
     flows: dict[torch.fx.Node, _Flow] = {}
     producers: dict[str, str | None] = {}
     multiplier: dict[str, int] = {}
     reasons: dict[str, str] = {}
+    followers: dict[str, list[str]] = {}
     tie_sets: list[set[str]] = []
-    seen_calls: set[str] = set()
 
     def block(sources: Iterable[str], why: str) -> None:
         for source in sources:
@@ -285,19 +379,23 @@ def _analyse(traced: torch.fx.GraphModule, layers: dict[str, nn.Module]) -> Chan
     for node in traced.graph.nodes:
         inputs = [arg for arg in node.all_input_nodes if arg in flows]
         in_sources = frozenset().union(*(flows[arg].sources for arg in inputs))
+        axis = flows[inputs[0]].axis if len(inputs) == 1 else None
         if node.op == "placeholder":
-            flows[node] = _Flow(frozenset({_INPUT}))
+            flows[node] = _Flow(frozenset({_INPUT}), 1)
         elif node.op == "output":
             block(in_sources, "it produces the model output")
+        elif node.op == "get_attr":
+            _refuse_direct_weight_use(node, layers)
         elif node.op == "call_module" and node.target in layers:
             name = str(node.target)
             layer = layers[name]
-            if name in seen_calls:
-                reasons.setdefault(name, "the module is called more than once")
-                flows[node] = _Flow(frozenset({name}))
+            out_axis = 1 if not isinstance(layer, nn.Linear) else _last_axis(node)
+            flows[node] = _Flow(frozenset({name}), out_axis)
+            if calls[name] > 1:
+                reasons.setdefault(name, "the module is called more than once (shared weights)")
+                block(in_sources, f"it feeds {name!r}, a module called more than once")
                 continue
-            seen_calls.add(name)
-            producer, mult = _producer_of(node, in_sources, layer, layers)
+            producer, mult = _producer_of(node, in_sources, axis, layer, layers)
             producers[name] = producer
             multiplier[name] = mult
             if producer is None:
@@ -305,50 +403,83 @@ def _analyse(traced: torch.fx.GraphModule, layers: dict[str, nn.Module]) -> Chan
             if getattr(layer, "groups", 1) != 1:
                 block(in_sources, f"it feeds the grouped convolution {name!r}")
                 reasons.setdefault(name, "grouped convolutions keep their width")
-            flows[node] = _Flow(frozenset({name}))
-        elif _is_pass_through(node, modules):
-            flows[node] = _Flow(in_sources)
-        elif _is_elementwise(node) and any(a.op == "get_attr" for a in node.all_input_nodes):
-            block(in_sources, f"its channels are scaled by a parameter in {node.name!r}")
-            flows[node] = _Flow(in_sources)
-        elif _is_elementwise(node) and len(inputs) >= 2:
-            tied = {s for s in in_sources}
-            tie_sets.append(tied)
-            block(tied, "its output is tied to other layers by a residual connection")
-            flows[node] = _Flow(in_sources)
-        elif _is_elementwise(node) or _is_flatten_like(node):
-            flows[node] = _Flow(in_sources)
-        elif node.op == "get_attr" or not in_sources or _is_metadata_query(node):
+        elif not in_sources or _is_metadata_query(node):
             continue
-        else:
-            if node.target in (torch.cat, torch.concat, torch.stack):
+        elif _is_elementwise(node):
+            flows[node] = _Flow(in_sources, axis)
+            if any(_is_constant_tensor(arg, flows) for arg in node.all_input_nodes):
+                block(in_sources, f"its channels meet a fixed-size tensor in {node.name!r}")
+            elif len(inputs) >= 2:
                 tie_sets.append(set(in_sources))
-            block(in_sources, f"its channels pass through {node.format_node()!s:.60}")
-            flows[node] = _Flow(in_sources)
+                block(in_sources, "its output is tied to other layers by a residual connection")
+        else:
+            new_axis = _follow(node, axis, modules)
+            flows[node] = _Flow(in_sources, new_axis)
+            if new_axis is None:
+                if node.target in (torch.cat, torch.concat, torch.stack):
+                    tie_sets.append(set(in_sources))
+                block(in_sources, f"its channels pass through {_describe(node, modules)}")
+            elif node.op == "call_module":
+                module = modules[str(node.target)]
+                if calls[str(node.target)] > 1 and _has_channel_state(module):
+                    block(in_sources, f"it feeds {node.target!r}, a module called more than once")
+                elif _has_channel_state(module):
+                    for source in in_sources - {_INPUT}:
+                        followers.setdefault(source, []).append(str(node.target))
 
     names = tuple(layers)
     for name in names:
         producers.setdefault(name, None)
         multiplier.setdefault(name, 1)
-    tied_groups = _merge_tie_sets(tie_sets, names)
+        if not calls[name]:
+            reasons.setdefault(name, "the forward pass never calls it")
+    prunable = {name: name not in reasons for name in names}
     return ChannelGraph(
         layers=names,
         producers=producers,
         input_multiplier=multiplier,
-        tied_groups=tied_groups,
-        prunable={name: name not in reasons for name in names},
+        tied_groups=_merge_tie_sets(tie_sets, names),
+        prunable=prunable,
         reasons=reasons,
+        followers={name: tuple(followers.get(name, ())) for name in names if prunable[name]},
     )
 
 
+def _describe(node: torch.fx.Node, modules: dict[str, nn.Module]) -> str:
+    if node.op == "call_module":
+        return f"the {type(modules[str(node.target)]).__name__} module {node.target!r}"
+    if node.op == "call_method":
+        return f"the tensor method .{node.target}() ({node.name!r})"
+    return f"the function {getattr(node.target, '__name__', node.target)}() ({node.name!r})"
+
+
+def _refuse_direct_weight_use(node: torch.fx.Node, layers: dict[str, nn.Module]) -> None:
+    owner, _, attr = str(node.target).rpartition(".")
+    if owner in layers and attr in ("weight", "bias"):
+        raise UnsupportedModelError(
+            owner,
+            f"its {attr} is read directly by the forward pass ({node.name!r}) instead of calling "
+            "the module, so a quantized copy of the layer would not be used there",
+            "Call the layer as a module, or compute with a parameter that is not a layer's.",
+        )
+
+
 def _producer_of(
-    node: torch.fx.Node, sources: frozenset[str], layer: nn.Module, layers: dict[str, nn.Module]
+    node: torch.fx.Node,
+    sources: frozenset[str],
+    axis: int | None,
+    layer: nn.Module,
+    layers: dict[str, nn.Module],
 ) -> tuple[str | None, int]:
-    if len(sources) != 1:
+    if len(sources) != 1 or axis is None:
         return None, 1
     (source,) = sources
     if source == _INPUT:
         return None, 1
+    in_shape = _shape(node.all_input_nodes[0])
+    channel_axis = 1 if not isinstance(layer, nn.Linear) else _last_axis(node.all_input_nodes[0])
+    if in_shape is None or axis != channel_axis:
+        return None, 1  # e.g. a Linear applied along a conv's length axis
     out_channels = _out_channels(layers[source])
     in_channels = _in_channels(layer)
     if in_channels % out_channels != 0:
@@ -367,22 +498,57 @@ def _in_channels(layer: nn.Module) -> int:
     return int(layer.in_features if isinstance(layer, nn.Linear) else layer.in_channels)
 
 
+def _follow(node: torch.fx.Node, axis: int | None, modules: dict[str, nn.Module]) -> int | None:
+    """The channel axis of ``node``'s output if every channel passes through apart, else None.
+
+    A flatten merging C x H x W channel-major keeps axis 1 (a following Linear then reads
+    ``H * W`` features per channel); any op that mixes, cuts or re-sizes channels gives None.
+    """
+    in_shape = _shape(node.all_input_nodes[0]) if node.all_input_nodes else None
+    out_shape = _shape(node)
+    if axis is None or in_shape is None or out_shape is None or axis >= len(in_shape):
+        return None
+    channels = in_shape[axis]
+    new_axis: int | None = None
+    if _is_pass_through(node, modules):
+        new_axis = axis
+        module = modules.get(str(node.target)) if node.op == "call_module" else None
+        if _has_channel_state(module) and axis != 1:
+            return None  # BatchNorm normalizes axis 1, not these channels
+    elif _is_reshape(node, modules):
+        if out_shape == in_shape:
+            new_axis = axis
+        elif axis == 1 and _is_flatten_like(in_shape, out_shape) and not _fixed_size(node):
+            return 1
+    elif node.op == "call_function" and node.target is operator.getitem:
+        new_axis = _axis_after_index(node.args[1], axis)
+    elif _is_reduction(node):
+        new_axis = _axis_after_reduction(node, axis, len(in_shape))
+    elif _is_transpose(node):
+        new_axis = _axis_after_transpose(node, axis, len(in_shape))
+    if new_axis is None or new_axis >= len(out_shape) or out_shape[new_axis] != channels:
+        return None
+    return new_axis
+
+
+def _has_channel_state(module: nn.Module | None) -> bool:
+    return isinstance(module, _PER_CHANNEL_TYPES)
+
+
 def _is_pass_through(node: torch.fx.Node, modules: dict[str, nn.Module]) -> bool:
     if node.op == "call_module":
-        return isinstance(modules.get(str(node.target)), _PASS_THROUGH_MODULES) or (
-            isinstance(modules.get(str(node.target)), nn.Flatten) and _is_flatten_like(node)
-        )
+        return isinstance(modules.get(str(node.target)), _PASS_THROUGH_MODULES)
     if node.op == "call_function":
-        if node.target in _PASS_THROUGH_FUNCTIONS:
-            return True
-        if node.target is operator.getitem:
-            return _keeps_channel_axis(node)
-        return node.target in _RESHAPE_FUNCTIONS and _is_flatten_like(node)
-    if node.op == "call_method":
-        if node.target in _PASS_THROUGH_METHODS:
-            return True
-        return node.target in _RESHAPE_METHODS and _is_flatten_like(node)
-    return False
+        return node.target in _PASS_THROUGH_FUNCTIONS
+    return node.op == "call_method" and node.target in _PASS_THROUGH_METHODS
+
+
+def _is_reshape(node: torch.fx.Node, modules: dict[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        return isinstance(modules.get(str(node.target)), nn.Flatten)
+    if node.op == "call_function":
+        return node.target in _RESHAPE_FUNCTIONS
+    return node.op == "call_method" and node.target in _RESHAPE_METHODS
 
 
 def _is_metadata_query(node: torch.fx.Node) -> bool:
@@ -397,13 +563,22 @@ def _is_elementwise(node: torch.fx.Node) -> bool:
     return node.op == "call_method" and node.target in _ELEMENTWISE_METHODS
 
 
-def _keeps_channel_axis(node: torch.fx.Node) -> bool:
-    """``x[:, :, ::2, ::2]``-style indexing that leaves the batch and channel axes whole."""
-    index = node.args[1]
-    if not isinstance(index, tuple) or len(index) < 2:
-        return False
-    whole = slice(None, None, None)
-    return index[0] == whole and index[1] == whole
+def _is_reduction(node: torch.fx.Node) -> bool:
+    if node.op == "call_function":
+        return node.target in _REDUCTION_FUNCTIONS
+    return node.op == "call_method" and node.target in _REDUCTION_METHODS
+
+
+def _is_transpose(node: torch.fx.Node) -> bool:
+    if node.op == "call_function":
+        return node.target in (torch.transpose, torch.permute)
+    return node.op == "call_method" and node.target in ("transpose", "permute")
+
+
+def _is_constant_tensor(node: torch.fx.Node, flows: dict[torch.fx.Node, _Flow]) -> bool:
+    """A tensor operand that does not carry the layers' channels (a parameter, a buffer, ...)."""
+    shape = _shape(node)
+    return node not in flows and shape is not None and math.prod(shape) > 1
 
 
 def _shape(node: Any) -> tuple[int, ...] | None:
@@ -412,25 +587,73 @@ def _shape(node: Any) -> tuple[int, ...] | None:
     return tuple(shape) if shape is not None else None
 
 
-def _is_flatten_like(node: torch.fx.Node) -> bool:
-    """A reshape that only merges the non-batch axes after the channel axis, or does nothing."""
-    if node.op not in ("call_function", "call_method", "call_module"):
-        return False
-    if node.op != "call_module" and not (
-        node.target in _RESHAPE_FUNCTIONS or node.target in _RESHAPE_METHODS
-    ):
-        return False
-    out_shape = _shape(node)
-    in_shape = _shape(node.all_input_nodes[0]) if node.all_input_nodes else None
-    if out_shape is None or in_shape is None or len(in_shape) < 2:
-        return False
-    if out_shape == in_shape:
-        return True
+def _last_axis(node: torch.fx.Node) -> int | None:
+    shape = _shape(node)
+    return len(shape) - 1 if shape else None
+
+
+def _is_flatten_like(in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> bool:
+    """A reshape that only merges the axes from the channel axis (1) on, channel-major."""
     return (
         len(out_shape) == 2
+        and len(in_shape) >= 2
         and out_shape[0] == in_shape[0]
         and out_shape[1] == math.prod(in_shape[1:])
     )
+
+
+def _fixed_size(node: torch.fx.Node) -> bool:
+    """``x.view(-1, 64)``: a hard-coded feature count breaks once channels are removed."""
+    if node.op == "call_module" or node.target is torch.flatten or node.target == "flatten":
+        return False
+    sizes = node.args[1:]
+    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+        sizes = tuple(sizes[0])
+    return len(sizes) >= 2 and isinstance(sizes[1], int) and sizes[1] != -1
+
+
+def _axis_after_index(index: Any, axis: int) -> int | None:
+    """Where the channel axis lands after ``x[index]``; None if the index cuts channels."""
+    whole = slice(None, None, None)
+    dim = out_dim = 0
+    for item in index if isinstance(index, tuple) else (index,):
+        if item is None:
+            out_dim += 1
+        elif isinstance(item, slice):
+            if dim == axis:
+                return out_dim if item == whole else None
+            dim, out_dim = dim + 1, out_dim + 1
+        elif isinstance(item, int) and not isinstance(item, bool) and dim != axis:
+            dim += 1
+        else:
+            return None  # Ellipsis, tensors, or an integer on the channel axis
+    return out_dim + axis - dim
+
+
+def _axis_after_reduction(node: torch.fx.Node, axis: int, ndim: int) -> int | None:
+    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    keepdim = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+    dims = dims if isinstance(dims, (tuple, list)) else (dims,)
+    if not all(isinstance(d, int) for d in dims):
+        return None  # a full reduction (dim=None) or sizes computed at run time
+    reduced = {d % ndim for d in dims}
+    if axis in reduced:
+        return None
+    return axis if keepdim else axis - sum(d < axis for d in reduced)
+
+
+def _axis_after_transpose(node: torch.fx.Node, axis: int, ndim: int) -> int | None:
+    dims = list(node.args[1:])
+    if node.target in ("transpose", torch.transpose):
+        if len(dims) != 2 or not all(isinstance(d, int) for d in dims):
+            return None
+        first, second = (d % ndim for d in dims)
+        return second if axis == first else first if axis == second else axis
+    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+        dims = list(dims[0])
+    if len(dims) != ndim or not all(isinstance(d, int) for d in dims):
+        return None
+    return [d % ndim for d in dims].index(axis)
 
 
 def _merge_tie_sets(

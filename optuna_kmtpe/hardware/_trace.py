@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 import warnings
 
@@ -24,7 +25,10 @@ def trace_layer_shapes(model: Any, example_input: Any) -> NetworkShape:
 
     Returns:
         A :class:`NetworkShape` with one :class:`LayerShape` per quantizable layer, in module
-        order. Layers the forward pass never calls are left out, with a warning.
+        order. A layer called several times (shared weights) gets the positions of all its
+        calls, so that its MACs are counted as often as it runs, as in
+        :func:`optuna_kmtpe.quant.layer_macs`. Layers the forward pass never calls are left
+        out, with a warning.
 
     Example:
         >>> import torch
@@ -52,12 +56,9 @@ def trace_layer_shapes(model: Any, example_input: Any) -> NetworkShape:
     layers = quantizable_layers(model)
     graph = channel_graph(model, example_input)
     batch = int(example_input.shape[0])
-    # The first call counts: a module called twice is costed once, as the channel graph also
-    # refuses to prune it.
     calls = record_layer_calls(model, example_input, layers)
-    seen = {name: layer_calls[0] for name, layer_calls in calls.items() if layer_calls}
 
-    missing = [name for name in layers if name not in seen]
+    missing = [name for name in layers if not calls[name]]
     if missing:
         warnings.warn(
             f"Layers {missing} were not called in the forward pass; the hardware model leaves "
@@ -66,41 +67,45 @@ def trace_layer_shapes(model: Any, example_input: Any) -> NetworkShape:
         )
     records = []
     for name, layer in layers.items():
-        if name not in seen:
+        if not calls[name]:
             continue
-        in_shape, out_shape = seen[name]
-        if in_shape[0] != batch or out_shape[0] != batch:
-            raise ValueError(
-                f"Layer {name!r} saw a batch axis of {in_shape[0]} for an input batch of "
-                f"{batch}; trace_layer_shapes needs models that keep the batch axis first."
-            )
+        for in_shape, out_shape in calls[name]:
+            if in_shape[0] != batch or out_shape[0] != batch:
+                raise ValueError(
+                    f"Layer {name!r} saw a batch axis of {in_shape[0]} for an input batch of "
+                    f"{batch}; trace_layer_shapes needs models that keep the batch axis first."
+                )
         producer = graph.producers.get(name)
-        if producer is not None and producer not in seen:
+        if producer is not None and not calls[producer]:
             producer = None
-        records.append(_layer_shape(name, layer, in_shape[1:], out_shape[1:], producer, graph))
+        records.append(_layer_shape(name, layer, calls[name], producer, graph))
     return NetworkShape(records)
 
 
 def _layer_shape(
     name: str,
     layer: Any,
-    in_shape: tuple[int, ...],
-    out_shape: tuple[int, ...],
+    calls: list[tuple[tuple[int, ...], tuple[int, ...]]],
     producer: str | None,
     graph: Any,
 ) -> LayerShape:
     from torch import nn
 
     multiplier = graph.input_multiplier.get(name, 1) if producer is not None else 1
-    if isinstance(layer, nn.Linear):
-        # A Linear applies to the last axis; leading axes (sequence positions) are positions.
+    linear = isinstance(layer, nn.Linear)
+    # Per sample, channels first (a Linear applies to the last axis; the leading axes, such as
+    # sequence positions, are positions).
+    in_shape, out_shape = (
+        _per_sample(shapes, channels_last=linear) for shapes in zip(*calls, strict=True)
+    )
+    if linear:
         return LayerShape(
             name=name,
             kind="linear",
             in_channels=layer.in_features,
             out_channels=layer.out_features,
-            input_shape=_channels_first(in_shape),
-            output_shape=_channels_first(out_shape),
+            input_shape=in_shape,
+            output_shape=out_shape,
             producer=producer,
             input_multiplier=multiplier,
         )
@@ -116,8 +121,8 @@ def _layer_shape(
         kind=kind,
         in_channels=layer.in_channels,
         out_channels=layer.out_channels,
-        input_shape=tuple(int(v) for v in in_shape),
-        output_shape=tuple(int(v) for v in out_shape),
+        input_shape=in_shape,
+        output_shape=out_shape,
         kernel=tuple(int(k) for k in layer.kernel_size),
         stride=tuple(int(s) for s in layer.stride),
         groups=groups,
@@ -126,7 +131,14 @@ def _layer_shape(
     )
 
 
-def _channels_first(shape: tuple[int, ...]) -> tuple[int, ...]:
-    # (..., features) -> (features, ...): only the product of the other axes matters.
-    shape = tuple(int(v) for v in shape)
-    return (shape[-1], *shape[:-1])
+def _per_sample(shapes: tuple[tuple[int, ...], ...], *, channels_last: bool) -> tuple[int, ...]:
+    """One call's shape without the batch axis, channels first; several calls of one layer
+    (shared weights) as ``(channels, total positions)``, so that every call is costed."""
+    per_call = []
+    for shape in shapes:
+        shape = tuple(int(v) for v in shape[1:])
+        per_call.append((shape[-1], *shape[:-1]) if channels_last else shape)
+    if len(per_call) == 1:
+        return per_call[0]
+    channels = per_call[0][0]
+    return (channels, sum(math.prod(shape) // channels for shape in per_call))

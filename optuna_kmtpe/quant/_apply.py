@@ -6,7 +6,7 @@ whatever reads those channels: per-channel modules on the way (BatchNorm, PReLU)
 channels of the consuming layers (a Linear after a flatten loses ``input_multiplier`` features
 per channel). Which layers may lose channels, and who consumes them, comes from
 :func:`optuna_kmtpe.graph.channel_graph`. Then every layer with quantized bits is swapped for its
-quantized twin (``QuantConv2d`` etc., same module path).
+quantized twin (``QuantConv2d`` etc.) at every module path that reaches it (aliases included).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from torch import nn
 from optuna_kmtpe.config import LayerConfig
 from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.config import kept_channels
-from optuna_kmtpe.graph import QUANTIZABLE_TYPES
 from optuna_kmtpe.graph import ChannelGraph
 from optuna_kmtpe.graph import channel_graph
+from optuna_kmtpe.graph import module_paths
 from optuna_kmtpe.graph import quantizable_layers
 from optuna_kmtpe.quant._modules import ActivationQuantizer
 from optuna_kmtpe.quant._modules import to_quantized_layer
@@ -32,14 +32,6 @@ from optuna_kmtpe.quant._quantizers import is_float_bits
 
 APPLIED_CONFIG_ATTR = "kmtpe_quant_config"
 """Attribute holding the config on a model returned by :func:`apply_config`."""
-
-# Modules with one parameter (or statistic) per channel that must follow a pruned layer.
-_PER_CHANNEL_TYPES: tuple[type[nn.Module], ...] = (
-    nn.BatchNorm1d,
-    nn.BatchNorm2d,
-    nn.BatchNorm3d,
-    nn.PReLU,
-)
 
 
 def as_quant_config(config: QuantConfig | Mapping[str, Any]) -> QuantConfig:
@@ -143,7 +135,7 @@ def apply_config(
 
     qmodel = copy.deepcopy(model)
     if graph is not None and example_input is not None:
-        _prune(qmodel, graph, kept, example_input)
+        _prune(qmodel, graph, kept)
         _check_forward(qmodel, example_input, kept)
 
     options: dict[str, Any] = {
@@ -157,6 +149,7 @@ def apply_config(
         "power_of_two_scales": bool(power_of_two_scales),
     }
     q_layers = quantizable_layers(qmodel)
+    paths = module_paths(qmodel)
     for index, name in enumerate(layers):
         layer_config = config.layer(name)
         layer = q_layers[name]
@@ -169,7 +162,8 @@ def apply_config(
                 **options,
             )
             layer.kept_out_channels = kept[name].tolist() if name in kept else None
-            _set_submodule(qmodel, name, layer)
+            for path in paths[name]:  # every alias, so that no call runs the float layer
+                _set_submodule(qmodel, path, layer)
     setattr(qmodel, APPLIED_CONFIG_ATTR, config)
     return qmodel
 
@@ -238,14 +232,8 @@ def channel_keep_order(weight: torch.Tensor) -> torch.Tensor:
     return torch.argsort(norms, descending=True, stable=True)
 
 
-def _prune(
-    model: nn.Module,
-    graph: ChannelGraph,
-    kept: dict[str, torch.Tensor],
-    example_input: torch.Tensor,
-) -> None:
+def _prune(model: nn.Module, graph: ChannelGraph, kept: dict[str, torch.Tensor]) -> None:
     """Remove output channels in place (on the copy) and shrink followers and consumers."""
-    followers = _per_channel_followers(model, example_input, set(kept))
     modules = dict(model.named_modules())
     for name, index in kept.items():
         layer = modules[name]
@@ -256,7 +244,7 @@ def _prune(
             layer.out_features = len(index)
         else:
             layer.out_channels = len(index)
-        for follower_name in followers.get(name, ()):
+        for follower_name in graph.followers.get(name, ()):
             _prune_per_channel_module(modules[follower_name], index)
         for consumer_name in graph.consumers(name):
             consumer = modules[consumer_name]
@@ -288,57 +276,6 @@ def _prune_per_channel_module(module: nn.Module, index: torch.Tensor) -> None:
         if getattr(module, attr, None) is not None:
             _select(module, attr, index, dim=0)
     module.num_features = len(index)
-
-
-def _per_channel_followers(
-    model: nn.Module, example_input: torch.Tensor, pruned: set[str]
-) -> dict[str, list[str]]:
-    """Per-channel modules (BatchNorm, PReLU) that read each pruned layer's output channels.
-
-    The channel graph already guarantees that a prunable layer's channels reach only
-    channel-preserving ops and its consumers; this only has to find which of the modules on that
-    way hold per-channel state. It follows tensors by identity through module calls during one
-    forward pass (a BatchNorm right after its conv receives the conv's output tensor itself).
-    """
-    origin: dict[int, str] = {}
-    alive: list[torch.Tensor] = []  # keep tensors alive so that ids stay unique
-    followers: dict[str, list[str]] = {name: [] for name in pruned}
-    handles = []
-
-    def make_hook(name: str, module: nn.Module) -> Any:
-        def hook(_: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
-            if not isinstance(output, torch.Tensor):
-                return
-            alive.append(output)
-            if name in pruned:
-                origin[id(output)] = name
-                return
-            if isinstance(module, QUANTIZABLE_TYPES):
-                return  # a consumer: it mixes channels, nothing after it reads them
-            if len(inputs) != 1 or not isinstance(inputs[0], torch.Tensor):
-                return
-            source = origin.get(id(inputs[0]))
-            if source is None or output.dim() < 2 or output.shape[1] != inputs[0].shape[1]:
-                return
-            origin[id(output)] = source
-            if isinstance(module, _PER_CHANNEL_TYPES):
-                followers[source].append(name)
-
-        return hook
-
-    for name, module in model.named_modules():
-        if name and not list(module.children()):
-            handles.append(module.register_forward_hook(make_hook(name, module)))
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(example_input)
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
-    return followers
 
 
 def _check_forward(model: nn.Module, example_input: torch.Tensor, kept: dict[str, Any]) -> None:
