@@ -366,12 +366,16 @@ def to_quantized_layer(
         )
     settings = _quant_kwargs(options)
     quantized = cls.__new__(cls)
-    # Adopt the layer's state (parameters, buffers, hooks, hyper-parameters) without a copy,
-    # then add the quantization state on top.
-    quantized.__dict__.update(layer.__dict__)
-    quantized._parameters = dict(layer._parameters)
-    quantized._buffers = dict(layer._buffers)
-    quantized._modules = dict(layer._modules)
+    # Adopt the layer's state (parameters, buffers, hooks, hyper-parameters) without copying a
+    # tensor, then add the quantization state on top. The registries (parameter, buffer and
+    # module dicts, hook dicts, sets) are copied: shared, a hook or buffer added to one layer
+    # would appear on the other.
+    quantized.__dict__.update(
+        {
+            key: value.copy() if isinstance(value, (dict, set, list)) else value
+            for key, value in layer.__dict__.items()
+        }
+    )
     quantized._setup_quantization(weight_bits=weight_bits, act_bits=act_bits, **settings)
     quantized.input_quantizer.train(layer.training)
     return quantized

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend
+from torch.nn.attention import sdpa_kernel
 
 from optuna_kmtpe.sensitivity._hutchinson import RunningStats
 from optuna_kmtpe.sensitivity._hutchinson import hutchinson_traces
@@ -365,7 +367,10 @@ class _GradientGraph:
                 module.register_forward_pre_hook(make_hook(i)) for i, module in enumerate(modules)
             ]
         try:
-            loss = loss_fn(model(x), y)
+            # Fused attention kernels (flash, memory-efficient) have no double backward; the
+            # math kernel computes the same attention with differentiable ops.
+            with sdpa_kernel(SDPBackend.MATH):
+                loss = loss_fn(model(x), y)
         finally:
             for handle in handles:
                 handle.remove()
