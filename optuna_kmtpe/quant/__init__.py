@@ -33,6 +33,8 @@ from optuna_kmtpe.quant._export import QuantizerParams
 from optuna_kmtpe.quant._export import export_quantized
 from optuna_kmtpe.quant._export import layer_quantization
 from optuna_kmtpe.quant._export import save_quantized
+from optuna_kmtpe.quant._loss import LOSSES
+from optuna_kmtpe.quant._loss import make_criterion
 from optuna_kmtpe.quant._modules import ActivationQuantizer
 from optuna_kmtpe.quant._modules import QuantConv1d
 from optuna_kmtpe.quant._modules import QuantConv2d
@@ -54,6 +56,7 @@ from optuna_kmtpe.quant._train import train_float
 
 __all__ = [
     "ActivationQuantizer",
+    "LOSSES",
     "LayerQuantization",
     "QuantConv1d",
     "QuantConv2d",
@@ -74,6 +77,7 @@ __all__ = [
     "layer_macs",
     "layer_quantization",
     "layer_report",
+    "make_criterion",
     "model_size_bits",
     "power_of_two_scale",
     "ptq",

@@ -17,7 +17,6 @@ from typing import Literal
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 
 from optuna_kmtpe._progress import progress_bar
 from optuna_kmtpe.config import QuantConfig
@@ -28,6 +27,8 @@ from optuna_kmtpe.quant._calibration import recalibrate_batchnorm
 from optuna_kmtpe.quant._device import model_device
 from optuna_kmtpe.quant._device import resolve_device
 from optuna_kmtpe.quant._device import split_batch
+from optuna_kmtpe.quant._loss import DEFAULT_LOSS
+from optuna_kmtpe.quant._loss import make_criterion
 from optuna_kmtpe.quant._modules import QuantizedLayerMixin
 
 
@@ -44,12 +45,13 @@ def train_float(
     optimizer: OptimizerName = "sgd",
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
+    loss: str = DEFAULT_LOSS,
     seed: int = 0,
     callback: EpochCallback | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
 ) -> nn.Module:
-    """Train a float copy of ``model`` with cross-entropy (the checkpoint QAT starts from).
+    """Train a float copy of ``model`` (the checkpoint QAT starts from).
 
     Args:
         model: The model; it is copied, never changed.
@@ -59,6 +61,8 @@ def train_float(
         optimizer: ``"sgd"`` (with ``momentum``) or ``"adam"``.
         momentum: SGD momentum.
         weight_decay: L2 penalty.
+        loss: ``"cross_entropy"`` (class-index targets, the default) or ``"mse"`` (float
+            targets; see :data:`~optuna_kmtpe.quant.LOSSES`).
         seed: Seeds dropout and any other randomness inside the loop.
         callback: Called as ``callback(epoch, model)`` after each epoch (0-based).
         device: ``None`` picks CUDA when available, else CPU.
@@ -86,6 +90,7 @@ def train_float(
         optimizer=optimizer,
         momentum=momentum,
         weight_decay=weight_decay,
+        loss=loss,
         seed=seed,
         callback=callback,
         progress=progress,
@@ -104,6 +109,7 @@ def qat_finetune(
     optimizer: OptimizerName = "sgd",
     momentum: float = 0.9,
     weight_decay: float = 0.0,
+    loss: str = DEFAULT_LOSS,
     seed: int = 0,
     callback: EpochCallback | None = None,
     device: str | torch.device | None = None,
@@ -125,6 +131,8 @@ def qat_finetune(
         optimizer: ``"sgd"`` (with ``momentum``) or ``"adam"``.
         momentum: SGD momentum.
         weight_decay: L2 penalty (0 by default: fine-tuning a trained model).
+        loss: ``"cross_entropy"`` (class-index targets, the default) or ``"mse"`` (float
+            targets; see :data:`~optuna_kmtpe.quant.LOSSES`).
         seed: Seeds the randomness inside the loop.
         callback: ``callback(epoch, model)`` after each epoch, e.g. to report a validation
             accuracy to an Optuna trial; exceptions (``optuna.TrialPruned``) propagate.
@@ -157,6 +165,7 @@ def qat_finetune(
         optimizer=optimizer,
         momentum=momentum,
         weight_decay=weight_decay,
+        loss=loss,
         seed=seed,
         callback=callback,
         progress=progress,
@@ -273,6 +282,7 @@ def _fit(
     optimizer: OptimizerName,
     momentum: float,
     weight_decay: float,
+    loss: str,
     seed: int,
     callback: EpochCallback | None,
     progress: bool,
@@ -284,6 +294,7 @@ def _fit(
         raise ValueError(f"steps must be a positive int, got {steps!r}.")
     if not (lr > 0 and math.isfinite(lr)):
         raise ValueError(f"lr must be a positive number, got {lr!r}.")
+    criterion = make_criterion(loss)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("The model has no trainable parameter.")
@@ -306,14 +317,14 @@ def _fit(
                         raise ValueError("Training needs (inputs, targets) batches.")
                     for group in opt.param_groups:
                         group["lr"] = 0.5 * lr * (1.0 + math.cos(math.pi * step / total_steps))
-                    loss = F.cross_entropy(model(inputs.to(device)), targets.to(device))
+                    value = criterion(model(inputs.to(device)), targets.to(device))
                     opt.zero_grad(set_to_none=True)
-                    loss.backward()
+                    value.backward()
                     opt.step()
                     step += 1
                     bar.update(1)
                     if step % 10 == 0 or step == total_steps:
-                        bar.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch)
+                        bar.set_postfix(loss=f"{value.item():.3f}", epoch=epoch)
                     if step >= total_steps:
                         break
                 if callback is not None:
