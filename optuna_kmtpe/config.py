@@ -30,6 +30,13 @@ ALLOWED_BITS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 16, 32)
 
 FLOAT_BITS: int = 32
 
+LOSS_NAMES: tuple[str, ...] = ("cross_entropy", "mse")
+"""Training losses by name (torch-free, for settings validation): ``cross_entropy`` for
+class-index labels, ``mse`` for regression targets; the criteria are
+:data:`optuna_kmtpe.quant.LOSSES`."""
+
+DEFAULT_LOSS: str = "cross_entropy"
+
 
 def is_float_bits(bits: int) -> bool:
     """Whether ``bits`` means "keep in floating point" (16 or 32)."""

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Mapping
-from typing import Literal
 
 import torch
 from torch import nn
 
-
-LossName = Literal["cross_entropy", "mse"]
-DEFAULT_LOSS: LossName = "cross_entropy"
+from optuna_kmtpe.config import LOSS_NAMES
 
 
 class IndexCrossEntropyLoss(nn.CrossEntropyLoss):
@@ -55,7 +52,8 @@ LOSSES: Mapping[str, Callable[[], nn.Module]] = {
     "mse": TargetMSELoss,
 }
 """Loss name -> criterion factory (mean reduction): ``cross_entropy`` for class-index labels
-(classification, the default), ``mse`` for float targets (regression)."""
+(classification, the default), ``mse`` for float targets (regression). Its keys are
+:data:`optuna_kmtpe.config.LOSS_NAMES`, which settings validate against without torch."""
 
 
 def make_criterion(name: str) -> nn.Module:
@@ -76,6 +74,6 @@ def make_criterion(name: str) -> nn.Module:
 
 def validate_loss(name: object) -> str:
     """``name`` if it is a known loss, else a ``ValueError`` saying which ones exist."""
-    if not isinstance(name, str) or name not in LOSSES:
-        raise ValueError(f"loss must be one of {list(LOSSES)}, got {name!r}.")
+    if not isinstance(name, str) or name not in LOSS_NAMES:
+        raise ValueError(f"loss must be one of {list(LOSS_NAMES)}, got {name!r}.")
     return name

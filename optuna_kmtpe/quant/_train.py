@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from optuna_kmtpe._progress import progress_bar
+from optuna_kmtpe.config import DEFAULT_LOSS
 from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.quant._apply import apply_config
 from optuna_kmtpe.quant._calibration import CalibrationMethod
@@ -27,7 +28,6 @@ from optuna_kmtpe.quant._calibration import recalibrate_batchnorm
 from optuna_kmtpe.quant._device import model_device
 from optuna_kmtpe.quant._device import resolve_device
 from optuna_kmtpe.quant._device import split_batch
-from optuna_kmtpe.quant._loss import DEFAULT_LOSS
 from optuna_kmtpe.quant._loss import make_criterion
 from optuna_kmtpe.quant._modules import QuantizedLayerMixin
 

@@ -68,3 +68,11 @@ def test_unknown_loss_names_the_known_ones() -> None:
         quant.make_criterion("l1")
     with pytest.raises(ValueError, match="loss must be one of"):
         quant.train_float(nn.Linear(4, 1), _regression_batches(), loss="l1", progress=False)
+
+
+def test_the_torch_free_names_are_the_criteria_names() -> None:
+    from optuna_kmtpe.config import DEFAULT_LOSS
+    from optuna_kmtpe.config import LOSS_NAMES
+
+    assert tuple(quant.LOSSES) == LOSS_NAMES
+    assert DEFAULT_LOSS in LOSS_NAMES
