@@ -118,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--metric-direction", help="maximize (default) or minimize, the direction of --metric"
     )
+    search.add_argument(
+        "--loss",
+        help="training loss: cross_entropy (default; labels are class indices) or mse (float "
+        "targets, a regression; needs --metric)",
+    )
     search.add_argument("--data-dir", help="directory holding torchvision datasets")
     search.add_argument(
         "--data-samples", type=int, help="samples generated for mnist1d (default 5000)"
@@ -256,7 +261,7 @@ def _search_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "model", "data", "data_dir", "data_samples", "weight_bits", "act_bits", "widths",
         "objectives", "device", "n_trials", "timeout", "seed", "storage", "study_name", "sampler",
         "mode", "lr", "pretrain_epochs", "cache_dir", "hessian_max_probes", "torch_threads",
-        "qat_epochs", "checkpoint", "metric", "metric_direction",
+        "qat_epochs", "checkpoint", "metric", "metric_direction", "loss",
     ):  # fmt: skip
         value = getattr(args, name, None)
         if value is not None:

@@ -12,6 +12,8 @@ from typing import Any
 
 import optuna
 
+from optuna_kmtpe.config import DEFAULT_LOSS
+from optuna_kmtpe.config import LOSS_NAMES
 from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.objectives._objective import AccuracyFunction
 from optuna_kmtpe.objectives._objective import ConfigSpace
@@ -41,6 +43,8 @@ class TrainingRecipe:
             accuracy depends on the config only.
         power_of_two_scales: Quantize with power-of-two scales (weights and activations), the
             form fixed-point FPGA flows (hls4ml, FINN) map exactly.
+        loss: QAT loss, ``"cross_entropy"`` (class indices) or ``"mse"`` (regression
+            targets); see :data:`optuna_kmtpe.quant.LOSSES`.
     """
 
     mode: str = "qat"
@@ -50,6 +54,7 @@ class TrainingRecipe:
     calibration_batches: int = 4
     seed: int = 0
     power_of_two_scales: bool = False
+    loss: str = DEFAULT_LOSS
 
     def __post_init__(self) -> None:
         if self.mode not in ("qat", "ptq"):
@@ -65,6 +70,10 @@ class TrainingRecipe:
         if self.calibration_batches < 1:
             raise ValueError(
                 f"TrainingRecipe.calibration_batches must be >= 1, got {self.calibration_batches}."
+            )
+        if self.loss not in LOSS_NAMES:
+            raise ValueError(
+                f"TrainingRecipe.loss must be one of {list(LOSS_NAMES)}, got {self.loss!r}."
             )
 
 
@@ -120,6 +129,7 @@ def train_quantized(
         epochs=recipe.epochs,
         lr=recipe.lr,
         optimizer=recipe.optimizer,
+        loss=recipe.loss,
         seed=recipe.seed,
         callback=on_epoch,
         progress=progress,

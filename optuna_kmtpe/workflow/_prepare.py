@@ -16,6 +16,7 @@ from typing import Any
 
 import optuna
 
+from optuna_kmtpe.config import DEFAULT_LOSS
 from optuna_kmtpe.workflow._settings import SearchSettings
 
 
@@ -146,6 +147,8 @@ def _checkpoint_path(
         fields["data_dir"] = str(Path(settings.data_dir).resolve())
     if sources is not None:  # the user's code and data: two projects never share a checkpoint
         fields["sources"] = sources
+    if settings.loss != DEFAULT_LOSS:  # only then: classification keeps its old keys
+        fields["loss"] = settings.loss
     key = json.dumps(fields, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     stem = re.sub(r"[^\w.-]", "_", f"{settings.model}-{data_name}")
@@ -191,7 +194,12 @@ def pretrained_model(
         splits.train, batch_size=settings.batch_size // 2, shuffle=True, seed=settings.seed
     )
     model = quant.train_float(
-        model, loader, epochs=settings.pretrain_epochs, seed=settings.seed, progress=progress
+        model,
+        loader,
+        epochs=settings.pretrain_epochs,
+        loss=settings.loss,
+        seed=settings.seed,
+        progress=progress,
     )
     state = model.state_dict()
     write_atomically(path, lambda tmp: torch.save(state, tmp))
@@ -208,6 +216,7 @@ def cached_sensitivity(
 ) -> Any:
     """The Hessian report of the cached float model, itself cached next to the checkpoint."""
     from optuna_kmtpe import data as kdata
+    from optuna_kmtpe.quant import make_criterion
     from optuna_kmtpe.sensitivity import SensitivityReport
     from optuna_kmtpe.sensitivity import compute_sensitivity
     from optuna_kmtpe.workflow._sources import source_key
@@ -218,6 +227,8 @@ def cached_sensitivity(
         f"v3-{settings.weight_bits}-{settings.act_bits}-{settings.widths}-"
         f"{settings.hessian_max_probes}"
     )
+    if settings.loss != DEFAULT_LOSS:  # only then: classification keeps its old keys
+        key += f"-{settings.loss}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     path = _checkpoint_path(settings, splits.name, sources=source_key(settings, splits))
     path = path.with_suffix(f".hessian-{digest}.json")
@@ -240,6 +251,7 @@ def cached_sensitivity(
         act_bits=settings.act_bits,
         widths=settings.widths,
         max_probes=settings.hessian_max_probes,
+        criterion=make_criterion(settings.loss),
         progress=progress,
     )
     text = report.to_json()
@@ -315,6 +327,7 @@ def recipe_for(settings: SearchSettings) -> Any:
         lr=settings.lr,
         seed=settings.seed,
         power_of_two_scales=settings.power_of_two_scales,
+        loss=settings.loss,
     )
 
 

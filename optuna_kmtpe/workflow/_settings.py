@@ -16,6 +16,8 @@ from optuna_kmtpe._registry import is_import_path
 from optuna_kmtpe._registry import metric_names
 from optuna_kmtpe._registry import model_names
 from optuna_kmtpe.config import ALLOWED_BITS
+from optuna_kmtpe.config import DEFAULT_LOSS
+from optuna_kmtpe.config import LOSS_NAMES
 from optuna_kmtpe.hardware._device import DEFAULT_DEVICE
 from optuna_kmtpe.objectives._metrics import validate_budgets
 from optuna_kmtpe.objectives._metrics import validate_metrics
@@ -146,6 +148,10 @@ class SearchSettings:
             registered name or an import path of ``metric(outputs, targets) -> float`` over
             the whole validation split (None: top-1 accuracy).
         metric_direction: ``maximize`` or ``minimize`` (for ``metric``).
+        loss: Training loss of float pre-training, QAT and the Hessian traces:
+            ``cross_entropy`` (labels are class indices; the default) or ``mse`` (float
+            targets, a regression: the model returns ``(batch, target_dim)`` and ``metric``
+            is required, since accuracy means nothing there).
     """
 
     model: str | None = None
@@ -178,6 +184,7 @@ class SearchSettings:
     checkpoint: str | None = None
     metric: str | None = None
     metric_direction: str = "maximize"
+    loss: str = DEFAULT_LOSS
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -210,6 +217,13 @@ class SearchSettings:
             )
         if self.metric is None and self.metric_direction != "maximize":
             raise ValueError("metric_direction applies to a metric; accuracy is maximized.")
+        if self.loss not in LOSS_NAMES:
+            raise ValueError(f"loss must be one of {list(LOSS_NAMES)}, got {self.loss!r}.")
+        if self.loss == "mse" and self.metric is None:
+            raise ValueError(
+                "loss 'mse' (a regression) needs a metric: accuracy means nothing there. Pass "
+                "--metric MODULE:CALLABLE (for example an RMSE) and --metric-direction minimize."
+            )
         if self.data_samples is not None:
             if defaults.data_samples is None and self.data in DATASET_DEFAULTS:
                 raise ValueError(
@@ -331,6 +345,7 @@ _FIELD_TYPES: Mapping[str, tuple[type | tuple[type, ...], bool]] = {
     "checkpoint": (str, True),
     "metric": (str, True),
     "metric_direction": (str, False),
+    "loss": (str, False),
 }
 """Expected type of each scalar setting and whether None is allowed (the lists are checked by
 ``_as_list``); bool never passes for a number."""

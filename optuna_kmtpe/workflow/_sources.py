@@ -34,6 +34,7 @@ from optuna_kmtpe._registry import dataset_entry
 from optuna_kmtpe._registry import is_import_path
 from optuna_kmtpe._registry import metric_entry
 from optuna_kmtpe._registry import model_entry
+from optuna_kmtpe.config import DEFAULT_LOSS
 from optuna_kmtpe.workflow._settings import SearchSettings
 from optuna_kmtpe.workflow._storage import StudyError
 
@@ -178,7 +179,8 @@ def load_splits(settings: SearchSettings) -> DatasetSplits:
 
     Raises:
         ValueError: The data cannot be imported or called, or it returns anything but 2 or 3
-            datasets of ``(input, integer label)`` pairs of one input shape.
+            datasets of ``(input, integer label)`` pairs of one input shape (``(input, float
+            target)`` pairs with ``loss="mse"``).
     """
     loader, _entry = _resolve(settings.data, "data")
 
@@ -192,16 +194,22 @@ def load_splits(settings: SearchSettings) -> DatasetSplits:
             n_samples=settings.data_samples,
         )
         name = settings.data.replace(":", ".") if is_import_path(settings.data) else settings.data
-        return as_splits(result, name=name, spec=settings.data)
+        return as_splits(result, name=name, spec=settings.data, loss=settings.loss)
 
     data_dir = settings.data_dir and str(Path(settings.data_dir).resolve())
-    key = _memo_key("data", settings.data, loader, settings.seed, data_dir, settings.data_samples)
+    sizes = (settings.data_samples, settings.loss)
+    key = _memo_key("data", settings.data, loader, settings.seed, data_dir, *sizes)
     return _memoized(key, loader, load)
 
 
-def as_splits(result: Any, *, name: str, spec: str | None = None) -> DatasetSplits:
+def as_splits(
+    result: Any, *, name: str, spec: str | None = None, loss: str = DEFAULT_LOSS
+) -> DatasetSplits:
     """``(train, val)`` or ``(train, val, test)`` datasets (or ready splits) as
     :class:`~optuna_kmtpe.data.DatasetSplits`, with the input shape and class count checked.
+
+    With ``loss="mse"`` (a regression) the labels are float targets of shape ``(n,)`` or
+    ``(n, target_dim)``, and ``num_classes`` holds ``target_dim``, the model's output count.
 
     Example:
         >>> import torch
@@ -210,6 +218,9 @@ def as_splits(result: Any, *, name: str, spec: str | None = None) -> DatasetSpli
         >>> splits = as_splits((ds, ds), name="toy")
         >>> splits.input_shape, splits.num_classes, len(splits.test)
         ((4,), 3, 6)
+        >>> reg = TensorDataset(torch.zeros(6, 4), torch.linspace(-1.0, 1.0, 6))
+        >>> as_splits((reg, reg), name="toy", loss="mse").num_classes
+        1
     """
     from optuna_kmtpe.data import DatasetSplits
 
@@ -225,12 +236,15 @@ def as_splits(result: Any, *, name: str, spec: str | None = None) -> DatasetSpli
         )
     roles = ("train", "val", "test")
     tensors = [
-        _as_tensor_dataset(part, f"{where} ({role} split)") for part, role in zip(parts, roles)
+        _as_tensor_dataset(part, f"{where} ({role} split)", loss=loss)
+        for part, role in zip(parts, roles)
     ]
     shapes = {tuple(t.tensors[0].shape[1:]) for t in tensors}
     if len(shapes) != 1:
         raise ValueError(f"{where}: the splits' inputs differ in shape: {sorted(shapes)}.")
     labels = [t.tensors[1] for t in tensors]
+    if loss != DEFAULT_LOSS:
+        return _regression_splits(tensors, shape=shapes.pop(), name=name, where=where)
     low = min(int(y.min()) for y in labels)
     num_classes = max(int(y.max()) for y in labels) + 1
     if low < 0 or num_classes < 2:
@@ -252,6 +266,26 @@ def as_splits(result: Any, *, name: str, spec: str | None = None) -> DatasetSpli
     )
 
 
+def _regression_splits(
+    tensors: list[Any], *, shape: tuple[int, ...], name: str, where: str
+) -> DatasetSplits:
+    from optuna_kmtpe.data import DatasetSplits
+
+    dims = {1 if t.tensors[1].dim() == 1 else int(t.tensors[1].shape[1]) for t in tensors}
+    if len(dims) != 1:
+        raise ValueError(f"{where}: the splits' targets differ in size: {sorted(dims)}.")
+    if len(tensors) == 2:
+        tensors.append(tensors[1])
+    return DatasetSplits(
+        train=tensors[0],
+        val=tensors[1],
+        test=tensors[2],
+        input_shape=shape,
+        num_classes=dims.pop(),
+        name=name,
+    )
+
+
 def _kind(value: Any) -> str:
     if isinstance(value, (tuple, list)):
         names = ", ".join(type(v).__name__ for v in value)
@@ -259,7 +293,7 @@ def _kind(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def _as_tensor_dataset(dataset: Any, where: str) -> Any:
+def _as_tensor_dataset(dataset: Any, where: str, *, loss: str = DEFAULT_LOSS) -> Any:
     import torch
     from torch.utils.data import TensorDataset
 
@@ -277,23 +311,43 @@ def _as_tensor_dataset(dataset: Any, where: str) -> Any:
             raise ValueError(f"{where}: items must be (input, label) pairs, got {_kind(bad)}.")
         try:
             inputs = torch.stack([torch.as_tensor(x) for x, _ in items])
-            labels = torch.as_tensor([_scalar(y) for _, y in items])
+            if loss == DEFAULT_LOSS:
+                labels = torch.as_tensor([_scalar(y) for _, y in items])
+            else:
+                labels = torch.stack([torch.as_tensor(y) for _, y in items])
         except (RuntimeError, TypeError, ValueError) as exc:
             raise ValueError(f"{where}: cannot stack the items into tensors ({exc}).") from None
     if len(inputs) == 0:
         raise ValueError(f"{where} is empty.")
+    inputs = inputs.float() if not inputs.is_floating_point() else inputs.to(torch.float32)
+    if loss != DEFAULT_LOSS:
+        return _regression_dataset(inputs, labels, where)
     if labels.is_floating_point() and not bool((labels == labels.round()).all()):
         raise ValueError(
             f"{where}: labels must be integer class indices, got floats such as "
-            f"{float(labels.flatten()[0])}."
+            f"{float(labels.flatten()[0])}; for regression targets pass --loss mse."
         )
     if labels.dim() != 1 or len(labels) != len(inputs):
         raise ValueError(
             f"{where}: expected one label per input, got labels of shape {tuple(labels.shape)} "
             f"for {len(inputs)} inputs."
         )
-    inputs = inputs.float() if not inputs.is_floating_point() else inputs.to(torch.float32)
     return TensorDataset(inputs.contiguous(), labels.to(torch.int64))
+
+
+def _regression_dataset(inputs: torch.Tensor, targets: torch.Tensor, where: str) -> Any:
+    import torch
+    from torch.utils.data import TensorDataset
+
+    if targets.dim() not in (1, 2) or len(targets) != len(inputs):
+        raise ValueError(
+            f"{where}: expected one target of shape () or (target_dim,) per input, got targets "
+            f"of shape {tuple(targets.shape)} for {len(inputs)} inputs."
+        )
+    targets = targets.to(torch.float32)
+    if not bool(torch.isfinite(targets).all()):
+        raise ValueError(f"{where}: the targets hold NaN or infinite values.")
+    return TensorDataset(inputs.contiguous(), targets.contiguous())
 
 
 def _is_pair(item: Any) -> bool:
@@ -336,7 +390,7 @@ def build_float_model(settings: SearchSettings, splits: DatasetSplits) -> nn.Mod
             raise ValueError(
                 f"--model {settings.model} must return a torch nn.Module, got {_kind(model)}."
             )
-        check_outputs(model, splits, name=settings.model)
+        check_outputs(model, splits, name=settings.model, loss=settings.loss)
         return model
 
     shape = (tuple(splits.input_shape), splits.num_classes, id(splits))
@@ -344,7 +398,7 @@ def build_float_model(settings: SearchSettings, splits: DatasetSplits) -> nn.Mod
     model = copy.deepcopy(_memoized(key, (builder, splits), build))  # callers train their copy
     if settings.checkpoint is not None:
         _load_checkpoint(model, settings.checkpoint)
-        check_outputs(model, splits, name=settings.model)
+        check_outputs(model, splits, name=settings.model, loss=settings.loss)
     return model
 
 
@@ -370,8 +424,11 @@ def _load_checkpoint(model: nn.Module, path: str) -> None:
         ) from None
 
 
-def check_outputs(model: nn.Module, splits: DatasetSplits, *, name: str) -> None:
-    """Check that ``model`` maps a batch of ``splits`` to ``(batch, num_classes)`` logits."""
+def check_outputs(
+    model: nn.Module, splits: DatasetSplits, *, name: str, loss: str = DEFAULT_LOSS
+) -> None:
+    """Check that ``model`` maps a batch of ``splits`` to ``(batch, num_classes)`` logits
+    (``(batch, target_dim)`` outputs with ``loss="mse"``)."""
     import torch
 
     inputs = splits.val.tensors[0][:2]
@@ -390,6 +447,12 @@ def check_outputs(model: nn.Module, splits: DatasetSplits, *, name: str) -> None
     expected = (len(inputs), splits.num_classes)
     if not isinstance(outputs, torch.Tensor) or tuple(outputs.shape) != expected:
         got = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else _kind(outputs)
+        if loss != DEFAULT_LOSS:
+            raise ValueError(
+                f"--model {name} returns outputs of shape {got} for inputs of shape "
+                f"{tuple(inputs.shape)}, but the targets have {splits.num_classes} value(s) "
+                f"per input: it must return outputs of shape {expected}."
+            )
         raise ValueError(
             f"--model {name} returns outputs of shape {got} for inputs of shape "
             f"{tuple(inputs.shape)}, but the data has {splits.num_classes} classes (labels "
