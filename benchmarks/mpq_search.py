@@ -328,8 +328,8 @@ def run_studies(
     import concurrent.futures
     import multiprocessing
 
-    # Slow methods first, so that the last wave is short.
-    todo.sort(key=lambda job: (job[1] not in ("gp", "full", "full_hard_order"), job[0]))
+    # Seed by seed (a run stopped early leaves whole seeds), slow methods first in each seed.
+    todo.sort(key=lambda job: (job[0], job[1] not in ("gp", "full", "full_hard_order")))
     with concurrent.futures.ProcessPoolExecutor(
         max_workers=args.jobs,
         mp_context=multiprocessing.get_context("spawn"),
