@@ -154,16 +154,29 @@ def check_export(
     labels: torch.Tensor | None = None,
     *,
     format: str,
+    regression: bool = False,
 ) -> ExportCheck:
     """Run the exported model and the quantized torch model on ``inputs`` and compare them.
 
+    Args:
+        qmodel: The quantized torch model.
+        exported: The exported model or its path.
+        inputs: Inputs to run both on.
+        labels: Class labels, for both accuracies.
+        format: ``"qonnx"`` or ``"onnx"``.
+        regression: The outputs are values (``loss="mse"``), not logits: compare them
+            numerically instead of by argmax agreement.
+
     Returns:
-        Argmax agreement, both accuracies (with ``labels``) and the largest output difference.
+        Argmax agreement, both accuracies (with ``labels``) and the largest output difference
+        (for a regression, the largest difference, absolute and relative, only).
     """
     outputs = run_exported(exported, inputs, format=format)
     reference = reference_outputs(qmodel, inputs)
     label_array = labels.detach().cpu().numpy() if labels is not None else None
-    return compare_outputs(_RUNTIMES[format], outputs, reference, label_array)
+    return compare_outputs(
+        _RUNTIMES[format], outputs, reference, label_array, regression=regression
+    )
 
 
 def _require_onnx() -> None:

@@ -23,21 +23,32 @@ class ExportCheck:
     Attributes:
         runtime: ``"onnxruntime"`` or ``"qonnx"`` (its Python executor).
         samples: Inputs compared.
-        agreement: Fraction of inputs whose predicted class is the same in both.
-        accuracy: Accuracy of the exported model (``None`` without labels).
+        agreement: Fraction of inputs whose predicted class is the same in both (``None`` for
+            a regression, whose outputs have no class to agree on).
+        accuracy: Accuracy of the exported model (``None`` without labels or for a regression).
         reference_accuracy: Accuracy of the quantized torch model on the same inputs.
         max_abs_diff: Largest absolute difference between the two models' outputs.
+        max_rel_diff: For a regression, ``max_abs_diff`` relative to the largest absolute
+            output of the torch model (``None`` for a classifier).
     """
 
     runtime: str
     samples: int
-    agreement: float
+    agreement: float | None
     accuracy: float | None
     reference_accuracy: float | None
     max_abs_diff: float
+    max_rel_diff: float | None = None
 
     def summary(self) -> str:
         """One line, e.g. ``onnxruntime: 100.00% argmax agreement on 360 samples, ...``."""
+        if self.agreement is None:
+            relative = f" ({100 * self.max_rel_diff:.2g}% of the largest output)"
+            return (
+                f"{self.runtime}: outputs compared numerically on {self.samples} samples (a "
+                f"regression: no argmax agreement), max |output diff| {self.max_abs_diff:.2g}"
+                + (relative if self.max_rel_diff is not None else "")
+            )
         line = f"{self.runtime}: {100 * self.agreement:.2f}% argmax agreement on {self.samples}"
         line += f" samples, max |logit diff| {self.max_abs_diff:.2g}"
         if self.accuracy is not None and self.reference_accuracy is not None:
@@ -98,9 +109,34 @@ def compare_outputs(
     outputs: np.ndarray,
     reference: np.ndarray,
     labels: np.ndarray | None = None,
+    *,
+    regression: bool = False,
 ) -> ExportCheck:
-    """Agreement, accuracies and the largest output difference of two models' outputs."""
+    """Agreement, accuracies and the largest output difference of two models' outputs.
+
+    With ``regression=True`` the outputs are values, not logits: no argmax agreement or
+    accuracy (``labels`` are ignored), the largest difference absolute and relative instead.
+
+    Example:
+        >>> import numpy as np
+        >>> reference = np.array([[2.0], [-4.0]])
+        >>> check = compare_outputs("onnxruntime", reference + 0.04, reference, regression=True)
+        >>> check.agreement, round(check.max_rel_diff, 6)
+        (None, 0.01)
+    """
     outputs = outputs.reshape(reference.shape)
+    max_abs_diff = float(np.abs(outputs - reference).max())
+    if regression:
+        scale = float(np.abs(reference).max())
+        return ExportCheck(
+            runtime=runtime,
+            samples=len(reference),
+            agreement=None,
+            accuracy=None,
+            reference_accuracy=None,
+            max_abs_diff=max_abs_diff,
+            max_rel_diff=max_abs_diff / scale if scale > 0 else max_abs_diff,
+        )
     predicted, expected = outputs.argmax(axis=1), reference.argmax(axis=1)
     accuracy = reference_accuracy = None
     if labels is not None:
@@ -112,5 +148,5 @@ def compare_outputs(
         agreement=float((predicted == expected).mean()),
         accuracy=accuracy,
         reference_accuracy=reference_accuracy,
-        max_abs_diff=float(np.abs(outputs - reference).max()),
+        max_abs_diff=max_abs_diff,
     )

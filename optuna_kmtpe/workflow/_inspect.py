@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 
 from optuna_kmtpe import records as keys
+from optuna_kmtpe.config import DEFAULT_LOSS
 from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.objectives._metrics import Metric
 from optuna_kmtpe.objectives._metrics import study_quality
@@ -194,7 +195,17 @@ def export_trial_model(
     checks: tuple[Any, ...] = ()
     if verify and format != "json":
         inputs, labels = job.data.test.tensors[:2]
-        checks = (export.check_export(qmodel, exported, inputs, labels, format=format),)
+        regression = settings.loss != DEFAULT_LOSS  # outputs are values: compared numerically
+        checks = (
+            export.check_export(
+                qmodel,
+                exported,
+                inputs,
+                None if regression else labels,
+                format=format,
+                regression=regression,
+            ),
+        )
     extra: tuple[str, ...] = ()
     if format == "qonnx":
         config_path = f"{path}.hls4ml.json"
