@@ -131,6 +131,35 @@ def model(num_classes):
     return ResidualNet(num_classes)
 '''
 
+_REGRESSION = """
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+from sklearn.datasets import load_diabetes
+
+
+def data(seed=0):
+    x, y = load_diabetes(return_X_y=True)
+    x = (x - x.mean(0)) / x.std(0)
+    y = (y - y.mean()) / y.std()  # standardized: the MSE starts near 1
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+    x = torch.tensor(x, dtype=torch.float32)[order]
+    y = torch.tensor(y, dtype=torch.float32)[order]
+    return TensorDataset(x[:300], y[:300]), TensorDataset(x[300:], y[300:])
+
+
+def model(input_shape):
+    return nn.Sequential(nn.Linear(input_shape[0], 32), nn.ReLU(), nn.Linear(32, 1))
+
+
+def two_outputs(input_shape):
+    return nn.Sequential(nn.Linear(input_shape[0], 2))
+
+
+def rmse(outputs, targets):
+    return float(((outputs.squeeze(1) - targets) ** 2).mean().sqrt())
+"""
+
 _FAST = [
     "--pretrain-epochs", "2", "--qat-epochs", "1", "--hessian-max-probes", "8",
     "--threads", "1", "--quiet",
@@ -423,3 +452,89 @@ def test_trained_model_from_a_checkpoint_skips_pretraining(project: tuple[Path, 
     assert any("from the checkpoint float.pt" in line for line in lines)
     assert not any(line.startswith("Training the float") for line in lines)
     assert "checkpoint" in study.user_attrs[STUDY_SOURCES]
+
+
+@pytest.fixture
+def regression(project: tuple[Path, str]) -> tuple[Path, str]:
+    """The user project with a regression module (diabetes, a small MLP, an RMSE) next to it."""
+    root, name = project
+    (root / f"{name}_reg.py").write_text(textwrap.dedent(_REGRESSION))
+    return root, f"{name}_reg"
+
+
+def test_loss_setting_is_validated_and_mse_needs_a_metric(
+    regression: tuple[Path, str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    root, name = regression
+    base = ["search", "--model", f"{name}:model", "--data", f"{name}:data"]
+    assert "loss must be one of ['cross_entropy', 'mse'], got 'l1'" in _main_error(
+        [*base, "--loss", "l1", "--metric", f"{name}:rmse"], capsys
+    )
+    assert "needs a metric: accuracy means nothing there" in _main_error(
+        [*base, "--loss", "mse"], capsys
+    )
+    # Float targets under the default loss: the data check points to --loss mse.
+    assert "labels must be integer class indices" in _main_error(base, capsys)
+    assert "--loss mse" in _main_error(base, capsys)
+    err = _main_error(
+        ["search", "--model", f"{name}:two_outputs", "--data", f"{name}:data", "--loss", "mse",
+         "--metric", f"{name}:rmse", "--metric-direction", "minimize"],
+        capsys,
+    )  # fmt: skip
+    assert "outputs of shape (2, 2)" in err and "must return outputs of shape (2, 1)" in err
+    assert not (root / "kmtpe.db").exists() and not (root / "cache").exists()
+    with pytest.raises(ValueError, match="loss must be one of"):
+        SearchSettings(loss="huber", metric="m:rmse")
+    (tmp_path / "search.toml").write_text('loss = "mse"\nmetric = "my_project:rmse"\n')
+    assert SearchSettings.from_toml(tmp_path / "search.toml").loss == "mse"
+    assert SearchSettings().loss == "cross_entropy"
+
+
+def test_the_default_loss_keeps_the_cache_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    from optuna_kmtpe.workflow._prepare import _checkpoint_path
+
+    monkeypatch.setattr(torch, "__version__", "2.13.0")
+    settings = SearchSettings(cache_dir="/c")
+    path = _checkpoint_path(settings, "digits")
+    # The name this checkpoint had before the loss setting existed: caches stay valid.
+    assert path.name == "digits_cnn-digits-4aa12d22b289ecdc.pt"
+    mse = settings.replace(loss="mse", metric="m:rmse", metric_direction="minimize")
+    assert _checkpoint_path(mse, "digits") != path
+
+
+@pytest.mark.slow
+def test_regression_project_through_search_and_report(regression: tuple[Path, str]) -> None:
+    root, name = regression
+    env = kmtpe_env(root / "cache")
+    common = [
+        "--model", f"{name}:model", "--data", f"{name}:data", "--loss", "mse",
+        "--metric", f"{name}:rmse", "--metric-direction", "minimize", *_FAST,
+    ]  # fmt: skip
+
+    def kmtpe(*args: str) -> str:
+        proc = subprocess.run(
+            [*kmtpe_command(), *args], cwd=root, env=env, capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    out = kmtpe("search", *common, "--trials", "3")
+    assert "Pareto front" in out
+    study = optuna.load_study(study_name="kmtpe", storage="sqlite:///kmtpe.db")
+    assert study.metric_names[0] == "rmse"
+    assert study.directions[0] == optuna.study.StudyDirection.MINIMIZE
+    errors = [t.values[0] for t in study.get_trials(states=(TrialState.COMPLETE,))]
+    assert len(errors) == 3 and all(0.0 < e < 1.0 for e in errors)  # better than the mean
+    out = kmtpe("report")
+    lines = out[out.index("trial  ") :].splitlines()
+    rows = lines[2 : next((i for i, line in enumerate(lines) if not line.strip()), len(lines))]
+    assert lines[0].split()[:2] == ["trial", "rmse"] and rows, out
+    column = lines[0].index("rmse")
+    cells = [row[column:].split()[0] for row in rows]
+    assert not any("%" in cell for cell in cells), out  # an error, not a percentage
+    shown = [float(cell) for cell in cells]
+    assert shown == sorted(shown), out  # a minimized metric: best first
+    out = kmtpe("report", "--trial", "0", "--export-model", "t0.onnx", "--format", "onnx")
+    assert "equals the search's record" in out, out
+    assert "outputs compared numerically" in out and "% argmax agreement" not in out, out
