@@ -61,7 +61,8 @@ def search(
         progress: Show progress bars for long steps.
         callbacks: Extra ``study.optimize`` callbacks.
         **settings: Any :class:`~optuna_kmtpe.workflow.SearchSettings` field (``n_trials``,
-            ``storage``, ``study_name``, ``objectives``, ``budgets``, ``device``, ...).
+            ``storage``, ``study_name``, ``objectives``, ``budgets``, ``device``, ``loss``
+            (``"mse"`` for float regression targets, with a ``metric``), ...).
 
     Returns:
         The study (``study.best_trials`` is the Pareto front).
