@@ -24,6 +24,7 @@ from optuna_kmtpe.objectives import enqueue_warm_starts
 from optuna_kmtpe.objectives import make_objective
 from optuna_kmtpe.sensitivity import compute_sensitivity
 from optuna_kmtpe.space import MonotoneSearchSpace
+from optuna_kmtpe.workflow import trial_progress
 
 
 def main(n_trials: int = 20) -> optuna.Study:
@@ -84,7 +85,9 @@ def main(n_trials: int = 20) -> optuna.Study:
         for point in frontier[:: max(1, len(frontier) // 3)]
     ]
     enqueue_warm_starts(study, picks, space.params_for)
-    study.optimize(objective, n_trials=n_trials)
+    # One line per finished trial, as `kmtpe search` prints them.
+    progress = trial_progress(n_trials, objective.metric_names)
+    study.optimize(objective, n_trials=n_trials, callbacks=[progress])
 
     for trial in sorted(study.best_trials, key=lambda t: -t.values[0]):
         acc, latency, energy = trial.values

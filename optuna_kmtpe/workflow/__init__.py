@@ -25,6 +25,7 @@ from optuna_kmtpe.workflow._run import make_sampler
 from optuna_kmtpe.workflow._run import open_storage
 from optuna_kmtpe.workflow._run import pareto_rows
 from optuna_kmtpe.workflow._run import run_search
+from optuna_kmtpe.workflow._run import trial_progress
 from optuna_kmtpe.workflow._run import warm_start_configs
 from optuna_kmtpe.workflow._settings import SearchSettings
 from optuna_kmtpe.workflow._settings import default_cache_dir
@@ -48,6 +49,7 @@ __all__ = [
     "pretrained_model",
     "recipe_for",
     "run_search",
+    "trial_progress",
     "sensitivity_report",
     "stored_settings",
     "trial_config",

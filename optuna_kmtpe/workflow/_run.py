@@ -562,6 +562,22 @@ class _TrialLine:
             )
 
 
+def trial_progress(
+    n_trials: int, metric_names: Sequence[str], *, log: Callable[[str], None] = print
+) -> Callable[[optuna.Study, FrozenTrial], None]:
+    """A ``study.optimize`` callback that logs one line per finished trial, as `kmtpe search`.
+
+    Each line shows the count of complete trials, every objective with its unit, the sampler's
+    forecast where it made one, and the per-layer bits.
+
+    Args:
+        n_trials: The study's trial budget (shown as ``[done/n_trials]``).
+        metric_names: The objective's metric names (``MPQObjective.metric_names``).
+        log: Where the lines go.
+    """
+    return _TrialLine(n_trials, [METRICS[name] for name in metric_names], log)
+
+
 def format_metric(name: str, value: float | None) -> str:
     """Human units of a built-in metric (:meth:`Metric.format`); others get 4 digits."""
     metric = METRICS.get(name) or Metric(name, "maximize", "", name)

@@ -38,7 +38,12 @@ def test_digits_api_example_runs_a_real_search(tmp_path, monkeypatch, capsys) ->
         for layer in trial.user_attrs[keys.CONFIG].values():
             assert layer["act_bits"] == min(a for a in (4, 6, 8) if a >= layer["weight_bits"])
     assert max(t.values[0] for t in complete) > 0.9
-    assert "latency" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "latency" in out
+    # Progress while the trials run: one line per finished trial, as `kmtpe search` prints.
+    lines = [line for line in out.splitlines() if "] trial " in line]
+    assert len(lines) == 8 and lines[-1].startswith("[")
+    assert any("accuracy " in line and "latency_s " in line for line in lines)
 
 
 def test_cifar10_example_explains_a_missing_dataset(tmp_path) -> None:  # type: ignore[no-untyped-def]
