@@ -278,23 +278,7 @@ def _quantize_weight(
     broadcast = (-1,) + (1,) * (q.dim() - 1) if per_channel else ()
     output = f"{layer}.weight_quant"
     if style == "qonnx":
-        scale = _add_initializer(graph, f"{layer}.weight_scale", weight.scale.reshape(broadcast))
-        if weight.binary:
-            nodes = [
-                helper.make_node(
-                    "BipolarQuant",
-                    [weight_name, scale],
-                    [output],
-                    name=f"{layer}.weight_quant",
-                    domain=QONNX_DOMAIN,
-                )
-            ]
-        else:
-            zero_point = _add_initializer(
-                graph, f"{layer}.weight_zero_point", weight.zero_point.reshape(broadcast)
-            )
-            bits = _add_initializer(graph, f"{layer}.weight_bits", torch.tensor(weight.bits))
-            nodes = [_quant_node([weight_name, scale, zero_point, bits], output, weight, layer)]
+        nodes = _qonnx_quant(graph, weight_name, output, weight, layer, "weight", broadcast)
     else:
         dtype = np.int8 if weight.signed else np.uint8
         _replace_initializer(graph, weight_name, q.numpy().astype(dtype), f"{layer}.weight_int")
@@ -329,21 +313,7 @@ def _quantize_input(
     data = node.input[0]  # Conv, Gemm and MatMul read their data first
     output = f"{layer}.input_quant"
     if style == "qonnx":
-        scale = _add_initializer(graph, f"{layer}.input_scale", params.scale)
-        if params.binary:
-            nodes = [
-                helper.make_node(
-                    "BipolarQuant",
-                    [data, scale],
-                    [output],
-                    name=f"{layer}.input_quant",
-                    domain=QONNX_DOMAIN,
-                )
-            ]
-        else:
-            zero_point = _add_initializer(graph, f"{layer}.input_zero_point", params.zero_point)
-            bits = _add_initializer(graph, f"{layer}.input_bits", torch.tensor(params.bits))
-            nodes = [_quant_node([data, scale, zero_point, bits], output, params, layer, "input")]
+        nodes = _qonnx_quant(graph, data, output, params, layer, "input")
     else:
         dtype = np.int8 if params.signed else np.uint8
         scale = _add_initializer(graph, f"{layer}.input_scale", params.scale)
@@ -385,25 +355,46 @@ def _quantize_input(
     return nodes
 
 
-def _quant_node(
-    inputs: list[str],
+def _qonnx_quant(
+    graph: onnx.GraphProto,
+    source: str,
     output: str,
     params: QuantizerParams,
     layer: str,
-    what: str = "weight",
-) -> onnx.NodeProto:
+    what: str,
+    shape: tuple[int, ...] | None = None,
+) -> list[onnx.NodeProto]:
+    """QONNX's ``Quant`` (or ``BipolarQuant`` for binary) node of one weight or input tensor.
+
+    ``shape`` reshapes per-channel scales and zero points to broadcast against the tensor.
+    """
     from onnx import helper
 
-    return helper.make_node(
-        "Quant",
-        inputs,
-        [output],
-        name=f"{layer}.{what}_quant",
-        domain=QONNX_DOMAIN,
-        signed=int(params.signed),
-        narrow=int(params.signed),  # signed ranges are narrow, unsigned ones full
-        rounding_mode="ROUND",  # half to even, as torch.round
-    )
+    def shaped(value: torch.Tensor) -> torch.Tensor:
+        return value.reshape(shape) if shape is not None else value
+
+    scale = _add_initializer(graph, f"{layer}.{what}_scale", shaped(params.scale))
+    name = f"{layer}.{what}_quant"
+    if params.binary:
+        return [
+            helper.make_node(
+                "BipolarQuant", [source, scale], [output], name=name, domain=QONNX_DOMAIN
+            )
+        ]
+    zero_point = _add_initializer(graph, f"{layer}.{what}_zero_point", shaped(params.zero_point))
+    bits = _add_initializer(graph, f"{layer}.{what}_bits", torch.tensor(params.bits))
+    return [
+        helper.make_node(
+            "Quant",
+            [source, scale, zero_point, bits],
+            [output],
+            name=name,
+            domain=QONNX_DOMAIN,
+            signed=int(params.signed),
+            narrow=int(params.signed),  # signed ranges are narrow, unsigned ones full
+            rounding_mode="ROUND",  # half to even, as torch.round
+        )
+    ]
 
 
 def _add_initializer(graph: onnx.GraphProto, name: str, value: Any) -> str:
