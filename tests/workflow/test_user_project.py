@@ -239,6 +239,15 @@ def test_bad_checkpoint_and_metric(
     assert not (root / "kmtpe.db").exists()
 
 
+def _kmtpe_ok(root: Path, env: dict[str, str], *args: str) -> str:
+    """Run ``kmtpe *args`` in the project directory; it must succeed. Returns stdout."""
+    proc = subprocess.run(
+        [*kmtpe_command(), *args], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
 @pytest.mark.slow
 def test_tabular_project_through_search_worker_report_export(project: tuple[Path, str]) -> None:
     root, name = project
@@ -246,12 +255,7 @@ def test_tabular_project_through_search_worker_report_export(project: tuple[Path
     common = ["--model", f"{name}:model", "--data", f"{name}:data", *_FAST]
 
     def kmtpe(*args: str) -> str:
-        proc = subprocess.run(
-            [*kmtpe_command(), *args], cwd=root, env=env, capture_output=True, text=True,
-            timeout=300,
-        )  # fmt: skip
-        assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
-        return proc.stdout
+        return _kmtpe_ok(root, env, *args)
 
     out = kmtpe("search", *common, "--trials", "3")
     assert f"Training the float {name}:model on {name}.data" in out and "Pareto front" in out
@@ -512,12 +516,7 @@ def test_regression_project_through_search_and_report(regression: tuple[Path, st
     ]  # fmt: skip
 
     def kmtpe(*args: str) -> str:
-        proc = subprocess.run(
-            [*kmtpe_command(), *args], cwd=root, env=env, capture_output=True, text=True,
-            timeout=300,
-        )  # fmt: skip
-        assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
-        return proc.stdout
+        return _kmtpe_ok(root, env, *args)
 
     out = kmtpe("search", *common, "--trials", "3")
     assert "Pareto front" in out
