@@ -36,6 +36,7 @@ the trials the full method's median curve needs to reach the median hypervolume 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import time
@@ -423,10 +424,16 @@ _NOT_RECIPE = (
 )
 
 
+@functools.cache
+def _default_settings() -> dict[str, Any]:
+    # Built once: the key is computed for every line of a cache file.
+    return json.loads(json.dumps(SearchSettings().to_dict(), default=str))
+
+
 def _recipe_key(settings: dict[str, Any]) -> str:
     # Settings at their defaults are left out, so a new option whose default keeps the old
     # behaviour leaves every stored accuracy valid.
-    defaults = json.loads(json.dumps(SearchSettings().to_dict(), default=str))
+    defaults = _default_settings()
     settings = json.loads(json.dumps(settings, default=str))
     return json.dumps(
         {
