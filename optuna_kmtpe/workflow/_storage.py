@@ -122,12 +122,22 @@ def _rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> optuna.storages.RDB
                 heartbeat_stale_trial_callback=retry_trial,
             )
         except Exception as exc:
-            # Two processes creating the schema of a new database at once: one of them sees
-            # "table ... already exists"; the schema is complete a moment later.
-            if "already exists" not in str(exc) or attempt == _SCHEMA_ATTEMPTS - 1:
+            if not _lost_schema_race(exc) or attempt == _SCHEMA_ATTEMPTS - 1:
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def _lost_schema_race(exc: BaseException) -> bool:
+    """Whether ``exc`` is another process creating the same new database's schema first.
+
+    Creating the tables then sees "table ... already exists"; recording the schema version sees
+    a unique-constraint violation on ``alembic_version`` (SQLite: "UNIQUE constraint failed",
+    PostgreSQL: "duplicate key value"). The schema is complete a moment later.
+    """
+    from sqlalchemy.exc import IntegrityError
+
+    return isinstance(exc, IntegrityError) or "already exists" in str(exc)
 
 
 _SCHEMA_ATTEMPTS = 5

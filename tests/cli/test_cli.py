@@ -115,7 +115,7 @@ def test_killed_run_resumes_with_nothing_lost(tmp_path: Path, cache_dir: Path) -
             if db.exists():
                 try:
                     done = load(db).get_trials(states=(TrialState.COMPLETE,))
-                except (KeyError, ValueError, optuna.exceptions.StorageInternalError):
+                except Exception:  # noqa: BLE001 - no study yet, or its schema is being created
                     done = []
         assert len(done) >= 3, "the search did not finish 3 trials in time"
     finally:
