@@ -185,6 +185,27 @@ def quantizable_layers(model: nn.Module) -> dict[str, nn.Module]:
     return layers
 
 
+def _refuse_layer_subclasses(layers: dict[str, nn.Module]) -> None:
+    """Refuse a user subclass of a quantizable torch layer before any trial runs.
+
+    Its forward may differ from the torch class's, and the quantized twin that replaces it runs
+    the torch forward: every trial would either fail or silently train another model.
+    The package's own quantized twins (``optuna_kmtpe.quant``) are the torch forward plus
+    fake quantization, and pass.
+    """
+    for name, layer in layers.items():
+        kind = type(layer)
+        if kind in QUANTIZABLE_TYPES or kind.__module__.startswith("optuna_kmtpe."):
+            continue
+        base = next(t for t in QUANTIZABLE_TYPES if isinstance(layer, t))
+        raise UnsupportedModelError(
+            name,
+            f"it is a {kind.__name__}, a subclass of nn.{base.__name__} whose forward may differ",
+            f"Only exact nn.Conv1d/nn.Conv2d/nn.Linear layers can be quantized: build {name!r} "
+            f"as nn.{base.__name__} (move extra computation into a separate module).",
+        )
+
+
 def _inside_torch_composite(name: str, modules: dict[str, nn.Module]) -> bool:
     parts = name.split(".")
     for depth in range(len(parts)):
@@ -332,6 +353,7 @@ def channel_graph(model: nn.Module, example_input: torch.Tensor) -> ChannelGraph
         (True, False)
     """
     layers = quantizable_layers(model)
+    _refuse_layer_subclasses(layers)
     was_training = model.training
     try:
         model.eval()

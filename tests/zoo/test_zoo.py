@@ -23,6 +23,7 @@ from optuna_kmtpe.graph import UnsupportedModelError
 from optuna_kmtpe.graph import channel_graph
 from optuna_kmtpe.graph import quantizable_layers
 from optuna_kmtpe.graph import record_layer_calls
+from optuna_kmtpe.models import DigitsCNN
 from optuna_kmtpe.objectives import TrainingRecipe
 from optuna_kmtpe.objectives import make_objective
 from optuna_kmtpe.quant import QuantConv1d
@@ -234,3 +235,27 @@ def test_quantized_layer_does_not_share_hooks_with_the_original() -> None:
     quantized = to_quantized_layer(layer, weight_bits=4, act_bits=8)
     quantized.register_forward_hook(lambda *_: None)
     assert not layer._forward_hooks and quantized.weight is layer.weight
+
+
+class _ScaledConv(nn.Conv2d):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 2.0 * super().forward(x)
+
+
+class _HasScaledConv(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3)
+        self.scaled = _ScaledConv(4, 4, 3)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.scaled(self.stem(x)).mean(dim=(2, 3)))
+
+
+def test_a_user_subclass_of_a_torch_layer_is_refused_before_the_search() -> None:
+    # Its quantized twin would run nn.Conv2d's forward and drop the factor 2 silently.
+    with pytest.raises(UnsupportedModelError, match=r"Layer 'scaled': it is a _ScaledConv"):
+        channel_graph(_HasScaledConv(), torch.zeros(1, 1, 8, 8))
+    qmodel = apply_config(DigitsCNN(), {"features.0": LayerConfig(4, 8)})
+    channel_graph(qmodel, torch.zeros(1, 1, 8, 8))  # the package's own twins pass
