@@ -186,7 +186,7 @@ def test_dashboard_on_a_read_only_database_serves_with_a_warning(
     monkeypatch: pytest.MonkeyPatch,
     capsys,  # type: ignore[no-untyped-def]
 ) -> None:
-    import optuna_dashboard
+    from optuna_kmtpe.dashboard import _serve
 
     db = tmp_path / "kmtpe.db"
     study = optuna.create_study(
@@ -195,7 +195,7 @@ def test_dashboard_on_a_read_only_database_serves_with_a_warning(
     study.set_metric_names(["accuracy", "latency_s"])
     study.add_trial(optuna.create_trial(values=[0.9, 1e-5]))
     served: list[str] = []
-    monkeypatch.setattr(optuna_dashboard, "run_server", lambda url, **_: served.append(url))
+    monkeypatch.setattr(_serve, "run_server", lambda url, **_: served.append(url))
     read_only = f"sqlite:///file:{db}?mode=ro&uri=true"
     assert main(["dashboard", "--storage", read_only]) == 0
     captured = capsys.readouterr()
