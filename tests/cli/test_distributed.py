@@ -55,6 +55,14 @@ def test_two_workers_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
     assert len(layers) == 1
     params = [tuple(sorted(t.params.items())) for t in complete]
     assert len(set(params)) >= len(params) - 1, "constant liar should avoid duplicate configs"
+    # A config proposed twice is trained once (issue 14 item 7); a run stopped early is not
+    # reused, so its config may be trained again.
+    trained = [
+        p
+        for p, t in zip(params, complete)
+        if "duplicate_of" not in t.user_attrs and not t.user_attrs.get("stopped_early")
+    ]
+    assert len(set(trained)) == len(trained), "a config was trained twice"
 
 
 # A user project whose training blocks while the file ``hold`` exists, so that a test decides
