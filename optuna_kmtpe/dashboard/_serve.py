@@ -2,11 +2,11 @@
 
 optuna-dashboard draws a study's user-defined plots (``save_plotly_graph_object``) after its
 own Pareto front, history, importance and timeline plots, about 1,700 px down, and no study
-data changes that order. :func:`kmtpe_wsgi` serves the unmodified dashboard with one CSS rule
+data changes that order. :func:`kmtpe_wsgi` serves the unmodified dashboard with CSS rules
 added to its page: the grid that holds the kmtpe plots comes first, and in it the kmtpe plots
-come first (flexbox ``order``; Chromium 105+, Firefox 121+, Safari 15.4+). Where a browser or a
-later dashboard ignores the rule, the page is the dashboard's own. The dashboard's API, data and
-scripts are untouched.
+come first, in a fixed order (flexbox ``order``; Chromium 105+, Firefox 121+, Safari 15.4+).
+Where a browser or a later dashboard ignores the rules, the page is the dashboard's own. The
+dashboard's API, data and scripts are untouched.
 """
 
 from __future__ import annotations
@@ -18,13 +18,21 @@ from typing import Any
 import optuna
 import optuna_dashboard
 
+from optuna_kmtpe.dashboard._keys import GRAPH_IDS
+
 
 _PLOT = '[id^="user-defined-plot:kmtpe-"]'
 KMTPE_FIRST_CSS = (
     f".MuiGrid-container:has({_PLOT}) {{ order: -1; }}\n"
     f".MuiGrid-container > :has({_PLOT}) {{ order: -1; }}\n"
+    + "".join(
+        f'.MuiGrid-container > :has([id="user-defined-plot:{graph_id}"]) '
+        f"{{ order: {rank - len(GRAPH_IDS) - 1}; }}\n"
+        for rank, graph_id in enumerate(GRAPH_IDS)
+    )
 )
-"""Moves the grid holding the kmtpe plots, and the kmtpe plots within it, to the top."""
+"""Moves the grid holding the kmtpe plots, and the kmtpe plots within it in the order of
+:data:`~optuna_kmtpe.dashboard.GRAPH_IDS`, to the top."""
 
 _STYLE = f'<style id="kmtpe-first">\n{KMTPE_FIRST_CSS}</style>\n'.encode()
 

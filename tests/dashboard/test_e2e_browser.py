@@ -91,6 +91,8 @@ def test_dashboard_server_renders_kmtpe_plots_in_chromium(
                 ]
                 assert all(b is not None for b in generic)
                 top_kmtpe = min(b["y"] for b in boxes)
+                reading = sorted(zip(boxes, GRAPH_TITLES), key=lambda b: (b[0]["y"], b[0]["x"]))
+                assert [graph_id for _, graph_id in reading] == list(GRAPH_IDS)
                 assert top_kmtpe < 400, top_kmtpe
                 assert top_kmtpe < min(b["y"] for b in generic)  # type: ignore[index]
                 left = min(b["x"] for b in boxes) - 8
