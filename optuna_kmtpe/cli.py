@@ -401,8 +401,7 @@ def _finite(value: Any) -> Any:
 
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
-    import optuna_dashboard
-
+    from optuna_kmtpe.dashboard._serve import run_server
     from optuna_kmtpe.workflow import load_study
 
     study = load_study(args.storage, args.study_name)
@@ -421,8 +420,9 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
             "as stored.",
             file=sys.stderr,
         )
-    print(f"optuna-dashboard on http://{args.host}:{args.port}/ (Ctrl-C to stop)")
-    optuna_dashboard.run_server(args.storage, host=args.host, port=args.port)
+    page = f"http://{args.host}:{args.port}/dashboard/studies/{study._study_id}"
+    print(f"optuna-dashboard on {page} (Ctrl-C to stop)")
+    run_server(args.storage, host=args.host, port=args.port)
     return 0
 
 

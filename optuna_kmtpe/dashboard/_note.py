@@ -1,4 +1,5 @@
-"""The study note: a Markdown summary of the run, rebuilt on every refresh."""
+"""The notes: the study's Markdown summary of the run, rebuilt on every refresh, and each
+trial's config in bits and widths (its parameters are level indices)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from optuna_kmtpe.config import is_float_bits
 from optuna_kmtpe.dashboard import _keys
+from optuna_kmtpe.dashboard._figures import config_summary
 from optuna_kmtpe.dashboard._records import TrialPoint
 from optuna_kmtpe.records import redact_credentials
 
@@ -120,4 +122,44 @@ def summary_markdown(
     if len(front) > max_rows:
         lines.append("")
         lines.append(f"_Showing {max_rows} of {len(front)}; see the plots and the trials table._")
+    return "\n".join(lines) + "\n"
+
+
+def trial_note_markdown(
+    config: Mapping[str, Mapping[str, Any]], *, duplicate_of: int | None = None
+) -> str:
+    """The Markdown note of one trial: its per-layer weight bits, activation bits and width.
+
+    The trial's parameters (``<layer>.w_level``, ``.a_level``, ``.width_level``) are indices
+    into the candidate lists; this is what they mean.
+
+    Args:
+        config: The trial's ``config`` user attribute (``QuantConfig.to_dict()``).
+        duplicate_of: The trial whose results this one reused, if any.
+
+    Example:
+        >>> print(trial_note_markdown({"conv1": {"weight_bits": 4, "act_bits": 8, "width": 0.5}}))
+        **Config:** conv1: w4 a8 ×0.5
+        <BLANKLINE>
+        | layer | weight bits | act bits | width |
+        |---|---|---|---|
+        | conv1 | 4 | 8 | 0.5 |
+        <BLANKLINE>
+        _The parameters `<layer>.w_level`, `.a_level` and `.width_level` are indices into the
+        candidate bits and widths; this table shows their values._
+        <BLANKLINE>
+    """
+    lines = [f"**Config:** {_cell(config_summary(config, sep='; '))}", ""]
+    if duplicate_of is not None:
+        lines[1:1] = ["", f"Same config as trial #{duplicate_of}: its results were reused."]
+    lines += ["| layer | weight bits | act bits | width |", "|---|---|---|---|"]
+    for layer, fields in config.items():
+        bits = [fields.get(k, 32) for k in ("weight_bits", "act_bits")]
+        cells = ["fp" if is_float_bits(b) else _cell(b) for b in bits]
+        lines.append(f"| {_cell(layer)} | {' | '.join(cells)} | {fields.get('width', 1.0):g} |")
+    lines += [
+        "",
+        "_The parameters `<layer>.w_level`, `.a_level` and `.width_level` are indices into the",
+        "candidate bits and widths; this table shows their values._",
+    ]
     return "\n".join(lines) + "\n"

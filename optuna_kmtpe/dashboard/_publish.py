@@ -20,12 +20,14 @@ from optuna_kmtpe.dashboard._figures import pareto_front_figure
 from optuna_kmtpe.dashboard._figures import sampler_split_figure
 from optuna_kmtpe.dashboard._figures import sensitivity_bits_figure
 from optuna_kmtpe.dashboard._note import summary_markdown
+from optuna_kmtpe.dashboard._note import trial_note_markdown
 from optuna_kmtpe.dashboard._records import TrialPoint
 from optuna_kmtpe.dashboard._records import collect_sensitivity
 from optuna_kmtpe.dashboard._records import metric_names_of
 from optuna_kmtpe.dashboard._records import parse_sensitivity
 from optuna_kmtpe.dashboard._records import points_from_trials
 from optuna_kmtpe.dashboard._records import quality_renamed
+from optuna_kmtpe.records import DUPLICATE_OF
 
 
 _logger = optuna.logging.get_logger(__name__)
@@ -48,6 +50,39 @@ def load_split_history(study: optuna.Study) -> list[dict[str, Any]]:
     except ImportError:
         return []
     return [dict(row) for row in split_history(study)]
+
+
+def publish_trial_notes(study: optuna.Study, trials: Sequence[FrozenTrial]) -> int:
+    """Give each of ``trials`` that has a config and no note yet a note of its bits and widths.
+
+    optuna-dashboard shows a trial's note first on its page, above the parameters (level
+    indices). A note that exists, written here or by a user in the dashboard, is never
+    overwritten: a trial's config does not change. Notes live in the study's system attrs
+    (optuna-dashboard's format), so finished trials get them too.
+
+    Returns:
+        The number of notes written.
+    """
+    from optuna_dashboard._note import note_ver_key  # optuna-dashboard <0.22 (pinned)
+    from optuna_dashboard._note import split_body
+
+    storage, study_id = study._storage, study._study_id
+    existing = storage.get_study_system_attrs(study_id)
+    written = 0
+    for trial in trials:
+        config = trial.user_attrs.get(_keys.CONFIG)
+        if not isinstance(config, Mapping) or note_ver_key(trial._trial_id) in existing:
+            continue
+        duplicate_of = trial.user_attrs.get(DUPLICATE_OF)
+        body = trial_note_markdown(
+            config, duplicate_of=duplicate_of if isinstance(duplicate_of, int) else None
+        )
+        for key, chunk in split_body(body, trial._trial_id).items():
+            storage.set_study_system_attr(study_id, key, chunk)
+        # The version last: a reader never sees a version without its text.
+        storage.set_study_system_attr(study_id, note_ver_key(trial._trial_id), 1)
+        written += 1
+    return written
 
 
 def _pick_axes(
@@ -148,6 +183,7 @@ class _Publisher:
         if self._saved.get("note") != note:
             optuna_dashboard.save_note(study, note)
             self._saved["note"] = note
+        publish_trial_notes(study, trials)
         return list(figures)
 
 
@@ -162,7 +198,8 @@ def publish_dashboard(
     Plots, each saved only when its data exists, under the stable ids of
     :data:`optuna_kmtpe.dashboard.GRAPH_IDS`: the per-layer bits/width heatmap of the Pareto
     trials, Hessian sensitivity vs assigned bits, the Pareto front with hardware metrics,
-    and the K-Means TPE split per trial. The note summarizes the run and the Pareto trials.
+    and the K-Means TPE split per trial. The note summarizes the run and the Pareto trials;
+    each trial with a config gets a note of its bits and widths (:func:`publish_trial_notes`).
     Failed, running, infeasible and attribute-less trials are tolerated.
 
     Args:
@@ -189,6 +226,8 @@ def publish_dashboard(
 
 class DashboardCallback:
     """``study.optimize`` callback that refreshes the dashboard every ``every_n_trials`` trials.
+
+    Each finished trial also gets its note (bits and widths) at once.
 
     Counts the trials finished in this process (each worker of a distributed search may
     carry its own callback; the last refresh wins). Unchanged plots are not rewritten, a
@@ -233,6 +272,10 @@ class DashboardCallback:
         """How many refreshes ran (successful or not)."""
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        try:  # every trial's note at once, whatever the refresh interval
+            publish_trial_notes(study, [trial])
+        except Exception as exc:  # noqa: BLE001 - the dashboard must never stop a search
+            _logger.warning(f"optuna-kmtpe note of trial {trial.number} failed: {exc!r}")
         with self._count_lock:
             self._n_finished += 1
             due = self._n_finished % self._every_n_trials == 0

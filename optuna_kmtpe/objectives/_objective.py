@@ -273,10 +273,13 @@ def _same_config_trial(
 ) -> FrozenTrial | None:
     """The completed trial that evaluated ``config``, waiting for one still being trained.
 
-    A lower-numbered RUNNING trial with the same config (another worker trains it) is waited
-    for, polling every ``wait_s`` seconds, and then reused, instead of training the config
-    twice. Only lower numbers are waited for, so two trials never wait for each other; a trial
-    whose process died (:func:`records.is_orphaned`, or a stale heartbeat) is not waited for.
+    A RUNNING trial with the same config (another worker trains it) is waited for, polling
+    every ``wait_s`` seconds, and then reused, instead of training the config twice: a
+    lower-numbered one, or a higher-numbered one that already passed this check (it records
+    its costs next, so it has ``layer_latency_s``; it checked before this trial recorded its
+    config). Neither kind waits for this trial, so two trials never wait for each other; a
+    trial whose process died (:func:`records.is_orphaned`, or a stale heartbeat) is not waited
+    for.
     """
     wanted = config.to_dict()
     study = trial.study
@@ -290,7 +293,9 @@ def _same_config_trial(
             if other.state == TrialState.COMPLETE:
                 if not attrs.get(keys.STOPPED_EARLY):
                     return other
-            elif other.number < trial.number and not keys.is_orphaned(other):
+            elif (
+                other.number < trial.number or keys.LAYER_LATENCY_S in attrs
+            ) and not keys.is_orphaned(other):
                 waiting_for = other
         if waiting_for is None:
             return None

@@ -14,6 +14,7 @@ from _services import wait_for_http
 from _synthetic import build_synthetic_study
 import pytest
 
+import optuna_kmtpe
 from optuna_kmtpe.dashboard import GRAPH_IDS
 from optuna_kmtpe.dashboard import publish_dashboard
 
@@ -43,21 +44,14 @@ def test_dashboard_server_renders_kmtpe_plots_in_chromium(
     assert sorted(publish_dashboard(study)) == sorted(GRAPH_IDS)
 
     port = free_port()
-    server = [
-        sys.executable,
-        "-m",
-        "optuna_dashboard._cli",  # the `optuna-dashboard` console script
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--server",
-        "wsgiref",
-        "--quiet",
-        url,
-    ]
+    # `kmtpe dashboard`: optuna-dashboard with the kmtpe plots moved first (it republishes the
+    # plots it can, which keeps the split plot saved above).
+    server = [sys.executable, "-m", "optuna_kmtpe.cli", "dashboard", "--storage", url]
+    server += ["--study-name", study.study_name, "--host", "127.0.0.1", "--port", str(port)]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(optuna_kmtpe.__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     base = f"http://127.0.0.1:{port}"
-    with running_process(server) as process:
+    with running_process(server, env=env) as process:
         wait_for_http(f"{base}/api/meta", process=process, timeout=30)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
@@ -89,6 +83,18 @@ def test_dashboard_server_renders_kmtpe_plots_in_chromium(
                     page.locator(f'[id="user-defined-plot:{graph_id}"]').bounding_box()
                     for graph_id in GRAPH_TITLES
                 ]
+                # Issue 14 item 14: the kmtpe plots come first, above the dashboard's own
+                # plots, the first of them within a laptop's first screen.
+                generic = [
+                    page.locator(f"#{graph}").bounding_box()
+                    for graph in ("graph-pareto-front", "graph-timeline")
+                ]
+                assert all(b is not None for b in generic)
+                top_kmtpe = min(b["y"] for b in boxes)
+                reading = sorted(zip(boxes, GRAPH_TITLES), key=lambda b: (b[0]["y"], b[0]["x"]))
+                assert [graph_id for _, graph_id in reading] == list(GRAPH_IDS)
+                assert top_kmtpe < 400, top_kmtpe
+                assert top_kmtpe < min(b["y"] for b in generic)  # type: ignore[index]
                 left = min(b["x"] for b in boxes) - 8
                 top = min(b["y"] for b in boxes) - 8
                 right = max(b["x"] + b["width"] for b in boxes) + 8
@@ -106,5 +112,29 @@ def test_dashboard_server_renders_kmtpe_plots_in_chromium(
                 assert headers[2:6] == ["trial", "accuracy", "latency_s", "energy_j"]
                 page.set_viewport_size({"width": 1200, "height": 700})
                 page.screenshot(path=os.path.join(SCREENSHOT_DIR, "note.png"))
+
+                # A trial page: its note, first, gives the bits and widths (the parameters
+                # below it are level indices).
+                trial = next(t for t in study.trials if "config" in t.user_attrs)
+                page.goto(
+                    f"{base}/dashboard/studies/{study._study_id}/trials?numbers={trial.number}",
+                    wait_until="load",
+                )
+                page.get_by_text("Config:").first.wait_for(timeout=10_000)
+                headers = page.locator("table th").all_text_contents()
+                assert headers[:4] == ["layer", "weight bits", "act bits", "width"]
+                rows = [
+                    [c.strip() for c in row.locator("td").all_text_contents()]
+                    for row in page.locator("table tbody tr").all()
+                ]
+                expected = [
+                    [layer, str(c["weight_bits"]), str(c["act_bits"]), f"{c['width']:g}"]
+                    for layer, c in trial.user_attrs["config"].items()
+                ]
+                assert rows[: len(expected)] == expected
+                table_top = page.locator("table").first.bounding_box()["y"]  # type: ignore[index]
+                parameter = page.get_by_text("Parameter", exact=True).first.bounding_box()
+                assert parameter is not None and table_top < parameter["y"]
+                page.screenshot(path=os.path.join(SCREENSHOT_DIR, "trial.png"))
             finally:
                 browser.close()

@@ -277,3 +277,72 @@ def test_split_plot_of_a_real_kmeans_tpe_search(
         assert graph["layout"]["yaxis3"]["title"]["text"] == "accuracy"
     else:
         assert graph["layout"]["yaxis3"]["title"]["text"] == "non-domination rank"
+
+
+def test_each_trial_note_shows_its_bits_and_widths_and_a_user_edit_is_kept(
+    synthetic_study: optuna.Study, dashboard_app: Any
+) -> None:
+    """Issue 14 item 14: a trial page shows level indices as parameters; its note, shown first,
+    gives the bits and widths."""
+    publish_dashboard(synthetic_study)
+    app = dashboard_app(synthetic_study._storage)
+    trials = {t["number"]: t for t in _study_detail(app, synthetic_study)["trials"]}
+    noted = 0
+    for trial in synthetic_study.get_trials():
+        body = trials[trial.number]["note"]["body"]
+        if keys.CONFIG not in trial.user_attrs:  # a trial without attributes: no note
+            assert body == ""
+            continue
+        noted += 1
+        for layer, fields in trial.user_attrs[keys.CONFIG].items():
+            row = f"| {layer} | {fields['weight_bits']} | {fields['act_bits']} | "
+            assert row + f"{fields['width']:g} |" in body
+        assert body.startswith("**Config:** features.0: w")
+    assert noted >= 20
+
+    # A note the user edited in the dashboard (version 2) is never overwritten.
+    trial_id = synthetic_study.trials[0]._trial_id
+    code, _ = wsgi_request(
+        app,
+        f"/api/studies/{synthetic_study._study_id}/{trial_id}/note",
+        method="PUT",
+        body={"version": 2, "body": "my own note"},
+    )
+    assert code == 204
+    publish_dashboard(synthetic_study)
+    assert _study_detail(app, synthetic_study)["trials"][0]["note"]["body"] == "my own note"
+
+
+def test_callback_notes_each_finished_trial_at_once(tmp_path: Any, dashboard_app: Any) -> None:
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'notes.db'}")
+
+    def objective(trial: optuna.Trial) -> float:
+        bits = [2, 4, 8][trial.suggest_int("conv.w_level", 0, 2)]
+        trial.set_user_attr(keys.CONFIG, {"conv": {"weight_bits": bits, "act_bits": 8}})
+        return float(bits)
+
+    study.optimize(objective, n_trials=3, callbacks=[DashboardCallback(every_n_trials=100)])
+    app = dashboard_app(study._storage)
+    for trial, served in zip(study.trials, _study_detail(app, study)["trials"]):
+        bits = trial.user_attrs[keys.CONFIG]["conv"]["weight_bits"]
+        assert f"| conv | {bits} | 8 | 1 |" in served["note"]["body"]
+
+
+def test_kmtpe_wsgi_serves_the_dashboard_with_the_kmtpe_plots_first(
+    synthetic_study: optuna.Study, dashboard_app: Any
+) -> None:
+    from optuna_kmtpe.dashboard._serve import KMTPE_FIRST_CSS
+    from optuna_kmtpe.dashboard._serve import kmtpe_wsgi
+
+    app = kmtpe_wsgi(synthetic_study._storage)
+    code, page = wsgi_request(app, f"/dashboard/studies/{synthetic_study._study_id}")
+    assert (
+        code == 200
+        and KMTPE_FIRST_CSS in page
+        and page.index(KMTPE_FIRST_CSS) < page.index("</head>")
+    )
+    plain = dashboard_app(synthetic_study._storage)
+    assert KMTPE_FIRST_CSS not in wsgi_request(plain, "/dashboard")[1]
+    # The API is the dashboard's own, byte for byte.
+    path = f"/api/studies/{synthetic_study._study_id}"
+    assert wsgi_request(app, path) == wsgi_request(plain, path)

@@ -186,7 +186,7 @@ def test_dashboard_on_a_read_only_database_serves_with_a_warning(
     monkeypatch: pytest.MonkeyPatch,
     capsys,  # type: ignore[no-untyped-def]
 ) -> None:
-    import optuna_dashboard
+    from optuna_kmtpe.dashboard import _serve
 
     db = tmp_path / "kmtpe.db"
     study = optuna.create_study(
@@ -195,7 +195,7 @@ def test_dashboard_on_a_read_only_database_serves_with_a_warning(
     study.set_metric_names(["accuracy", "latency_s"])
     study.add_trial(optuna.create_trial(values=[0.9, 1e-5]))
     served: list[str] = []
-    monkeypatch.setattr(optuna_dashboard, "run_server", lambda url, **_: served.append(url))
+    monkeypatch.setattr(_serve, "run_server", lambda url, **_: served.append(url))
     read_only = f"sqlite:///file:{db}?mode=ro&uri=true"
     assert main(["dashboard", "--storage", read_only]) == 0
     captured = capsys.readouterr()
@@ -432,6 +432,36 @@ def test_a_config_being_trained_elsewhere_is_waited_for_and_reused(tmp_path: Pat
         )
         is None
     )
+
+
+def test_a_lower_trial_waits_for_a_higher_one_already_training_the_same_config(
+    tmp_path: Path,
+) -> None:
+    """The race the lower-numbers rule leaves: trial 1 checked before trial 0 recorded its
+    config, so it trains; trial 0 then sees it and must wait for it, not train too."""
+    import threading
+
+    from optuna_kmtpe.config import QuantConfig
+    from optuna_kmtpe.objectives._objective import _same_config_trial
+
+    config = QuantConfig.uniform(["a", "b"], weight_bits=4, act_bits=8)
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'db.sqlite'}")
+    lower, higher = study.ask(), study.ask()
+    higher.set_user_attr(keys.CONFIG, config.to_dict())
+    higher.set_user_attr(keys.WORKER, keys.worker_id())
+    assert _same_config_trial(higher, config, wait_s=0.05) is None  # trial 1 trains
+    higher.set_user_attr(keys.LAYER_LATENCY_S, {"a": 1e-6, "b": 1e-6})  # ...its costs first
+    lower.set_user_attr(keys.CONFIG, config.to_dict())
+    found: list[object] = []
+    waiter = threading.Thread(
+        target=lambda: found.append(_same_config_trial(lower, config, wait_s=0.05))
+    )
+    waiter.start()
+    waiter.join(timeout=0.5)
+    assert waiter.is_alive(), "trial 0 must wait for trial 1, which is training its config"
+    study.tell(higher, 0.9)
+    waiter.join(timeout=10)
+    assert [t.number for t in found] == [higher.number]  # type: ignore[attr-defined]
 
 
 _COLD_CACHE_WRITER = """
