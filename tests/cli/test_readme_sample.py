@@ -40,3 +40,12 @@ def test_the_readme_quotes_a_fresh_run() -> None:
     diff = readme_sample.check(5)
     hint = "README.md's sample output drifted; rerun python scripts/readme_sample.py --write"
     assert not diff, hint + ":\n" + "\n".join(diff)
+
+
+def test_float_noise_of_another_cpu_is_not_drift() -> None:
+    quoted = "trial 2: accuracy 98.52%  latency_s 20.43us  energy_j 5.179uJ  w8-3-3-6 x1-.5"
+    assert readme_sample._close(quoted, quoted.replace("98.52%", "98.89%"))  # one sample
+    assert readme_sample._close(quoted, quoted.replace("5.179", "5.201"))
+    assert not readme_sample._close(quoted, quoted.replace("98.52%", "97.78%"))
+    assert not readme_sample._close(quoted, quoted.replace("w8-3", "w8-4"))
+    assert not readme_sample._close(quoted, quoted.replace("x1-.5", "x1-.75"))
