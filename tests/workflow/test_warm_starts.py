@@ -66,6 +66,7 @@ def test_the_cli_and_the_python_api_enqueue_the_same_warm_starts(
 
     cli_db = f"sqlite:///{tmp_path / 'cli.db'}"
     argv = [
+        "--verbose",  # leaves the process's log levels alone (other tests read them)
         "search", "--model", "warm_project:model", "--data", "warm_project:data",
         "--checkpoint", "float.pt", "--trials", "8", "--qat-epochs", "1",
         "--hessian-max-probes", "8", "--threads", "1", "--quiet", "--storage", cli_db,
