@@ -47,13 +47,11 @@ def make_sampler(
         return optuna.samplers.NSGAIISampler(seed=seed, **extra)
     if kind == "kmtpe":
         kwargs = dict(kwargs)
-        tiebreak = kwargs.pop("_mo_tiebreak", None)
+        # A rejected variant's sampler class (benchmarks/_split_variants.py), variant study only.
+        sampler_class = kwargs.pop("_sampler_class", KMeansTPESampler)
         if not kmtpe_takes_constraints():
             extra = {}
-        sampler = KMeansTPESampler(seed=seed, **kwargs, **extra)
-        if tiebreak is not None:
-            sampler._mo_tiebreak = tiebreak  # variant study only
-        return sampler
+        return sampler_class(seed=seed, **kwargs, **extra)
     raise ValueError(kind)
 
 

@@ -48,16 +48,15 @@ from optuna._hypervolume import compute_hypervolume  # benchmark-only use of a p
 
 from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.objectives import TrainingRecipe
-from optuna_kmtpe.objectives import enqueue_warm_starts
 from optuna_kmtpe.objectives import make_objective
 from optuna_kmtpe.objectives import sampler_forecast
-from optuna_kmtpe.objectives import warm_starts_inside
+from optuna_kmtpe.objectives import warm_start_configs
+from optuna_kmtpe.objectives import warm_start_study
 from optuna_kmtpe.sampler import PREDICTION_ATTR_KEY
 from optuna_kmtpe.workflow import SearchSettings
 from optuna_kmtpe.workflow import build_space
 from optuna_kmtpe.workflow import make_sampler
 from optuna_kmtpe.workflow import prepare_job
-from optuna_kmtpe.workflow import warm_start_configs
 
 
 METHODS: dict[str, tuple[str, bool, bool, bool]] = {
@@ -119,23 +118,21 @@ def run_method(
         early_stop=None,  # curves must compare full QAT accuracies
         accuracy_cache=cache,
     )
+    options = (
+        sampler_forecast(objective, report=job.report, model=job.model, val_loader=job.val_loader)
+        if forecast
+        else None
+    )
     if sampler_name == "gp":
         sampler: optuna.samplers.BaseSampler = optuna.samplers.GPSampler(seed=seed)
     else:
-        options = (
-            sampler_forecast(
-                objective, report=job.report, model=job.model, val_loader=job.val_loader
-            )
-            if forecast
-            else None
-        )
         sampler = make_sampler(sampler_name, seed=seed, n_objectives=3, forecast=options)
     study = optuna.create_study(directions=objective.directions, sampler=sampler)
-    if warm:
-        configs = job_warm_starts(job, space)
-        if forecast:  # as `kmtpe search`: no warm start on the reference point
-            configs = warm_starts_inside(configs, options)
-        enqueue_warm_starts(study, configs, space.params_for)
+    if warm:  # the warm starts of `kmtpe search`
+        warm_start_study(
+            study, space, weight_bits=job.settings.weight_bits, act_bits=job.settings.act_bits,
+            forecast=options, max_trials=n_trials,
+        )  # fmt: skip
     study.optimize(objective, n_trials=n_trials)
     return study
 

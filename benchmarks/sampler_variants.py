@@ -25,6 +25,8 @@ from _sampler_problems import problems  # noqa: E402
 from _sampler_runner import compare  # noqa: E402
 from _sampler_runner import run_jobs  # noqa: E402
 from _sampler_runner import stack  # noqa: E402
+from _split_variants import TIEBREAKS  # noqa: E402
+from _split_variants import WholeRankSampler  # noqa: E402
 
 
 def _schedule_grow(n: int) -> int:
@@ -44,17 +46,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "window-4": {"window_factor": 4.0},
     "window-1": {"window_factor": 1.0},
     "window-3": {"window_factor": 3.0},
-    "mo-box": {"_mo_tiebreak": "box"},
-    "mo-approx-hv": {"_mo_tiebreak": "approx-hv"},
-    "mo-hv2d-approx-hv": {"_mo_tiebreak": "hv2d+approx-hv"},
-    "mo-whole-rank": {"_mo_tiebreak": "whole-rank"},
+    "mo-box": {"multi_objective_tiebreak": TIEBREAKS["box"]},
+    "mo-approx-hv": {"multi_objective_tiebreak": TIEBREAKS["approx-hv"]},
+    "mo-hv2d-approx-hv": {"multi_objective_tiebreak": TIEBREAKS["hv2d+approx-hv"]},
+    "mo-whole-rank": {"_sampler_class": WholeRankSampler},
     "mo-share-0.05-0.1": {"max_good_fraction": 0.1},
     "mo-share-0.1-0.3": {"min_good_fraction": 0.1, "max_good_fraction": 0.3},
-    "mo-hv2d-spread": {"_mo_tiebreak": "hv2d+spread"},
-    "mo-hv2d-knee-spread": {"_mo_tiebreak": "hv2d+knee-spread"},
-    "mo-knee-spread": {"_mo_tiebreak": "knee-spread"},
+    "mo-hv2d-spread": {"multi_objective_tiebreak": TIEBREAKS["hv2d+spread"]},
+    "mo-hv2d-knee-spread": {"multi_objective_tiebreak": TIEBREAKS["hv2d+knee-spread"]},
+    "mo-knee-spread": {"multi_objective_tiebreak": TIEBREAKS["knee-spread"]},
     "mo-box-share-0.1-0.1": {
-        "_mo_tiebreak": "box",
+        "multi_objective_tiebreak": TIEBREAKS["box"],
         "min_good_fraction": 0.1,
         "max_good_fraction": 0.1,
     },

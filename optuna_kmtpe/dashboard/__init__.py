@@ -27,10 +27,10 @@ from optuna_kmtpe.dashboard._publish import load_split_history
 from optuna_kmtpe.dashboard._publish import publish_dashboard
 from optuna_kmtpe.dashboard._records import LayerSensitivity
 from optuna_kmtpe.dashboard._records import TrialPoint
-from optuna_kmtpe.dashboard._records import pareto_mask
 from optuna_kmtpe.dashboard._records import parse_sensitivity
 from optuna_kmtpe.dashboard._records import trial_points
 from optuna_kmtpe.records import record_constraints
+from optuna_kmtpe.sampler import pareto_mask
 
 
 __all__ = [

@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 
 from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.dashboard import _keys
+from optuna_kmtpe.sampler import pareto_mask
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,39 +50,6 @@ class TrialPoint:
     config: Mapping[str, Mapping[str, Any]] | None
     feasible: bool = True
     pareto: bool = False
-
-
-def pareto_mask(values: np.ndarray, directions: Sequence[StudyDirection]) -> np.ndarray:
-    """Which rows of ``values`` no other row dominates.
-
-    Args:
-        values: Objective values, shape ``(n_trials, n_objectives)``, all finite.
-        directions: One direction per objective.
-
-    Returns:
-        A boolean array of length ``n_trials``. Rows with equal values are all kept.
-
-    Example:
-        >>> import numpy as np
-        >>> from optuna.study import StudyDirection as D
-        >>> v = np.array([[0.9, 2.0], [0.8, 1.0], [0.7, 3.0]])
-        >>> pareto_mask(v, [D.MAXIMIZE, D.MINIMIZE]).tolist()
-        [True, True, False]
-    """
-    values = np.asarray(values, dtype=float)
-    if values.ndim != 2 or values.shape[1] != len(directions):
-        raise ValueError(
-            f"pareto_mask: values must have shape (n_trials, {len(directions)}) to match the "
-            f"directions, got {values.shape}."
-        )
-    sign = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in directions])
-    loss = values * sign
-    mask = np.ones(len(loss), dtype=bool)
-    for i in range(len(loss)):
-        no_worse = np.all(loss <= loss[i], axis=1)
-        better = np.any(loss < loss[i], axis=1)
-        mask[i] = not np.any(no_worse & better)
-    return mask
 
 
 def parse_config(raw: Any) -> dict[str, dict[str, Any]] | None:

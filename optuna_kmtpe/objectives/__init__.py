@@ -17,7 +17,6 @@ from optuna_kmtpe.objectives._factory import train_quantized
 from optuna_kmtpe.objectives._forecast import HessianAccuracyPrior
 from optuna_kmtpe.objectives._forecast import KnownCosts
 from optuna_kmtpe.objectives._forecast import sampler_forecast
-from optuna_kmtpe.objectives._forecast import warm_starts_inside
 from optuna_kmtpe.objectives._metrics import COST_METRICS
 from optuna_kmtpe.objectives._metrics import METRICS
 from optuna_kmtpe.objectives._metrics import Metric
@@ -26,6 +25,9 @@ from optuna_kmtpe.objectives._objective import EarlyStopRule
 from optuna_kmtpe.objectives._objective import MPQObjective
 from optuna_kmtpe.objectives._objective import StopTraining
 from optuna_kmtpe.objectives._warmstart import enqueue_warm_starts
+from optuna_kmtpe.objectives._warmstart import warm_start_configs
+from optuna_kmtpe.objectives._warmstart import warm_start_study
+from optuna_kmtpe.objectives._warmstart import warm_starts_inside
 
 
 __all__ = [
@@ -41,6 +43,8 @@ __all__ = [
     "StopTraining",
     "TrainingRecipe",
     "enqueue_warm_starts",
+    "warm_start_configs",
+    "warm_start_study",
     "warm_starts_inside",
     "hardware_cost_fn",
     "make_objective",

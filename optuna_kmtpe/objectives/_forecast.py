@@ -20,7 +20,6 @@ import dataclasses
 from typing import Any
 
 from optuna_kmtpe.config import QuantConfig
-from optuna_kmtpe.objectives._metrics import METRICS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,38 +147,6 @@ def sampler_forecast(
         "reference_point": known.reference_point(worst, base - accuracy_window),
         "n_startup_trials": 0,
     }
-
-
-def warm_starts_inside(
-    configs: Sequence[tuple[str, QuantConfig]], forecast: Mapping[str, Any] | None
-) -> list[tuple[str, QuantConfig]]:
-    """The warm starts that can add hypervolume inside the forecast's region of interest.
-
-    A config whose exact cost reaches the reference point on any cost metric adds nothing to
-    the hypervolume the sampler maximizes, whatever its accuracy (uniform max-bit configs lie
-    exactly on it): training it spends a trial. Without a forecast every config is kept.
-
-    Args:
-        configs: ``(label, config)`` pairs.
-        forecast: The options of :func:`sampler_forecast` (or ``None``).
-    """
-    if forecast is None:
-        return list(configs)
-    known: KnownCosts = forecast["known_objectives"]
-    reference = forecast["reference_point"]
-    kept = []
-    for label, config in configs:
-        costs = known.cost_fn(config).metrics
-        inside = all(
-            (float(costs[name]) > limit)
-            if METRICS[name].direction == "maximize"
-            else (float(costs[name]) < limit)
-            for name, limit in zip(known.metrics, reference)
-            if name != "accuracy"
-        )
-        if inside:
-            kept.append((label, config))
-    return kept
 
 
 def space_act_bits(space: Any) -> tuple[int, ...]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from optuna_kmtpe.sampler._diagnostics import split_history
 from optuna_kmtpe.sampler._kmeans import KMeans1DResult
 from optuna_kmtpe.sampler._kmeans import kmeans_1d
+from optuna_kmtpe.sampler._pareto import pareto_mask
 from optuna_kmtpe.sampler._sampler import PREDICTION_ATTR_KEY
 from optuna_kmtpe.sampler._sampler import SPLIT_ATTR_KEY
 from optuna_kmtpe.sampler._sampler import KMeansTPESampler
@@ -25,5 +26,6 @@ __all__ = [
     "SPLIT_ATTR_KEY",
     "default_n_clusters",
     "kmeans_1d",
+    "pareto_mask",
     "split_history",
 ]

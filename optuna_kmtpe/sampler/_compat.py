@@ -38,6 +38,10 @@ REQUIRED_PRIVATE_API: tuple[tuple[str, tuple[str, ...] | None], ...] = (
         "optuna.study._multi_objective._fast_non_domination_rank",
         ("loss_values", "penalty", "n_below"),
     ),
+    (
+        "optuna.study._multi_objective._is_pareto_front",
+        ("loss_values", "assume_unique_lexsorted"),
+    ),
     ("optuna.samplers._tpe._erf.erf", ("x",)),
     (
         "optuna._hypervolume.compute_hypervolume",

@@ -27,16 +27,7 @@ import numpy as np
 from optuna._hypervolume import compute_hypervolume
 from optuna.samplers._tpe._erf import erf
 
-
-def pareto_front(losses: np.ndarray) -> np.ndarray:
-    """Rows of ``losses`` not dominated by another row (duplicates kept once)."""
-    losses = np.unique(np.asarray(losses, dtype=float), axis=0)
-    keep = np.ones(len(losses), dtype=bool)
-    for i in range(len(losses)):
-        if keep[i]:
-            dominated = np.all(losses[i] <= losses, axis=1) & np.any(losses[i] < losses, axis=1)
-            keep &= ~dominated
-    return losses[keep]
+from optuna_kmtpe.sampler._pareto import pareto_mask
 
 
 def free_volume(corners: np.ndarray, points: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -114,7 +105,8 @@ def expected_improvement(
     d_u = mean.shape[1]
     front = front[np.all(front < reference, axis=1)]
     if len(front):
-        front = pareto_front(front)
+        front = np.unique(front, axis=0)  # the front's points, each once
+        front = front[pareto_mask(front)]
     if d_u == 0:
         return free_volume(known, front, reference)
     if d_u > 1:

@@ -28,9 +28,12 @@ from optuna_kmtpe.sampler._known import mutations
 from optuna_kmtpe.sampler._known import to_external
 from optuna_kmtpe.sampler._known import to_internal
 from optuna_kmtpe.sampler._known import uniform_samples
+from optuna_kmtpe.sampler._split import TIEBREAKS
+from optuna_kmtpe.sampler._split import RankTieBreak
 from optuna_kmtpe.sampler._split import SplitResult
 from optuna_kmtpe.sampler._split import infeasible_score
 from optuna_kmtpe.sampler._split import split_trials
+from optuna_kmtpe.sampler._split import spread_tiebreak
 from optuna_kmtpe.sampler._surrogate import AdditiveBayesianRegression
 from optuna_kmtpe.sampler._surrogate import ObjectivePredictor
 
@@ -111,9 +114,8 @@ class KMeansTPESampler(TPESampler):
     by a minimum and a maximum share (the dual threshold). Equal values are never split
     between the two sets, which matters on flat, plateau-heavy landscapes such as bit-width
     search. For several objectives the clustered score is the non-domination rank and a rank
-    that must be cut is thinned by farthest-point selection in normalized objective space,
-    which avoids the hypervolume subset selection that dominates Optuna's multi-objective
-    TPE cost. Everything else (Parzen estimators, constant liar, relative/group sampling,
+    that must be cut is thinned by an injected tie-break (default: MOTPE's hypervolume subset
+    selection). Everything else (Parzen estimators, constant liar, relative/group sampling,
     startup trials, seeding) is Optuna's TPE. Based on
     `K-Means TPE <https://arxiv.org/abs/2308.06422>`__; see ``docs/sampler.md`` for what was
     measured.
@@ -159,9 +161,10 @@ class KMeansTPESampler(TPESampler):
         constraints_func: Constraints of a finished trial, ``<= 0`` meaning satisfied (as
             TPE): infeasible trials rank after every feasible one, by total violation.
         multi_objective_tiebreak: How the members of a cut non-domination rank are chosen:
-            ``"hssp"``, Optuna MOTPE's greedy hypervolume subset selection (default), or
+            ``"hssp"``, Optuna MOTPE's greedy hypervolume subset selection (default),
             ``"spread"``, farthest points in normalized objective space (0.4x MOTPE's time per
-            trial at 3 objectives, about 1% less hypervolume on the broad suite).
+            trial at 3 objectives, about 1% less hypervolume on the broad suite), or any
+            ``tiebreak(losses, members, n_select)`` (see ``RankTieBreak`` in ``_split``).
         diagnostics: Write the split of each sampled trial to the user attribute
             ``"kmtpe:split"`` (see :func:`split_history`).
         known_objectives: Opt-in. ``f(params) -> values``, one per objective, giving the
@@ -199,7 +202,7 @@ class KMeansTPESampler(TPESampler):
         group: bool = False,
         constant_liar: bool = True,
         constraints_func: Callable[[FrozenTrial], Sequence[float]] | None = None,
-        multi_objective_tiebreak: str = "hssp",
+        multi_objective_tiebreak: str | RankTieBreak = "hssp",
         diagnostics: bool = True,
         known_objectives: KnownObjectives | None = None,
         predictor: ObjectivePredictor | None = None,
@@ -220,12 +223,16 @@ class KMeansTPESampler(TPESampler):
             raise TypeError(
                 "predictor needs fit(params, values, search_space) and predict(params)."
             )
-        if multi_objective_tiebreak not in ("hssp", "spread"):
-            raise ValueError(
-                "multi_objective_tiebreak must be 'hssp' (Optuna's hypervolume subset "
-                "selection) or 'spread' (farthest points, cheaper); got "
-                f"{multi_objective_tiebreak!r}."
-            )
+        if isinstance(multi_objective_tiebreak, str):
+            if multi_objective_tiebreak not in TIEBREAKS:
+                raise ValueError(
+                    "multi_objective_tiebreak must be 'hssp' (Optuna's hypervolume subset "
+                    "selection), 'spread' (farthest points, cheaper) or a callable; got "
+                    f"{multi_objective_tiebreak!r}."
+                )
+            multi_objective_tiebreak = TIEBREAKS[multi_objective_tiebreak]
+        elif not callable(multi_objective_tiebreak):
+            raise TypeError("multi_objective_tiebreak must be a name or a callable.")
         if n_candidates < 1:
             raise ValueError(f"n_candidates must be >= 1; got {n_candidates}.")
         if not callable(n_clusters) and (
@@ -267,7 +274,7 @@ class KMeansTPESampler(TPESampler):
         self._window_factor = window_factor
         self._middle_weight = middle_weight
         self._diagnostics = diagnostics
-        self._mo_tiebreak = multi_objective_tiebreak
+        self._mo_tiebreak: RankTieBreak = multi_objective_tiebreak
         self._known_objectives = known_objectives
         self._predictor = predictor if predictor is not None else AdditiveBayesianRegression()
         self._reference_point = None if reference_point is None else tuple(reference_point)
@@ -289,7 +296,7 @@ class KMeansTPESampler(TPESampler):
         study: Study,
         trial: FrozenTrial,
         trials: list[FrozenTrial],
-        mo_tiebreak: str | None = None,
+        mo_tiebreak: RankTieBreak | None = None,
     ) -> SplitResult:
         # Independent and group sampling call _sample once per parameter or group of the same
         # trial: the split only changes when the list of trials does.
@@ -442,7 +449,7 @@ class KMeansTPESampler(TPESampler):
         ]
         # l(x) only proposes half of the candidates here and EHVI picks among them, so the
         # cheap spread rule replaces the hypervolume subset selection at the cut rank.
-        split = self._split(study, trial, split_trials_, mo_tiebreak="spread")
+        split = self._split(study, trial, split_trials_, mo_tiebreak=spread_tiebreak)
         mpe_below = self._build_parzen_estimator(study, search_space, split.below, True)
         mpe_above = self._build_weighted_above(study, search_space, split)
 

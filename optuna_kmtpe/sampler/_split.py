@@ -32,6 +32,7 @@ from collections.abc import Sequence
 import math
 from typing import TYPE_CHECKING
 from typing import NamedTuple
+from typing import Protocol
 
 import numpy as np
 from optuna.study import StudyDirection
@@ -197,106 +198,55 @@ def farthest_point_order(
     return np.asarray(chosen, dtype=int)
 
 
-def box_volume_order(points: np.ndarray, n_select: int) -> np.ndarray:
-    """Pick the ``n_select`` rows with the largest dominated box up to the reference ``1.1``.
+class RankTieBreak(Protocol):
+    """Chooses the members of the non-domination rank that the good set's bound cuts.
 
-    The box ``prod(1.1 - z)`` is each point's own hypervolume in normalized space: the first
-    choice of a greedy hypervolume subset selection, at ``O(m d)`` cost.
+    Injected into :func:`split_trials` (and ``KMeansTPESampler(multi_objective_tiebreak=...)``);
+    the rules measured and rejected are in ``benchmarks/_split_variants.py``.
     """
-    volume = np.prod(np.clip(1.1 - points, 0.0, None), axis=1)
-    return np.argsort(-volume, kind="stable")[: max(0, min(n_select, points.shape[0]))]
+
+    def __call__(self, losses: np.ndarray, members: np.ndarray, n_select: int) -> np.ndarray:
+        """Return ``n_select`` distinct positions into ``members``, chosen first.
+
+        Args:
+            losses: ``(n, d)`` minimized losses of every feasible COMPLETE trial.
+            members: Row indices of ``losses`` forming the rank to thin.
+            n_select: How many members join the good set (``< members.size``).
+        """
+        ...
 
 
-def greedy_hypervolume_order_2d(points: np.ndarray, n_select: int) -> np.ndarray:
-    """Greedy hypervolume subset selection for two objectives, reference point ``1.1``.
-
-    Each step adds the point whose exclusive rectangle (bounded by its selected neighbours
-    or the reference point) is largest: ``O(n_select * m log m)`` with numpy, no hypervolume
-    library. The points of one non-domination rank are mutually non-dominated, so sorted by
-    the first objective they are sorted decreasingly by the second.
-    """
-    m = points.shape[0]
-    n_select = max(0, min(n_select, m))
-    order = np.lexsort((points[:, 1], points[:, 0]))
-    x = points[order, 0]
-    y = points[order, 1]
-    selected = np.zeros(m, dtype=bool)
-    chosen: list[int] = []
-    reference = 1.1
-    for _ in range(n_select):
-        sel_pos = np.flatnonzero(selected)
-        # Nearest selected neighbour on the right (bounds x) and on the left (bounds y).
-        right = np.searchsorted(sel_pos, np.arange(m), side="right")
-        x_bound = np.append(x[sel_pos], reference)[right]
-        y_bound = np.concatenate(([reference], y[sel_pos]))[right]
-        gain = np.clip(x_bound - x, 0.0, None) * np.clip(y_bound - y, 0.0, None)
-        gain[selected] = -1.0
-        best = int(np.argmax(gain))
-        selected[best] = True
-        chosen.append(int(order[best]))
-    return np.asarray(chosen, dtype=int)
-
-
-def approximate_hypervolume_order(points: np.ndarray, n_select: int) -> np.ndarray:
-    """Greedy hypervolume subset selection with pairwise-overlap contributions, any dimension.
-
-    A candidate's contribution is its own box up to the reference ``1.1`` minus its overlap with
-    each selected point's box (a Bonferroni lower bound of the exact exclusive hypervolume):
-    ``O(n_select * m * d)``, no hypervolume computation.
-    """
-    m = points.shape[0]
-    n_select = max(0, min(n_select, m))
-    reach = np.clip(1.1 - points, 0.0, None)
-    own = np.prod(reach, axis=1)
-    overlap = np.zeros(m)
-    chosen: list[int] = []
-    available = np.ones(m, dtype=bool)
-    for _ in range(n_select):
-        gain = np.where(available, own - overlap, -np.inf)
-        best = int(np.argmax(gain))
-        chosen.append(best)
-        available[best] = False
-        overlap += np.prod(np.minimum(reach, reach[best]), axis=1)
-    return np.asarray(chosen, dtype=int)
-
-
-def hssp_order(losses: np.ndarray, n_select: int) -> np.ndarray:
+def hssp_tiebreak(losses: np.ndarray, members: np.ndarray, n_select: int) -> np.ndarray:
     """Optuna MOTPE's greedy hypervolume subset selection (same reference point and cache)."""
     from optuna.samplers._tpe.sampler import _get_reference_point
     from optuna.samplers._tpe.sampler import _solve_hssp_with_cache
 
-    n_select = max(0, min(n_select, len(losses)))
+    rank = losses[members]
+    n_select = max(0, min(n_select, len(rank)))
     if n_select == 0:
         return np.zeros(0, dtype=int)
-    if n_select == len(losses):
-        return np.arange(len(losses))
+    if n_select == len(rank):
+        return np.arange(len(rank))
     chosen = _solve_hssp_with_cache(
-        tuple(losses.ravel()),
-        tuple(range(len(losses))),
+        tuple(rank.ravel()),
+        tuple(range(len(rank))),
         n_select,
-        tuple(_get_reference_point(losses)),
+        tuple(_get_reference_point(rank)),
     )
     return np.asarray(chosen, dtype=int)
 
 
-def _thin_rank(points: np.ndarray, n_select: int, rule: str) -> np.ndarray:
-    if rule.startswith("hv2d+"):
-        if points.shape[1] == 2:
-            return greedy_hypervolume_order_2d(points, n_select)
-        rule = rule[len("hv2d+") :]
-    if rule == "spread":
-        return farthest_point_order(points, n_select)
-    if rule == "box":
-        return box_volume_order(points, n_select)
-    if rule == "approx-hv":
-        return approximate_hypervolume_order(points, n_select)
-    if rule == "knee-spread":
-        # Farthest-point selection started from the largest-box (knee) point.
-        return farthest_point_order(points, n_select, start=int(box_volume_order(points, 1)[0]))
-    raise ValueError(f"Unknown multi-objective tie-break {rule!r}.")
+def spread_tiebreak(losses: np.ndarray, members: np.ndarray, n_select: int) -> np.ndarray:
+    """Farthest points of the rank, in objective space normalized over all ``losses``."""
+    return farthest_point_order(normalized_losses(losses)[members], n_select)
 
 
-def _normalized(losses: np.ndarray) -> np.ndarray:
+#: The tie-breaks ``KMeansTPESampler(multi_objective_tiebreak=...)`` accepts by name.
+TIEBREAKS: dict[str, RankTieBreak] = {"hssp": hssp_tiebreak, "spread": spread_tiebreak}
+
+
+def normalized_losses(losses: np.ndarray) -> np.ndarray:
+    """Each objective scaled to [0, 1] over the finite values; non-finite ones at 2."""
     clipped = np.where(np.isfinite(losses), losses, np.nan)
     low = np.nanmin(clipped, axis=0) if np.isfinite(clipped).any() else 0.0
     high = np.nanmax(clipped, axis=0) if np.isfinite(clipped).any() else 1.0
@@ -318,7 +268,7 @@ def split_trials(
     max_good_trials: int | None,
     window_factor: float,
     middle_weight: float,
-    mo_tiebreak: str = "hssp",
+    mo_tiebreak: RankTieBreak = hssp_tiebreak,
     nondomination_rank: Callable[[np.ndarray, int], np.ndarray] | None = None,
 ) -> SplitResult:
     """Split trials into good and bad sets by k-means (see the module docstring).
@@ -332,6 +282,7 @@ def split_trials(
         max_good_trials: Cap of the good set size (single objective), or ``None``.
         window_factor: How many times ``n_max`` best losses are clustered.
         middle_weight: Kernel weight factor in g(x) of the band just after the good set.
+        mo_tiebreak: Chooses the members of a non-domination rank that the cut falls inside.
         nondomination_rank: ``rank(losses, n_head)``: non-domination ranks of the rows of
             ``losses``, exact for (at least) the best ``n_head`` rows and larger for the rest.
 
@@ -406,8 +357,7 @@ def split_trials(
             n_max,
             k,
             window_factor=window_factor,
-            # "whole-rank" (a measured variant) never cuts a rank, like value ties.
-            split_ties=multi_objective and mo_tiebreak != "whole-rank",
+            split_ties=multi_objective,
         )
         if multi_objective and 0 < cut.n_below < sorted_scores.size:
             boundary_rank = sorted_scores[cut.n_below - 1]
@@ -415,12 +365,7 @@ def split_trials(
             end = int(np.searchsorted(sorted_scores, boundary_rank, side="right"))
             if end > cut.n_below:
                 members = order[start:end]
-                if mo_tiebreak == "hssp":
-                    picked = hssp_order(losses[members], cut.n_below - start)
-                else:
-                    picked = _thin_rank(
-                        _normalized(losses)[members], cut.n_below - start, mo_tiebreak
-                    )
+                picked = np.asarray(mo_tiebreak(losses, members, cut.n_below - start), dtype=int)
                 rest = np.setdiff1d(np.arange(members.size), picked, assume_unique=True)
                 order = order.copy()
                 order[start:end] = members[np.concatenate((picked, rest))]

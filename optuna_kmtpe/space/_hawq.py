@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from optuna_kmtpe.sampler import pareto_mask
 from optuna_kmtpe.space._order import count_monotone
 from optuna_kmtpe.space._order import iter_monotone
 
@@ -46,12 +47,12 @@ def pareto_independent(
 
 
 def _non_dominated(points: list[LevelPoint]) -> list[LevelPoint]:
+    """The Pareto points of (size, Omega) by size, each cost pair once (its smallest levels)."""
     points.sort(key=lambda p: (p.size, p.omega, p.levels))
-    kept: list[LevelPoint] = []
-    for point in points:
-        if not kept or point.omega < kept[-1].omega:
-            kept.append(point)
-    return kept
+    costs = np.array([(p.size, p.omega) for p in points], dtype=float).reshape(-1, 2)
+    first = np.ones(len(points), dtype=bool)
+    first[1:] = np.any(costs[1:] != costs[:-1], axis=1)
+    return [p for p, keep in zip(points, pareto_mask(costs) & first) if keep]
 
 
 def pareto_monotone(

@@ -631,24 +631,6 @@ class MonotoneSearchSpace:
         )
         return [FrontierPoint(p.size, p.omega, self._config_of_levels(p.levels)) for p in points]
 
-    def warm_start_params(
-        self, num: int = 5, *, method: str = "auto", omega: str = "trace"
-    ) -> list[dict[str, int]]:
-        """Params of ``num`` HAWQ-V2 frontier configs spread over size, for ``enqueue_trial``.
-
-        Example:
-            >>> # for params in space.warm_start_params(5): study.enqueue_trial(params)
-        """
-        frontier = self.hawq_v2_frontier(method=method, omega=omega)
-        if self.size_budget_bits is not None:
-            frontier = [p for p in frontier if p.size_bits <= self.size_budget_bits] or frontier
-        if num >= len(frontier):
-            chosen = frontier
-        else:
-            picks = sorted({round(k * (len(frontier) - 1) / max(num - 1, 1)) for k in range(num)})
-            chosen = [frontier[k] for k in picks]
-        return [self.params_for(point.config) for point in chosen]
-
     # Display ---------------------------------------------------------------------------------
     def describe(self) -> str:
         """A table of the space: per layer its trace, what it must dominate, and its choices."""

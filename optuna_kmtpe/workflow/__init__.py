@@ -7,6 +7,7 @@ warm starts, K-Means TPE, and dashboard graphs refreshed during the search.
 
 from __future__ import annotations
 
+from optuna_kmtpe.objectives._warmstart import warm_start_configs
 from optuna_kmtpe.workflow._inspect import TrialExport
 from optuna_kmtpe.workflow._inspect import export_trial_model
 from optuna_kmtpe.workflow._inspect import load_stored_settings
@@ -26,7 +27,6 @@ from optuna_kmtpe.workflow._run import open_storage
 from optuna_kmtpe.workflow._run import pareto_rows
 from optuna_kmtpe.workflow._run import run_search
 from optuna_kmtpe.workflow._run import trial_progress
-from optuna_kmtpe.workflow._run import warm_start_configs
 from optuna_kmtpe.workflow._settings import SearchSettings
 from optuna_kmtpe.workflow._settings import default_cache_dir
 

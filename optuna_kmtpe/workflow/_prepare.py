@@ -178,6 +178,8 @@ def pretrained_model(
     if settings.checkpoint is not None:
         log(f"Loaded the float {settings.model} from the checkpoint {settings.checkpoint}.")
         return model.eval()
+    if settings.pretrain_epochs == 0:  # trained already (optuna_kmtpe.search(trained=True))
+        return model.eval()
     path = _checkpoint_path(settings, splits.name, sources=source_key(settings, splits))
     if path.exists():
         try:

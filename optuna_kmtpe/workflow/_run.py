@@ -16,7 +16,6 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from optuna_kmtpe import records as keys
-from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.objectives._metrics import METRICS
 from optuna_kmtpe.objectives._metrics import Metric
 from optuna_kmtpe.objectives._metrics import objective_metrics
@@ -26,7 +25,6 @@ from optuna_kmtpe.objectives._metrics import study_metrics
 from optuna_kmtpe.objectives._metrics import study_quality
 from optuna_kmtpe.sampler import PREDICTION_ATTR_KEY
 from optuna_kmtpe.workflow._budgets import over_budget_note
-from optuna_kmtpe.workflow._budgets import warm_starts_within_budgets
 from optuna_kmtpe.workflow._prepare import SearchJob
 from optuna_kmtpe.workflow._prepare import check_inputs
 from optuna_kmtpe.workflow._prepare import prepare_job
@@ -93,49 +91,6 @@ def forecast_for(settings: SearchSettings, objective: Any, job: Any) -> dict[str
     return sampler_forecast(
         objective, report=job.report, model=job.model, val_loader=job.val_loader
     )
-
-
-def warm_start_configs(
-    space: Any,
-    *,
-    weight_bits: Sequence[int],
-    act_bits: Sequence[int],
-    log: Callable[[str], None] = print,
-) -> list[tuple[str, QuantConfig]]:
-    """Uniform 8-bit and 4-bit configs and HAWQ-V2 selections at 3 size budgets.
-
-    Under budgets, a config that breaks one is replaced by the nearest config that fits
-    (:func:`~optuna_kmtpe.workflow._budgets.warm_starts_within_budgets`, which ``log`` tells).
-
-    HAWQ-V2 selections respect the space's sensitivity order, so every one of them is a config
-    the space can express (and ``params_for`` reproduces it exactly). Their activation bits are
-    paired with their weight bits (:meth:`MonotoneSearchSpace.pair_activation_bits`) so that
-    the selections are cheaper on the FPGA, not only smaller.
-    """
-    layers = list(space.layer_names)
-    configs: list[tuple[str, QuantConfig]] = []
-    for bits in (8, 4):
-        if bits in weight_bits:
-            act = bits if bits in act_bits else max(act_bits)
-            configs.append(
-                (
-                    f"uniform-w{bits}a{act}",
-                    QuantConfig.uniform(layers, weight_bits=bits, act_bits=act),
-                )
-            )
-    # The space's own frontier: its (budget-pruned, monotone) configs, so each one is enqueueable.
-    frontier = space.hawq_v2_frontier()
-    for fraction in (0.25, 0.5, 0.75):
-        if frontier:
-            point = frontier[min(len(frontier) - 1, int(fraction * len(frontier)))]
-            # HAWQ-V2 chooses weight bits; with 8-bit activations the DSPs could not pack and
-            # the selection would cost as much as uniform 8-bit (benchmarks/mpq_search.py:
-            # paired warm starts gain about 8% hypervolume at 20 trials on digits).
-            config = space.pair_activation_bits(point.config)
-            configs.append((f"hawq-v2-{int(fraction * 100)}%", config))
-    if getattr(space, "budgets", None) or getattr(space, "size_budget_bits", None) is not None:
-        configs = warm_starts_within_budgets(configs, space, log=log)
-    return configs
 
 
 def sampler_seed(seed: int, first_trial: int) -> int:
@@ -319,9 +274,8 @@ def run_search(
         The study.
     """
     from optuna_kmtpe.objectives import EarlyStopRule
-    from optuna_kmtpe.objectives import enqueue_warm_starts
     from optuna_kmtpe.objectives import make_objective
-    from optuna_kmtpe.objectives import warm_starts_inside
+    from optuna_kmtpe.objectives import warm_start_study
     from optuna_kmtpe.workflow._prepare import load_data
     from optuna_kmtpe.workflow._sources import check_stored_sources
     from optuna_kmtpe.workflow._sources import metric_function
@@ -373,17 +327,10 @@ def run_search(
     )
     study.sampler = sampler
     if settings.warm_start and not join_only:
-        configs = warm_start_configs(
-            job.space,
-            weight_bits=settings.weight_bits,
-            act_bits=settings.act_bits,
-            log=log,
-        )
-        # With the forecast on, uniform max-bit lies on the reference point and adds nothing
-        # (digits, 10 seeds: hypervolume at 10 trials 0.0351 without it, 0.0306 with it).
-        configs = warm_starts_inside(configs, forecast)
-        # No more than the study will run: an unused warm start would stay WAITING.
-        n = enqueue_warm_starts(study, configs[: settings.n_trials], job.space.params_for)
+        n = warm_start_study(
+            study, job.space, weight_bits=settings.weight_bits, act_bits=settings.act_bits,
+            forecast=forecast, max_trials=settings.n_trials, log=log,
+        )  # fmt: skip
         if n:
             log(warm_start_line(n, n_trials=settings.n_trials, sampler=settings.sampler))
 

@@ -116,11 +116,25 @@ def test_options_pass_through_and_keyword_only() -> None:
         ({"middle_weight": 1.5}, "middle_weight"),
         ({"n_startup_trials": -1}, "n_startup_trials"),
         ({"n_ei_candidates": 0}, "n_ei_candidates"),
+        ({"multi_objective_tiebreak": "box"}, "multi_objective_tiebreak"),
     ],
 )
 def test_invalid_arguments_say_what_to_do(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         KMeansTPESampler(**kwargs)
+
+
+def test_the_tiebreak_is_a_name_or_an_injected_callable() -> None:
+    from optuna_kmtpe.sampler._split import hssp_tiebreak
+    from optuna_kmtpe.sampler._split import spread_tiebreak
+
+    assert KMeansTPESampler()._mo_tiebreak is hssp_tiebreak
+    assert KMeansTPESampler(multi_objective_tiebreak="spread")._mo_tiebreak is spread_tiebreak
+    assert KMeansTPESampler(multi_objective_tiebreak=spread_tiebreak)._mo_tiebreak is (
+        spread_tiebreak
+    )
+    with pytest.raises(TypeError, match="multi_objective_tiebreak"):
+        KMeansTPESampler(multi_objective_tiebreak=3)  # type: ignore[arg-type]
 
 
 # --- reproducibility and RNG -----------------------------------------------------------------

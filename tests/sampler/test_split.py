@@ -248,40 +248,27 @@ def _study(directions: list[StudyDirection]) -> optuna.Study:
     return optuna.create_study(directions=directions)
 
 
-def test_greedy_hypervolume_2d_matches_optunas_greedy_hssp() -> None:
-    from optuna._hypervolume import _solve_hssp
-
-    from optuna_kmtpe.sampler._split import greedy_hypervolume_order_2d
-
-    rng = np.random.default_rng(0)
-    for _ in range(50):
-        n = int(rng.integers(2, 15))
-        a = np.sort(rng.uniform(0, 1, n))
-        points = np.stack([a, 1 - np.sqrt(a)], axis=1)[rng.permutation(n)]
-        k = int(rng.integers(1, n))
-        mine = sorted(greedy_hypervolume_order_2d(points, k).tolist())
-        reference = _solve_hssp(points, np.arange(n), k, np.array([1.1, 1.1]))
-        assert mine == sorted(reference.tolist())
-
-
-def test_rank_thinning_rules() -> None:
-    from optuna_kmtpe.sampler._split import _thin_rank
-    from optuna_kmtpe.sampler._split import farthest_point_order
+def test_spread_tiebreak_picks_both_extremes_then_the_middle() -> None:
+    from optuna_kmtpe.sampler._split import spread_tiebreak
 
     a = np.linspace(0, 1, 11)
     front = np.stack([a, 1 - a], axis=1)
-    spread = farthest_point_order(front, 3)
-    assert sorted(spread.tolist()) == [0, 5, 10]  # both extremes, then the middle
-    box = _thin_rank(front, 1, "box")
-    assert box.tolist() == [5]  # the knee has the largest own box
-    knee = _thin_rank(front, 3, "knee-spread")
-    assert knee[0] == 5 and set(knee[1:].tolist()) == {0, 10}
-    assert len(set(_thin_rank(front, 4, "hv2d+spread").tolist())) == 4
-    approx = _thin_rank(front, 3, "approx-hv")
-    assert approx[0] == 5 and len(set(approx.tolist())) == 3  # the knee first, then spread
-    three = np.random.default_rng(0).uniform(0, 1, (8, 3))
-    first = _thin_rank(three, 1, "approx-hv")[0]
-    assert first == _thin_rank(three, 1, "box")[0]
-    assert len(_thin_rank(three, 3, "hv2d+spread")) == 3
-    with pytest.raises(ValueError, match="tie-break"):
-        _thin_rank(front, 2, "nope")
+    picked = spread_tiebreak(front, np.arange(11), 3)
+    assert sorted(picked.tolist()) == [0, 5, 10]
+
+
+def test_an_injected_tiebreak_chooses_the_members_of_the_cut_rank() -> None:
+    # One rank of 20 mutually non-dominated trials, good set bounded to 2: the tie-break picks.
+    values = [[float(i), float(19 - i)] for i in range(20)]
+    calls: list[tuple[int, int]] = []
+
+    def last_members(losses: np.ndarray, members: np.ndarray, n_select: int) -> np.ndarray:
+        calls.append((members.size, n_select))
+        return np.arange(members.size)[::-1][:n_select]
+
+    result = _split(
+        _trials(values), [MIN, MIN], min_good_fraction=0.1, max_good_fraction=0.1,
+        mo_tiebreak=last_members,
+    )  # fmt: skip
+    assert calls == [(20, 2)]
+    assert _numbers(result.below) == [18, 19]

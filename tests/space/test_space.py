@@ -372,17 +372,20 @@ def test_milp_frontier_equals_enumeration() -> None:
     assert [p.omega for p in milp] == pytest.approx([p.omega for p in exact], rel=1e-6)
 
 
-def test_warm_start_params_are_frontier_configs_in_the_space() -> None:
+def test_hawq_v2_warm_starts_are_frontier_configs_in_the_space() -> None:
+    from optuna_kmtpe.objectives import warm_start_configs
+
     report = make_report(6, seed=13)
     space = MonotoneSearchSpace(report, weight_bits=(2, 4, 8), act_bits=(4, 8))
     frontier = space.hawq_v2_frontier()
-    params = space.warm_start_params(4)
-    assert len(params) == 4
-    configs = [space.config_from_params(p) for p in params]
-    frontier_configs = [p.config for p in frontier]
-    assert all(c in frontier_configs for c in configs)
-    assert configs[0] == frontier_configs[0] and configs[-1] == frontier_configs[-1]
-    assert all(order_holds(space, c) for c in frontier_configs)
+    assert all(order_holds(space, p.config) for p in frontier)
+    warm = warm_start_configs(space, weight_bits=(2, 4, 8), act_bits=(4, 8), log=print)
+    hawq = [config for label, config in warm if label.startswith("hawq-v2")]
+    assert len(hawq) == 3
+    frontier_bits = [{n: c.weight_bits for n, c in p.config.items()} for p in frontier]
+    for config in hawq:
+        assert {n: c.weight_bits for n, c in config.items()} in frontier_bits
+        assert space.config_from_params(space.params_for(config)) == config  # enqueueable
 
 
 def test_paired_activation_bits_follow_weights_and_stay_in_the_space() -> None:

@@ -7,12 +7,12 @@ from optuna.trial import TrialState
 
 from optuna_kmtpe import records as keys
 from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.objectives import warm_start_configs
 from optuna_kmtpe.sensitivity import LayerSensitivity
 from optuna_kmtpe.sensitivity import SensitivityReport
 from optuna_kmtpe.space import MonotoneSearchSpace
 from optuna_kmtpe.workflow._budgets import over_budget_note
 from optuna_kmtpe.workflow._run import _TrialLine
-from optuna_kmtpe.workflow._run import warm_start_configs
 
 
 def _latency(config: QuantConfig) -> dict[str, float]:
