@@ -9,7 +9,7 @@ from typing import Any
 
 from optuna_kmtpe import records as keys
 from optuna_kmtpe.config import QuantConfig
-from optuna_kmtpe.objectives._metrics import METRICS
+from optuna_kmtpe.records import METRICS
 
 
 def warm_starts_within_budgets(
