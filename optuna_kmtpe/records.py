@@ -231,11 +231,6 @@ def cost_metrics() -> tuple[str, ...]:
     )
 
 
-def recorded_metrics() -> tuple[str, ...]:
-    """Scalar trial user attrs that plots and tables may show: every metric, and the QAT time."""
-    return (*METRICS, TRAIN_TIME_S)
-
-
 def metric(name: str) -> Metric:
     """The :class:`Metric` called ``name``: built-in, or a plain one (4 digits, no unit)."""
     return METRICS.get(name) or Metric(name, "maximize", "", name)

@@ -22,10 +22,10 @@ from optuna_kmtpe.dashboard._figures import sampler_split_figure
 from optuna_kmtpe.dashboard._figures import sensitivity_bits_figure
 from optuna_kmtpe.dashboard._note import summary_markdown
 from optuna_kmtpe.dashboard._records import TrialPoint
-from optuna_kmtpe.dashboard._records import metric_names_of
 from optuna_kmtpe.dashboard._records import points_from_trials
 from optuna_kmtpe.dashboard._records import quality_renamed
 from optuna_kmtpe.dashboard._records import sensitivity_layers
+from optuna_kmtpe.records import study_metrics
 from optuna_kmtpe.records import study_quality
 
 
@@ -96,7 +96,7 @@ class _Publisher:
 
     def publish(self, study: optuna.Study) -> list[str]:
         trials: list[FrozenTrial] = study.get_trials(deepcopy=False)
-        metric_names = metric_names_of(study)
+        metric_names = [m.name for m in study_metrics(study)]
         renamed = quality_renamed(study)
         points = points_from_trials(trials, study.directions, metric_names, renamed=renamed)
         quality = renamed.get(records.ACCURACY, records.ACCURACY)

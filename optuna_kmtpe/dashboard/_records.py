@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 
 from optuna_kmtpe import records
 from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.records import study_metrics
 from optuna_kmtpe.records import study_quality
 from optuna_kmtpe.sensitivity import LayerSensitivity
 from optuna_kmtpe.sensitivity import SensitivityReport
@@ -34,8 +35,9 @@ class TrialPoint:
     Args:
         number: The trial number.
         metrics: Finite scalar metrics by name: the objective values under the study's metric
-            names (``objective_<i>`` when unnamed) plus the numeric trial user attributes of
-            :func:`optuna_kmtpe.records.recorded_metrics`.
+            names (:func:`~optuna_kmtpe.records.study_metrics`) plus the numeric trial user
+            attributes of every metric of :data:`~optuna_kmtpe.records.METRICS` and the QAT
+            time.
         config: The trial's per-layer config (``QuantConfig.to_dict()`` form), or ``None``.
         feasible: Whether every constraint (and the ``feasible`` user attribute) is met.
         pareto: Whether the trial is on the study's Pareto front (among feasible trials, in
@@ -112,15 +114,6 @@ def _finite_float(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def metric_names_of(study: optuna.Study) -> list[str]:
-    """The study's metric names, or ``objective_<i>`` for unnamed objectives."""
-    names = study.metric_names
-    n_objectives = len(study.directions)
-    if names is None or len(names) != n_objectives:
-        return [f"objective_{i}" for i in range(n_objectives)]
-    return list(names)
-
-
 def _is_feasible(trial: FrozenTrial) -> bool:
     if trial.user_attrs.get(records.FEASIBLE) is False:
         return False
@@ -158,7 +151,7 @@ def points_from_trials(
         if trial.state != TrialState.COMPLETE or trial.values is None:
             continue
         metrics: dict[str, float] = {}
-        for key in records.recorded_metrics():
+        for key in (*records.METRICS, records.TRAIN_TIME_S):
             value = _finite_float(trial.user_attrs.get(key))
             if value is not None:
                 metrics[renamed.get(key, key)] = value
@@ -201,7 +194,10 @@ def trial_points(study: optuna.Study) -> list[TrialPoint]:
     """
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     return points_from_trials(
-        trials, study.directions, metric_names_of(study), renamed=quality_renamed(study)
+        trials,
+        study.directions,
+        [m.name for m in study_metrics(study)],
+        renamed=quality_renamed(study),
     )
 
 

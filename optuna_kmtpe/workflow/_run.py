@@ -577,11 +577,6 @@ def trial_progress(
     return _TrialLine(n_trials, [METRICS[name] for name in metric_names], log)
 
 
-def format_metric(name: str, value: float | None) -> str:
-    """Human units of a built-in metric (:meth:`Metric.format`); others get 4 digits."""
-    return keys.metric(name).format(value)
-
-
 def compact_bits(config: dict[str, dict[str, Any]]) -> str:
     """``w8-4-4-8 a8-8-6-8 x1-.5-1-1``: weight bits, activation bits and widths per layer."""
     layers = list(config.values())
