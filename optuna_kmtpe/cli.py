@@ -62,6 +62,16 @@ def _names(kind: str) -> str:
     return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)
 
 
+def _metric_names(*, budgets: bool = False) -> str:
+    """The metrics an objective (or a budget) can name, with their units, for help texts."""
+    from optuna_kmtpe.records import METRICS
+    from optuna_kmtpe.records import cost_metrics
+
+    names = cost_metrics() if budgets else tuple(METRICS)
+    shown = ", ".join(f"{n} [{METRICS[n].unit}]" if METRICS[n].unit else n for n in names)
+    return shown.replace("%", "%%")  # argparse formats help texts with %
+
+
 def _add_study_args(parser: argparse.ArgumentParser, *, defaults: bool = True) -> None:
     parser.add_argument(
         "--storage",
@@ -145,16 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--objectives",
         type=_csv(str),
-        help="metrics, e.g. accuracy,latency_s,energy_j (also size_bits, bops, throughput_ips, "
-        "dsp_used)",
+        help=f"comma-separated metrics from {_metric_names()} (e.g. accuracy,latency_s,energy_j)",
     )
     search.add_argument(
         "--budget",
         type=_budget,
         action="append",
         metavar="METRIC=VALUE",
-        help="upper limit on a cost, e.g. latency_s=2e-5 (repeatable); over-budget configs are "
-        "recorded as infeasible and not trained",
+        help=f"upper limit on a cost ({_metric_names(budgets=True)}), e.g. latency_s=2e-5 "
+        "(repeatable); over-budget configs are recorded as infeasible and not trained",
     )
     search.add_argument("--device", help="FPGA preset (see `kmtpe devices`) or a TOML/JSON file")
     search.add_argument(
@@ -297,8 +306,8 @@ def _watch_hint(storage: str, study_name: str) -> str:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from optuna_kmtpe.objectives._metrics import study_quality
     from optuna_kmtpe.records import redact_credentials
+    from optuna_kmtpe.records import study_quality
     from optuna_kmtpe.workflow import format_pareto_table
     from optuna_kmtpe.workflow import pareto_rows
     from optuna_kmtpe.workflow import run_search
@@ -344,7 +353,7 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from optuna_kmtpe.objectives._metrics import study_quality
+    from optuna_kmtpe.records import study_quality
     from optuna_kmtpe.workflow import export_trial_model
     from optuna_kmtpe.workflow import format_pareto_table
     from optuna_kmtpe.workflow import load_study

@@ -1,8 +1,10 @@
-"""What the objective records in a study, and how constraints are recorded.
+"""What a search records in a study: every attribute key, the metric schema, constraints.
 
 One torch-free, plotly-free module that both the objective (which writes these attributes) and
-the dashboard helpers and ``kmtpe report`` (which read them) import, so the names cannot drift.
-Keep the strings stable: they are stored in users' databases.
+the dashboard helpers, the CLI and ``kmtpe report`` (which read them) import, so the names cannot
+drift. Keep the strings stable: they are stored in users' databases. A metric is defined once,
+in :data:`METRICS` (:class:`Metric`: name, direction, unit and display, source); the CLI help,
+budgets, tables, trial lines and dashboard axes are built from it.
 
 Trial user attributes (visible in optuna-dashboard's trials table; each may be missing, a
 failed or infeasible trial records fewer):
@@ -35,7 +37,8 @@ key                         value
 Study user attributes: ``kmtpe:run`` (the run's settings, so workers and resumed runs rebuild the
 same job; its storage URL passes through :func:`redact_credentials`, so no password is ever
 stored), ``kmtpe:sensitivity`` (the Hessian report, see
-:meth:`~optuna_kmtpe.sensitivity.SensitivityReport.save_to_study`), ``kmtpe:warm_started``.
+:meth:`~optuna_kmtpe.sensitivity.SensitivityReport.save_to_study`), ``kmtpe:warm_started``,
+``kmtpe:metrics`` (:func:`save_study_metrics`).
 
 Constraints. Recording constraint values so that Optuna AND optuna-dashboard 0.21 both see them.
 
@@ -55,11 +58,14 @@ only (every Optuna 5 sampler and plot reads it) and keeps the names in a trial u
 from __future__ import annotations
 
 from collections.abc import Mapping
+from collections.abc import Sequence
+import dataclasses
 import datetime
 import math
 import os
 import re
 import socket
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial
@@ -88,21 +94,16 @@ WARM_START = "warm_start"
 WORKER = "worker"
 DUPLICATE_OF = "duplicate_of"
 
-TRIAL_METRIC_KEYS: tuple[str, ...] = (
-    ACCURACY,
-    LATENCY_S,
-    ENERGY_J,
-    SIZE_BITS,
-    BOPS,
-    THROUGHPUT_IPS,
-    DSP_USED,
-    TRAIN_TIME_S,
-)
-"""Scalar trial user attributes the plots and the note may show."""
-
 STUDY_RUN = "kmtpe:run"
 STUDY_SENSITIVITY = "kmtpe:sensitivity"
 STUDY_WARM_STARTED = "kmtpe:warm_started"
+STUDY_METRICS = "kmtpe:metrics"
+"""Study user attr: the :class:`Metric` of each objective and of the quality slot
+(:func:`save_study_metrics`), so that every printer shows a user metric as itself."""
+
+QUALITY_SLOT = ACCURACY
+"""The objective name and trial user attr of the model's quality: top-1 accuracy, or the
+user's metric in its place (recorded under this key, shown under its own name)."""
 
 FAIL_REASON_INTERRUPTED = "interrupted (Ctrl-C); retried by the next run"
 FAIL_REASON_ORPHANED = "its process died (killed?); retried"
@@ -111,6 +112,181 @@ FAIL_REASON_NOT_NEEDED = "not run: the study already holds the requested number 
 UNOWNED_AFTER_S = 30.0
 """A RUNNING trial that names no worker after this many seconds was abandoned (kmtpe tags each
 trial with its worker the moment it is created)."""
+
+COST = "cost"
+"""Metric source: computed exactly before training from the config by the hardware model."""
+TRAINING = "training"
+"""Metric source: measured by training and evaluation."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """One metric: how it is named, optimized and shown, and where its value comes from.
+
+    The one definition that the objective, the budgets, the CLI help, the tables, the trial
+    lines and the dashboard read: adding an entry to :data:`METRICS` is all it takes to show a
+    new metric everywhere (a :data:`COST` metric's value is the attribute of the same name on
+    the hardware model's report).
+
+    Attributes:
+        name: Name used in metric names, trial user attrs, CLI flags and budgets.
+        direction: ``"maximize"`` or ``"minimize"``.
+        unit: Unit, which decides the display (:meth:`format`): ``"%"`` marks a fraction in
+            ``[0, 1]`` shown in percent; ``"s"``, ``"J"``, ``"bit"``, ``"1/s"`` get scaled
+            units; a built-in metric without unit is a count.
+        description: One line for help texts.
+        source: :data:`COST` or :data:`TRAINING`.
+        in_table: Shown as a column of the Pareto table even when it is not an objective.
+    """
+
+    name: str
+    direction: str
+    unit: str
+    description: str
+    source: str = TRAINING
+    in_table: bool = False
+
+    def format(self, value: float | None) -> str:
+        """``value`` in human units: ``%`` for fractions, us/ms, uJ/mJ, KiB, else 4 digits.
+
+        Example:
+            >>> METRICS["accuracy"].format(0.9712), METRICS["latency_s"].format(2.5e-5)
+            ('97.12%', '25.00us')
+            >>> Metric("rmse", "minimize", "", "user metric").format(41.237)
+            '41.24'
+        """
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "-"
+        if self.unit == "%":
+            return f"{100 * value:.2f}%"
+        if self.unit == "s":
+            return f"{value * 1e6:.2f}us" if value < 1e-3 else f"{value * 1e3:.3f}ms"
+        if self.unit == "J":
+            return f"{value * 1e6:.3f}uJ" if value < 1e-3 else f"{value * 1e3:.3f}mJ"
+        if self.unit == "bit":
+            return f"{value / 8 / 1024:.2f}KiB"
+        if self.unit == "1/s":
+            return f"{value:,.0f}/s"
+        if self.name in METRICS:
+            return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4g}"
+        return f"{value:.4g}"
+
+    @property
+    def axis_title(self) -> str:
+        """The name with its unit, for plot axes: ``latency_s [s]``, ``accuracy``."""
+        unit = "" if self.unit in ("", "%") else self.unit
+        return f"{self.name} [{unit}]" if unit else self.name
+
+    def best_first(self, value: float | None) -> float:
+        """Sort key putting the best value first and missing or NaN values last.
+
+        Example:
+            >>> error = Metric("error", "minimize", "", "user metric")
+            >>> sorted([0.3, None, 0.1], key=error.best_first)
+            [0.1, 0.3, None]
+        """
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return math.inf
+        return -value if self.direction == "maximize" else value
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form stored in a study."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Metric:
+        """The metric :meth:`to_dict` stored (fields it lacks, e.g. from older runs, default)."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric(ACCURACY, "maximize", "%", "validation accuracy after QAT/PTQ (0..1)"),
+        Metric(LATENCY_S, "minimize", "s", "FPGA latency of one inference (sequential layers)",
+               COST, in_table=True),
+        Metric(ENERGY_J, "minimize", "J", "FPGA energy of one inference", COST, in_table=True),
+        Metric(SIZE_BITS, "minimize", "bit", "model size with the config's bit-widths", COST,
+               in_table=True),
+        Metric(BOPS, "minimize", "", "bit operations: sum of MACs x weight bits x act bits",
+               COST),
+        Metric(THROUGHPUT_IPS, "maximize", "1/s", "inferences per second, layer-pipelined",
+               COST),
+        Metric(DSP_USED, "minimize", "", "DSP slices the accelerator needs", COST),
+    )
+}  # fmt: skip
+"""Every metric an objective can optimize, by name: the one place a metric is defined."""
+
+
+def cost_metrics() -> tuple[str, ...]:
+    """Metrics known before training and minimized, the ones a budget (upper limit) applies to.
+
+    Example:
+        >>> cost_metrics()
+        ('latency_s', 'energy_j', 'size_bits', 'bops', 'dsp_used')
+    """
+    return tuple(
+        m.name for m in METRICS.values() if m.source == COST and m.direction == "minimize"
+    )
+
+
+def metric(name: str) -> Metric:
+    """The :class:`Metric` called ``name``: built-in, or a plain one (4 digits, no unit)."""
+    return METRICS.get(name) or Metric(name, "maximize", "", name)
+
+
+def objective_metrics(objectives: Sequence[str], *, quality: Metric) -> tuple[Metric, ...]:
+    """The metrics of ``objectives`` (names of :data:`METRICS`), ``quality`` in its slot."""
+    return tuple(quality if name == QUALITY_SLOT else METRICS[name] for name in objectives)
+
+
+def save_study_metrics(
+    study: optuna.Study, objectives: Sequence[str], *, quality: Metric
+) -> tuple[Metric, ...]:
+    """Name the study's objectives after their metrics and store the definitions.
+
+    optuna-dashboard shows the names; :func:`study_metrics` and :func:`study_quality` read
+    the definitions back (for tables, trial lines and plots). Returns the objectives' metrics.
+    """
+    metrics = objective_metrics(objectives, quality=quality)
+    study.set_metric_names([m.name for m in metrics])
+    study.set_user_attr(
+        STUDY_METRICS,
+        {"objectives": [m.to_dict() for m in metrics], "quality": quality.to_dict()},
+    )
+    return metrics
+
+
+def study_metrics(study: optuna.Study) -> tuple[Metric, ...]:
+    """The :class:`Metric` of each objective of ``study``, in objective order.
+
+    Read from the study (:func:`save_study_metrics`); a study without them gets the built-in
+    metric of each objective name, or a plain one named after it in the study's direction.
+
+    Example:
+        >>> study = optuna.create_study(directions=["minimize"])
+        >>> study_metrics(study)[0].name
+        'value0'
+    """
+    stored = study.user_attrs.get(STUDY_METRICS)
+    directions = [d.name.lower() for d in study.directions]
+    if isinstance(stored, Mapping) and len(stored.get("objectives", ())) == len(directions):
+        return tuple(Metric.from_dict(m) for m in stored["objectives"])
+    names = study.metric_names or [f"value{i}" for i in range(len(directions))]
+    return tuple(
+        METRICS[name] if name in METRICS else Metric(name, direction, "", name)
+        for name, direction in zip(names, directions)
+    )
+
+
+def study_quality(study: optuna.Study) -> Metric:
+    """The metric recorded in the quality slot of ``study`` (accuracy unless the user's)."""
+    stored = study.user_attrs.get(STUDY_METRICS)
+    if isinstance(stored, Mapping) and isinstance(stored.get("quality"), Mapping):
+        return Metric.from_dict(stored["quality"])
+    return METRICS[QUALITY_SLOT]
+
 
 _LEGACY_KEY = "constraints"
 _NEW_FORMAT_PREFIX = "constraints:"

@@ -25,9 +25,8 @@ from optuna_kmtpe.dashboard._note import summary_markdown
 from optuna_kmtpe.dashboard._publish import DashboardCallback
 from optuna_kmtpe.dashboard._publish import load_split_history
 from optuna_kmtpe.dashboard._publish import publish_dashboard
-from optuna_kmtpe.dashboard._records import LayerSensitivity
 from optuna_kmtpe.dashboard._records import TrialPoint
-from optuna_kmtpe.dashboard._records import parse_sensitivity
+from optuna_kmtpe.dashboard._records import sensitivity_layers
 from optuna_kmtpe.dashboard._records import trial_points
 from optuna_kmtpe.records import record_constraints
 from optuna_kmtpe.sampler import pareto_mask
@@ -36,7 +35,6 @@ from optuna_kmtpe.sampler import pareto_mask
 __all__ = [
     "DashboardCallback",
     "GRAPH_IDS",
-    "LayerSensitivity",
     "TrialPoint",
     "config_summary",
     "keys",
@@ -44,10 +42,10 @@ __all__ = [
     "load_split_history",
     "pareto_front_figure",
     "pareto_mask",
-    "parse_sensitivity",
     "publish_dashboard",
     "record_constraints",
     "sampler_split_figure",
+    "sensitivity_layers",
     "sensitivity_bits_figure",
     "summary_markdown",
     "trial_points",

@@ -16,10 +16,10 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from optuna_kmtpe import records
 from optuna_kmtpe.config import is_float_bits
-from optuna_kmtpe.dashboard import _keys
-from optuna_kmtpe.dashboard._records import LayerSensitivity
 from optuna_kmtpe.dashboard._records import TrialPoint
+from optuna_kmtpe.sensitivity import LayerSensitivity
 
 
 FLOAT_BITS_DISPLAY = 9
@@ -157,7 +157,7 @@ def layer_config_heatmap(
     points: Sequence[TrialPoint],
     *,
     layers: Sequence[str] | None = None,
-    sort_by: str | None = _keys.ACCURACY,
+    sort_by: str | None = records.ACCURACY,
     maximize: bool = True,
     max_trials: int = 40,
 ) -> go.Figure:
@@ -273,16 +273,17 @@ def sensitivity_bits_figure(
     min-max range, and mean activation bits.
 
     Example:
-        >>> from optuna_kmtpe.dashboard._records import LayerSensitivity
-        >>> fig = sensitivity_bits_figure([LayerSensitivity("fc", 0.3)], [])
+        >>> from optuna_kmtpe.sensitivity import LayerSensitivity
+        >>> fc = LayerSensitivity("fc", "Linear", 640, 10, 64, 0.3, 0.0, 64, {})
+        >>> fig = sensitivity_bits_figure([fc], [])
         >>> fig.data[0].x
         ('fc',)
     """
     title = "Hessian trace vs bits of the Pareto trials"
     if not sensitivity:
         return _empty(title, "No sensitivity report stored in the study.")
-    ordered = sorted(sensitivity, key=lambda s: (-s.trace, s.layer))
-    layers = [s.layer for s in ordered]
+    ordered = sorted(sensitivity, key=lambda s: (-s.trace, s.name))
+    layers = [s.name for s in ordered]
     layers_trace = [s.trace for s in ordered]
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     has_stderr = any(s.trace_stderr is not None for s in ordered)
@@ -347,9 +348,9 @@ def sensitivity_bits_figure(
 def pareto_front_figure(
     points: Sequence[TrialPoint],
     *,
-    x: str = _keys.LATENCY_S,
-    y: str = _keys.ACCURACY,
-    color: str | None = _keys.ENERGY_J,
+    x: str = records.LATENCY_S,
+    y: str = records.ACCURACY,
+    color: str | None = records.ENERGY_J,
 ) -> go.Figure:
     """Trials in the plane of two metrics, coloured by a third, Pareto trials highlighted.
 
@@ -420,10 +421,13 @@ def pareto_front_figure(
     )
     if use_color:
         fig.update_layout(
-            coloraxis={"colorscale": "Plasma", "colorbar": {"title": {"text": color}}}
+            coloraxis={
+                "colorscale": "Plasma",
+                "colorbar": {"title": {"text": records.metric(color).axis_title}},  # type: ignore[arg-type]
+            }
         )
-    fig.update_xaxes(title_text=x)
-    fig.update_yaxes(title_text=y)
+    fig.update_xaxes(title_text=records.metric(x).axis_title)
+    fig.update_yaxes(title_text=records.metric(y).axis_title)
     return _layout(fig, title)
 
 

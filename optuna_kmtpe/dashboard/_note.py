@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import statistics
 from typing import Any
 
+from optuna_kmtpe import records
 from optuna_kmtpe.config import is_float_bits
-from optuna_kmtpe.dashboard import _keys
 from optuna_kmtpe.dashboard._figures import config_summary
 from optuna_kmtpe.dashboard._records import TrialPoint
 from optuna_kmtpe.records import redact_credentials
@@ -107,7 +107,8 @@ def summary_markdown(
     sign = -1.0 if (maximize and maximize[0]) else 1.0
     # Best first by the first objective; trials missing it go last.
     front.sort(key=lambda p: (sign * p.metrics.get(first, float("inf") * sign), p.number))
-    extra = [k for k in (_keys.SIZE_BITS, _keys.BOPS, _keys.DSP_USED) if k not in metric_names]
+    extra = (records.SIZE_BITS, records.BOPS, records.DSP_USED)
+    extra = [k for k in extra if k not in metric_names]
     extra = [k for k in extra if any(k in p.metrics for p in front)]
     header = ["trial", *metric_names, *extra, "mean w bits", "mean a bits", "mean width"]
     lines.append(f"### Pareto-optimal trials ({len(front)})")

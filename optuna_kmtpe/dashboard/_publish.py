@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 import optuna_dashboard
 import plotly.graph_objects as go
 
+from optuna_kmtpe import records
 from optuna_kmtpe.dashboard import _keys
 from optuna_kmtpe.dashboard._figures import layer_config_heatmap
 from optuna_kmtpe.dashboard._figures import pareto_front_figure
@@ -22,20 +23,19 @@ from optuna_kmtpe.dashboard._figures import sensitivity_bits_figure
 from optuna_kmtpe.dashboard._note import summary_markdown
 from optuna_kmtpe.dashboard._note import trial_note_markdown
 from optuna_kmtpe.dashboard._records import TrialPoint
-from optuna_kmtpe.dashboard._records import collect_sensitivity
-from optuna_kmtpe.dashboard._records import metric_names_of
-from optuna_kmtpe.dashboard._records import parse_sensitivity
 from optuna_kmtpe.dashboard._records import points_from_trials
 from optuna_kmtpe.dashboard._records import quality_renamed
-from optuna_kmtpe.records import DUPLICATE_OF
+from optuna_kmtpe.dashboard._records import sensitivity_layers
+from optuna_kmtpe.records import study_metrics
+from optuna_kmtpe.records import study_quality
 
 
 _logger = optuna.logging.get_logger(__name__)
 
 DEFAULT_PARETO_AXES: tuple[str, str, str | None] = (
-    _keys.LATENCY_S,
-    _keys.ACCURACY,
-    _keys.ENERGY_J,
+    records.LATENCY_S,
+    records.ACCURACY,
+    records.ENERGY_J,
 )
 
 
@@ -70,10 +70,10 @@ def publish_trial_notes(study: optuna.Study, trials: Sequence[FrozenTrial]) -> i
     existing = storage.get_study_system_attrs(study_id)
     written = 0
     for trial in trials:
-        config = trial.user_attrs.get(_keys.CONFIG)
+        config = trial.user_attrs.get(records.CONFIG)
         if not isinstance(config, Mapping) or note_ver_key(trial._trial_id) in existing:
             continue
-        duplicate_of = trial.user_attrs.get(DUPLICATE_OF)
+        duplicate_of = trial.user_attrs.get(records.DUPLICATE_OF)
         body = trial_note_markdown(
             config, duplicate_of=duplicate_of if isinstance(duplicate_of, int) else None
         )
@@ -101,8 +101,6 @@ def _maximizes(study: optuna.Study, name: str, metric_names: Sequence[str]) -> b
     """Whether higher values of ``name`` are better: its objective's direction, if any."""
     if name in metric_names:
         return study.directions[list(metric_names).index(name)] == StudyDirection.MAXIMIZE
-    from optuna_kmtpe.objectives._metrics import study_quality
-
     return study_quality(study).direction == "maximize"
 
 
@@ -132,13 +130,13 @@ class _Publisher:
 
     def publish(self, study: optuna.Study) -> list[str]:
         trials: list[FrozenTrial] = study.get_trials(deepcopy=False)
-        metric_names = metric_names_of(study)
+        metric_names = [m.name for m in study_metrics(study)]
         renamed = quality_renamed(study)
         points = points_from_trials(trials, study.directions, metric_names, renamed=renamed)
-        quality = renamed.get(_keys.ACCURACY, _keys.ACCURACY)
+        quality = renamed.get(records.ACCURACY, records.ACCURACY)
         maximize_quality = _maximizes(study, quality, metric_names)
         user_attrs = study.user_attrs
-        sensitivity = parse_sensitivity(collect_sensitivity(user_attrs))
+        sensitivity = sensitivity_layers(user_attrs)
         history = load_split_history(study)
 
         figures: dict[str, go.Figure] = {}
@@ -168,7 +166,7 @@ class _Publisher:
         for graph_id, fig in figures.items():
             self._save_figure(study, graph_id, fig)
 
-        run = user_attrs.get(_keys.STUDY_RUN)
+        run = user_attrs.get(records.STUDY_RUN)
         counts = {state.name: 0 for state in TrialState}
         for trial in trials:
             counts[trial.state.name] += 1
@@ -204,7 +202,7 @@ def publish_dashboard(
 
     Args:
         study: The study (any storage) whose trials follow the keys of
-            :mod:`optuna_kmtpe.dashboard.keys` (``_keys.py``).
+            :mod:`optuna_kmtpe.records`.
         max_heatmap_trials: At most this many Pareto trials in the heatmap.
         pareto_axes: ``(x, y, colour)`` metrics of the Pareto plot; when no trial has ``x``
             and ``y``, the study's objectives are used instead.

@@ -20,9 +20,13 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
+from optuna_kmtpe import records
 from optuna_kmtpe.config import QuantConfig
-from optuna_kmtpe.dashboard import _keys
+from optuna_kmtpe.records import study_metrics
+from optuna_kmtpe.records import study_quality
 from optuna_kmtpe.sampler import pareto_mask
+from optuna_kmtpe.sensitivity import LayerSensitivity
+from optuna_kmtpe.sensitivity import SensitivityReport
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,8 +36,9 @@ class TrialPoint:
     Args:
         number: The trial number.
         metrics: Finite scalar metrics by name: the objective values under the study's metric
-            names (``objective_<i>`` when unnamed) plus the numeric trial user attributes of
-            :data:`optuna_kmtpe.dashboard._keys.TRIAL_METRIC_KEYS`.
+            names (:func:`~optuna_kmtpe.records.study_metrics`) plus the numeric trial user
+            attributes of every metric of :data:`~optuna_kmtpe.records.METRICS` and the QAT
+            time.
         config: The trial's per-layer config (``QuantConfig.to_dict()`` form), or ``None``.
         feasible: Whether every constraint (and the ``feasible`` user attribute) is met.
         pareto: Whether the trial is on the study's Pareto front (among feasible trials, in
@@ -77,17 +82,8 @@ def _finite_float(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def metric_names_of(study: optuna.Study) -> list[str]:
-    """The study's metric names, or ``objective_<i>`` for unnamed objectives."""
-    names = study.metric_names
-    n_objectives = len(study.directions)
-    if names is None or len(names) != n_objectives:
-        return [f"objective_{i}" for i in range(n_objectives)]
-    return list(names)
-
-
 def _is_feasible(trial: FrozenTrial) -> bool:
-    if trial.user_attrs.get(_keys.FEASIBLE) is False:
+    if trial.user_attrs.get(records.FEASIBLE) is False:
         return False
     return all(v <= 0.0 for v in trial.constraints.values())
 
@@ -123,7 +119,7 @@ def points_from_trials(
         if trial.state != TrialState.COMPLETE or trial.values is None:
             continue
         metrics: dict[str, float] = {}
-        for key in _keys.TRIAL_METRIC_KEYS:
+        for key in (*records.METRICS, records.TRAIN_TIME_S):
             value = _finite_float(trial.user_attrs.get(key))
             if value is not None:
                 metrics[renamed.get(key, key)] = value
@@ -137,7 +133,7 @@ def points_from_trials(
             TrialPoint(
                 number=trial.number,
                 metrics=metrics,
-                config=parse_config(trial.user_attrs.get(_keys.CONFIG)),
+                config=parse_config(trial.user_attrs.get(records.CONFIG)),
                 feasible=feasible,
             )
         )
@@ -166,87 +162,27 @@ def trial_points(study: optuna.Study) -> list[TrialPoint]:
     """
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     return points_from_trials(
-        trials, study.directions, metric_names_of(study), renamed=quality_renamed(study)
+        trials,
+        study.directions,
+        [m.name for m in study_metrics(study)],
+        renamed=quality_renamed(study),
     )
 
 
 def quality_renamed(study: optuna.Study) -> dict[str, str]:
     """``{"accuracy": name}`` when the study's quality metric is the user's, else ``{}``."""
-    from optuna_kmtpe.objectives._metrics import study_quality
-
     name = study_quality(study).name
-    return {} if name == _keys.ACCURACY else {_keys.ACCURACY: name}
+    return {} if name == records.QUALITY_SLOT else {records.QUALITY_SLOT: name}
 
 
-@dataclasses.dataclass(frozen=True)
-class LayerSensitivity:
-    """Average Hessian trace of one layer, as read from the study's sensitivity report."""
+def sensitivity_layers(user_attrs: Mapping[str, Any]) -> list[LayerSensitivity]:
+    """The layers of the study's sensitivity report that have a finite trace.
 
-    layer: str
-    trace: float
-    trace_stderr: float | None = None
-
-
-def _per_layer(field: Any, layers: Sequence[str]) -> dict[str, Any]:
-    if isinstance(field, Mapping):
-        return dict(field)
-    if isinstance(field, Sequence) and not isinstance(field, str) and len(field) == len(layers):
-        return dict(zip(layers, field))
-    return {}
-
-
-def collect_sensitivity(user_attrs: Mapping[str, Any]) -> Any:
-    """The ``kmtpe:sensitivity`` report from study user attrs, its extra chunks joined.
-
-    ``SensitivityReport.save_to_study`` splits large reports over ``kmtpe:sensitivity``,
-    ``kmtpe:sensitivity:1``, ...; a missing chunk leaves the layers that are there.
+    Decoded by :meth:`SensitivityReport.from_study_attrs`, the reader every part of kmtpe uses;
+    a missing chunk leaves the layers that are there, an unreadable report gives ``[]``.
     """
-    header = user_attrs.get(_keys.STUDY_SENSITIVITY)
-    if not isinstance(header, Mapping):
-        return header
-    extra = header.get("extra_chunks", 0)
-    if isinstance(extra, bool) or not isinstance(extra, int) or extra <= 0:
-        return header
-    layers = list(header.get("layers") or [])
-    for index in range(1, extra + 1):
-        chunk = user_attrs.get(f"{_keys.STUDY_SENSITIVITY}:{index}")
-        if isinstance(chunk, Sequence) and not isinstance(chunk, str):
-            layers.extend(chunk)
-    return {**header, "layers": layers}
-
-
-def parse_sensitivity(report: Any) -> list[LayerSensitivity]:
-    """Per-layer traces from the ``kmtpe:sensitivity`` study user attribute.
-
-    Accepts ``{"layers": [names], "trace": {name: value} | [values], "trace_stderr": ...}``,
-    and ``layers`` given as a list of ``{"name", "trace", "trace_stderr"}`` dicts. Layers
-    without a finite trace are dropped; anything unreadable gives an empty list.
-
-    Example:
-        >>> parse_sensitivity({"layers": ["a", "b"], "trace": [2.0, 0.5]})[0]
-        LayerSensitivity(layer='a', trace=2.0, trace_stderr=None)
-    """
-    if not isinstance(report, Mapping):
+    try:
+        report = SensitivityReport.from_study_attrs(user_attrs, partial=True)
+    except (ValueError, TypeError, KeyError, AttributeError):
         return []
-    raw_layers = report.get("layers")
-    if not isinstance(raw_layers, Sequence) or isinstance(raw_layers, str):
-        return []
-    names: list[str] = []
-    traces: dict[str, Any] = {}
-    stderrs: dict[str, Any] = {}
-    for entry in raw_layers:
-        if isinstance(entry, str):
-            names.append(entry)
-        elif isinstance(entry, Mapping) and isinstance(entry.get("name"), str):
-            names.append(entry["name"])
-            traces[entry["name"]] = entry.get("trace")
-            stderrs[entry["name"]] = entry.get("trace_stderr")
-    traces.update(_per_layer(report.get("trace"), names))
-    stderrs.update(_per_layer(report.get("trace_stderr"), names))
-    result = []
-    for name in names:
-        trace = _finite_float(traces.get(name))
-        if trace is None:
-            continue
-        result.append(LayerSensitivity(name, trace, _finite_float(stderrs.get(name))))
-    return result
+    return [layer for layer in report or () if _finite_float(layer.trace) is not None]

@@ -18,8 +18,6 @@ from optuna_kmtpe.objectives._forecast import HessianAccuracyPrior
 from optuna_kmtpe.objectives._forecast import KnownCosts
 from optuna_kmtpe.objectives._forecast import sampler_forecast
 from optuna_kmtpe.objectives._metrics import COST_METRICS
-from optuna_kmtpe.objectives._metrics import METRICS
-from optuna_kmtpe.objectives._metrics import Metric
 from optuna_kmtpe.objectives._objective import CostRecord
 from optuna_kmtpe.objectives._objective import EarlyStopRule
 from optuna_kmtpe.objectives._objective import MPQObjective
@@ -28,6 +26,8 @@ from optuna_kmtpe.objectives._warmstart import enqueue_warm_starts
 from optuna_kmtpe.objectives._warmstart import warm_start_configs
 from optuna_kmtpe.objectives._warmstart import warm_start_study
 from optuna_kmtpe.objectives._warmstart import warm_starts_inside
+from optuna_kmtpe.records import METRICS
+from optuna_kmtpe.records import Metric
 
 
 __all__ = [

@@ -21,6 +21,8 @@ from optuna_kmtpe.objectives._objective import CostFunction
 from optuna_kmtpe.objectives._objective import CostRecord
 from optuna_kmtpe.objectives._objective import EarlyStopRule
 from optuna_kmtpe.objectives._objective import MPQObjective
+from optuna_kmtpe.records import COST
+from optuna_kmtpe.records import METRICS
 
 
 if TYPE_CHECKING:
@@ -200,6 +202,9 @@ def quantized_accuracy_fn(
 def hardware_cost_fn(fpga: Any, shapes: Any) -> CostFunction:
     """Config -> :class:`CostRecord` from the analytic FPGA model.
 
+    Every :data:`~optuna_kmtpe.records.COST` metric of :data:`~optuna_kmtpe.records.METRICS`
+    is read from the report's attribute of the same name.
+
     Args:
         fpga: An :class:`optuna_kmtpe.hardware.FPGAModel`.
         shapes: The model's layer shapes from :func:`optuna_kmtpe.hardware.trace_layer_shapes`.
@@ -208,14 +213,7 @@ def hardware_cost_fn(fpga: Any, shapes: Any) -> CostFunction:
     def costs(config: QuantConfig) -> CostRecord:
         report = fpga.evaluate(shapes, config)
         return CostRecord(
-            metrics={
-                "latency_s": report.latency_s,
-                "energy_j": report.energy_j,
-                "size_bits": report.size_bits,
-                "bops": report.bops,
-                "throughput_ips": report.throughput_ips,
-                "dsp_used": report.dsp_used,
-            },
+            metrics={n: getattr(report, n) for n, m in METRICS.items() if m.source == COST},
             layer_latency_s={layer.name: layer.latency_s for layer in report.layers},
             layer_energy_j={layer.name: layer.energy_j for layer in report.layers},
             violations=dict(report.violations),

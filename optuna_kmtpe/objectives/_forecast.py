@@ -20,6 +20,13 @@ import dataclasses
 from typing import Any
 
 from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.records import COST
+from optuna_kmtpe.records import METRICS
+
+
+def _known(name: str) -> bool:
+    """Whether the metric ``name`` is known before training (a cost of the hardware model)."""
+    return METRICS[name].source == COST
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,14 +45,12 @@ class KnownCosts:
 
     def __call__(self, params: Mapping[str, Any]) -> list[float | None]:
         costs = self.cost_fn(self.space.config_from_params(params)).metrics
-        return [None if name == "accuracy" else float(costs[name]) for name in self.metrics]
+        return [float(costs[n]) if _known(n) else None for n in self.metrics]
 
     def reference_point(self, worst: QuantConfig, accuracy_floor: float) -> list[float]:
         """The region of interest: ``accuracy_floor`` and the costs of the ``worst`` config."""
         costs = self.cost_fn(worst).metrics
-        return [
-            accuracy_floor if name == "accuracy" else float(costs[name]) for name in self.metrics
-        ]
+        return [float(costs[name]) if _known(name) else accuracy_floor for name in self.metrics]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,6 @@ import optuna
 
 from optuna_kmtpe import records as keys
 from optuna_kmtpe.config import QuantConfig
-from optuna_kmtpe.objectives._metrics import METRICS
 
 
 def warm_start_configs(
@@ -128,10 +127,10 @@ def warm_starts_inside(
         costs = known.cost_fn(config).metrics
         inside = all(
             (float(costs[name]) > limit)
-            if METRICS[name].direction == "maximize"
+            if keys.METRICS[name].direction == "maximize"
             else (float(costs[name]) < limit)
             for name, limit in zip(known.metrics, reference)
-            if name != "accuracy"
+            if keys.METRICS[name].source == keys.COST
         )
         if inside:
             kept.append((label, config))

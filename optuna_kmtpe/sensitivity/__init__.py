@@ -14,14 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from optuna_kmtpe.sensitivity._report import STUDY_ATTR_KEY
 from optuna_kmtpe.sensitivity._report import LayerSensitivity
 from optuna_kmtpe.sensitivity._report import SensitivityReport
 
 
 __all__ = [
     "LayerSensitivity",
-    "STUDY_ATTR_KEY",
     "SensitivityReport",
     "compute_sensitivity",
     "load_or_compute_sensitivity",

@@ -15,12 +15,12 @@ from torch import nn
 from torch.nn.attention import SDPBackend
 from torch.nn.attention import sdpa_kernel
 
+from optuna_kmtpe.records import STUDY_SENSITIVITY
 from optuna_kmtpe.sensitivity._hutchinson import RunningStats
 from optuna_kmtpe.sensitivity._hutchinson import hutchinson_traces
 from optuna_kmtpe.sensitivity._hutchinson import power_iteration
 from optuna_kmtpe.sensitivity._layers import channel_counts
 from optuna_kmtpe.sensitivity._layers import find_quantizable_layers
-from optuna_kmtpe.sensitivity._report import STUDY_ATTR_KEY
 from optuna_kmtpe.sensitivity._report import LayerSensitivity
 from optuna_kmtpe.sensitivity._report import SensitivityReport
 
@@ -530,7 +530,7 @@ def load_or_compute_sensitivity(
     model: nn.Module,
     batches_or_loader: Iterable[Batch] | Batch,
     *,
-    key: str = STUDY_ATTR_KEY,
+    key: str = STUDY_SENSITIVITY,
     **kwargs: Any,
 ) -> SensitivityReport:
     """The study's stored report, or a new one computed and stored (for every worker).

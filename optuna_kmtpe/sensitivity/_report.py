@@ -1,8 +1,9 @@
 """The sensitivity report: per-layer Hessian traces and weight perturbations, as plain data.
 
-This module imports neither torch nor optuna (optuna only inside the study helpers), so that the
-torch-free search space (:mod:`optuna_kmtpe.space`) and every worker of a distributed study can
-read a report without touching the model.
+This module does not import torch, so that the torch-free search space
+(:mod:`optuna_kmtpe.space`), the dashboard and every worker of a distributed study read a report
+(:meth:`SensitivityReport.from_study_attrs`, the one decoder of the stored form) without touching
+the model.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import math
 from typing import TYPE_CHECKING
 from typing import Any
 
+from optuna_kmtpe.records import STUDY_SENSITIVITY
+
 
 if TYPE_CHECKING:
     import optuna
 
 
 REPORT_FORMAT_VERSION = 1
-STUDY_ATTR_KEY = "kmtpe:sensitivity"
 # MySQL's TEXT column (Optuna's user-attr storage) holds 64 KiB: stay well below it per attr.
 _MAX_ATTR_CHARS = 50_000
 
@@ -248,7 +250,7 @@ class SensitivityReport:
         return cls.from_dict(data)
 
     # Study storage ---------------------------------------------------------------------------
-    def save_to_study(self, study: optuna.Study, *, key: str = STUDY_ATTR_KEY) -> None:
+    def save_to_study(self, study: optuna.Study, *, key: str = STUDY_SENSITIVITY) -> None:
         """Store the report in ``study``'s user attributes (JSON values, dashboard-visible).
 
         Every worker of a distributed or resumed study can then call :meth:`load_from_study`
@@ -287,22 +289,44 @@ class SensitivityReport:
 
     @classmethod
     def load_from_study(
-        cls, study: optuna.Study, *, key: str = STUDY_ATTR_KEY
+        cls, study: optuna.Study, *, key: str = STUDY_SENSITIVITY
     ) -> SensitivityReport | None:
         """The report stored by :meth:`save_to_study`, or ``None`` if the study has none."""
-        attrs = study.user_attrs
+        return cls.from_study_attrs(study.user_attrs, key=key)
+
+    @classmethod
+    def from_study_attrs(
+        cls, attrs: Mapping[str, Any], *, key: str = STUDY_SENSITIVITY, partial: bool = False
+    ) -> SensitivityReport | None:
+        """The report :meth:`save_to_study` wrote into study user attrs ``attrs``, chunks joined.
+
+        Args:
+            attrs: The study's user attributes.
+            key: The attribute of the first chunk.
+            partial: Keep the layers that are there when a chunk is missing (a reader that
+                shows what it can, as the dashboard) instead of raising.
+
+        Returns:
+            The report, or ``None`` if ``attrs`` hold none.
+
+        Raises:
+            ValueError: On a malformed report, or a missing chunk unless ``partial``.
+        """
         header = attrs.get(key)
         if header is None:
             return None
-        layers = list(header["layers"])
+        if not isinstance(header, Mapping):
+            raise ValueError(f"The study's user attr {key} is not a sensitivity report.")
+        layers = list(header.get("layers") or ())
         for index in range(1, int(header.get("extra_chunks", 0)) + 1):
             chunk = attrs.get(f"{key}:{index}")
-            if chunk is None:
+            if isinstance(chunk, Sequence) and not isinstance(chunk, str):
+                layers.extend(chunk)
+            elif not partial:
                 raise ValueError(
                     f"The study's sensitivity report is incomplete: user attr {key}:{index} is "
                     f"missing. Recompute it and call save_to_study again."
                 )
-            layers.extend(chunk)
         return cls.from_dict({**header, "layers": layers})
 
     # Display ---------------------------------------------------------------------------------

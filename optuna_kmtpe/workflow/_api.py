@@ -79,7 +79,7 @@ def search(
         ...     model, splits.train, splits.val, trained=False, pretrain_epochs=5,
         ...     n_trials=6, storage="sqlite:///mine.db")
     """
-    from optuna_kmtpe.objectives._metrics import study_quality
+    from optuna_kmtpe.records import study_quality
     from optuna_kmtpe.workflow._run import format_pareto_table
     from optuna_kmtpe.workflow._run import pareto_rows
     from optuna_kmtpe.workflow._run import run_search

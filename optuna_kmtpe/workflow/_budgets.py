@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from optuna_kmtpe import records as keys
-from optuna_kmtpe.objectives._metrics import METRICS
+from optuna_kmtpe.records import METRICS
 
 
 def over_budget_note(attrs: Mapping[str, Any]) -> str:

@@ -16,13 +16,13 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from optuna_kmtpe import records as keys
-from optuna_kmtpe.objectives._metrics import METRICS
-from optuna_kmtpe.objectives._metrics import Metric
-from optuna_kmtpe.objectives._metrics import objective_metrics
 from optuna_kmtpe.objectives._metrics import quality_metric
-from optuna_kmtpe.objectives._metrics import save_study_metrics
-from optuna_kmtpe.objectives._metrics import study_metrics
-from optuna_kmtpe.objectives._metrics import study_quality
+from optuna_kmtpe.records import METRICS
+from optuna_kmtpe.records import Metric
+from optuna_kmtpe.records import objective_metrics
+from optuna_kmtpe.records import save_study_metrics
+from optuna_kmtpe.records import study_metrics
+from optuna_kmtpe.records import study_quality
 from optuna_kmtpe.sampler import PREDICTION_ATTR_KEY
 from optuna_kmtpe.workflow._budgets import over_budget_note
 from optuna_kmtpe.workflow._prepare import SearchJob
@@ -84,7 +84,7 @@ def forecast_for(settings: SearchSettings, objective: Any, job: Any) -> dict[str
     from optuna_kmtpe.objectives import sampler_forecast
 
     metrics = list(objective.metrics)
-    if settings.sampler != "kmtpe" or "accuracy" not in metrics or len(metrics) < 2:
+    if settings.sampler != "kmtpe" or keys.QUALITY_SLOT not in metrics or len(metrics) < 2:
         return None
     if settings.metric is not None:  # the Hessian prior forecasts accuracy, not a user metric
         return None
@@ -493,9 +493,8 @@ class _TrialLine:
                     shown[index] += f" (forecast {metric.format(mean)} +-{metric.format(std)})"
             if not trial.user_attrs.get(keys.FEASIBLE, True):
                 # Never trained: its quality value is a placeholder, the reason is the news.
-                costs = [s for s in shown if s.split(" ", 1)[0] in METRICS]
-                shown = [over_budget_note(trial.user_attrs)]
-                shown += [s for s in costs if not s.startswith("accuracy ")]
+                costs = [s for m, s in zip(self._metrics, shown) if m.source == keys.COST]
+                shown = [over_budget_note(trial.user_attrs), *costs]
             values = "  ".join(shown)
             config = trial.user_attrs.get(keys.CONFIG)
             bits = compact_bits(config) if config else ""
@@ -523,12 +522,6 @@ def trial_progress(
         log: Where the lines go.
     """
     return _TrialLine(n_trials, [METRICS[name] for name in metric_names], log)
-
-
-def format_metric(name: str, value: float | None) -> str:
-    """Human units of a built-in metric (:meth:`Metric.format`); others get 4 digits."""
-    metric = METRICS.get(name) or Metric(name, "maximize", "", name)
-    return metric.format(value)
 
 
 def compact_bits(config: dict[str, dict[str, Any]]) -> str:
@@ -564,7 +557,7 @@ def pareto_rows(study: optuna.Study) -> list[dict[str, Any]]:
         by_config[config_key] = row
         row.update(dict(zip(metrics, trial.values)))
         row.setdefault(quality.name, trial.user_attrs.get(keys.ACCURACY))
-        for extra in ("latency_s", "energy_j", "size_bits"):
+        for extra in (m.name for m in METRICS.values() if m.in_table):
             row.setdefault(extra, trial.user_attrs.get(extra))
         row["config"] = trial.user_attrs.get(keys.CONFIG, {})
         row[keys.WARM_START] = trial.user_attrs.get(keys.WARM_START, "")
@@ -582,8 +575,14 @@ def format_pareto_table(rows: list[dict[str, Any]], *, quality: Metric | None = 
     """
     if not rows:
         return "No feasible completed trial yet."
-    quality = quality or METRICS[keys.ACCURACY]
-    header = ["trial", quality.name, "latency", "energy", "size", "bits (weights / acts / widths)"]
+    quality = quality or METRICS[keys.QUALITY_SLOT]
+    # The schema's table metrics and any other metric the rows hold (e.g. a cost objective).
+    shown = [
+        m
+        for m in METRICS.values()
+        if m.name != keys.QUALITY_SLOT and (m.in_table or any(m.name in r for r in rows))
+    ]
+    header = ["trial", quality.name, *(m.name for m in shown), "bits (weights / acts / widths)"]
     table = [header]
     for row in rows:
         table.append(
@@ -592,9 +591,7 @@ def format_pareto_table(rows: list[dict[str, Any]], *, quality: Metric | None = 
                 + "".join(f"={number}" for number in row.get("same_config_trials", ()))
                 + (f" ({row['warm_start']})" if row[keys.WARM_START] else ""),
                 quality.format(row.get(quality.name)),
-                format_metric("latency_s", row.get("latency_s")),
-                format_metric("energy_j", row.get("energy_j")),
-                format_metric("size_bits", row.get("size_bits")),
+                *(m.format(row.get(m.name)) for m in shown),
                 compact_bits(row["config"]) if row["config"] else "",
             ]
         )

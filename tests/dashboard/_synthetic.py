@@ -13,6 +13,9 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
+from optuna_kmtpe.sensitivity import LayerSensitivity
+from optuna_kmtpe.sensitivity import SensitivityReport
+
 
 LAYERS = ("features.0", "features.3", "features.7", "classifier")
 MACS = {"features.0": 2.3e4, "features.3": 1.5e5, "features.7": 7.4e4, "classifier": 1.3e3}
@@ -79,7 +82,7 @@ def build_synthetic_study(
 ) -> optuna.Study:
     """A study shaped like a real kmtpe search, built from synthetic trials.
 
-    Complete trials carry every user attribute of ``optuna_kmtpe.dashboard.keys``; infeasible
+    Complete trials carry every trial user attribute of ``optuna_kmtpe.records``; infeasible
     ones (latency over budget) carry the legacy constraints list; one trial failed, one was
     pruned, and one completed trial has no user attributes at all.
     """
@@ -87,14 +90,13 @@ def build_synthetic_study(
     study.set_metric_names(METRIC_NAMES)
     study.set_user_attr("kmtpe:run", RUN_INFO)
     if with_sensitivity:
-        study.set_user_attr(
-            "kmtpe:sensitivity",
-            {
-                "layers": list(LAYERS),
-                "trace": dict(TRACES),
-                "trace_stderr": {n: 0.05 * t for n, t in TRACES.items()},
-            },
-        )
+        # Written as the search writes it, read back by the dashboard's one decoder.
+        SensitivityReport(
+            layers=tuple(
+                LayerSensitivity(n, "Conv2d", 100, 8, 8, t, 0.05 * t, 64, {2: 1.0, 8: 0.01})
+                for n, t in TRACES.items()
+            )
+        ).save_to_study(study)
     rng = np.random.default_rng(seed)
     distribution = CategoricalDistribution([2, 4, 6, 8])
     for _ in range(n_trials):

@@ -11,20 +11,21 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 import pytest
 
-from optuna_kmtpe.dashboard import LayerSensitivity
+from optuna_kmtpe import records
 from optuna_kmtpe.dashboard import TrialPoint
 from optuna_kmtpe.dashboard import config_summary
 from optuna_kmtpe.dashboard import layer_config_heatmap
 from optuna_kmtpe.dashboard import pareto_front_figure
 from optuna_kmtpe.dashboard import pareto_mask
-from optuna_kmtpe.dashboard import parse_sensitivity
 from optuna_kmtpe.dashboard import sampler_split_figure
 from optuna_kmtpe.dashboard import sensitivity_bits_figure
+from optuna_kmtpe.dashboard import sensitivity_layers
 from optuna_kmtpe.dashboard import summary_markdown
 from optuna_kmtpe.dashboard._note import NOTE_TITLE
-from optuna_kmtpe.dashboard._records import collect_sensitivity
 from optuna_kmtpe.dashboard._records import parse_config
 from optuna_kmtpe.dashboard._records import points_from_trials
+from optuna_kmtpe.sensitivity import LayerSensitivity
+from optuna_kmtpe.sensitivity import SensitivityReport
 
 
 MAX, MIN = StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE
@@ -117,46 +118,39 @@ def test_parse_config_accepts_dict_and_json() -> None:
     assert parse_config(json.dumps({"layers": config})) == config
 
 
-def test_parse_sensitivity_accepts_list_and_dict_forms_and_drops_bad_layers() -> None:
-    as_lists = {"layers": ["a", "b", "c"], "trace": [3.0, None, 1.0], "trace_stderr": [0.1, 0, 0]}
-    as_dicts = {"layers": ["a", "b", "c"], "trace": {"a": 3.0, "c": 1.0}}
-    as_records = {"layers": [{"name": "a", "trace": 3.0}, {"name": "c", "trace": 1.0}]}
-    assert parse_sensitivity(as_lists) == [
-        LayerSensitivity("a", 3.0, 0.1),
-        LayerSensitivity("c", 1.0, 0.0),
-    ]
-    assert [s.layer for s in parse_sensitivity(as_dicts)] == ["a", "c"]
-    assert [s.trace for s in parse_sensitivity(as_records)] == [3.0, 1.0]
+def _layer(name: str, trace: float, stderr: float | None = 0.0) -> LayerSensitivity:
+    return LayerSensitivity(name, "Linear", 90, 9, 10, trace, stderr, 64, {2: 1.0})  # type: ignore[arg-type]
+
+
+def test_dashboard_reads_the_chunked_report_sensitivity_saved(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One decoder: the dashboard reads exactly what SensitivityReport.save_to_study wrote,
+    # split over several attrs, as SensitivityReport.load_from_study does.
+    monkeypatch.setattr("optuna_kmtpe.sensitivity._report._MAX_ATTR_CHARS", 10)
+    report = SensitivityReport(
+        layers=(_layer("a", 2.0, 0.1), _layer("b", 1.0, 0.2), _layer("c", 0.5))
+    )
+    study = optuna.create_study()
+    report.save_to_study(study)
+    attrs = dict(study.user_attrs)
+    assert attrs[records.STUDY_SENSITIVITY]["extra_chunks"] == 2
+    assert sensitivity_layers(attrs) == list(report.layers)
+    assert SensitivityReport.load_from_study(study) == report
+    # A missing chunk: the dashboard shows the layers that are there; the search refuses.
+    del attrs[f"{records.STUDY_SENSITIVITY}:2"]
+    assert [s.name for s in sensitivity_layers(attrs)] == ["a", "b"]
+    with pytest.raises(ValueError, match="incomplete"):
+        SensitivityReport.from_study_attrs(attrs)
+    # Nothing stored, or something unreadable, or no finite trace: nothing to draw.
+    nan_trace = SensitivityReport(layers=(_layer("a", float("nan")),)).to_dict()
     for broken in (
-        None,
-        "x",
-        {"layers": "abc"},
-        {"trace": [1.0]},
-        {"layers": ["a"], "trace": [1, 2]},
+        {},
+        {records.STUDY_SENSITIVITY: "x"},
+        {records.STUDY_SENSITIVITY: {"layers": [{}]}},
     ):
-        assert parse_sensitivity(broken) == []
-
-
-def test_collect_sensitivity_joins_the_chunks_save_to_study_writes() -> None:
-    # The format of SensitivityReport.save_to_study: layer records, split over several attrs.
-    attrs = {
-        "kmtpe:sensitivity": {
-            "format_version": 1,
-            "layers": [{"name": "a", "trace": 2.0, "trace_stderr": 0.1, "n_params": 9}],
-            "extra_chunks": 2,
-        },
-        "kmtpe:sensitivity:1": [{"name": "b", "trace": 1.0, "trace_stderr": 0.2}],
-        "kmtpe:sensitivity:2": [{"name": "c", "trace": 0.5, "trace_stderr": 0.3}],
-    }
-    layers = parse_sensitivity(collect_sensitivity(attrs))
-    assert layers == [
-        LayerSensitivity("a", 2.0, 0.1),
-        LayerSensitivity("b", 1.0, 0.2),
-        LayerSensitivity("c", 0.5, 0.3),
-    ]
-    del attrs["kmtpe:sensitivity:2"]
-    assert [s.layer for s in parse_sensitivity(collect_sensitivity(attrs))] == ["a", "b"]
-    assert collect_sensitivity({}) is None
+        assert sensitivity_layers(broken) == []
+    assert sensitivity_layers({records.STUDY_SENSITIVITY: nan_trace}) == []
 
 
 def _front_points() -> list[TrialPoint]:
@@ -208,9 +202,9 @@ def test_heatmap_without_front_explains_itself() -> None:
 
 def test_sensitivity_figure_orders_layers_by_trace_and_summarizes_pareto_bits() -> None:
     sensitivity = [
-        LayerSensitivity("a", 0.5, 0.05),
-        LayerSensitivity("b", 4.0, 0.2),
-        LayerSensitivity("c", 1.0, None),
+        _layer("a", 0.5, 0.05),
+        _layer("b", 4.0, 0.2),
+        _layer("c", 1.0, None),
     ]
     fig = sensitivity_bits_figure(sensitivity, _front_points())
     bars, weight, act = fig.data
@@ -227,7 +221,7 @@ def test_sensitivity_figure_orders_layers_by_trace_and_summarizes_pareto_bits() 
 
 def test_sensitivity_figure_without_report_or_front() -> None:
     assert "No sensitivity report" in sensitivity_bits_figure([], []).layout.annotations[0].text
-    fig = sensitivity_bits_figure([LayerSensitivity("a", 1.0)], [])
+    fig = sensitivity_bits_figure([_layer("a", 1.0)], [])
     assert [t.type for t in fig.data] == ["bar"]
 
 
@@ -257,7 +251,7 @@ def test_pareto_figure_groups_trials_and_puts_configs_in_pareto_hover_only() -> 
     assert infeasible.marker.color == "#9e9e9e"
     assert (
         list(pareto.marker.color) == [2e-6]
-        and fig.layout.coloraxis.colorbar.title.text == "energy_j"
+        and fig.layout.coloraxis.colorbar.title.text == "energy_j [J]"
     )
 
 

@@ -14,6 +14,7 @@ import optuna
 from optuna.storages import RDBStorage
 import pytest
 
+from optuna_kmtpe import records
 from optuna_kmtpe.dashboard import GRAPH_IDS
 from optuna_kmtpe.dashboard import DashboardCallback
 from optuna_kmtpe.dashboard import keys
@@ -55,7 +56,7 @@ def test_published_study_exposes_graphs_names_attrs_and_note(
     assert split["k (clusters)"]["x"] == [row["number"] for row in fake_split_history]
 
     study_attrs = {a["key"]: a["value"] for a in detail["user_attrs"]}
-    assert "digits_cnn" in study_attrs[keys.STUDY_RUN]
+    assert "digits_cnn" in study_attrs[records.STUDY_RUN]
     body = detail["note"]["body"]
     assert body.startswith(f"## {NOTE_TITLE}: `synthetic-mpq`") and "xczu3eg" in body
     for number in front:
@@ -64,11 +65,11 @@ def test_published_study_exposes_graphs_names_attrs_and_note(
     trial = next(t for t in detail["trials"] if t["number"] == 0)
     trial_attrs = {a["key"] for a in trial["user_attrs"]}
     assert {
-        keys.CONFIG,
-        keys.ACCURACY,
-        keys.LATENCY_S,
-        keys.ENERGY_J,
-        keys.FEASIBLE,
+        records.CONFIG,
+        records.ACCURACY,
+        records.LATENCY_S,
+        records.ENERGY_J,
+        records.FEASIBLE,
     } <= trial_attrs
 
 
@@ -131,11 +132,11 @@ def test_callback_refreshes_during_a_real_search_and_survives_bad_trials(
         if trial.number % 5 == 1:
             return 0.5, latency  # infeasible-like trial that records nothing
         trial.set_user_attr(
-            keys.CONFIG, {"conv": {"weight_bits": bits, "act_bits": 8, "width": 1.0}}
+            records.CONFIG, {"conv": {"weight_bits": bits, "act_bits": 8, "width": 1.0}}
         )
-        trial.set_user_attr(keys.ACCURACY, 0.9 + bits / 100)
-        trial.set_user_attr(keys.LATENCY_S, latency)
-        trial.set_user_attr(keys.ENERGY_J, bits * 1e-7)
+        trial.set_user_attr(records.ACCURACY, 0.9 + bits / 100)
+        trial.set_user_attr(records.LATENCY_S, latency)
+        trial.set_user_attr(records.ENERGY_J, bits * 1e-7)
         return 0.9 + bits / 100, latency
 
     study.optimize(objective, n_trials=9, callbacks=[callback], catch=(ValueError,))
@@ -202,7 +203,7 @@ def test_record_constraints_fills_the_dashboard_gap_without_double_counting(
     frozen = study.get_trials()
     # Optuna sees each constraint exactly once, and treats the violating trial as infeasible.
     assert frozen[0].constraints == {"0": 2e-5, "1": -10.0}
-    assert frozen[0].user_attrs[keys.CONSTRAINTS] == {"latency_s": 2e-5, "dsp": -10.0}
+    assert frozen[0].user_attrs[records.CONSTRAINTS] == {"latency_s": 2e-5, "dsp": -10.0}
     assert [t.number for t in study.best_trials] == [1]
 
     detail = _study_detail(dashboard_app(RDBStorage(sqlite_url)), study)
@@ -290,11 +291,11 @@ def test_each_trial_note_shows_its_bits_and_widths_and_a_user_edit_is_kept(
     noted = 0
     for trial in synthetic_study.get_trials():
         body = trials[trial.number]["note"]["body"]
-        if keys.CONFIG not in trial.user_attrs:  # a trial without attributes: no note
+        if records.CONFIG not in trial.user_attrs:  # a trial without attributes: no note
             assert body == ""
             continue
         noted += 1
-        for layer, fields in trial.user_attrs[keys.CONFIG].items():
+        for layer, fields in trial.user_attrs[records.CONFIG].items():
             row = f"| {layer} | {fields['weight_bits']} | {fields['act_bits']} | "
             assert row + f"{fields['width']:g} |" in body
         assert body.startswith("**Config:** features.0: w")
@@ -318,13 +319,13 @@ def test_callback_notes_each_finished_trial_at_once(tmp_path: Any, dashboard_app
 
     def objective(trial: optuna.Trial) -> float:
         bits = [2, 4, 8][trial.suggest_int("conv.w_level", 0, 2)]
-        trial.set_user_attr(keys.CONFIG, {"conv": {"weight_bits": bits, "act_bits": 8}})
+        trial.set_user_attr(records.CONFIG, {"conv": {"weight_bits": bits, "act_bits": 8}})
         return float(bits)
 
     study.optimize(objective, n_trials=3, callbacks=[DashboardCallback(every_n_trials=100)])
     app = dashboard_app(study._storage)
     for trial, served in zip(study.trials, _study_detail(app, study)["trials"]):
-        bits = trial.user_attrs[keys.CONFIG]["conv"]["weight_bits"]
+        bits = trial.user_attrs[records.CONFIG]["conv"]["weight_bits"]
         assert f"| conv | {bits} | 8 | 1 |" in served["note"]["body"]
 
 

@@ -71,7 +71,7 @@ def test_an_over_budget_trial_prints_the_metric_and_the_limit() -> None:
     study.add_trial(trial)
     lines: list[str] = []
     try:  # the metric objects of the study (issue 11); older code took the names
-        from optuna_kmtpe.objectives._metrics import study_metrics
+        from optuna_kmtpe.records import study_metrics
 
         metrics: list = list(study_metrics(study))
     except ImportError:

@@ -13,9 +13,9 @@ from optuna_kmtpe import cli
 from optuna_kmtpe.dashboard import trial_points
 from optuna_kmtpe.dashboard._figures import layer_config_heatmap
 from optuna_kmtpe.objectives._metrics import quality_metric
-from optuna_kmtpe.objectives._metrics import save_study_metrics
-from optuna_kmtpe.objectives._metrics import study_metrics
-from optuna_kmtpe.objectives._metrics import study_quality
+from optuna_kmtpe.records import save_study_metrics
+from optuna_kmtpe.records import study_metrics
+from optuna_kmtpe.records import study_quality
 from optuna_kmtpe.workflow import format_pareto_table
 from optuna_kmtpe.workflow import pareto_rows
 from optuna_kmtpe.workflow._run import _TrialLine
