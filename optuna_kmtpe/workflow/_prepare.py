@@ -319,7 +319,7 @@ def prepare_job(
 
 def recipe_for(settings: SearchSettings) -> Any:
     """The training recipe of a search's trials (one definition for the search and the export)."""
-    from optuna_kmtpe.objectives import TrainingRecipe
+    from optuna_kmtpe.quant import TrainingRecipe
 
     return TrainingRecipe(
         mode=settings.mode,
