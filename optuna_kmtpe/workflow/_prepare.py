@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 
 from optuna_kmtpe.config import DEFAULT_LOSS
+from optuna_kmtpe.workflow._settings import QUANTIZER_SETTINGS
 from optuna_kmtpe.workflow._settings import SearchSettings
 
 
@@ -326,8 +327,8 @@ def recipe_for(settings: SearchSettings) -> Any:
         epochs=settings.qat_epochs,
         lr=settings.lr,
         seed=settings.seed,
-        power_of_two_scales=settings.power_of_two_scales,
         loss=settings.loss,
+        **{name: getattr(settings, name) for name in QUANTIZER_SETTINGS},
     )
 
 
