@@ -23,6 +23,7 @@ from optuna_kmtpe.workflow._prepare import pretrained_model
 from optuna_kmtpe.workflow._prepare import recipe_for
 from optuna_kmtpe.workflow._run import StudyError
 from optuna_kmtpe.workflow._run import open_storage
+from optuna_kmtpe.workflow._settings import QUANTIZER_SETTINGS
 from optuna_kmtpe.workflow._settings import SearchSettings
 
 
@@ -178,7 +179,7 @@ def export_trial_model(
         "test_accuracy": test_accuracy,
         "val_accuracy": val_accuracy,
         "recorded_accuracy": recorded,
-        "power_of_two_scales": settings.power_of_two_scales,
+        **{name: getattr(settings, name) for name in QUANTIZER_SETTINGS},
     }
     exported = export.export_model(
         qmodel, path, format=format, example_input=job.example_input, metadata=metadata

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,8 @@ def test_the_exported_model_is_the_objectives_model(
     study = load_study(storage, "kmtpe")
     assert stored_settings(study).range_method == "max"  # stored with the run's settings
     result = export_trial_model(study, 0, str(tmp_path / "model.json"), verify=False)
+    metadata = json.loads((tmp_path / "model.json").read_text())
+    assert metadata["range_method"] == "max" and metadata["rounding"] == "nearest"
     assert result.mismatch is None and result.val_accuracy == result.recorded_accuracy
     exported = built[-1].model
     assert exported.state_dict().keys() == trial_model.state_dict().keys()
