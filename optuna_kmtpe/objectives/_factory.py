@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import MutableMapping
+import functools
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -55,7 +56,8 @@ def quantized_accuracy_fn(
             config under a fixed recipe, so benchmarks comparing samplers share one.
         progress: Show a progress bar for each trial's QAT.
         score: ``score(model, val_loader) -> float`` replacing top-1 accuracy
-            (:func:`metric_score` wraps a ``metric(outputs, targets)``).
+            (``functools.partial(quant.evaluate, metric=metric)`` scores with a
+            ``metric(outputs, targets)``).
     """
     from optuna_kmtpe import quant
 
@@ -172,6 +174,7 @@ def make_objective(
             study.optimize(objective, n_trials=30)
     """
     from optuna_kmtpe import hardware
+    from optuna_kmtpe import quant
 
     shapes = hardware.trace_layer_shapes(model, example_input)
     return MPQObjective(
@@ -184,54 +187,13 @@ def make_objective(
             recipe=recipe,
             example_input=example_input,
             cache=accuracy_cache,
-            score=metric_score(metric) if metric is not None else None,
+            score=None if metric is None else functools.partial(quant.evaluate, metric=metric),
         ),
         metrics=metrics,
         budgets=budgets,
         early_stop=early_stop if metric is None else None,
         quality_direction=metric_direction,
     )
-
-
-def metric_score(
-    metric: Callable[[torch.Tensor, torch.Tensor], float],
-) -> Callable[[nn.Module, DataLoader], float]:
-    """``score(model, loader)``: ``metric(outputs, targets)`` over the whole of ``loader``.
-
-    The model runs in eval mode without gradients (its mode is restored); outputs and targets
-    are concatenated on the CPU, so metrics that do not average over batches (F1) are exact.
-
-    Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> def top2(outputs, targets):
-        ...     return (outputs.topk(2, dim=1).indices == targets[:, None]).any(1).float().mean()
-        >>> model = nn.Linear(3, 3)
-        >>> data = [(torch.eye(3), torch.tensor([0, 1, 2]))]
-        >>> 0.0 <= metric_score(top2)(model, data) <= 1.0
-        True
-    """
-    import torch
-
-    from optuna_kmtpe.quant._device import model_device
-
-    def score(model: nn.Module, loader: DataLoader) -> float:
-        device = model_device(model)
-        saved = {module: module.training for module in model.modules()}
-        outputs, targets = [], []
-        try:
-            model.eval()
-            with torch.no_grad():
-                for inputs, labels in loader:
-                    outputs.append(model(inputs.to(device)).cpu())
-                    targets.append(labels)
-        finally:
-            for module, training in saved.items():
-                module.training = training
-        value = metric(torch.cat(outputs), torch.cat(targets))
-        return float(value.item() if hasattr(value, "item") else value)
-
-    return score
 
 
 class ScalarizedObjective:

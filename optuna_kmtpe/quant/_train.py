@@ -28,6 +28,7 @@ from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.quant._apply import activation_quantizers
 from optuna_kmtpe.quant._apply import apply_config
 from optuna_kmtpe.quant._calibration import CalibrationMethod
+from optuna_kmtpe.quant._calibration import _eval_mode
 from optuna_kmtpe.quant._calibration import calibrate
 from optuna_kmtpe.quant._calibration import recalibrate_batchnorm
 from optuna_kmtpe.quant._device import model_device
@@ -187,44 +188,58 @@ def qat_finetune(
 
 
 def evaluate(
-    model: nn.Module, loader: Iterable[Any], *, device: str | torch.device | None = None
+    model: nn.Module,
+    loader: Iterable[Any],
+    *,
+    device: str | torch.device | None = None,
+    metric: Callable[[torch.Tensor, torch.Tensor], Any] | None = None,
 ) -> float:
-    """Top-1 accuracy in ``[0, 1]`` over ``loader``; the model's train/eval mode is restored.
+    """Top-1 accuracy in ``[0, 1]`` over ``loader``, or ``metric(outputs, targets)``.
+
+    The model runs in eval mode without gradients; its train/eval mode is restored.
 
     Args:
-        model: A classifier returning logits.
+        model: A classifier returning logits (or any model, with ``metric``).
         loader: Batches ``(inputs, targets)``.
         device: Where to run; ``None`` keeps the model where it is.
+        metric: ``metric(outputs, targets) -> float`` over the whole of ``loader`` (outputs
+            and targets concatenated on the CPU, so metrics that do not average over batches,
+            such as F1, are exact), in the place of top-1 accuracy.
 
     Example:
         >>> import torch
         >>> from torch import nn
         >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
-        >>> 0.0 <= evaluate(model, [(torch.rand(8, 4), torch.zeros(8, dtype=torch.long))]) <= 1
+        >>> data = [(torch.rand(8, 4), torch.zeros(8, dtype=torch.long))]
+        >>> 0.0 <= evaluate(model, data) <= 1
         True
+        >>> evaluate(model, data, metric=lambda outputs, targets: float(len(targets)))
+        8.0
     """
     target_device = model_device(model) if device is None else torch.device(device)
     if target_device != model_device(model):
         model = copy.deepcopy(model).to(target_device)
-    saved = {module: module.training for module in model.modules()}
-    correct = 0
-    total = 0
-    try:
-        model.eval()
-        with torch.no_grad():
-            for batch in loader:
-                inputs, targets = split_batch(batch)
-                if targets is None:
-                    raise ValueError("evaluate needs (inputs, targets) batches.")
-                logits = model(inputs.to(target_device))
-                correct += int((logits.argmax(dim=1) == targets.to(target_device)).sum())
-                total += int(targets.numel())
-    finally:
-        for module, training in saved.items():
-            module.training = training
+    outputs: list[torch.Tensor] = []
+    targets: list[torch.Tensor] = []
+    correct = total = 0
+    with _eval_mode(model), torch.no_grad():
+        for batch in loader:
+            inputs, labels = split_batch(batch)
+            if labels is None:
+                raise ValueError("evaluate needs (inputs, targets) batches.")
+            logits = model(inputs.to(target_device))
+            total += int(labels.numel())
+            if metric is None:
+                correct += int((logits.argmax(dim=1) == labels.to(target_device)).sum())
+            else:
+                outputs.append(logits.cpu())
+                targets.append(labels.cpu())
     if total == 0:
         raise ValueError("evaluate got an empty loader.")
-    return correct / total
+    if metric is None:
+        return correct / total
+    value = metric(torch.cat(outputs), torch.cat(targets))
+    return float(value.item() if hasattr(value, "item") else value)
 
 
 def ptq(

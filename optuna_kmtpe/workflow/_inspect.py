@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from pathlib import Path
@@ -147,7 +148,6 @@ def export_trial_model(
     """
     from optuna_kmtpe import export
     from optuna_kmtpe import quant
-    from optuna_kmtpe.objectives._factory import metric_score
     from optuna_kmtpe.workflow._sources import metric_function
 
     export.check_format(format)
@@ -158,7 +158,7 @@ def export_trial_model(
     job = prepare_job(settings, study, log=lambda _msg: None, progress=False)
     # The value the search recorded: accuracy, or the study's own metric.
     metric = metric_function(settings)
-    score = quant.evaluate if metric is None else metric_score(metric)
+    score = functools.partial(quant.evaluate, metric=metric)
     result = quant.run_recipe(
         job.model,
         config,
