@@ -3,8 +3,11 @@
 For each seed: train the float DigitsCNN (30 epochs, SGD lr 0.1, cosine), then for uniform
 8/6/4/3/2/1-bit weights with 8-bit activations on every layer: PTQ (BN re-estimation + min-max
 calibration) and QAT (calibrate, then a short fine-tune from the float checkpoint: 3 epochs SGD
-lr 0.01, batch 64, cosine). Reports mean test accuracy over the seeds, the model size of the
-quantizable layers in KiB, and the time of one QAT fine-tune.
+lr 0.01, batch 64, cosine), both through ``quant.run_recipe``, the runner a search trial uses
+(8 calibration batches, the loader rewound to the seed). Reports mean test accuracy over the
+seeds, the model size of the quantizable layers in KiB, and the time of one QAT fine-tune
+(which includes scoring the test split after each epoch, as a trial scores its validation
+split).
 
 Usage:
     PYTHONPATH=. python benchmarks/digits_bits.py [--quick] [--seeds 3]
@@ -26,13 +29,11 @@ from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.data import load_digits
 from optuna_kmtpe.data import make_loader
 from optuna_kmtpe.models import DigitsCNN
-from optuna_kmtpe.quant import apply_config
-from optuna_kmtpe.quant import calibrate
+from optuna_kmtpe.quant import TrainingRecipe
 from optuna_kmtpe.quant import evaluate
 from optuna_kmtpe.quant import model_size_bits
-from optuna_kmtpe.quant import ptq
-from optuna_kmtpe.quant import qat_finetune
 from optuna_kmtpe.quant import quantizable_layers
+from optuna_kmtpe.quant import run_recipe
 from optuna_kmtpe.quant import train_float
 
 
@@ -68,18 +69,18 @@ def main() -> None:
         for bits in bits_list:
             config = QuantConfig.uniform(names, weight_bits=bits, act_bits=8)
             sizes[f"{bits}"] = model_size_bits(model, config) / 8 / 1024
-            start = time.perf_counter()
-            ptq_model = ptq(model, config, train)
-            times.setdefault(f"ptq{bits}", []).append(time.perf_counter() - start)
-            results.setdefault(f"ptq{bits}", []).append(evaluate(ptq_model, test))
-            start = time.perf_counter()
-            qmodel = apply_config(model, config)
-            calibrate(qmodel, train)
-            tuned = qat_finetune(
-                qmodel, train, epochs=args.qat_epochs, lr=args.qat_lr, seed=seed, progress=False
-            )
-            times.setdefault(f"qat{bits}", []).append(time.perf_counter() - start)
-            results.setdefault(f"qat{bits}", []).append(evaluate(tuned, test))
+            for mode in ("ptq", "qat"):
+                recipe = TrainingRecipe(
+                    mode=mode,
+                    epochs=args.qat_epochs,
+                    lr=args.qat_lr,
+                    calibration_batches=8,
+                    seed=seed,
+                )
+                start = time.perf_counter()
+                result = run_recipe(model, config, recipe, train_loader=train, val_loader=test)
+                times.setdefault(f"{mode}{bits}", []).append(time.perf_counter() - start)
+                results.setdefault(f"{mode}{bits}", []).append(result.score)
 
     def mean(key: str) -> float:
         return statistics.mean(results[key])

@@ -2,7 +2,7 @@
 
 For each task (digits with the digits CNN, MNIST-1D with the 20-layer ResNet20_1D) and each
 config (uniform W4A4 and a mixed config with pruned layers), with free and with power-of-two
-scales: QAT exactly as a trial does (``objectives.train_quantized`` with the search's recipe),
+scales: QAT exactly as a trial does (``quant.run_recipe`` with the search's recipe),
 then the torch model's test accuracy, the export time of each format (``export_model``, 2 CPU
 threads), and the argmax agreement and accuracy of the exported file on the test split
 (QONNX by qonnx's executor, QDQ by onnxruntime).
@@ -28,7 +28,6 @@ from optuna_kmtpe import export
 from optuna_kmtpe import quant
 from optuna_kmtpe.config import LayerConfig
 from optuna_kmtpe.config import QuantConfig
-from optuna_kmtpe.objectives import train_quantized
 from optuna_kmtpe.workflow import SearchSettings
 from optuna_kmtpe.workflow import recipe_for
 from optuna_kmtpe.workflow._prepare import load_data
@@ -71,9 +70,9 @@ def run_task(task: str, *, pretrain_epochs: int | None, qat_epochs: int) -> list
         for po2 in (False, True):
             recipe = recipe_for(settings.replace(power_of_two_scales=po2))
             start = time.perf_counter()
-            qmodel = train_quantized(
-                model, config, train, recipe=recipe, example_input=example, rewind=(val,)
-            )
+            qmodel = quant.run_recipe(
+                model, config, recipe, train_loader=train, val_loader=val, example_input=example
+            ).model
             train_s = time.perf_counter() - start
             row: dict[str, Any] = {
                 "task": task,

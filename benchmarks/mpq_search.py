@@ -47,7 +47,6 @@ import optuna
 from optuna._hypervolume import compute_hypervolume  # benchmark-only use of a private helper
 
 from optuna_kmtpe.config import QuantConfig
-from optuna_kmtpe.objectives import TrainingRecipe
 from optuna_kmtpe.objectives import make_objective
 from optuna_kmtpe.objectives import sampler_forecast
 from optuna_kmtpe.objectives import warm_start_configs
@@ -57,6 +56,7 @@ from optuna_kmtpe.workflow import SearchSettings
 from optuna_kmtpe.workflow import build_space
 from optuna_kmtpe.workflow import make_sampler
 from optuna_kmtpe.workflow import prepare_job
+from optuna_kmtpe.workflow import recipe_for
 
 
 METHODS: dict[str, tuple[str, bool, bool, bool]] = {
@@ -114,7 +114,7 @@ def run_method(
         space=space,
         fpga=job.fpga,
         example_input=job.example_input,
-        recipe=TrainingRecipe(epochs=job.settings.qat_epochs, lr=job.settings.lr),
+        recipe=recipe_for(job.settings),
         early_stop=None,  # curves must compare full QAT accuracies
         accuracy_cache=cache,
     )
@@ -539,7 +539,7 @@ def reference_configs(job: Any, space: Any, cache: dict) -> list[tuple[str, floa
         job.model,
         job.train_loader,
         job.val_loader,
-        recipe=TrainingRecipe(epochs=job.settings.qat_epochs, lr=job.settings.lr),
+        recipe=recipe_for(job.settings),
         example_input=job.example_input,
         cache=cache,
     )

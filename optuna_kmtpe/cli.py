@@ -186,6 +186,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="quantize with power-of-two scales (weights and activations), which fixed-point "
         "FPGA flows (hls4ml, FINN) map exactly; costs some accuracy (docs/export.md)",
     )
+    search.add_argument("--rounding", help="weight rounding in QAT: nearest (default), stochastic")
+    search.add_argument(
+        "--range-method", help="weight clipping range: mse (default, per channel) or max"
+    )
+    for kind, words, default in (
+        ("weights", "weights", "symmetric"),
+        ("acts", "activations", "asymmetric"),
+    ):
+        search.add_argument(
+            f"--symmetric-{kind}",
+            action=argparse.BooleanOptionalAction,
+            help=f"symmetric {words} (zero point 0) or not (a zero point); default {default}",
+        )
     search.add_argument("--mode", help="qat (default) or ptq")
     search.add_argument("--qat-epochs", type=int, help="QAT epochs per trial (default 2)")
     search.add_argument("--lr", type=float, help="QAT learning rate (default 0.01)")
@@ -270,7 +283,8 @@ def _search_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "model", "data", "data_dir", "data_samples", "weight_bits", "act_bits", "widths",
         "objectives", "device", "n_trials", "timeout", "seed", "storage", "study_name", "sampler",
         "mode", "lr", "pretrain_epochs", "cache_dir", "hessian_max_probes", "torch_threads",
-        "qat_epochs", "checkpoint", "metric", "metric_direction", "loss",
+        "qat_epochs", "checkpoint", "metric", "metric_direction", "loss", "rounding",
+        "range_method", "symmetric_weights", "symmetric_acts",
     ):  # fmt: skip
         value = getattr(args, name, None)
         if value is not None:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from optuna_kmtpe import records
 from optuna_kmtpe.objectives._factory import ScalarizedObjective
-from optuna_kmtpe.objectives._factory import TrainingRecipe
 from optuna_kmtpe.objectives._factory import hardware_cost_fn
 from optuna_kmtpe.objectives._factory import make_objective
 from optuna_kmtpe.objectives._factory import quantized_accuracy_fn
-from optuna_kmtpe.objectives._factory import train_quantized
 from optuna_kmtpe.objectives._forecast import HessianAccuracyPrior
 from optuna_kmtpe.objectives._forecast import KnownCosts
 from optuna_kmtpe.objectives._forecast import sampler_forecast
@@ -28,6 +26,15 @@ from optuna_kmtpe.objectives._warmstart import warm_start_study
 from optuna_kmtpe.objectives._warmstart import warm_starts_inside
 from optuna_kmtpe.records import METRICS
 from optuna_kmtpe.records import Metric
+
+
+def __getattr__(name: str) -> object:
+    # The recipe is owned by quant (torch); importing objectives stays torch-free.
+    if name == "TrainingRecipe":
+        from optuna_kmtpe.quant import TrainingRecipe
+
+        return TrainingRecipe
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
@@ -49,7 +56,6 @@ __all__ = [
     "hardware_cost_fn",
     "make_objective",
     "quantized_accuracy_fn",
-    "train_quantized",
     "records",
     "sampler_forecast",
 ]

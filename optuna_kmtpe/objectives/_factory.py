@@ -5,15 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import MutableMapping
-from collections.abc import Sequence
-import dataclasses
+import functools
 from typing import TYPE_CHECKING
 from typing import Any
 
 import optuna
 
-from optuna_kmtpe.config import DEFAULT_LOSS
-from optuna_kmtpe.config import LOSS_NAMES
 from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.objectives._objective import AccuracyFunction
 from optuna_kmtpe.objectives._objective import ConfigSpace
@@ -21,6 +18,7 @@ from optuna_kmtpe.objectives._objective import CostFunction
 from optuna_kmtpe.objectives._objective import CostRecord
 from optuna_kmtpe.objectives._objective import EarlyStopRule
 from optuna_kmtpe.objectives._objective import MPQObjective
+from optuna_kmtpe.objectives._objective import StopTraining
 from optuna_kmtpe.records import COST
 from optuna_kmtpe.records import METRICS
 
@@ -30,112 +28,7 @@ if TYPE_CHECKING:
     from torch import nn
     from torch.utils.data import DataLoader
 
-
-@dataclasses.dataclass(frozen=True)
-class TrainingRecipe:
-    """How each trial trains its quantized model, starting from the shared float checkpoint.
-
-    Attributes:
-        mode: ``"qat"`` (quantization-aware fine-tuning) or ``"ptq"`` (calibrate and evaluate).
-        epochs: QAT epochs per trial.
-        lr: Peak learning rate (cosine schedule).
-        optimizer: ``"sgd"`` or ``"adam"``.
-        calibration_batches: Batches used to calibrate activation ranges.
-        seed: Seed of the data order and stochastic parts, the same for every trial so that
-            accuracy depends on the config only.
-        power_of_two_scales: Quantize with power-of-two scales (weights and activations), the
-            form fixed-point FPGA flows (hls4ml, FINN) map exactly.
-        loss: QAT loss, ``"cross_entropy"`` (class indices) or ``"mse"`` (regression
-            targets); see :data:`optuna_kmtpe.quant.LOSSES`.
-    """
-
-    mode: str = "qat"
-    epochs: int = 2
-    lr: float = 0.01
-    optimizer: str = "sgd"
-    calibration_batches: int = 4
-    seed: int = 0
-    power_of_two_scales: bool = False
-    loss: str = DEFAULT_LOSS
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("qat", "ptq"):
-            raise ValueError(f"TrainingRecipe.mode must be 'qat' or 'ptq', got {self.mode!r}.")
-        if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(
-                f"TrainingRecipe.optimizer must be 'sgd' or 'adam', got {self.optimizer!r}."
-            )
-        if self.mode == "qat" and self.epochs < 1:
-            raise ValueError(f"TrainingRecipe.epochs must be >= 1 for QAT, got {self.epochs}.")
-        if not self.lr > 0:
-            raise ValueError(f"TrainingRecipe.lr must be positive, got {self.lr}.")
-        if self.calibration_batches < 1:
-            raise ValueError(
-                f"TrainingRecipe.calibration_batches must be >= 1, got {self.calibration_batches}."
-            )
-        if self.loss not in LOSS_NAMES:
-            raise ValueError(
-                f"TrainingRecipe.loss must be one of {list(LOSS_NAMES)}, got {self.loss!r}."
-            )
-
-
-def train_quantized(
-    model: nn.Module,
-    config: QuantConfig,
-    train_loader: DataLoader,
-    *,
-    recipe: TrainingRecipe = TrainingRecipe(),
-    example_input: torch.Tensor | None = None,
-    rewind: Sequence[Any] = (),
-    on_epoch: Callable[[int, nn.Module], None] | None = None,
-    progress: bool = False,
-) -> nn.Module:
-    """The quantized model a trial scores: apply ``config`` to a copy, calibrate, QAT (or PTQ).
-
-    This is the one definition of a trial's model: the objective scores it and
-    :func:`optuna_kmtpe.workflow.export_trial_model` exports it, so both see the same weights.
-
-    Args:
-        model: Trained float model (never modified).
-        config: The trial's config.
-        train_loader: Data for calibration and QAT.
-        recipe: Training settings.
-        example_input: One input batch (needed when some width is below 1).
-        rewind: Loaders whose seeded generators are reset to ``recipe.seed`` first, so that
-            every trial sees the same batches and the model depends on the config alone.
-        on_epoch: Called as ``on_epoch(epoch, model)`` after each QAT epoch.
-        progress: Show a progress bar for QAT.
-
-    Returns:
-        The quantized model (eval mode after QAT).
-    """
-    from optuna_kmtpe import quant
-
-    # A seeded DataLoader advances its generator on every pass: rewind it.
-    for loader in (train_loader, *rewind):
-        generator = getattr(loader, "generator", None)
-        if generator is not None:
-            generator.manual_seed(recipe.seed)
-    qmodel = quant.apply_config(
-        model,
-        config,
-        example_input=example_input,
-        power_of_two_scales=recipe.power_of_two_scales,
-    )
-    quant.calibrate(qmodel, train_loader, num_batches=recipe.calibration_batches)
-    if recipe.mode == "ptq":
-        return qmodel
-    return quant.qat_finetune(
-        qmodel,
-        train_loader,
-        epochs=recipe.epochs,
-        lr=recipe.lr,
-        optimizer=recipe.optimizer,
-        loss=recipe.loss,
-        seed=recipe.seed,
-        callback=on_epoch,
-        progress=progress,
-    )
+    from optuna_kmtpe.quant import TrainingRecipe
 
 
 def quantized_accuracy_fn(
@@ -143,7 +36,7 @@ def quantized_accuracy_fn(
     train_loader: DataLoader,
     val_loader: DataLoader,
     *,
-    recipe: TrainingRecipe = TrainingRecipe(),
+    recipe: TrainingRecipe | None = None,
     example_input: torch.Tensor | None = None,
     cache: MutableMapping[QuantConfig, float] | None = None,
     progress: bool = False,
@@ -157,44 +50,50 @@ def quantized_accuracy_fn(
         model: Trained float model.
         train_loader: Data for calibration and QAT.
         val_loader: Data that scores the trial.
-        recipe: Training settings.
+        recipe: Training settings (:class:`optuna_kmtpe.quant.TrainingRecipe`; None: its
+            defaults).
         example_input: One input batch (for width propagation); taken from ``val_loader`` if
             omitted.
         cache: Optional config -> accuracy memo. Accuracy is a deterministic function of the
             config under a fixed recipe, so benchmarks comparing samplers share one.
         progress: Show a progress bar for each trial's QAT.
         score: ``score(model, val_loader) -> float`` replacing top-1 accuracy
-            (:func:`metric_score` wraps a ``metric(outputs, targets)``).
+            (``functools.partial(quant.evaluate, metric=metric)`` scores with a
+            ``metric(outputs, targets)``).
     """
     from optuna_kmtpe import quant
 
-    evaluate = score if score is not None else quant.evaluate
+    recipe = quant.TrainingRecipe() if recipe is None else recipe
     if example_input is None:
         example_input = next(iter(val_loader))[0][:2]
 
     def accuracy(config: QuantConfig, report_epoch: Callable[[int, float], None]) -> float:
         if cache is not None and config in cache:
             return cache[config]
-        last: dict[int, float] = {}
 
-        def on_epoch(epoch: int, trained: nn.Module) -> None:
-            last[epoch] = evaluate(trained, val_loader)
-            report_epoch(epoch, last[epoch])
+        def on_epoch(epoch: int, value: float) -> bool:
+            try:
+                report_epoch(epoch, value)  # may prune the trial
+            except StopTraining:
+                return True  # the runner keeps the model and score reached so far
+            return False
 
-        qmodel = train_quantized(
+        result = quant.run_recipe(
             model,
             config,
-            train_loader,
-            recipe=recipe,
+            recipe,
+            train_loader=train_loader,
+            val_loader=val_loader,
+            score=score,
             example_input=example_input,
-            rewind=(val_loader,),
             on_epoch=on_epoch,
             progress=progress,
         )
-        value = last[max(last)] if last else evaluate(qmodel, val_loader)
+        if result.stopped_early:
+            raise StopTraining(result.score)
         if cache is not None:
-            cache[config] = value
-        return value
+            cache[config] = result.score
+        return result.score
 
     return accuracy
 
@@ -232,7 +131,7 @@ def make_objective(
     example_input: torch.Tensor,
     metrics: tuple[str, ...] | list[str] = ("accuracy", "latency_s", "energy_j"),
     budgets: Mapping[str, float] | None = None,
-    recipe: TrainingRecipe = TrainingRecipe(),
+    recipe: TrainingRecipe | None = None,
     early_stop: EarlyStopRule | None = EarlyStopRule(),
     accuracy_cache: MutableMapping[QuantConfig, float] | None = None,
     metric: Callable[[torch.Tensor, torch.Tensor], float] | None = None,
@@ -250,7 +149,7 @@ def make_objective(
         metrics: Returned metrics; see :data:`optuna_kmtpe.objectives.METRICS`.
         budgets: Upper limits on cost metrics (``latency_s``, ``energy_j``, ``size_bits``,
             ``bops``, ``dsp_used``); violating configs are recorded as infeasible, not trained.
-        recipe: QAT/PTQ settings.
+        recipe: QAT/PTQ settings (None: ``quant.TrainingRecipe()``).
         early_stop: Multi-objective early-stop rule for hopeless QAT runs.
         accuracy_cache: Optional config -> accuracy memo shared across studies.
         metric: ``metric(outputs, targets) -> float`` on the whole validation split, in the
@@ -273,6 +172,7 @@ def make_objective(
             study.optimize(objective, n_trials=30)
     """
     from optuna_kmtpe import hardware
+    from optuna_kmtpe import quant
 
     shapes = hardware.trace_layer_shapes(model, example_input)
     return MPQObjective(
@@ -285,54 +185,13 @@ def make_objective(
             recipe=recipe,
             example_input=example_input,
             cache=accuracy_cache,
-            score=metric_score(metric) if metric is not None else None,
+            score=None if metric is None else functools.partial(quant.evaluate, metric=metric),
         ),
         metrics=metrics,
         budgets=budgets,
         early_stop=early_stop if metric is None else None,
         quality_direction=metric_direction,
     )
-
-
-def metric_score(
-    metric: Callable[[torch.Tensor, torch.Tensor], float],
-) -> Callable[[nn.Module, DataLoader], float]:
-    """``score(model, loader)``: ``metric(outputs, targets)`` over the whole of ``loader``.
-
-    The model runs in eval mode without gradients (its mode is restored); outputs and targets
-    are concatenated on the CPU, so metrics that do not average over batches (F1) are exact.
-
-    Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> def top2(outputs, targets):
-        ...     return (outputs.topk(2, dim=1).indices == targets[:, None]).any(1).float().mean()
-        >>> model = nn.Linear(3, 3)
-        >>> data = [(torch.eye(3), torch.tensor([0, 1, 2]))]
-        >>> 0.0 <= metric_score(top2)(model, data) <= 1.0
-        True
-    """
-    import torch
-
-    from optuna_kmtpe.quant._device import model_device
-
-    def score(model: nn.Module, loader: DataLoader) -> float:
-        device = model_device(model)
-        saved = {module: module.training for module in model.modules()}
-        outputs, targets = [], []
-        try:
-            model.eval()
-            with torch.no_grad():
-                for inputs, labels in loader:
-                    outputs.append(model(inputs.to(device)).cpu())
-                    targets.append(labels)
-        finally:
-            for module, training in saved.items():
-                module.training = training
-        value = metric(torch.cat(outputs), torch.cat(targets))
-        return float(value.item() if hasattr(value, "item") else value)
-
-    return score
 
 
 class ScalarizedObjective:

@@ -1,5 +1,6 @@
 """Quantization engine: fake quantizers with a straight-through estimator, per-layer configs
-applied to any model (bits and width), calibration, QAT/PTQ loops, accounting and export.
+applied to any model (bits and width), calibration, QAT/PTQ loops, the recipe runner a search
+trial uses (:func:`run_recipe`), accounting and export.
 
 Pure PyTorch (no torch.ao.quantization, no Brevitas): see ``docs/quantization.md``.
 
@@ -48,9 +49,12 @@ from optuna_kmtpe.quant._quantizers import quantize_weight_to_int
 from optuna_kmtpe.quant._quantizers import stochastic_round
 from optuna_kmtpe.quant._quantizers import straight_through
 from optuna_kmtpe.quant._quantizers import weight_qparams
+from optuna_kmtpe.quant._train import RecipeResult
+from optuna_kmtpe.quant._train import TrainingRecipe
 from optuna_kmtpe.quant._train import evaluate
 from optuna_kmtpe.quant._train import ptq
 from optuna_kmtpe.quant._train import qat_finetune
+from optuna_kmtpe.quant._train import run_recipe
 from optuna_kmtpe.quant._train import train_float
 
 
@@ -62,6 +66,8 @@ __all__ = [
     "QuantConv2d",
     "QuantLinear",
     "QuantizerParams",
+    "RecipeResult",
+    "TrainingRecipe",
     "activation_qparams",
     "activation_quantizers",
     "applied_config",
@@ -85,6 +91,7 @@ __all__ = [
     "quantizable_layers",
     "quantize_weight_to_int",
     "recalibrate_batchnorm",
+    "run_recipe",
     "save_quantized",
     "stochastic_round",
     "straight_through",

@@ -35,12 +35,15 @@ over float (see ``docs/quantization.md``).
 from __future__ import annotations
 
 from typing import Literal
+from typing import get_args
 
 import torch
 
 
 RoundingMode = Literal["nearest", "stochastic"]
 RangeMethod = Literal["max", "mse"]
+ROUNDING_MODES: tuple[str, ...] = get_args(RoundingMode)
+RANGE_METHODS: tuple[str, ...] = get_args(RangeMethod)
 
 _MSE_GRID_SIZE = 24
 _MSE_MIN_RATIO = 0.3
@@ -128,7 +131,7 @@ def _round(
         return torch.round(x)
     if rounding == "stochastic":
         return stochastic_round(x, generator=generator)
-    raise ValueError(f"rounding must be 'nearest' or 'stochastic', got {rounding!r}.")
+    raise ValueError(f"rounding must be one of {list(ROUNDING_MODES)}, got {rounding!r}.")
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -500,5 +503,7 @@ def fake_quantize_activation(
 
 
 def _check_range_method(range_method: str) -> None:
-    if range_method not in ("max", "mse"):
-        raise ValueError(f"range_method must be 'max' or 'mse', got {range_method!r}.")
+    if range_method not in RANGE_METHODS:
+        raise ValueError(
+            f"range_method must be one of {list(RANGE_METHODS)}, got {range_method!r}."
+        )

@@ -1,4 +1,6 @@
-"""Training and evaluation loops: float pre-training, QAT fine-tuning, PTQ, accuracy.
+"""Training and evaluation loops: float pre-training, QAT fine-tuning, PTQ, accuracy, and the
+one recipe runner (:func:`run_recipe`) that turns a float model and a config into the
+quantized model a search trial scores.
 
 Every loop works on a copy of the model it is given (the caller's model never changes), seeds
 its own random state without touching the global generators, uses a cosine learning-rate
@@ -11,6 +13,7 @@ from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
 import copy
+import dataclasses
 import math
 from typing import Any
 from typing import Literal
@@ -20,9 +23,12 @@ from torch import nn
 
 from optuna_kmtpe._progress import progress_bar
 from optuna_kmtpe.config import DEFAULT_LOSS
+from optuna_kmtpe.config import LOSS_NAMES
 from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.quant._apply import activation_quantizers
 from optuna_kmtpe.quant._apply import apply_config
 from optuna_kmtpe.quant._calibration import CalibrationMethod
+from optuna_kmtpe.quant._calibration import _eval_mode
 from optuna_kmtpe.quant._calibration import calibrate
 from optuna_kmtpe.quant._calibration import recalibrate_batchnorm
 from optuna_kmtpe.quant._device import model_device
@@ -30,10 +36,14 @@ from optuna_kmtpe.quant._device import resolve_device
 from optuna_kmtpe.quant._device import split_batch
 from optuna_kmtpe.quant._loss import make_criterion
 from optuna_kmtpe.quant._modules import QuantizedLayerMixin
+from optuna_kmtpe.quant._quantizers import RANGE_METHODS
+from optuna_kmtpe.quant._quantizers import ROUNDING_MODES
 
 
 OptimizerName = Literal["sgd", "adam"]
 EpochCallback = Callable[[int, nn.Module], None]
+Score = Callable[[nn.Module, Iterable[Any]], float]
+"""``score(model, loader) -> float``: top-1 accuracy (:func:`evaluate`) or a user metric."""
 
 
 def train_float(
@@ -178,44 +188,58 @@ def qat_finetune(
 
 
 def evaluate(
-    model: nn.Module, loader: Iterable[Any], *, device: str | torch.device | None = None
+    model: nn.Module,
+    loader: Iterable[Any],
+    *,
+    device: str | torch.device | None = None,
+    metric: Callable[[torch.Tensor, torch.Tensor], Any] | None = None,
 ) -> float:
-    """Top-1 accuracy in ``[0, 1]`` over ``loader``; the model's train/eval mode is restored.
+    """Top-1 accuracy in ``[0, 1]`` over ``loader``, or ``metric(outputs, targets)``.
+
+    The model runs in eval mode without gradients; its train/eval mode is restored.
 
     Args:
-        model: A classifier returning logits.
+        model: A classifier returning logits (or any model, with ``metric``).
         loader: Batches ``(inputs, targets)``.
         device: Where to run; ``None`` keeps the model where it is.
+        metric: ``metric(outputs, targets) -> float`` over the whole of ``loader`` (outputs
+            and targets concatenated on the CPU, so metrics that do not average over batches,
+            such as F1, are exact), in the place of top-1 accuracy.
 
     Example:
         >>> import torch
         >>> from torch import nn
         >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
-        >>> 0.0 <= evaluate(model, [(torch.rand(8, 4), torch.zeros(8, dtype=torch.long))]) <= 1
+        >>> data = [(torch.rand(8, 4), torch.zeros(8, dtype=torch.long))]
+        >>> 0.0 <= evaluate(model, data) <= 1
         True
+        >>> evaluate(model, data, metric=lambda outputs, targets: float(len(targets)))
+        8.0
     """
     target_device = model_device(model) if device is None else torch.device(device)
     if target_device != model_device(model):
         model = copy.deepcopy(model).to(target_device)
-    saved = {module: module.training for module in model.modules()}
-    correct = 0
-    total = 0
-    try:
-        model.eval()
-        with torch.no_grad():
-            for batch in loader:
-                inputs, targets = split_batch(batch)
-                if targets is None:
-                    raise ValueError("evaluate needs (inputs, targets) batches.")
-                logits = model(inputs.to(target_device))
-                correct += int((logits.argmax(dim=1) == targets.to(target_device)).sum())
-                total += int(targets.numel())
-    finally:
-        for module, training in saved.items():
-            module.training = training
+    outputs: list[torch.Tensor] = []
+    targets: list[torch.Tensor] = []
+    correct = total = 0
+    with _eval_mode(model), torch.no_grad():
+        for batch in loader:
+            inputs, labels = split_batch(batch)
+            if labels is None:
+                raise ValueError("evaluate needs (inputs, targets) batches.")
+            logits = model(inputs.to(target_device))
+            total += int(labels.numel())
+            if metric is None:
+                correct += int((logits.argmax(dim=1) == labels.to(target_device)).sum())
+            else:
+                outputs.append(logits.cpu())
+                targets.append(labels.cpu())
     if total == 0:
         raise ValueError("evaluate got an empty loader.")
-    return correct / total
+    if metric is None:
+        return correct / total
+    value = metric(torch.cat(outputs), torch.cat(targets))
+    return float(value.item() if hasattr(value, "item") else value)
 
 
 def ptq(
@@ -266,9 +290,204 @@ def ptq(
     return qmodel.eval()
 
 
-def _enabled_quantizers(model: nn.Module) -> Iterable[nn.Module]:
-    from optuna_kmtpe.quant._apply import activation_quantizers
+@dataclasses.dataclass(frozen=True)
+class TrainingRecipe:
+    """How a search trial turns the shared float checkpoint into its quantized model.
 
+    Attributes:
+        mode: ``"qat"`` (calibrate, then quantization-aware fine-tuning) or ``"ptq"``
+            (:func:`ptq`: BatchNorm re-estimation and calibration, no gradient step).
+        epochs: QAT epochs per trial.
+        lr: Peak learning rate (cosine schedule).
+        optimizer: ``"sgd"`` or ``"adam"``.
+        calibration_batches: Batches used to calibrate activation ranges (and, with PTQ, to
+            re-estimate BatchNorm statistics).
+        seed: Seed of the data order and stochastic parts, the same for every trial so that
+            accuracy depends on the config only.
+        loss: QAT loss, ``"cross_entropy"`` (class indices) or ``"mse"`` (regression
+            targets); see :data:`optuna_kmtpe.quant.LOSSES`.
+        power_of_two_scales: Quantize with power-of-two scales (weights and activations), the
+            form fixed-point FPGA flows (hls4ml, FINN) map exactly.
+        rounding: Weight rounding during QAT, ``"nearest"`` or ``"stochastic"``.
+        range_method: Weight clipping range, ``"mse"`` (searched per channel) or ``"max"``.
+        symmetric_weights: Symmetric narrow-range weights (else asymmetric, with a zero point).
+        symmetric_acts: Symmetric activations (else unsigned with a zero point, the default).
+    """
+
+    mode: str = "qat"
+    epochs: int = 2
+    lr: float = 0.01
+    optimizer: str = "sgd"
+    calibration_batches: int = 4
+    seed: int = 0
+    loss: str = DEFAULT_LOSS
+    power_of_two_scales: bool = False
+    rounding: str = "nearest"
+    range_method: str = "mse"
+    symmetric_weights: bool = True
+    symmetric_acts: bool = False
+
+    def __post_init__(self) -> None:
+        choices = {
+            "mode": ("qat", "ptq"),
+            "optimizer": ("sgd", "adam"),
+            "loss": LOSS_NAMES,
+            "rounding": ROUNDING_MODES,
+            "range_method": RANGE_METHODS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"TrainingRecipe.{name} must be one of {list(allowed)}, "
+                    f"got {getattr(self, name)!r}."
+                )
+        if self.mode == "qat" and self.epochs < 1:
+            raise ValueError(f"TrainingRecipe.epochs must be >= 1 for QAT, got {self.epochs}.")
+        if not self.lr > 0:
+            raise ValueError(f"TrainingRecipe.lr must be positive, got {self.lr}.")
+        if self.calibration_batches < 1:
+            raise ValueError(
+                f"TrainingRecipe.calibration_batches must be >= 1, got {self.calibration_batches}."
+            )
+
+    def quantizer_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`~optuna_kmtpe.quant.apply_config` this recipe sets."""
+        return {
+            "power_of_two_scales": self.power_of_two_scales,
+            "rounding": self.rounding,
+            "range_method": self.range_method,
+            "symmetric_weights": self.symmetric_weights,
+            "symmetric_acts": self.symmetric_acts,
+            "seed": self.seed,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class RecipeResult:
+    """What :func:`run_recipe` produced and measured.
+
+    Attributes:
+        model: The quantized model, in eval mode, exactly as it was when ``score`` was measured
+            (with QAT: after the last epoch run, before any later change).
+        score: Its score on the validation loader (the value a search trial records).
+        epoch_scores: The score after each QAT epoch run (empty for PTQ).
+        stopped_early: Whether QAT ended before ``recipe.epochs`` (the ``on_epoch`` callback
+            asked to stop, or ``stop_after_epoch`` replayed such a decision).
+    """
+
+    model: nn.Module
+    score: float
+    epoch_scores: tuple[float, ...] = ()
+    stopped_early: bool = False
+
+
+class _StopQAT(Exception):
+    """Ends :func:`qat_finetune` from inside its epoch callback (private to the runner)."""
+
+
+def run_recipe(
+    model: nn.Module,
+    config: QuantConfig | Mapping[str, Any],
+    recipe: TrainingRecipe,
+    *,
+    train_loader: Iterable[Any],
+    val_loader: Iterable[Any],
+    score: Score | None = None,
+    example_input: torch.Tensor | None = None,
+    on_epoch: Callable[[int, float], bool | None] | None = None,
+    stop_after_epoch: int | None = None,
+    progress: bool = False,
+) -> RecipeResult:
+    """The quantized model a search trial scores, and its score: the one definition of a trial.
+
+    Seeded loaders are rewound to ``recipe.seed`` first, so the model depends on the config
+    alone. PTQ is :func:`ptq` (BatchNorm re-estimation, then calibration). QAT applies the
+    config, calibrates, then fine-tunes; after each epoch the model is scored on ``val_loader``
+    and ``on_epoch(epoch, score)`` may ask to stop (return True) or raise (a pruned Optuna
+    trial). The search's objective, :func:`optuna_kmtpe.workflow.export_trial_model` and the
+    benchmarks all call this, so an exported model is the trial's model.
+
+    Args:
+        model: Trained float model (never changed).
+        config: Per-layer bits and widths.
+        recipe: Mode, training and quantizer settings.
+        train_loader: Data for BN re-estimation, calibration and QAT.
+        val_loader: Data that scores the model.
+        score: ``score(model, loader) -> float``; :func:`evaluate` (top-1 accuracy) if None.
+        example_input: One input batch (needed when some width is below 1).
+        on_epoch: ``on_epoch(epoch, score) -> stop?`` after each QAT epoch.
+        stop_after_epoch: Stop QAT after this epoch (0-based): replays an early-stop decision
+            that ``on_epoch`` took in an earlier run.
+        progress: Show a progress bar for QAT.
+
+    Returns:
+        A :class:`RecipeResult`.
+
+    Example:
+        >>> from optuna_kmtpe.data import load_digits, make_loader
+        >>> from optuna_kmtpe.models import MLP
+        >>> splits = load_digits()
+        >>> train, val = make_loader(splits.train, batch_size=64), make_loader(splits.val)
+        >>> config = QuantConfig.uniform(["net.1", "net.3", "net.5"], weight_bits=4)
+        >>> result = run_recipe(MLP(), config, TrainingRecipe(epochs=2), train_loader=train,
+        ...                     val_loader=val, on_epoch=lambda epoch, value: epoch == 0)
+        >>> result.stopped_early, len(result.epoch_scores), result.score == result.epoch_scores[-1]
+        (True, 1, True)
+    """
+    score_fn: Score = evaluate if score is None else score
+    for loader in (train_loader, val_loader):  # a seeded loader advances on every pass
+        generator = getattr(loader, "generator", None)
+        if generator is not None:
+            generator.manual_seed(recipe.seed)
+    options = recipe.quantizer_options()
+    if recipe.mode == "ptq":
+        qmodel = ptq(
+            model,
+            config,
+            train_loader,
+            example_input=example_input,
+            num_batches=recipe.calibration_batches,
+            **options,
+        )
+        return RecipeResult(model=qmodel, score=score_fn(qmodel, val_loader))
+    qmodel = apply_config(model, config, example_input=example_input, **options)
+    if any(True for _ in _enabled_quantizers(qmodel)):
+        calibrate(qmodel, train_loader, num_batches=recipe.calibration_batches)
+    scores: list[float] = []
+    scored: list[nn.Module] = []
+
+    def after_epoch(epoch: int, trained: nn.Module) -> None:
+        scores.append(score_fn(trained, val_loader))
+        stop = bool(on_epoch(epoch, scores[-1])) if on_epoch is not None else False
+        stop = stop or (stop_after_epoch is not None and epoch >= stop_after_epoch)
+        if stop or epoch == recipe.epochs - 1:
+            scored[:] = [copy.deepcopy(trained).eval()]  # the model this score measured
+        if stop and epoch < recipe.epochs - 1:
+            raise _StopQAT
+
+    try:
+        qat_finetune(
+            qmodel,
+            train_loader,
+            epochs=recipe.epochs,
+            lr=recipe.lr,
+            optimizer=recipe.optimizer,  # type: ignore[arg-type]
+            loss=recipe.loss,
+            seed=recipe.seed,
+            callback=after_epoch,
+            progress=progress,
+        )
+    except _StopQAT:
+        pass
+    return RecipeResult(
+        model=scored[0],
+        score=scores[-1],
+        epoch_scores=tuple(scores),
+        stopped_early=len(scores) < recipe.epochs,
+    )
+
+
+def _enabled_quantizers(model: nn.Module) -> Iterable[nn.Module]:
     return (q for q in activation_quantizers(model).values() if q.enabled)
 
 

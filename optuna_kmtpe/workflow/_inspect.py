@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
+import functools
 import json
 import os
 from pathlib import Path
@@ -24,6 +24,7 @@ from optuna_kmtpe.workflow._prepare import pretrained_model
 from optuna_kmtpe.workflow._prepare import recipe_for
 from optuna_kmtpe.workflow._run import StudyError
 from optuna_kmtpe.workflow._run import open_storage
+from optuna_kmtpe.workflow._settings import QUANTIZER_SETTINGS
 from optuna_kmtpe.workflow._settings import SearchSettings
 
 
@@ -127,12 +128,12 @@ def export_trial_model(
 ) -> TrialExport:
     """Re-train a trial's config exactly as the search did and export the model it scored.
 
-    The model comes from :func:`optuna_kmtpe.objectives.train_quantized`, the function the
-    objective scores trials with, on the same float checkpoint, data order, recipe and seed;
-    with QAT it is the model as it was when the last epoch was scored. Its validation accuracy
-    is compared with the one the search recorded (:attr:`TrialExport.mismatch` says why they
-    differ, if they do), and an ONNX export is run on the test split and compared with the
-    torch model.
+    The model comes from :func:`optuna_kmtpe.quant.run_recipe`, the runner the objective
+    scores trials with, on the same float checkpoint, data order, recipe and seed; a trial whose
+    QAT the search stopped early is stopped after the same epoch, so the model is the one the
+    trial scored. Its validation accuracy is compared with the one the search recorded
+    (:attr:`TrialExport.mismatch` says why they differ, if they do), and an ONNX export is run
+    on the test split and compared with the torch model.
 
     Args:
         study: A study created by ``kmtpe search`` / :func:`run_search`.
@@ -147,8 +148,6 @@ def export_trial_model(
     """
     from optuna_kmtpe import export
     from optuna_kmtpe import quant
-    from optuna_kmtpe.objectives import train_quantized
-    from optuna_kmtpe.objectives._factory import metric_score
     from optuna_kmtpe.workflow._sources import metric_function
 
     export.check_format(format)
@@ -157,37 +156,30 @@ def export_trial_model(
     config = trial_config(study, number)
     trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
     job = prepare_job(settings, study, log=lambda _msg: None, progress=False)
-    scored: list[Any] = []
-
-    def keep_scored(epoch: int, model: Any) -> None:
-        scored[:] = [copy.deepcopy(model).eval()]
-
-    qmodel = train_quantized(
-        job.model,
-        config,
-        job.train_loader,
-        recipe=recipe_for(settings),
-        example_input=job.example_input,
-        rewind=(job.val_loader,),
-        on_epoch=keep_scored,
-    )
-    if scored:
-        qmodel = scored[0]  # what the last epoch's score saw, before the final range refresh
     # The value the search recorded: accuracy, or the study's own metric.
     metric = metric_function(settings)
-    score = quant.evaluate if metric is None else metric_score(metric)
-    val_accuracy = score(qmodel, job.val_loader)
+    score = functools.partial(quant.evaluate, metric=metric)
+    result = quant.run_recipe(
+        job.model,
+        config,
+        recipe_for(settings),
+        train_loader=job.train_loader,
+        val_loader=job.val_loader,
+        score=score,
+        example_input=job.example_input,
+        stop_after_epoch=_stopped_after_epoch(trial),
+    )
+    qmodel = result.model
+    val_accuracy = result.score
     test_accuracy = score(qmodel, job.test_loader)
     recorded = trial.user_attrs.get(keys.ACCURACY)
-    mismatch = _accuracy_mismatch(
-        trial, val_accuracy, recorded, settings, quality=study_quality(study)
-    )
+    mismatch = _accuracy_mismatch(trial, val_accuracy, recorded, quality=study_quality(study))
     metadata = {
         "trial": number,
         "test_accuracy": test_accuracy,
         "val_accuracy": val_accuracy,
         "recorded_accuracy": recorded,
-        "power_of_two_scales": settings.power_of_two_scales,
+        **{name: getattr(settings, name) for name in QUANTIZER_SETTINGS},
     }
     exported = export.export_model(
         qmodel, path, format=format, example_input=job.example_input, metadata=metadata
@@ -225,11 +217,19 @@ def export_trial_model(
     )
 
 
+def _stopped_after_epoch(trial: optuna.trial.FrozenTrial) -> int | None:
+    """The last QAT epoch of a trial the search stopped early (None: it ran every epoch)."""
+    if not trial.user_attrs.get(keys.STOPPED_EARLY):
+        return None
+    epochs = [int(k[len(keys.EPOCH_ACCURACY) :]) for k in trial.user_attrs
+              if k.startswith(keys.EPOCH_ACCURACY)]  # fmt: skip
+    return max(epochs) if epochs else None
+
+
 def _accuracy_mismatch(
     trial: optuna.trial.FrozenTrial,
     val_accuracy: float,
     recorded: float | None,
-    settings: SearchSettings,
     *,
     quality: Metric,
 ) -> str | None:
@@ -242,13 +242,10 @@ def _accuracy_mismatch(
             f"the search never trained trial {trial.number} (over budget or device capacity; "
             f"it recorded {quality.format(recorded)})"
         )
-    if attrs.get(keys.STOPPED_EARLY):
-        epochs = sorted(int(k[len(keys.EPOCH_ACCURACY) :]) for k in attrs
-                        if k.startswith(keys.EPOCH_ACCURACY))  # fmt: skip
+    if attrs.get(keys.STOPPED_EARLY) and _stopped_after_epoch(trial) is None:
         return (
-            f"the search stopped trial {trial.number}'s QAT early (after epoch "
-            f"{epochs[-1] if epochs else '?'}, at {quality.format(recorded)}, a hopeless config); "
-            f"the export trains all {settings.qat_epochs} epochs"
+            f"the search stopped trial {trial.number}'s QAT early but recorded no epoch, so "
+            "the export trains every epoch"
         )
     if abs(val_accuracy - float(recorded)) > 1e-9:
         import torch

@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 
 from optuna_kmtpe.config import DEFAULT_LOSS
+from optuna_kmtpe.workflow._settings import QUANTIZER_SETTINGS
 from optuna_kmtpe.workflow._settings import SearchSettings
 
 
@@ -321,15 +322,15 @@ def prepare_job(
 
 def recipe_for(settings: SearchSettings) -> Any:
     """The training recipe of a search's trials (one definition for the search and the export)."""
-    from optuna_kmtpe.objectives import TrainingRecipe
+    from optuna_kmtpe.quant import TrainingRecipe
 
     return TrainingRecipe(
         mode=settings.mode,
         epochs=settings.qat_epochs,
         lr=settings.lr,
         seed=settings.seed,
-        power_of_two_scales=settings.power_of_two_scales,
         loss=settings.loss,
+        **{name: getattr(settings, name) for name in QUANTIZER_SETTINGS},
     )
 
 

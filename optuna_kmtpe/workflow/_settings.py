@@ -26,6 +26,16 @@ from optuna_kmtpe.records import redact_credentials
 
 SAMPLERS: tuple[str, ...] = ("kmtpe", "tpe", "random", "nsga2")
 
+QUANTIZER_SETTINGS: Mapping[str, tuple[Any, ...]] = {
+    "power_of_two_scales": (False, True),
+    "rounding": ("nearest", "stochastic"),
+    "range_method": ("mse", "max"),
+    "symmetric_weights": (True, False),
+    "symmetric_acts": (False, True),
+}
+"""The quantizer options of a search and their values, the default first: the settings (and
+flags, TOML keys) that ``workflow.recipe_for`` passes to ``quant.TrainingRecipe``."""
+
 
 @dataclasses.dataclass(frozen=True)
 class DatasetDefaults:
@@ -142,6 +152,13 @@ class SearchSettings:
         power_of_two_scales: Quantize with power-of-two scales (weights and activations):
             rescaling becomes a bit shift and the exported model maps exactly onto
             fixed-point FPGA types (hls4ml, FINN); see ``docs/export.md`` for its accuracy cost.
+        rounding: Weight rounding in QAT, ``nearest`` or ``stochastic`` (unbiased, seeded).
+        range_method: Weight clipping range, ``mse`` (the per-channel range with the smallest
+            squared error; matters at 2-4 bits) or ``max`` (the largest magnitude).
+        symmetric_weights: Symmetric narrow-range weights, zero point 0 (False: asymmetric,
+            with an integer zero point).
+        symmetric_acts: Symmetric activations (False, the default: unsigned with a zero
+            point, no level wasted on the negatives a ReLU never outputs).
         checkpoint: A state dict of ``model`` (``torch.save(model.state_dict(), path)``),
             loaded with ``weights_only=True`` instead of float pre-training.
         metric: Validation metric replacing accuracy in the ``accuracy`` objective: a
@@ -181,6 +198,10 @@ class SearchSettings:
     torch_threads: int | None = None
     cache_dir: str | None = None
     power_of_two_scales: bool = False
+    rounding: str = "nearest"
+    range_method: str = "mse"
+    symmetric_weights: bool = True
+    symmetric_acts: bool = False
     checkpoint: str | None = None
     metric: str | None = None
     metric_direction: str = "maximize"
@@ -249,6 +270,11 @@ class SearchSettings:
             raise ValueError(f"torch_threads must be >= 1, got {self.torch_threads}.")
         if self.mode not in ("qat", "ptq"):
             raise ValueError(f"mode must be 'qat' or 'ptq', got {self.mode!r}.")
+        for name, allowed in QUANTIZER_SETTINGS.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}."
+                )
         if not self.study_name:
             raise ValueError("study_name must not be empty.")
         if not self.storage:
@@ -342,6 +368,10 @@ _FIELD_TYPES: Mapping[str, tuple[type | tuple[type, ...], bool]] = {
     "torch_threads": (int, True),
     "cache_dir": (str, True),
     "power_of_two_scales": (bool, False),
+    "rounding": (str, False),
+    "range_method": (str, False),
+    "symmetric_weights": (bool, False),
+    "symmetric_acts": (bool, False),
     "checkpoint": (str, True),
     "metric": (str, True),
     "metric_direction": (str, False),
