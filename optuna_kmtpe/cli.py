@@ -474,14 +474,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import optuna
 
-    # Heartbeats and metric names are "experimental" in Optuna 5 but stable enough for us;
-    # the warnings would only confuse users of the command.
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # Called in-process (from Python or a test), the command leaves the caller's logging and
+    # warning settings as it found them.
+    own_logger = logging.getLogger("optuna_kmtpe")
+    saved = optuna.logging.get_verbosity(), own_logger.level
+    with warnings.catch_warnings():
+        # Heartbeats and metric names are "experimental" in Optuna 5 but stable enough for us;
+        # the warnings would only confuse users of the command.
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        if not args.verbose:
+            # The command prints its own line per trial, failures included.
+            optuna.logging.set_verbosity(optuna.logging.ERROR)
+            own_logger.setLevel(logging.ERROR)
+        try:
+            return _run_command(args)
+        finally:
+            optuna.logging.set_verbosity(saved[0])
+            own_logger.setLevel(saved[1])
 
-    if not args.verbose:
-        # The command prints its own line per trial, failures included.
-        optuna.logging.set_verbosity(optuna.logging.ERROR)
-        logging.getLogger("optuna_kmtpe").setLevel(logging.ERROR)
+
+def _run_command(args: argparse.Namespace) -> int:
     try:
         return _COMMANDS[args.command](args)
     except KeyboardInterrupt:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 from pathlib import Path
 import subprocess
@@ -517,3 +518,22 @@ def test_two_cold_processes_fill_the_cache_at_once(tmp_path: Path) -> None:
 def test_the_example_toml_loads_and_states_the_defaults() -> None:
     example = Path(__file__).resolve().parents[2] / "examples" / "search.toml"
     assert SearchSettings.from_toml(example) == SearchSettings()
+
+
+def test_kmtpe_called_in_process_leaves_the_callers_logging_as_it_was(
+    tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    # A notebook or a test calling cli.main must not lose its logs afterwards.
+    logger = logging.getLogger("optuna_kmtpe")
+    before = optuna.logging.get_verbosity(), logger.level
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    logger.setLevel(logging.INFO)
+    try:
+        assert main(["report", "--storage", f"sqlite:///{tmp_path / 'none.db'}"]) == 2
+        assert (optuna.logging.get_verbosity(), logger.level) == (
+            optuna.logging.INFO,
+            logging.INFO,
+        )
+    finally:
+        optuna.logging.set_verbosity(before[0])
+        logger.setLevel(before[1])
