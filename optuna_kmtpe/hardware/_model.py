@@ -11,7 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from optuna_kmtpe import geometry
 from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.geometry import LayerShape
+from optuna_kmtpe.geometry import NetworkShape
 from optuna_kmtpe.hardware import _costs
 from optuna_kmtpe.hardware._device import DEFAULT_DEVICE
 from optuna_kmtpe.hardware._device import FPGADevice
@@ -22,8 +25,6 @@ from optuna_kmtpe.hardware._packing import check_bits
 from optuna_kmtpe.hardware._packing import make_packing
 from optuna_kmtpe.hardware._packing import packing_axis as default_packing_axis
 from optuna_kmtpe.hardware._packing import packing_table
-from optuna_kmtpe.hardware._shapes import LayerShape
-from optuna_kmtpe.hardware._shapes import NetworkShape
 
 
 _DEFAULT_SIDE = 16
@@ -88,8 +89,10 @@ class HardwareReport:
             excess ``used / available - 1`` (> 0); empty when feasible. ``dict`` shaped so it
             can feed Optuna constraints (positive = violated).
         violation_messages: One readable line per violation, with the amounts.
-        size_bits: Model size: sum over layers of kept weights x weight bits.
-        bops: Bit operations per inference: sum of MACs x b_w x b_a.
+        size_bits: Model size, :func:`optuna_kmtpe.geometry.weight_size_bits` summed over
+            layers (kept weights x weight bits, a float layer at its own width).
+        bops: Bit operations per inference, :func:`optuna_kmtpe.geometry.bops` summed over
+            layers (MACs x b_w x b_a, float operands at their own width).
         macs: Multiply-accumulates per inference after widths.
         layers: Per-layer :class:`LayerCost` in module order.
     """
@@ -327,8 +330,8 @@ class FPGAModel:
                 static_energy_j=c["static_energy_j"],
                 energy_j=c["energy_j"],
                 bram18=c["input_bram18"] + c["psum_bram18"] + c["weight_bram18"],
-                size_bits=c["weight_count"] * lc.weight_bits,
-                bops=c["macs"] // batch * lc.weight_bits * lc.act_bits,
+                size_bits=geometry.weight_size_bits(c["weight_count"], lc.weight_bits),
+                bops=geometry.bops(c["macs"] // batch, lc.weight_bits, lc.act_bits),
             )
             for layer, kept, lc, c in costs
         )
@@ -426,7 +429,7 @@ class FPGAModel:
                 tables,
                 wb[start : start + chunk_size],
                 ab[start : start + chunk_size],
-                wd[start : start + chunk_size],
+                network.layout.pruned(wd[start : start + chunk_size]),
                 batch,
             )
             for start in range(0, wb.shape[0], chunk_size)

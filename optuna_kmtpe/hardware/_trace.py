@@ -6,8 +6,8 @@ import math
 from typing import Any
 import warnings
 
-from optuna_kmtpe.hardware._shapes import LayerShape
-from optuna_kmtpe.hardware._shapes import NetworkShape
+from optuna_kmtpe.geometry import LayerShape
+from optuna_kmtpe.geometry import NetworkShape
 
 
 def trace_layer_shapes(model: Any, example_input: Any) -> NetworkShape:

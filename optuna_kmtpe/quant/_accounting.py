@@ -7,13 +7,16 @@ analytically with the same ``kept_channels`` rule and channel graph that ``apply
 
 Conventions:
 
-* Size counts the quantizable layers only: weights at their bit-width, biases at 32 bits, and
-  one 32-bit scale per output channel of a layer with quantized weights (symmetric weights need
-  no zero point). BatchNorm is not counted: at deployment it folds into the per-channel scale
-  and the bias.
-* MACs are per sample (the batch size of ``example_input`` is divided out).
-* BOPs = sum over layers of MACs * b_w * b_a (HAWQ-V3's and HAQ's definition), with float
-  operands counted as 32 bits.
+* Size is :func:`optuna_kmtpe.geometry.deployed_size_bits` over the quantizable layers:
+  weights at their bit-width (float as 32), biases at 32 bits, and one 32-bit scale per output
+  channel of a layer with quantized weights. BatchNorm folds into the scale and the bias.
+* MACs are per sample (the batch size of ``example_input`` is divided out); pruned shapes and
+  weight counts come from :mod:`optuna_kmtpe.geometry`, as in the FPGA model.
+* BOPs are :func:`optuna_kmtpe.geometry.bops_float32` (HAWQ-V3's and HAQ's definition, float
+  operands counted as 32 bits). The ``size_bits`` and ``bops`` metrics recorded in a study are
+  the FPGA model's (:func:`~optuna_kmtpe.geometry.weight_size_bits`,
+  :func:`~optuna_kmtpe.geometry.bops`), which keep a 16-bit float at 16 bits and leave biases
+  and scales out.
 """
 
 from __future__ import annotations
@@ -25,15 +28,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from optuna_kmtpe.config import FLOAT_BITS
+from optuna_kmtpe import geometry
 from optuna_kmtpe.config import QuantConfig
-from optuna_kmtpe.config import kept_channels
 from optuna_kmtpe.graph import channel_graph
 from optuna_kmtpe.graph import quantizable_layers
 from optuna_kmtpe.graph import record_layer_calls
 from optuna_kmtpe.quant._apply import applied_config
 from optuna_kmtpe.quant._apply import as_quant_config
-from optuna_kmtpe.quant._quantizers import is_float_bits
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
@@ -69,14 +70,9 @@ def model_size_bits(
         >>> model_size_bits(model, QuantConfig.uniform(["net.1", "net.3", "net.5"], weight_bits=4))
         32640
     """
-    total = 0
-    for shape in _layer_shapes(model, config, example_input).values():
-        weight_bits = shape["weight_bits"]
-        bits_per_weight = FLOAT_BITS if is_float_bits(weight_bits) else weight_bits
-        total += shape["weight_numel"] * bits_per_weight + shape["bias_numel"] * FLOAT_BITS
-        if not is_float_bits(weight_bits):
-            total += shape["out"] * FLOAT_BITS  # one scale per output channel
-    return total
+    return sum(
+        _deployed_size(shape) for shape in _layer_shapes(model, config, example_input).values()
+    )
 
 
 def layer_macs(
@@ -115,12 +111,10 @@ def bops(
         >>> bops(MLP(), QuantConfig.uniform(names, weight_bits=4, act_bits=8), torch.zeros(1, 64))
         206848
     """
-    total = 0
-    for shape in _layer_shapes(model, config, example_input).values():
-        w_bits = FLOAT_BITS if is_float_bits(shape["weight_bits"]) else shape["weight_bits"]
-        a_bits = FLOAT_BITS if is_float_bits(shape["act_bits"]) else shape["act_bits"]
-        total += shape["macs"] * w_bits * a_bits
-    return total
+    return sum(
+        geometry.bops_float32(shape["macs"], shape["weight_bits"], shape["act_bits"])
+        for shape in _layer_shapes(model, config, example_input).values()
+    )
 
 
 def layer_report(
@@ -139,11 +133,6 @@ def layer_report(
     """
     rows = []
     for name, shape in _layer_shapes(model, config, example_input).items():
-        w_bits = FLOAT_BITS if is_float_bits(shape["weight_bits"]) else shape["weight_bits"]
-        a_bits = FLOAT_BITS if is_float_bits(shape["act_bits"]) else shape["act_bits"]
-        size = shape["weight_numel"] * w_bits + shape["bias_numel"] * FLOAT_BITS
-        if not is_float_bits(shape["weight_bits"]):
-            size += shape["out"] * FLOAT_BITS
         rows.append(
             {
                 "layer": name,
@@ -155,11 +144,21 @@ def layer_report(
                 "out_channels": shape["out"],
                 "params": shape["weight_numel"] + shape["bias_numel"],
                 "macs": shape["macs"],
-                "bops": shape["macs"] * w_bits * a_bits,
-                "size_bits": size,
+                "bops": geometry.bops_float32(
+                    shape["macs"], shape["weight_bits"], shape["act_bits"]
+                ),
+                "size_bits": _deployed_size(shape),
             }
         )
     return rows
+
+
+def _deployed_size(shape: Mapping[str, Any]) -> int:
+    return int(
+        geometry.deployed_size_bits(
+            shape["weight_numel"], shape["bias_numel"], shape["out"], shape["weight_bits"]
+        )
+    )
 
 
 def _layer_shapes(
@@ -172,14 +171,14 @@ def _layer_shapes(
     own = applied_config(model)
     cfg = as_quant_config(config) if config is not None else (own or QuantConfig({}))
     cfg.check_layers(layers)
+    names = list(layers)
+    facts = [_channel_facts(layer) for layer in layers.values()]
     # On a model from apply_config the widths are already physical: never apply them twice.
-    widths_applied = own is not None
-    narrowed = {
-        name
-        for name, layer in layers.items()
-        if not widths_applied and kept_channels(_out(layer), cfg.layer(name).width) < _out(layer)
-    }
-    graph = None
+    widths = [1.0 if own is not None else cfg.layer(name).width for name in names]
+    kept = geometry.kept_channels_array([out for out, *_ in facts], widths)
+    narrowed = [name for name, (out, *_), k in zip(names, facts, kept) if k < out]
+    producers: list[int | None] = [None] * len(names)
+    multiplier = [1] * len(names)
     if narrowed:
         if example_input is None:
             raise ValueError(
@@ -193,39 +192,44 @@ def _layer_shapes(
                 f"Layer(s) {blocked} cannot be narrowed ({graph.reasons[blocked[0]]}); keep "
                 "their width at 1.0."
             )
+        index = {name: i for i, name in enumerate(names)}
+        producers = [index.get(graph.producers[name]) for name in names]  # type: ignore[arg-type]
+        multiplier = [graph.input_multiplier[name] for name in names]
+    pruned = geometry.ChannelLayout.build(
+        out_channels=[out for out, *_ in facts],
+        in_channels=[cin for _, cin, *_ in facts],
+        groups=[groups for *_, groups, _ in facts],
+        producers=producers,
+        input_multiplier=multiplier,
+    ).pruned(widths)
     spatial = _output_positions(model, layers, example_input) if example_input is not None else {}
-
-    out_kept = {
-        name: (
-            kept_channels(_out(layer), cfg.layer(name).width) if name in narrowed else _out(layer)
-        )
-        for name, layer in layers.items()
-    }
     shapes: dict[str, dict[str, Any]] = {}
-    for name, layer in layers.items():
-        in_channels = _in(layer)
-        if graph is not None:
-            producer = graph.producers[name]
-            if producer is not None and producer in narrowed:
-                in_channels = graph.input_multiplier[name] * out_kept[producer]
-        out_channels = out_kept[name]
-        groups = int(getattr(layer, "groups", 1))
-        kernel = math.prod(layer.kernel_size) if not isinstance(layer, nn.Linear) else 1
-        weight_numel = out_channels * (in_channels // groups) * kernel
-        bias_numel = out_channels if getattr(layer, "bias", None) is not None else 0
+    for j, (name, layer) in enumerate(layers.items()):
+        cin, cout, groups = (
+            int(a[0, j]) for a in (pruned.in_channels, pruned.out_channels, pruned.groups)
+        )
+        weight_numel = int(geometry.weight_count(cin, cout, groups, facts[j][3]))
         layer_config = cfg.layer(name)
         shapes[name] = {
             "type": type(layer).__name__,
             "weight_bits": getattr(layer, "weight_bits", layer_config.weight_bits),
             "act_bits": getattr(layer, "act_bits", layer_config.act_bits),
             "width": layer_config.width,
-            "in": in_channels,
-            "out": out_channels,
+            "in": cin,
+            "out": cout,
             "weight_numel": weight_numel,
-            "bias_numel": bias_numel,
+            "bias_numel": cout if getattr(layer, "bias", None) is not None else 0,
             "macs": weight_numel * spatial.get(name, 0),
         }
     return shapes
+
+
+def _channel_facts(layer: nn.Module) -> tuple[int, int, int, int]:
+    """``(out_channels, in_channels, groups, kernel taps)`` of a Conv or Linear layer."""
+    if isinstance(layer, nn.Linear):
+        return int(layer.out_features), int(layer.in_features), 1, 1
+    groups = int(layer.groups)
+    return int(layer.out_channels), int(layer.in_channels), groups, math.prod(layer.kernel_size)
 
 
 def _output_positions(
@@ -235,17 +239,9 @@ def _output_positions(
     calls = record_layer_calls(model, example_input, layers)
     return {
         name: sum(
-            math.prod(out_shape) // max(1, out_shape[0]) // max(1, _out(layers[name]))
+            math.prod(out_shape) // max(1, out_shape[0]) // max(1, _channel_facts(layers[name])[0])
             for _, out_shape in layer_calls
         )
         for name, layer_calls in calls.items()
         if layer_calls
     }
-
-
-def _out(layer: nn.Module) -> int:
-    return int(layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels)
-
-
-def _in(layer: nn.Module) -> int:
-    return int(layer.in_features if isinstance(layer, nn.Linear) else layer.in_channels)

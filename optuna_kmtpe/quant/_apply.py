@@ -20,14 +20,14 @@ from torch import nn
 
 from optuna_kmtpe.config import LayerConfig
 from optuna_kmtpe.config import QuantConfig
-from optuna_kmtpe.config import kept_channels
+from optuna_kmtpe.config import is_float_bits
+from optuna_kmtpe.geometry import kept_channels
 from optuna_kmtpe.graph import ChannelGraph
 from optuna_kmtpe.graph import channel_graph
 from optuna_kmtpe.graph import module_paths
 from optuna_kmtpe.graph import quantizable_layers
 from optuna_kmtpe.quant._modules import ActivationQuantizer
 from optuna_kmtpe.quant._modules import to_quantized_layer
-from optuna_kmtpe.quant._quantizers import is_float_bits
 
 
 APPLIED_CONFIG_ATTR = "kmtpe_quant_config"
