@@ -12,23 +12,11 @@ channels follow its producer's kept output channels times ``input_multiplier`` (
 flattening C x H x W reads ``H * W`` features per channel); a depthwise convolution keeps one
 group per input channel and ``depth_multiplier`` outputs per group, whatever its own width.
 
-**Sizes and BOPs** (one name per meaning; every function takes ints or numpy arrays):
-
-=============================  =========================================================  ====
-function                       counts                                                     used
-=============================  =========================================================  ====
-:func:`weight_size_bits`       weights x weight bits, float at its own width (16 or 32)   [1]
-:func:`budget_size_bits`       weights x weight bits, any float width counted as 32       [2]
-:func:`deployed_size_bits`     [2] + biases at 32 bits + one 32-bit scale per output      [3]
-                               channel of a layer with quantized weights
-:func:`bops`                   MACs x weight bits x activation bits, float at its width   [1]
-:func:`bops_float32`           MACs x weight bits x activation bits, float counted as 32  [3]
-=============================  =========================================================  ====
-
-[1] the ``size_bits`` and ``bops`` metrics recorded in studies (the FPGA model's report);
-[2] :class:`~optuna_kmtpe.space.MonotoneSearchSpace`'s ``size_budget_bits`` and HAWQ tables;
-[3] :func:`optuna_kmtpe.quant.model_size_bits`, :func:`~optuna_kmtpe.quant.bops` and
-:func:`~optuna_kmtpe.quant.layer_report` (storage of a deployed model).
+**Sizes and BOPs**, one name per meaning: :func:`weight_size_bits` and :func:`bops` (float
+operands at their own width) are the ``size_bits`` and ``bops`` metrics recorded in studies (the
+FPGA model's report); :func:`budget_size_bits` (float counted as 32 bits) is what the search
+space's ``size_budget_bits`` limits; :func:`deployed_size_bits` and :func:`bops_float32` are
+:mod:`optuna_kmtpe.quant`'s accounting of a deployed model (biases and scales included).
 """
 
 from __future__ import annotations
@@ -41,11 +29,13 @@ import dataclasses
 import functools
 import math
 from typing import Any
+from typing import NamedTuple
 
 import numpy as np
 
 from optuna_kmtpe.config import FLOAT_BITS
 from optuna_kmtpe.config import check_width
+from optuna_kmtpe.config import is_float_bits
 
 
 LAYER_KINDS: tuple[str, ...] = ("conv1d", "conv2d", "grouped", "depthwise", "linear")
@@ -97,8 +87,7 @@ def kept_channels(out_channels: int, width: float) -> int:
 
 
 # Propagation -----------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class PrunedChannels:
+class PrunedChannels(NamedTuple):
     """Channel counts after widths, arrays of shape ``(n_configs, n_layers)`` (module order)."""
 
     in_channels: np.ndarray
@@ -106,34 +95,25 @@ class PrunedChannels:
     groups: np.ndarray
 
 
-@dataclasses.dataclass(frozen=True)
 class ChannelLayout:
-    """What channel propagation needs to know of each layer, as arrays in module order.
+    """What channel propagation needs to know of each layer (module order, full width).
 
-    Build it with :meth:`build`; :attr:`NetworkShape.layout` gives a traced network's.
-
-    Attributes:
-        out_channels: Output channels at full width.
-        in_channels: Input channels at full width.
-        groups: Convolution groups (1 for a linear layer).
-        depthwise: Whether the layer is depthwise (its channels follow its input).
-        producer: Index of the layer whose output channels are this layer's input channels,
-            -1 for none.
+    Args:
+        out_channels, in_channels: Channels (features) of each layer.
+        producers: Index of the layer whose output channels are each layer's input channels
+            (``None``: they never change).
+        groups: Convolution groups (default 1); ``1 < groups == in_channels`` is depthwise.
         input_multiplier: ``in_channels == input_multiplier * producer's out_channels``.
-        order: Layer indices with every producer before its consumers.
+        names: Layer names, for error messages.
+
+    Example:
+        >>> layout = ChannelLayout(out_channels=[8, 4], in_channels=[3, 8], producers=[None, 0])
+        >>> layout.pruned([0.5, 1.0]).in_channels.tolist()
+        [[3, 4]]
     """
 
-    out_channels: np.ndarray
-    in_channels: np.ndarray
-    groups: np.ndarray
-    depthwise: np.ndarray
-    producer: np.ndarray
-    input_multiplier: np.ndarray
-    order: tuple[int, ...]
-
-    @classmethod
-    def build(
-        cls,
+    def __init__(
+        self,
         *,
         out_channels: Sequence[int],
         in_channels: Sequence[int],
@@ -141,34 +121,16 @@ class ChannelLayout:
         groups: Sequence[int] | None = None,
         input_multiplier: Sequence[int] | None = None,
         names: Sequence[str] | None = None,
-    ) -> ChannelLayout:
-        """A layout from per-layer facts (``producers`` as indices, ``None`` for none).
-
-        A layer with ``1 < groups == in_channels`` is depthwise.
-
-        Example:
-            >>> layout = ChannelLayout.build(out_channels=[8, 4], in_channels=[3, 8],
-            ...                              producers=[None, 0])
-            >>> layout.pruned([0.5, 1.0]).in_channels.tolist()
-            [[3, 4]]
-        """
-        n = len(out_channels)
-        ones = [1] * n
-        groups = ones if groups is None else list(groups)
-        ins = np.asarray(in_channels, dtype=np.int64)
-        group_array = np.asarray(groups, dtype=np.int64)
-        producer = [-1 if p is None else int(p) for p in producers]
-        return cls(
-            out_channels=np.asarray(out_channels, dtype=np.int64),
-            in_channels=ins,
-            groups=group_array,
-            depthwise=(group_array > 1) & (group_array == ins),
-            producer=np.asarray(producer, dtype=np.int64),
-            input_multiplier=np.asarray(
-                ones if input_multiplier is None else input_multiplier, dtype=np.int64
-            ),
-            order=_evaluation_order(producer, names),
+    ) -> None:
+        ones = [1] * len(out_channels)
+        self.out_channels = np.asarray(out_channels, dtype=np.int64)
+        self.in_channels = np.asarray(in_channels, dtype=np.int64)
+        self.groups = np.asarray(ones if groups is None else groups, dtype=np.int64)
+        self.input_multiplier = np.asarray(
+            ones if input_multiplier is None else input_multiplier, dtype=np.int64
         )
+        self.producer = [-1 if p is None else int(p) for p in producers]
+        self.order = _evaluation_order(self.producer, names)
 
     def pruned(self, widths: Any) -> PrunedChannels:
         """Channels of every layer under each row of ``widths`` (``(n, L)`` or ``(L,)``).
@@ -178,18 +140,16 @@ class ChannelLayout:
         input channel and ``out_channels / groups`` outputs per group (its width is ignored).
         """
         widths = np.asarray(widths, dtype=np.float64)
-        widths = widths[None, :] if widths.ndim == 1 else widths
-        kept = kept_channels_array(self.out_channels, widths)
-        cin = np.empty_like(kept)
-        cout = np.empty_like(kept)
-        groups = np.empty_like(kept)
+        kept = kept_channels_array(self.out_channels, widths.reshape(-1, len(self.producer)))
+        cin, cout, groups = np.empty_like(kept), np.empty_like(kept), np.empty_like(kept)
+        depthwise = (self.groups > 1) & (self.groups == self.in_channels)
         for j in self.order:
             producer = self.producer[j]
             if producer < 0:
                 cin[:, j] = self.in_channels[j]
             else:
                 cin[:, j] = cout[:, producer] * self.input_multiplier[j]
-            if self.depthwise[j]:
+            if depthwise[j]:
                 groups[:, j] = cin[:, j]
                 cout[:, j] = cin[:, j] * (self.out_channels[j] // self.groups[j])
             else:
@@ -466,7 +426,7 @@ class NetworkShape:
     def layout(self) -> ChannelLayout:
         """The network's :class:`ChannelLayout` (for :meth:`ChannelLayout.pruned`)."""
         index = {name: i for i, name in enumerate(self.names)}
-        return ChannelLayout.build(
+        return ChannelLayout(
             out_channels=[layer.out_channels for layer in self._layers],
             in_channels=[layer.in_channels for layer in self._layers],
             producers=[None if s.producer is None else index[s.producer] for s in self._layers],
@@ -474,11 +434,6 @@ class NetworkShape:
             input_multiplier=[layer.input_multiplier for layer in self._layers],
             names=self.names,
         )
-
-    def width_array(self, widths: Mapping[str, float] | None = None) -> np.ndarray:
-        """Per-layer widths in module order (missing layers keep width 1.0)."""
-        widths = widths or {}
-        return np.asarray([widths.get(name, 1.0) for name in self.names], dtype=np.float64)
 
     def pruned(self, widths: Mapping[str, float] | None = None) -> tuple[PrunedLayer, ...]:
         """Channel counts after applying per-layer widths (missing layers keep width 1.0).
@@ -493,7 +448,8 @@ class NetworkShape:
             >>> NetworkShape([a, b]).pruned({"a": 0.5})[1].in_channels
             4
         """
-        pruned = self.layout.pruned(self.width_array(widths))
+        widths = widths or {}
+        pruned = self.layout.pruned([widths.get(name, 1.0) for name in self.names])
         return tuple(
             PrunedLayer(name, int(cin), int(cout), int(groups))
             for name, cin, cout, groups in zip(
@@ -530,11 +486,9 @@ def weight_count(in_channels: Any, out_channels: Any, groups: Any, kernel_size: 
     )
 
 
-def float32_bits(bits: Any) -> Any:
+def float32_bits(bits: int) -> int:
     """``bits`` with every float width (16 or 32) counted as 32."""
-    if isinstance(bits, np.ndarray):
-        return np.where(bits >= 16, FLOAT_BITS, bits)
-    return FLOAT_BITS if bits >= 16 else bits
+    return FLOAT_BITS if is_float_bits(bits) else bits
 
 
 def weight_size_bits(weights: Any, weight_bits: Any) -> Any:
@@ -554,12 +508,8 @@ def deployed_size_bits(weights: Any, biases: Any, out_channels: Any, weight_bits
     its weights are quantized, one 32-bit scale per output channel (symmetric weights need no
     zero point; BatchNorm folds into scale and bias). :func:`optuna_kmtpe.quant.model_size_bits`.
     """
-    scales = (
-        np.where(weight_bits >= 16, 0, out_channels)
-        if isinstance(weight_bits, np.ndarray)
-        else (0 if weight_bits >= 16 else out_channels)
-    )
-    return budget_size_bits(weights, weight_bits) + biases * FLOAT_BITS + scales * FLOAT_BITS
+    scales = 0 if is_float_bits(weight_bits) else out_channels
+    return budget_size_bits(weights, weight_bits) + (biases + scales) * FLOAT_BITS
 
 
 def bops(macs: Any, weight_bits: Any, act_bits: Any) -> Any:

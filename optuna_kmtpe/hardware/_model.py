@@ -68,6 +68,10 @@ class LayerCost:
         return dataclasses.asdict(self)
 
 
+# LayerCost fields taken as they are from the dict of the cost formulas (_costs.layer_cost).
+_COST_FIELDS = tuple(f.name for f in dataclasses.fields(LayerCost))[6:-3]  # packing..energy_j
+
+
 @dataclasses.dataclass(frozen=True)
 class HardwareReport:
     """What one config costs on one device.
@@ -313,25 +317,10 @@ class FPGAModel:
                 out_channels=kept.out_channels,
                 weight_bits=lc.weight_bits,
                 act_bits=lc.act_bits,
-                packing=c["packing"],
-                macs=c["macs"],
-                tiles=c["tiles"],
-                cycles=c["cycles"],
-                utilization=c["utilization"],
-                compute_s=c["compute_s"],
-                dram_bytes=c["dram_bytes"],
-                memory_s=c["memory_s"],
-                latency_s=c["latency_s"],
-                bound=c["bound"],
-                accumulator_bits=c["accumulator_bits"],
-                mac_energy_j=c["mac_energy_j"],
-                bram_energy_j=c["bram_energy_j"],
-                dram_energy_j=c["dram_energy_j"],
-                static_energy_j=c["static_energy_j"],
-                energy_j=c["energy_j"],
                 bram18=c["input_bram18"] + c["psum_bram18"] + c["weight_bram18"],
                 size_bits=geometry.weight_size_bits(c["weight_count"], lc.weight_bits),
                 bops=geometry.bops(c["macs"] // batch, lc.weight_bits, lc.act_bits),
+                **{field: c[field] for field in _COST_FIELDS},
             )
             for layer, kept, lc, c in costs
         )
@@ -530,16 +519,4 @@ def _check_bits_array(values: Any, name: str, n_layers: int) -> np.ndarray:
             f"{name} must have shape (n_configs, {n_layers}) (one column per layer in module "
             f"order), got {np.shape(values)}."
         )
-    is_int = np.issubdtype(array.dtype, np.integer)
-    if not (is_int or np.issubdtype(array.dtype, np.floating)):
-        raise ValueError(f"{name} must hold integers in 1..32, got dtype {array.dtype}.")
-    if array.size and (
-        array.min() < 1
-        or array.max() > 32
-        or (not is_int and not np.all(array == np.floor(array)))
-    ):
-        raise ValueError(
-            f"{name} must hold integers in 1..32 (1..8 integer, 16/32 float); got values in "
-            f"[{array.min()}, {array.max()}]."
-        )
-    return array.astype(np.int64)
+    return check_bits(array, field=name)

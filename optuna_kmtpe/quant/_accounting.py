@@ -70,9 +70,7 @@ def model_size_bits(
         >>> model_size_bits(model, QuantConfig.uniform(["net.1", "net.3", "net.5"], weight_bits=4))
         32640
     """
-    return sum(
-        _deployed_size(shape) for shape in _layer_shapes(model, config, example_input).values()
-    )
+    return sum(row["size_bits"] for row in layer_report(model, config, example_input))
 
 
 def layer_macs(
@@ -93,8 +91,7 @@ def layer_macs(
         >>> layer_macs(MLP(), torch.zeros(1, 1, 8, 8))
         {'net.1': 4096, 'net.3': 2048, 'net.5': 320}
     """
-    shapes = _layer_shapes(model, config, example_input)
-    return {name: shape["macs"] for name, shape in shapes.items()}
+    return {row["layer"]: row["macs"] for row in layer_report(model, config, example_input)}
 
 
 def bops(
@@ -111,18 +108,17 @@ def bops(
         >>> bops(MLP(), QuantConfig.uniform(names, weight_bits=4, act_bits=8), torch.zeros(1, 64))
         206848
     """
-    return sum(
-        geometry.bops_float32(shape["macs"], shape["weight_bits"], shape["act_bits"])
-        for shape in _layer_shapes(model, config, example_input).values()
-    )
+    return sum(row["bops"] for row in layer_report(model, config, example_input))
 
 
 def layer_report(
     model: nn.Module,
     config: QuantConfig | Mapping[str, Any] | None,
-    example_input: torch.Tensor,
+    example_input: torch.Tensor | None,
 ) -> list[dict[str, Any]]:
     """One row per quantizable layer: bits, width, channels, parameters, MACs, BOPs, size bits.
+
+    Without ``example_input`` (only possible at full width) MACs and BOPs are 0.
 
     Example:
         >>> import torch
@@ -131,42 +127,6 @@ def layer_report(
         >>> rows[0]["layer"], rows[0]["macs"], rows[0]["weight_bits"]
         ('net.1', 4096, 32)
     """
-    rows = []
-    for name, shape in _layer_shapes(model, config, example_input).items():
-        rows.append(
-            {
-                "layer": name,
-                "type": shape["type"],
-                "weight_bits": shape["weight_bits"],
-                "act_bits": shape["act_bits"],
-                "width": shape["width"],
-                "in_channels": shape["in"],
-                "out_channels": shape["out"],
-                "params": shape["weight_numel"] + shape["bias_numel"],
-                "macs": shape["macs"],
-                "bops": geometry.bops_float32(
-                    shape["macs"], shape["weight_bits"], shape["act_bits"]
-                ),
-                "size_bits": _deployed_size(shape),
-            }
-        )
-    return rows
-
-
-def _deployed_size(shape: Mapping[str, Any]) -> int:
-    return int(
-        geometry.deployed_size_bits(
-            shape["weight_numel"], shape["bias_numel"], shape["out"], shape["weight_bits"]
-        )
-    )
-
-
-def _layer_shapes(
-    model: nn.Module,
-    config: QuantConfig | Mapping[str, Any] | None,
-    example_input: torch.Tensor | None,
-) -> dict[str, dict[str, Any]]:
-    """Per layer: type, bits, width, in/out channels, weight/bias numel and MACs per sample."""
     layers = quantizable_layers(model)
     own = applied_config(model)
     cfg = as_quant_config(config) if config is not None else (own or QuantConfig({}))
@@ -195,33 +155,42 @@ def _layer_shapes(
         index = {name: i for i, name in enumerate(names)}
         producers = [index.get(graph.producers[name]) for name in names]  # type: ignore[arg-type]
         multiplier = [graph.input_multiplier[name] for name in names]
-    pruned = geometry.ChannelLayout.build(
+    pruned = geometry.ChannelLayout(
         out_channels=[out for out, *_ in facts],
         in_channels=[cin for _, cin, *_ in facts],
         groups=[groups for *_, groups, _ in facts],
         producers=producers,
         input_multiplier=multiplier,
     ).pruned(widths)
-    spatial = _output_positions(model, layers, example_input) if example_input is not None else {}
-    shapes: dict[str, dict[str, Any]] = {}
+    calls = record_layer_calls(model, example_input, layers) if example_input is not None else {}
+    rows = []
     for j, (name, layer) in enumerate(layers.items()):
-        cin, cout, groups = (
-            int(a[0, j]) for a in (pruned.in_channels, pruned.out_channels, pruned.groups)
+        cin, cout, groups = (int(a[0, j]) for a in pruned)
+        weights = int(geometry.weight_count(cin, cout, groups, facts[j][3]))
+        biases = cout if getattr(layer, "bias", None) is not None else 0
+        # Output positions per sample (H_out * W_out; rows for a Linear), over every call.
+        positions = sum(
+            math.prod(out) // max(1, out[0]) // max(1, facts[j][0])
+            for _, out in calls.get(name, ())
         )
-        weight_numel = int(geometry.weight_count(cin, cout, groups, facts[j][3]))
-        layer_config = cfg.layer(name)
-        shapes[name] = {
-            "type": type(layer).__name__,
-            "weight_bits": getattr(layer, "weight_bits", layer_config.weight_bits),
-            "act_bits": getattr(layer, "act_bits", layer_config.act_bits),
-            "width": layer_config.width,
-            "in": cin,
-            "out": cout,
-            "weight_numel": weight_numel,
-            "bias_numel": cout if getattr(layer, "bias", None) is not None else 0,
-            "macs": weight_numel * spatial.get(name, 0),
-        }
-    return shapes
+        weight_bits = getattr(layer, "weight_bits", cfg.layer(name).weight_bits)
+        act_bits = getattr(layer, "act_bits", cfg.layer(name).act_bits)
+        rows.append(
+            {
+                "layer": name,
+                "type": type(layer).__name__,
+                "weight_bits": weight_bits,
+                "act_bits": act_bits,
+                "width": cfg.layer(name).width,
+                "in_channels": cin,
+                "out_channels": cout,
+                "params": weights + biases,
+                "macs": weights * positions,
+                "bops": geometry.bops_float32(weights * positions, weight_bits, act_bits),
+                "size_bits": geometry.deployed_size_bits(weights, biases, cout, weight_bits),
+            }
+        )
+    return rows
 
 
 def _channel_facts(layer: nn.Module) -> tuple[int, int, int, int]:
@@ -230,18 +199,3 @@ def _channel_facts(layer: nn.Module) -> tuple[int, int, int, int]:
         return int(layer.out_features), int(layer.in_features), 1, 1
     groups = int(layer.groups)
     return int(layer.out_channels), int(layer.in_channels), groups, math.prod(layer.kernel_size)
-
-
-def _output_positions(
-    model: nn.Module, layers: dict[str, nn.Module], example_input: torch.Tensor
-) -> dict[str, int]:
-    """Output positions per sample of each layer (H_out * W_out; rows for a Linear)."""
-    calls = record_layer_calls(model, example_input, layers)
-    return {
-        name: sum(
-            math.prod(out_shape) // max(1, out_shape[0]) // max(1, _channel_facts(layers[name])[0])
-            for _, out_shape in layer_calls
-        )
-        for name, layer_calls in calls.items()
-        if layer_calls
-    }

@@ -21,6 +21,7 @@ from optuna_kmtpe.config import LayerConfig
 from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.config import check_bits
 from optuna_kmtpe.config import is_float_bits
+from optuna_kmtpe.records import SIZE_BITS
 from optuna_kmtpe.sensitivity import SensitivityReport
 from optuna_kmtpe.space import _hawq
 from optuna_kmtpe.space._order import above_sets
@@ -189,7 +190,7 @@ class MonotoneSearchSpace:
         producer_index = [index.get(self.producers.get(name)) for name in names]  # type: ignore[arg-type]
         # The space knows weight counts, not shapes: input channels are counted in units of the
         # producer's output channels, so a layer keeps that fraction of its inputs.
-        self._layout = geometry.ChannelLayout.build(
+        self._layout = geometry.ChannelLayout(
             out_channels=[s.out_channels for s in stats],
             in_channels=[1 if p is None else stats[p].out_channels for p in producer_index],
             producers=producer_index,
@@ -707,7 +708,7 @@ class MonotoneSearchSpace:
         lines.insert(1, "-" * len(lines[0]))
         limits = dict(self.budgets)
         if self.size_budget_bits is not None:
-            limits.setdefault("size_bits", self.size_budget_bits)
+            limits.setdefault(SIZE_BITS, self.size_budget_bits)
         budgets = ", ".join(f"{name} <= {limit:g}" for name, limit in limits.items()) or "none"
         lines += [
             "",
