@@ -44,13 +44,8 @@ def is_float_bits(bits: int) -> bool:
 
 
 def check_bits(bits: Any, *, field: str = "bits", where: str | None = None) -> None:
-    """Raise ``ValueError`` unless ``bits`` is one of :data:`ALLOWED_BITS` (an int, not a bool).
-
-    Args:
-        bits: The bit-width to check.
-        field: Its name in the message (``"weight_bits"``, ``"act_bits"``, ...).
-        where: What is being checked, prefixed to the message (e.g. ``"layer 'fc'"``).
-    """
+    """Raise ``ValueError`` unless ``bits`` is one of :data:`ALLOWED_BITS` (an int, not a bool);
+    the message names the ``field`` and, if given, ``where`` (e.g. ``"layer 'fc'"``)."""
     if isinstance(bits, bool) or not isinstance(bits, int) or bits not in ALLOWED_BITS:
         prefix = f"{where}: " if where else ""
         raise ValueError(

@@ -63,16 +63,8 @@ def kept_channels_array(out_channels: Any, widths: Any) -> np.ndarray:
 
 
 def kept_channels(out_channels: int, width: float) -> int:
-    """Number of output channels a layer keeps at a given width fraction.
-
-    The scalar face of :func:`kept_channels_array` (one rule), with validated arguments.
-
-    Args:
-        out_channels: The layer's original number of output channels (or features).
-        width: Fraction kept, in ``(0, 1]``.
-
-    Returns:
-        ``round(width * out_channels)``, rounding halves up, and at least 1.
+    """Output channels (or features) a layer keeps at ``width`` in ``(0, 1]``: the rule of
+    :func:`kept_channels_array` for one layer, with validated arguments.
 
     Example:
         >>> kept_channels(16, 0.5)
@@ -412,10 +404,6 @@ class NetworkShape:
             return consumers
         index = self.names.index(name)
         return (self.names[index + 1],) if index + 1 < len(self) else ()
-
-    def evaluation_order(self) -> tuple[int, ...]:
-        """Layer indices ordered so that every producer comes before its consumers."""
-        return self.layout.order
 
     @property
     def macs(self) -> int:

@@ -184,34 +184,9 @@ def layer_cost(
     }
 
 
-@dataclasses.dataclass(frozen=True)
-class CompiledNetwork:
-    """Per-layer constants of a network as arrays (module order) for the vectorized path."""
-
-    names: tuple[str, ...]
-    in_channels: np.ndarray
-    kernel_size: np.ndarray
-    out_positions: np.ndarray
-    in_positions: np.ndarray
-    readers: tuple[tuple[int, ...], ...]
-
-    @classmethod
-    def from_network(cls, network: NetworkShape) -> CompiledNetwork:
-        names = network.names
-        index = {name: i for i, name in enumerate(names)}
-
-        def ints(values: list[int]) -> np.ndarray:
-            return np.asarray(values, dtype=np.int64)
-
-        layers = network.layers
-        return cls(
-            names=names,
-            in_channels=ints([layer.in_channels for layer in layers]),
-            kernel_size=ints([layer.kernel_size for layer in layers]),
-            out_positions=ints([layer.out_positions for layer in layers]),
-            in_positions=ints([layer.in_positions for layer in layers]),
-            readers=tuple(tuple(index[r] for r in network.output_readers(name)) for name in names),
-        )
+def _column(network: NetworkShape, attribute: str) -> np.ndarray:
+    """One int attribute of every layer (module order), for the vectorized path."""
+    return np.asarray([getattr(layer, attribute) for layer in network], dtype=np.int64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,7 +208,7 @@ class BatchTables:
     input_bram18: np.ndarray  # concatenated (in_channels + 1) * 33 tables
 
     @classmethod
-    def build(cls, acc: Accelerator, net: CompiledNetwork, batch: int) -> BatchTables:
+    def build(cls, acc: Accelerator, network: NetworkShape, batch: int) -> BatchTables:
         bits = np.arange(33)
         bw, ba = np.meshgrid(bits, bits, indexing="ij")
         table = acc.packing_table.copy()
@@ -255,9 +230,9 @@ class BatchTables:
             dtype=np.int64,
         )
         max_acc = energy.max_accumulator_bits
-        psum = np.zeros((len(net.names), max_acc + 1, len(codes)), dtype=np.int64)
+        psum = np.zeros((len(network), max_acc + 1, len(codes)), dtype=np.int64)
         banks = acc.cols * acc.pixel_parallel
-        for j, positions in enumerate(net.out_positions):
+        for j, positions in enumerate(_column(network, "out_positions")):
             m_per_copy = -(-int(positions) * batch // acc.pixel_parallel)
             for c, k in enumerate(codes):
                 depth = m_per_copy * (1 if acc.pack_reduction else int(k))
@@ -266,9 +241,9 @@ class BatchTables:
         in_banks = acc.rows * acc.pixel_parallel
         offsets, tables = [], []
         offset = 0
-        for j in range(len(net.names)):
-            cin = np.arange(int(net.in_channels[j]) + 1)[:, None]
-            depth = -(-(batch * cin * int(net.in_positions[j])) // in_banks)
+        for layer in network:
+            cin = np.arange(layer.in_channels + 1)[:, None]
+            depth = -(-(batch * cin * layer.in_positions) // in_banks)
             blocks = in_banks * _bram18_blocks_array(depth, bits[None, :])
             offsets.append(offset)
             tables.append(blocks.ravel())
@@ -288,7 +263,7 @@ class BatchTables:
 
 def batch_costs(
     acc: Accelerator,
-    net: CompiledNetwork,
+    network: NetworkShape,
     tables: BatchTables,
     weight_bits: np.ndarray,
     act_bits: np.ndarray,
@@ -307,14 +282,17 @@ def batch_costs(
     cin = pruned.in_channels.astype(np.float64)
     cout = pruned.out_channels.astype(np.float64)
     groups = pruned.groups.astype(np.float64)
-    reduction = geometry.reduction_length(cin, groups, net.kernel_size)
+    reduction = geometry.reduction_length(cin, groups, _column(network, "kernel_size"))
     outputs = geometry.outputs_per_group(cout, groups)
+    out_positions = _column(network, "out_positions")
+    index = {name: j for j, name in enumerate(network.names)}
     out_bits = np.empty((n, n_layers))
-    for j, readers in enumerate(net.readers):
+    for j, name in enumerate(network.names):
+        readers = [index[reader] for reader in network.output_readers(name)]
         if len(readers) == 1:
             out_bits[:, j] = act_bits[:, readers[0]]
         elif readers:
-            out_bits[:, j] = act_bits[:, list(readers)].max(axis=1)
+            out_bits[:, j] = act_bits[:, readers].max(axis=1)
         else:
             out_bits[:, j] = acc.output_bits
 
@@ -322,7 +300,7 @@ def batch_costs(
     wbf = weight_bits.astype(np.float64)
     abf = act_bits.astype(np.float64)
     p = tables.packing.take(pair)
-    m = (net.out_positions * batch).astype(np.float64)
+    m = (out_positions * batch).astype(np.float64)
     m_per_copy = np.ceil(m / acc.pixel_parallel)
     weights = groups * reduction * outputs  # geometry.weight_count
     macs = m * weights
@@ -337,8 +315,8 @@ def batch_costs(
     compute_s = cycles / acc.clock_hz
 
     weight_bits_total = geometry.weight_size_bits(weights, wbf)
-    in_bits = (batch * net.in_positions) * cin * abf
-    out_bits_total = (batch * net.out_positions) * cout * out_bits
+    in_bits = (batch * _column(network, "in_positions")) * cin * abf
+    out_bits_total = (batch * out_positions) * cout * out_bits
     dram_bits = weight_bits_total + in_bits + out_bits_total
     memory_s = dram_bits / 8 / acc.dram_bandwidth
     if acc.double_buffer:
@@ -366,7 +344,7 @@ def batch_costs(
     latency_s = layer_s.sum(axis=1)
     energy_j = dynamic_j.sum(axis=1) + acc.static_power_w * latency_s
 
-    pipeline_s = _pipeline_interval(
+    pipeline_s = pipeline_interval(
         acc,
         packed_work=(macs / p).sum(axis=1),
         weight_bytes=weight_bits_total.sum(axis=1) / 8,
@@ -399,7 +377,7 @@ def batch_costs(
     }
 
 
-def _pipeline_interval(
+def pipeline_interval(
     acc: Accelerator,
     *,
     packed_work: Any,
@@ -417,6 +395,3 @@ def _pipeline_interval(
     compute = packed_work / (acc.rows * acc.cols * acc.pixel_parallel * acc.clock_hz)
     memory = (weight_bytes + first_input_bytes + last_output_bytes) / acc.dram_bandwidth
     return np.maximum(compute, memory) if isinstance(compute, np.ndarray) else max(compute, memory)
-
-
-pipeline_interval = _pipeline_interval

@@ -224,9 +224,7 @@ class FPGAModel:
             output_bits=output_bits,
             energy=self.energy,
         )
-        self._compiled: dict[
-            tuple[NetworkShape, int], tuple[_costs.CompiledNetwork, _costs.BatchTables]
-        ] = {}
+        self._compiled: dict[tuple[NetworkShape, int], _costs.BatchTables] = {}
 
     def __repr__(self) -> str:
         return (
@@ -410,11 +408,11 @@ class FPGAModel:
                 f"weight_bits, act_bits and widths must have the same number of configs, got "
                 f"{wb.shape}, {ab.shape} and {wd.shape}."
             ) from None
-        net, tables = self._tables(network, batch)
+        tables = self._tables(network, batch)
         parts = [
             _costs.batch_costs(
                 self._accelerator,
-                net,
+                network,
                 tables,
                 wb[start : start + chunk_size],
                 ab[start : start + chunk_size],
@@ -435,18 +433,13 @@ class FPGAModel:
         )
         return result
 
-    def _tables(
-        self, network: NetworkShape, batch: int
-    ) -> tuple[_costs.CompiledNetwork, _costs.BatchTables]:
+    def _tables(self, network: NetworkShape, batch: int) -> _costs.BatchTables:
         key = (network, batch)
-        cached = self._compiled.get(key)
-        if cached is None:
-            net = _costs.CompiledNetwork.from_network(network)
-            tables = _costs.BatchTables.build(self._accelerator, net, batch)
+        if key not in self._compiled:
             if len(self._compiled) >= 8:  # bounded: sweeps use one or two networks
                 self._compiled.pop(next(iter(self._compiled)))
-            cached = self._compiled[key] = (net, tables)
-        return cached
+            self._compiled[key] = _costs.BatchTables.build(self._accelerator, network, batch)
+        return self._compiled[key]
 
     def _violations(self, bram_used: int) -> tuple[dict[str, float], tuple[str, ...]]:
         device = self.device

@@ -30,11 +30,12 @@ from torch import nn
 
 from optuna_kmtpe import geometry
 from optuna_kmtpe.config import QuantConfig
-from optuna_kmtpe.graph import channel_graph
 from optuna_kmtpe.graph import quantizable_layers
 from optuna_kmtpe.graph import record_layer_calls
 from optuna_kmtpe.quant._apply import applied_config
 from optuna_kmtpe.quant._apply import as_quant_config
+from optuna_kmtpe.quant._apply import channel_facts
+from optuna_kmtpe.quant._apply import narrowed_layers
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
@@ -132,26 +133,13 @@ def layer_report(
     cfg = as_quant_config(config) if config is not None else (own or QuantConfig({}))
     cfg.check_layers(layers)
     names = list(layers)
-    facts = [_channel_facts(layer) for layer in layers.values()]
+    facts = [channel_facts(layer) for layer in layers.values()]
     # On a model from apply_config the widths are already physical: never apply them twice.
     widths = [1.0 if own is not None else cfg.layer(name).width for name in names]
-    kept = geometry.kept_channels_array([out for out, *_ in facts], widths)
-    narrowed = [name for name, (out, *_), k in zip(names, facts, kept) if k < out]
+    graph = None if own is not None else narrowed_layers(model, layers, cfg, example_input)[1]
     producers: list[int | None] = [None] * len(names)
     multiplier = [1] * len(names)
-    if narrowed:
-        if example_input is None:
-            raise ValueError(
-                f"The config narrows {sorted(narrowed)}: pass example_input=<one input batch> "
-                "to compute the pruned shapes."
-            )
-        graph = channel_graph(model, example_input)
-        blocked = [name for name in narrowed if not graph.prunable[name]]
-        if blocked:
-            raise ValueError(
-                f"Layer(s) {blocked} cannot be narrowed ({graph.reasons[blocked[0]]}); keep "
-                "their width at 1.0."
-            )
+    if graph is not None:
         index = {name: i for i, name in enumerate(names)}
         producers = [index.get(graph.producers[name]) for name in names]  # type: ignore[arg-type]
         multiplier = [graph.input_multiplier[name] for name in names]
@@ -191,11 +179,3 @@ def layer_report(
             }
         )
     return rows
-
-
-def _channel_facts(layer: nn.Module) -> tuple[int, int, int, int]:
-    """``(out_channels, in_channels, groups, kernel taps)`` of a Conv or Linear layer."""
-    if isinstance(layer, nn.Linear):
-        return int(layer.out_features), int(layer.in_features), 1, 1
-    groups = int(layer.groups)
-    return int(layer.out_channels), int(layer.in_channels), groups, math.prod(layer.kernel_size)

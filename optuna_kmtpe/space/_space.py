@@ -617,34 +617,23 @@ class MonotoneSearchSpace:
         return current
 
     # HAWQ-V2 ---------------------------------------------------------------------------------
-    def _hawq_tables(self, omega: str = "trace") -> tuple[list[list[float]], list[list[float]]]:
-        sizes, omegas = [], []
-        for name in self.layer_names:
-            stats = self.report[name]
-            sizes.append([geometry.budget_size_bits(stats.n_params, b) for b in self.weight_bits])
-            omegas.append([stats.omega(b, kind=omega) for b in self.weight_bits])
-        return sizes, omegas
-
-    def _config_of_levels(self, levels: Sequence[int]) -> QuantConfig:
-        act = self.default_act_bits if self.act_bits is None else self.act_bits[-1]
-        return QuantConfig(
-            {
-                name: LayerConfig(weight_bits=self.weight_bits[level], act_bits=act, width=1.0)
-                for name, level in zip(self.layer_names, levels)
-            }
-        )
-
     def hawq_v2_frontier(
         self, *, method: str = "auto", omega: str = "trace"
     ) -> list[FrontierPoint]:
         """HAWQ-V2 frontier restricted to this space's configs (monotone, pruned, full width,
         activations at the largest choice), ordered by size; every config is in the space.
         ``omega="quadratic"`` uses the exact second-order terms instead of traces."""
-        sizes, omegas = self._hawq_tables(omega)
+        names, bits, sizes, omegas = _tables(
+            self.report, self.weight_bits, self.layer_names, omega
+        )
         points = _hawq.pareto_monotone(
             sizes, omegas, self.weight_caps, self.weight_below, method=method
         )
-        return [FrontierPoint(p.size, p.omega, self._config_of_levels(p.levels)) for p in points]
+        act = self.default_act_bits if self.act_bits is None else self.act_bits[-1]
+        return [
+            FrontierPoint(p.size, p.omega, _levels_config(names, bits, p.levels, act))
+            for p in points
+        ]
 
     def warm_start_params(
         self, num: int = 5, *, method: str = "auto", omega: str = "trace"
