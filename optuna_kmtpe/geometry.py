@@ -1,16 +1,10 @@
 """Channel geometry of quantizable layers: kept channels, pruned shapes, MACs, sizes and BOPs.
 
-The one definition of what a config's widths do to a network's shapes, and of what the size and
-bit-operation metrics count. The quantization engine (which prunes physically and accounts for
-a model), both paths of the FPGA cost model (one config, and arrays of configs) and the search
-space's budgets read it, so they cannot disagree. It imports numpy and the config only: the
-torch-free packages (``space``, ``hardware``) use it, and which producer feeds which layer comes
-from :func:`optuna_kmtpe.graph.channel_graph`.
-
-**Propagation.** A layer keeps ``kept_channels(out_channels, width)`` output channels; its input
-channels follow its producer's kept output channels times ``input_multiplier`` (a Linear after
-flattening C x H x W reads ``H * W`` features per channel); a depthwise convolution keeps one
-group per input channel and ``depth_multiplier`` outputs per group, whatever its own width.
+The one definition of what a config's widths do to a network's shapes
+(:meth:`ChannelLayout.pruned`) and of what the size and bit-operation metrics count, read by
+the quantization engine, both paths of the FPGA cost model (one config, arrays of configs) and
+the search space's budgets. Torch-free (numpy and the config); which producer feeds which layer
+comes from :func:`optuna_kmtpe.graph.channel_graph`.
 
 **Sizes and BOPs**, one name per meaning: :func:`weight_size_bits` and :func:`bops` (float
 operands at their own width) are the ``size_bits`` and ``bops`` metrics recorded in studies (the
@@ -96,7 +90,6 @@ class ChannelLayout:
             (``None``: they never change).
         groups: Convolution groups (default 1); ``1 < groups == in_channels`` is depthwise.
         input_multiplier: ``in_channels == input_multiplier * producer's out_channels``.
-        names: Layer names, for error messages.
 
     Example:
         >>> layout = ChannelLayout(out_channels=[8, 4], in_channels=[3, 8], producers=[None, 0])
@@ -112,7 +105,6 @@ class ChannelLayout:
         producers: Sequence[int | None],
         groups: Sequence[int] | None = None,
         input_multiplier: Sequence[int] | None = None,
-        names: Sequence[str] | None = None,
     ) -> None:
         ones = [1] * len(out_channels)
         self.out_channels = np.asarray(out_channels, dtype=np.int64)
@@ -122,7 +114,7 @@ class ChannelLayout:
             ones if input_multiplier is None else input_multiplier, dtype=np.int64
         )
         self.producer = [-1 if p is None else int(p) for p in producers]
-        self.order = _evaluation_order(self.producer, names)
+        self.order = _evaluation_order(self.producer)
 
     def pruned(self, widths: Any) -> PrunedChannels:
         """Channels of every layer under each row of ``widths`` (``(n, L)`` or ``(L,)``).
@@ -150,7 +142,7 @@ class ChannelLayout:
         return PrunedChannels(cin, cout, groups)
 
 
-def _evaluation_order(producer: Sequence[int], names: Sequence[str] | None) -> tuple[int, ...]:
+def _evaluation_order(producer: Sequence[int]) -> tuple[int, ...]:
     # Each layer has at most one producer, so the relation is a forest: order by the length of
     # the producer chain, then by module order.
     depth: list[int] = []
@@ -159,8 +151,7 @@ def _evaluation_order(producer: Sequence[int], names: Sequence[str] | None) -> t
         while current >= 0:
             steps += 1
             if steps > len(producer):
-                name = repr(names[index]) if names is not None else index
-                raise ValueError(f"NetworkShape: the producer chain of {name} loops.")
+                raise ValueError(f"The producer chain of layer {index} loops.")
             current = producer[current]
         depth.append(steps)
     return tuple(sorted(range(len(producer)), key=lambda i: (depth[i], i)))
@@ -420,7 +411,6 @@ class NetworkShape:
             producers=[None if s.producer is None else index[s.producer] for s in self._layers],
             groups=[layer.groups for layer in self._layers],
             input_multiplier=[layer.input_multiplier for layer in self._layers],
-            names=self.names,
         )
 
     def pruned(self, widths: Mapping[str, float] | None = None) -> tuple[PrunedLayer, ...]:

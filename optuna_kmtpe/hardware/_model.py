@@ -386,21 +386,11 @@ class FPGAModel:
         batch = _check_size(batch, "batch")
         chunk_size = _check_size(chunk_size, "chunk_size")
         n_layers = len(network)
-        wb = _check_bits_array(weight_bits, "weight_bits", n_layers)
-        ab = _check_bits_array(act_bits, "act_bits", n_layers)
-        if widths is None:
-            wd = np.ones(wb.shape, dtype=np.float64)
-        else:
-            wd = np.asarray(widths, dtype=np.float64)
-            if wd.ndim == 1:
-                wd = wd[None, :]
-            if wd.ndim != 2 or wd.shape[1] != n_layers:
-                raise ValueError(
-                    f"widths must have shape (n_configs, {n_layers}) (one column per layer in "
-                    f"module order), got {np.shape(widths)}."
-                )
-            if not np.all((wd > 0) & (wd <= 1)):
-                raise ValueError("widths must lie in (0, 1] (the fraction of channels kept).")
+        wb = check_bits(_config_array(weight_bits, "weight_bits", n_layers), field="weight_bits")
+        ab = check_bits(_config_array(act_bits, "act_bits", n_layers), field="act_bits")
+        wd = _config_array(1.0 if widths is None else widths, "widths", n_layers).astype(float)
+        if not np.all((wd > 0) & (wd <= 1)):
+            raise ValueError("widths must lie in (0, 1] (the fraction of channels kept).")
         try:
             wb, ab, wd = np.broadcast_arrays(wb, ab, wd)
         except ValueError:
@@ -481,12 +471,9 @@ def config_arrays(
                 f"configs must hold QuantConfig objects, got {type(config).__name__}."
             )
         config.check_layers(network.names)
-        rows.append([config.layer(name) for name in network.names])
-    n_layers = len(network)
-    wb = np.array([[c.weight_bits for c in row] for row in rows], dtype=np.int64)
-    ab = np.array([[c.act_bits for c in row] for row in rows], dtype=np.int64)
-    wd = np.array([[c.width for c in row] for row in rows], dtype=np.float64)
-    return wb.reshape(-1, n_layers), ab.reshape(-1, n_layers), wd.reshape(-1, n_layers)
+        rows.append([dataclasses.astuple(config.layer(name)) for name in network.names])
+    table = np.array(rows, dtype=np.float64).reshape(-1, len(network), 3)
+    return table[..., 0].astype(np.int64), table[..., 1].astype(np.int64), table[..., 2]
 
 
 def _as_network(shapes: NetworkShape | Iterable[LayerShape]) -> NetworkShape:
@@ -503,13 +490,14 @@ def _check_size(value: Any, name: str) -> int:
     return int(value)
 
 
-def _check_bits_array(values: Any, name: str, n_layers: int) -> np.ndarray:
+def _config_array(values: Any, name: str, n_layers: int) -> np.ndarray:
+    """``values`` as ``(n_configs, n_layers)`` (one config, or a scalar, is broadcast)."""
     array = np.asarray(values)
-    if array.ndim == 1:
-        array = array[None, :]
+    array = np.broadcast_to(array, (n_layers,)) if array.ndim == 0 else array
+    array = array[None, :] if array.ndim == 1 else array
     if array.ndim != 2 or array.shape[1] != n_layers:
         raise ValueError(
             f"{name} must have shape (n_configs, {n_layers}) (one column per layer in module "
             f"order), got {np.shape(values)}."
         )
-    return check_bits(array, field=name)
+    return array

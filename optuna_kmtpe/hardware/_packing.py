@@ -152,12 +152,8 @@ def packing_table(packing: PackingFunction) -> list[list[float]]:
 
 
 def check_bits(bits: Any, *, field: str) -> np.ndarray:
-    """Operand bit-widths the cost model takes (an int or an array of them) as int64.
-
-    Raises ``ValueError`` unless every value is an integer in 1..32: 1..8 (or up to 15) for
-    integer operands, 16 or 32 for float. Wider than the ``ALLOWED_BITS`` of a config, so that
-    sweeps can price operands no config uses.
-    """
+    """Operand bit-widths (an int or an array) as int64, if all are integers in 1..32: wider
+    than a config's ``ALLOWED_BITS``, so that sweeps can price operands no config uses."""
     array = np.asarray(bits)
     is_int = np.issubdtype(array.dtype, np.integer)
     if not (is_int or np.issubdtype(array.dtype, np.floating)) or (

@@ -13,10 +13,8 @@ Conventions:
 * MACs are per sample (the batch size of ``example_input`` is divided out); pruned shapes and
   weight counts come from :mod:`optuna_kmtpe.geometry`, as in the FPGA model.
 * BOPs are :func:`optuna_kmtpe.geometry.bops_float32` (HAWQ-V3's and HAQ's definition, float
-  operands counted as 32 bits). The ``size_bits`` and ``bops`` metrics recorded in a study are
-  the FPGA model's (:func:`~optuna_kmtpe.geometry.weight_size_bits`,
-  :func:`~optuna_kmtpe.geometry.bops`), which keep a 16-bit float at 16 bits and leave biases
-  and scales out.
+  operands counted as 32 bits). A study records the FPGA model's ``size_bits`` and ``bops``
+  instead (see :mod:`optuna_kmtpe.geometry`).
 """
 
 from __future__ import annotations

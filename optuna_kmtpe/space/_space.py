@@ -243,11 +243,8 @@ class MonotoneSearchSpace:
         return min(self.widths) if self.widths is not None and name in self.prunable else 1.0
 
     def _kept_weights(self, widths: Mapping[str, float]) -> list[float]:
-        """Weights that remain in each layer at the given widths (missing layers: width 1).
-
-        ``n_params`` times the fraction of output channels kept times the fraction of the
-        producer's output channels kept (:meth:`~optuna_kmtpe.geometry.ChannelLayout.pruned`).
-        """
+        """Weights left in each layer at ``widths``: ``n_params`` x the fractions of its output
+        channels and of its producer's (:meth:`~optuna_kmtpe.geometry.ChannelLayout.pruned`)."""
         layout = self._layout
         pruned = layout.pruned([widths.get(name, 1.0) for name in self.layer_names])
         ratios = (pruned.out_channels[0] / layout.out_channels) * (
@@ -522,9 +519,8 @@ class MonotoneSearchSpace:
 
     # Sizes -----------------------------------------------------------------------------------
     def size_bits(self, config: QuantConfig) -> float:
-        """Weight storage of ``config`` in bits, counting removed channels: the sum of
-        :func:`optuna_kmtpe.geometry.budget_size_bits` (any float width counted as 32 bits;
-        the recorded ``size_bits`` metric keeps 16-bit floats at 16, see that module)."""
+        """Weight storage of ``config`` in bits, counting removed channels (float = 32 bits):
+        :func:`optuna_kmtpe.geometry.budget_size_bits`, not the recorded ``size_bits``."""
         weights = self._kept_weights({name: config.layer(name).width for name in self.layer_names})
         return sum(
             geometry.budget_size_bits(kept, config.layer(name).weight_bits)
