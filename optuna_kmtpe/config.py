@@ -43,40 +43,19 @@ def is_float_bits(bits: int) -> bool:
     return bits >= 16
 
 
-def kept_channels(out_channels: int, width: float) -> int:
-    """Number of output channels a layer keeps at a given width fraction.
-
-    This one rounding rule is shared by the quantization engine (which physically removes
-    channels) and the hardware model (which computes pruned shapes), so both always agree.
-
-    Args:
-        out_channels: The layer's original number of output channels (or features).
-        width: Fraction kept, in ``(0, 1]``.
-
-    Returns:
-        ``round(width * out_channels)``, rounding halves up, and at least 1.
-
-    Example:
-        >>> kept_channels(16, 0.5)
-        8
-        >>> kept_channels(10, 0.01)
-        1
-    """
-    if out_channels < 1:
-        raise ValueError(f"out_channels must be >= 1, got {out_channels}.")
-    _check_width(width, where="kept_channels")
-    return max(1, min(out_channels, int(math.floor(width * out_channels + 0.5))))
-
-
-def _check_bits(bits: Any, *, field: str, where: str) -> None:
+def check_bits(bits: Any, *, field: str = "bits", where: str | None = None) -> None:
+    """Raise ``ValueError`` unless ``bits`` is one of :data:`ALLOWED_BITS` (an int, not a bool);
+    the message names the ``field`` and, if given, ``where`` (e.g. ``"layer 'fc'"``)."""
     if isinstance(bits, bool) or not isinstance(bits, int) or bits not in ALLOWED_BITS:
+        prefix = f"{where}: " if where else ""
         raise ValueError(
-            f"{where}: {field}={bits!r} is not allowed; use an int in 1..8 for integer "
+            f"{prefix}{field}={bits!r} is not allowed; use an int in 1..8 for integer "
             f"quantization, or 16/32 to keep the layer in float."
         )
 
 
-def _check_width(width: Any, *, where: str) -> None:
+def check_width(width: Any, *, where: str) -> None:
+    """Raise ``ValueError`` unless ``width`` is a finite number in ``(0, 1]``."""
     if (
         isinstance(width, bool)
         or not isinstance(width, (int, float))
@@ -111,9 +90,9 @@ class LayerConfig:
         self._validate(where="LayerConfig")
 
     def _validate(self, *, where: str) -> None:
-        _check_bits(self.weight_bits, field="weight_bits", where=where)
-        _check_bits(self.act_bits, field="act_bits", where=where)
-        _check_width(self.width, where=where)
+        check_bits(self.weight_bits, field="weight_bits", where=where)
+        check_bits(self.act_bits, field="act_bits", where=where)
+        check_width(self.width, where=where)
 
     def to_dict(self) -> dict[str, Any]:
         return {"weight_bits": self.weight_bits, "act_bits": self.act_bits, "width": self.width}

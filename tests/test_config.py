@@ -5,7 +5,7 @@ import pytest
 from optuna_kmtpe.config import FLOAT_LAYER
 from optuna_kmtpe.config import LayerConfig
 from optuna_kmtpe.config import QuantConfig
-from optuna_kmtpe.config import kept_channels
+from optuna_kmtpe.geometry import kept_channels
 
 
 def test_json_round_trip_keeps_order_and_values() -> None:

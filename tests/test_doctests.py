@@ -27,6 +27,7 @@ MODULES = sorted(
 TORCH_FREE = [
     "optuna_kmtpe",
     "optuna_kmtpe.config",
+    "optuna_kmtpe.geometry",
     "optuna_kmtpe._registry",
     "optuna_kmtpe.records",
     "optuna_kmtpe.sampler",

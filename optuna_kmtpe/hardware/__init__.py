@@ -18,6 +18,10 @@ Example:
 
 from __future__ import annotations
 
+from optuna_kmtpe.geometry import LAYER_KINDS
+from optuna_kmtpe.geometry import LayerShape
+from optuna_kmtpe.geometry import NetworkShape
+from optuna_kmtpe.geometry import PrunedLayer
 from optuna_kmtpe.hardware._device import DEFAULT_DEVICE
 from optuna_kmtpe.hardware._device import DEVICE_PRESETS
 from optuna_kmtpe.hardware._device import FPGADevice
@@ -33,10 +37,6 @@ from optuna_kmtpe.hardware._packing import DSP_KINDS
 from optuna_kmtpe.hardware._packing import PACKING_VARIANTS
 from optuna_kmtpe.hardware._packing import make_packing
 from optuna_kmtpe.hardware._packing import packing_factor
-from optuna_kmtpe.hardware._shapes import LAYER_KINDS
-from optuna_kmtpe.hardware._shapes import LayerShape
-from optuna_kmtpe.hardware._shapes import NetworkShape
-from optuna_kmtpe.hardware._shapes import PrunedLayer
 from optuna_kmtpe.hardware._trace import trace_layer_shapes
 
 

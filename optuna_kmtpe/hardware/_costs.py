@@ -30,8 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from optuna_kmtpe import geometry
+from optuna_kmtpe.geometry import NetworkShape
+from optuna_kmtpe.geometry import PrunedChannels
 from optuna_kmtpe.hardware._energy import EnergyParams
-from optuna_kmtpe.hardware._shapes import NetworkShape
 
 
 # Guards ceil() of a ratio computed with a fractional packing factor (1/3) from landing one
@@ -104,11 +106,12 @@ def layer_cost(
 ) -> dict[str, Any]:
     """Every cost of one layer for one config (scalar path). Quantities are per batch."""
     rows, cols = acc.rows, acc.cols
-    reduction = -(-in_channels // groups) * kernel_size
-    outputs = -(-out_channels // groups)
+    reduction = geometry.reduction_length(in_channels, groups, kernel_size)
+    outputs = geometry.outputs_per_group(out_channels, groups)
+    weights = groups * reduction * outputs  # geometry.weight_count
     m = out_positions * batch
     m_per_copy = -(-m // acc.pixel_parallel)
-    macs = m * groups * reduction * outputs
+    macs = m * weights
     p = float(acc.packing_table[weight_bits, act_bits])
     rows_eff = rows * p if acc.pack_reduction else float(rows)
     cols_eff = float(cols) if acc.pack_reduction else cols * p
@@ -119,7 +122,7 @@ def layer_cost(
     utilization = macs / (cycles * rows * cols * acc.pixel_parallel * p)
     compute_s = cycles / acc.clock_hz
 
-    weight_bits_total = groups * reduction * outputs * weight_bits
+    weight_bits_total = geometry.weight_size_bits(weights, weight_bits)
     in_bits = batch * in_channels * in_positions * act_bits
     out_bits_total = batch * out_channels * out_positions * out_bits
     dram_bits = weight_bits_total + in_bits + out_bits_total
@@ -171,7 +174,7 @@ def layer_cost(
         "dram_energy_j": dram_j,
         "static_energy_j": static_j,
         "energy_j": mac_j + bram_j + dram_j + static_j,
-        "weight_count": groups * reduction * outputs,
+        "weight_count": weights,
         "weight_bytes": weight_bits_total / 8,
         "input_bytes": in_bits / 8,
         "output_bytes": out_bits_total / 8,
@@ -181,50 +184,9 @@ def layer_cost(
     }
 
 
-@dataclasses.dataclass(frozen=True)
-class CompiledNetwork:
-    """Per-layer constants of a network as arrays (module order) for the vectorized path."""
-
-    names: tuple[str, ...]
-    order: tuple[int, ...]
-    in_channels: np.ndarray
-    out_channels: np.ndarray
-    groups: np.ndarray
-    depthwise: np.ndarray
-    depth_multiplier: np.ndarray
-    kernel_size: np.ndarray
-    out_positions: np.ndarray
-    in_positions: np.ndarray
-    producer: np.ndarray  # index of the producer, -1 for none
-    input_multiplier: np.ndarray
-    readers: tuple[tuple[int, ...], ...]
-
-    @classmethod
-    def from_network(cls, network: NetworkShape) -> CompiledNetwork:
-        names = network.names
-        index = {name: i for i, name in enumerate(names)}
-
-        def ints(values: list[int]) -> np.ndarray:
-            return np.asarray(values, dtype=np.int64)
-
-        layers = network.layers
-        return cls(
-            names=names,
-            order=network.evaluation_order(),
-            in_channels=ints([layer.in_channels for layer in layers]),
-            out_channels=ints([layer.out_channels for layer in layers]),
-            groups=ints([layer.groups for layer in layers]),
-            depthwise=np.asarray([layer.kind == "depthwise" for layer in layers]),
-            depth_multiplier=ints([layer.depth_multiplier for layer in layers]),
-            kernel_size=ints([layer.kernel_size for layer in layers]),
-            out_positions=ints([layer.out_positions for layer in layers]),
-            in_positions=ints([layer.in_positions for layer in layers]),
-            producer=ints(
-                [-1 if layer.producer is None else index[layer.producer] for layer in layers]
-            ),
-            input_multiplier=ints([layer.input_multiplier for layer in layers]),
-            readers=tuple(tuple(index[r] for r in network.output_readers(name)) for name in names),
-        )
+def _column(network: NetworkShape, attribute: str) -> np.ndarray:
+    """One int attribute of every layer (module order), for the vectorized path."""
+    return np.asarray([getattr(layer, attribute) for layer in network], dtype=np.int64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,7 +208,7 @@ class BatchTables:
     input_bram18: np.ndarray  # concatenated (in_channels + 1) * 33 tables
 
     @classmethod
-    def build(cls, acc: Accelerator, net: CompiledNetwork, batch: int) -> BatchTables:
+    def build(cls, acc: Accelerator, network: NetworkShape, batch: int) -> BatchTables:
         bits = np.arange(33)
         bw, ba = np.meshgrid(bits, bits, indexing="ij")
         table = acc.packing_table.copy()
@@ -268,9 +230,9 @@ class BatchTables:
             dtype=np.int64,
         )
         max_acc = energy.max_accumulator_bits
-        psum = np.zeros((len(net.names), max_acc + 1, len(codes)), dtype=np.int64)
+        psum = np.zeros((len(network), max_acc + 1, len(codes)), dtype=np.int64)
         banks = acc.cols * acc.pixel_parallel
-        for j, positions in enumerate(net.out_positions):
+        for j, positions in enumerate(_column(network, "out_positions")):
             m_per_copy = -(-int(positions) * batch // acc.pixel_parallel)
             for c, k in enumerate(codes):
                 depth = m_per_copy * (1 if acc.pack_reduction else int(k))
@@ -279,9 +241,9 @@ class BatchTables:
         in_banks = acc.rows * acc.pixel_parallel
         offsets, tables = [], []
         offset = 0
-        for j in range(len(net.names)):
-            cin = np.arange(int(net.in_channels[j]) + 1)[:, None]
-            depth = -(-(batch * cin * int(net.in_positions[j])) // in_banks)
+        for layer in network:
+            cin = np.arange(layer.in_channels + 1)[:, None]
+            depth = -(-(batch * cin * layer.in_positions) // in_banks)
             blocks = in_banks * _bram18_blocks_array(depth, bits[None, :])
             offsets.append(offset)
             tables.append(blocks.ravel())
@@ -301,55 +263,36 @@ class BatchTables:
 
 def batch_costs(
     acc: Accelerator,
-    net: CompiledNetwork,
+    network: NetworkShape,
     tables: BatchTables,
     weight_bits: np.ndarray,
     act_bits: np.ndarray,
-    widths: np.ndarray,
+    pruned: PrunedChannels,
     batch: int,
 ) -> dict[str, np.ndarray]:
     """Network costs of many configs at once (vectorized path); inputs are ``(n, L)``.
 
+    ``pruned`` holds the configs' channels (:meth:`~optuna_kmtpe.geometry.ChannelLayout.pruned`).
     Same formulas as :func:`layer_cost`; divisions of integers are done in float64, which is
     exact here (quotients of integers below 2**53 round to an integer only when they are one).
     """
     n, n_layers = weight_bits.shape
     rows, cols = acc.rows, acc.cols
 
-    kept = np.floor(widths * net.out_channels + 0.5)
-    kept = np.clip(kept, 1, net.out_channels)
-    cin = np.empty((n, n_layers))
-    cout = np.empty((n, n_layers))
-    groups = np.empty((n, n_layers))
-    reduction = np.empty((n, n_layers))
-    outputs = np.empty((n, n_layers))
-    for j in net.order:
-        producer = net.producer[j]
-        if producer < 0:
-            cin[:, j] = net.in_channels[j]
-        else:
-            np.multiply(cout[:, producer], net.input_multiplier[j], out=cin[:, j])
-        if net.depthwise[j]:
-            groups[:, j] = cin[:, j]
-            np.multiply(cin[:, j], net.depth_multiplier[j], out=cout[:, j])
-            reduction[:, j] = net.kernel_size[j]
-            outputs[:, j] = net.depth_multiplier[j]
-            continue
-        g = int(net.groups[j])
-        groups[:, j] = g
-        cout[:, j] = kept[:, j]
-        if g == 1:
-            np.multiply(cin[:, j], net.kernel_size[j], out=reduction[:, j])
-            outputs[:, j] = cout[:, j]
-        else:
-            reduction[:, j] = np.ceil(cin[:, j] / g) * net.kernel_size[j]
-            outputs[:, j] = np.ceil(cout[:, j] / g)
+    cin = pruned.in_channels.astype(np.float64)
+    cout = pruned.out_channels.astype(np.float64)
+    groups = pruned.groups.astype(np.float64)
+    reduction = geometry.reduction_length(cin, groups, _column(network, "kernel_size"))
+    outputs = geometry.outputs_per_group(cout, groups)
+    out_positions = _column(network, "out_positions")
+    index = {name: j for j, name in enumerate(network.names)}
     out_bits = np.empty((n, n_layers))
-    for j, readers in enumerate(net.readers):
+    for j, name in enumerate(network.names):
+        readers = [index[reader] for reader in network.output_readers(name)]
         if len(readers) == 1:
             out_bits[:, j] = act_bits[:, readers[0]]
         elif readers:
-            out_bits[:, j] = act_bits[:, list(readers)].max(axis=1)
+            out_bits[:, j] = act_bits[:, readers].max(axis=1)
         else:
             out_bits[:, j] = acc.output_bits
 
@@ -357,9 +300,10 @@ def batch_costs(
     wbf = weight_bits.astype(np.float64)
     abf = act_bits.astype(np.float64)
     p = tables.packing.take(pair)
-    m = (net.out_positions * batch).astype(np.float64)
+    m = (out_positions * batch).astype(np.float64)
     m_per_copy = np.ceil(m / acc.pixel_parallel)
-    macs = m * groups * reduction * outputs
+    weights = groups * reduction * outputs  # geometry.weight_count
+    macs = m * weights
     if acc.pack_reduction:
         k_tiles = np.ceil(reduction / (rows * p) - _EPS)
         n_tiles = np.ceil(outputs / float(cols) - _EPS)
@@ -370,9 +314,9 @@ def batch_costs(
     cycles = tiles * (m_per_copy + (rows + cols - 2 + acc.weight_load_cycles))
     compute_s = cycles / acc.clock_hz
 
-    weight_bits_total = groups * reduction * outputs * wbf
-    in_bits = (batch * net.in_positions) * cin * abf
-    out_bits_total = (batch * net.out_positions) * cout * out_bits
+    weight_bits_total = geometry.weight_size_bits(weights, wbf)
+    in_bits = (batch * _column(network, "in_positions")) * cin * abf
+    out_bits_total = (batch * out_positions) * cout * out_bits
     dram_bits = weight_bits_total + in_bits + out_bits_total
     memory_s = dram_bits / 8 / acc.dram_bandwidth
     if acc.double_buffer:
@@ -400,7 +344,7 @@ def batch_costs(
     latency_s = layer_s.sum(axis=1)
     energy_j = dynamic_j.sum(axis=1) + acc.static_power_w * latency_s
 
-    pipeline_s = _pipeline_interval(
+    pipeline_s = pipeline_interval(
         acc,
         packed_work=(macs / p).sum(axis=1),
         weight_bytes=weight_bits_total.sum(axis=1) / 8,
@@ -427,13 +371,13 @@ def batch_costs(
         "energy_per_inference_j": energy_j / batch,
         "bram_used": -(-bram18 // 2),
         "size_bits": weight_bits_total.sum(axis=1),
-        "bops": ((macs / batch) * wbf * abf).sum(axis=1),
+        "bops": geometry.bops(macs / batch, wbf, abf).sum(axis=1),
         "macs": macs.sum(axis=1) / batch,
         "layer_latency_s": layer_s,
     }
 
 
-def _pipeline_interval(
+def pipeline_interval(
     acc: Accelerator,
     *,
     packed_work: Any,
@@ -451,6 +395,3 @@ def _pipeline_interval(
     compute = packed_work / (acc.rows * acc.cols * acc.pixel_parallel * acc.clock_hz)
     memory = (weight_bytes + first_input_bytes + last_output_bytes) / acc.dram_bandwidth
     return np.maximum(compute, memory) if isinstance(compute, np.ndarray) else max(compute, memory)
-
-
-pipeline_interval = _pipeline_interval

@@ -11,7 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from optuna_kmtpe import geometry
 from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.geometry import LayerShape
+from optuna_kmtpe.geometry import NetworkShape
 from optuna_kmtpe.hardware import _costs
 from optuna_kmtpe.hardware._device import DEFAULT_DEVICE
 from optuna_kmtpe.hardware._device import FPGADevice
@@ -22,8 +25,6 @@ from optuna_kmtpe.hardware._packing import check_bits
 from optuna_kmtpe.hardware._packing import make_packing
 from optuna_kmtpe.hardware._packing import packing_axis as default_packing_axis
 from optuna_kmtpe.hardware._packing import packing_table
-from optuna_kmtpe.hardware._shapes import LayerShape
-from optuna_kmtpe.hardware._shapes import NetworkShape
 
 
 _DEFAULT_SIDE = 16
@@ -67,6 +68,10 @@ class LayerCost:
         return dataclasses.asdict(self)
 
 
+# LayerCost fields taken as they are from the dict of the cost formulas (_costs.layer_cost).
+_COST_FIELDS = tuple(f.name for f in dataclasses.fields(LayerCost))[6:-3]  # packing..energy_j
+
+
 @dataclasses.dataclass(frozen=True)
 class HardwareReport:
     """What one config costs on one device.
@@ -88,8 +93,10 @@ class HardwareReport:
             excess ``used / available - 1`` (> 0); empty when feasible. ``dict`` shaped so it
             can feed Optuna constraints (positive = violated).
         violation_messages: One readable line per violation, with the amounts.
-        size_bits: Model size: sum over layers of kept weights x weight bits.
-        bops: Bit operations per inference: sum of MACs x b_w x b_a.
+        size_bits: Model size, :func:`optuna_kmtpe.geometry.weight_size_bits` summed over
+            layers (kept weights x weight bits, a float layer at its own width).
+        bops: Bit operations per inference, :func:`optuna_kmtpe.geometry.bops` summed over
+            layers (MACs x b_w x b_a, float operands at their own width).
         macs: Multiply-accumulates per inference after widths.
         layers: Per-layer :class:`LayerCost` in module order.
     """
@@ -217,9 +224,7 @@ class FPGAModel:
             output_bits=output_bits,
             energy=self.energy,
         )
-        self._compiled: dict[
-            tuple[NetworkShape, int], tuple[_costs.CompiledNetwork, _costs.BatchTables]
-        ] = {}
+        self._compiled: dict[tuple[NetworkShape, int], _costs.BatchTables] = {}
 
     def __repr__(self) -> str:
         return (
@@ -310,25 +315,10 @@ class FPGAModel:
                 out_channels=kept.out_channels,
                 weight_bits=lc.weight_bits,
                 act_bits=lc.act_bits,
-                packing=c["packing"],
-                macs=c["macs"],
-                tiles=c["tiles"],
-                cycles=c["cycles"],
-                utilization=c["utilization"],
-                compute_s=c["compute_s"],
-                dram_bytes=c["dram_bytes"],
-                memory_s=c["memory_s"],
-                latency_s=c["latency_s"],
-                bound=c["bound"],
-                accumulator_bits=c["accumulator_bits"],
-                mac_energy_j=c["mac_energy_j"],
-                bram_energy_j=c["bram_energy_j"],
-                dram_energy_j=c["dram_energy_j"],
-                static_energy_j=c["static_energy_j"],
-                energy_j=c["energy_j"],
                 bram18=c["input_bram18"] + c["psum_bram18"] + c["weight_bram18"],
-                size_bits=c["weight_count"] * lc.weight_bits,
-                bops=c["macs"] // batch * lc.weight_bits * lc.act_bits,
+                size_bits=geometry.weight_size_bits(c["weight_count"], lc.weight_bits),
+                bops=geometry.bops(c["macs"] // batch, lc.weight_bits, lc.act_bits),
+                **{field: c[field] for field in _COST_FIELDS},
             )
             for layer, kept, lc, c in costs
         )
@@ -396,21 +386,11 @@ class FPGAModel:
         batch = _check_size(batch, "batch")
         chunk_size = _check_size(chunk_size, "chunk_size")
         n_layers = len(network)
-        wb = _check_bits_array(weight_bits, "weight_bits", n_layers)
-        ab = _check_bits_array(act_bits, "act_bits", n_layers)
-        if widths is None:
-            wd = np.ones(wb.shape, dtype=np.float64)
-        else:
-            wd = np.asarray(widths, dtype=np.float64)
-            if wd.ndim == 1:
-                wd = wd[None, :]
-            if wd.ndim != 2 or wd.shape[1] != n_layers:
-                raise ValueError(
-                    f"widths must have shape (n_configs, {n_layers}) (one column per layer in "
-                    f"module order), got {np.shape(widths)}."
-                )
-            if not np.all((wd > 0) & (wd <= 1)):
-                raise ValueError("widths must lie in (0, 1] (the fraction of channels kept).")
+        wb = check_bits(_config_array(weight_bits, "weight_bits", n_layers), field="weight_bits")
+        ab = check_bits(_config_array(act_bits, "act_bits", n_layers), field="act_bits")
+        wd = _config_array(1.0 if widths is None else widths, "widths", n_layers).astype(float)
+        if not np.all((wd > 0) & (wd <= 1)):
+            raise ValueError("widths must lie in (0, 1] (the fraction of channels kept).")
         try:
             wb, ab, wd = np.broadcast_arrays(wb, ab, wd)
         except ValueError:
@@ -418,15 +398,15 @@ class FPGAModel:
                 f"weight_bits, act_bits and widths must have the same number of configs, got "
                 f"{wb.shape}, {ab.shape} and {wd.shape}."
             ) from None
-        net, tables = self._tables(network, batch)
+        tables = self._tables(network, batch)
         parts = [
             _costs.batch_costs(
                 self._accelerator,
-                net,
+                network,
                 tables,
                 wb[start : start + chunk_size],
                 ab[start : start + chunk_size],
-                wd[start : start + chunk_size],
+                network.layout.pruned(wd[start : start + chunk_size]),
                 batch,
             )
             for start in range(0, wb.shape[0], chunk_size)
@@ -443,18 +423,13 @@ class FPGAModel:
         )
         return result
 
-    def _tables(
-        self, network: NetworkShape, batch: int
-    ) -> tuple[_costs.CompiledNetwork, _costs.BatchTables]:
+    def _tables(self, network: NetworkShape, batch: int) -> _costs.BatchTables:
         key = (network, batch)
-        cached = self._compiled.get(key)
-        if cached is None:
-            net = _costs.CompiledNetwork.from_network(network)
-            tables = _costs.BatchTables.build(self._accelerator, net, batch)
+        if key not in self._compiled:
             if len(self._compiled) >= 8:  # bounded: sweeps use one or two networks
                 self._compiled.pop(next(iter(self._compiled)))
-            cached = self._compiled[key] = (net, tables)
-        return cached
+            self._compiled[key] = _costs.BatchTables.build(self._accelerator, network, batch)
+        return self._compiled[key]
 
     def _violations(self, bram_used: int) -> tuple[dict[str, float], tuple[str, ...]]:
         device = self.device
@@ -496,12 +471,9 @@ def config_arrays(
                 f"configs must hold QuantConfig objects, got {type(config).__name__}."
             )
         config.check_layers(network.names)
-        rows.append([config.layer(name) for name in network.names])
-    n_layers = len(network)
-    wb = np.array([[c.weight_bits for c in row] for row in rows], dtype=np.int64)
-    ab = np.array([[c.act_bits for c in row] for row in rows], dtype=np.int64)
-    wd = np.array([[c.width for c in row] for row in rows], dtype=np.float64)
-    return wb.reshape(-1, n_layers), ab.reshape(-1, n_layers), wd.reshape(-1, n_layers)
+        rows.append([dataclasses.astuple(config.layer(name)) for name in network.names])
+    table = np.array(rows, dtype=np.float64).reshape(-1, len(network), 3)
+    return table[..., 0].astype(np.int64), table[..., 1].astype(np.int64), table[..., 2]
 
 
 def _as_network(shapes: NetworkShape | Iterable[LayerShape]) -> NetworkShape:
@@ -518,25 +490,14 @@ def _check_size(value: Any, name: str) -> int:
     return int(value)
 
 
-def _check_bits_array(values: Any, name: str, n_layers: int) -> np.ndarray:
+def _config_array(values: Any, name: str, n_layers: int) -> np.ndarray:
+    """``values`` as ``(n_configs, n_layers)`` (one config, or a scalar, is broadcast)."""
     array = np.asarray(values)
-    if array.ndim == 1:
-        array = array[None, :]
+    array = np.broadcast_to(array, (n_layers,)) if array.ndim == 0 else array
+    array = array[None, :] if array.ndim == 1 else array
     if array.ndim != 2 or array.shape[1] != n_layers:
         raise ValueError(
             f"{name} must have shape (n_configs, {n_layers}) (one column per layer in module "
             f"order), got {np.shape(values)}."
         )
-    is_int = np.issubdtype(array.dtype, np.integer)
-    if not (is_int or np.issubdtype(array.dtype, np.floating)):
-        raise ValueError(f"{name} must hold integers in 1..32, got dtype {array.dtype}.")
-    if array.size and (
-        array.min() < 1
-        or array.max() > 32
-        or (not is_int and not np.all(array == np.floor(array)))
-    ):
-        raise ValueError(
-            f"{name} must hold integers in 1..32 (1..8 integer, 16/32 float); got values in "
-            f"[{array.min()}, {array.max()}]."
-        )
-    return array.astype(np.int64)
+    return array

@@ -27,6 +27,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 import math
+from typing import Any
+
+import numpy as np
 
 
 DSP_KINDS: tuple[str, ...] = ("DSP48E1", "DSP48E2", "DSP58")
@@ -148,13 +151,21 @@ def packing_table(packing: PackingFunction) -> list[list[float]]:
     return table
 
 
-def check_bits(bits: object, *, field: str) -> None:
-    """Raise ``ValueError`` unless ``bits`` is an int in 1..32."""
-    if isinstance(bits, bool) or not isinstance(bits, int) or not _MIN_BITS <= bits <= _MAX_BITS:
+def check_bits(bits: Any, *, field: str) -> np.ndarray:
+    """Operand bit-widths (an int or an array) as int64, if all are integers in 1..32: wider
+    than a config's ``ALLOWED_BITS``, so that sweeps can price operands no config uses."""
+    array = np.asarray(bits)
+    is_int = np.issubdtype(array.dtype, np.integer)
+    if not (is_int or np.issubdtype(array.dtype, np.floating)) or (
+        array.size
+        and (array.min() < 1 or array.max() > 32 or not np.all(array == np.floor(array)))
+    ):
+        got = repr(bits) if array.ndim == 0 else f"{array.dtype} values"
         raise ValueError(
-            f"{field}={bits!r} is outside 1..32; use 1..8 (or up to 15) for integer operands "
-            f"and 16 or 32 for float."
+            f"{field} must hold integers in 1..32 (1..8, or up to 15, for integer operands and "
+            f"16 or 32 for float); got {got}."
         )
+    return array.astype(np.int64)
 
 
 def _check_kind(dsp_kind: str) -> None:

@@ -6,8 +6,8 @@ import math
 from typing import Any
 import warnings
 
-from optuna_kmtpe.hardware._shapes import LayerShape
-from optuna_kmtpe.hardware._shapes import NetworkShape
+from optuna_kmtpe.geometry import LayerShape
+from optuna_kmtpe.geometry import NetworkShape
 
 
 def trace_layer_shapes(model: Any, example_input: Any) -> NetworkShape:
@@ -98,33 +98,20 @@ def _layer_shape(
     in_shape, out_shape = (
         _per_sample(shapes, channels_last=linear) for shapes in zip(*calls, strict=True)
     )
-    if linear:
-        return LayerShape(
-            name=name,
-            kind="linear",
-            in_channels=layer.in_features,
-            out_channels=layer.out_features,
-            input_shape=in_shape,
-            output_shape=out_shape,
-            producer=producer,
-            input_multiplier=multiplier,
-        )
-    groups = int(layer.groups)
-    if groups == 1:
-        kind = "conv1d" if isinstance(layer, nn.Conv1d) else "conv2d"
-    elif groups == layer.in_channels:
-        kind = "depthwise"
+    groups = 1 if linear else int(layer.groups)
+    if linear or groups > 1:
+        kind = "linear" if linear else "depthwise" if groups == layer.in_channels else "grouped"
     else:
-        kind = "grouped"
+        kind = "conv1d" if isinstance(layer, nn.Conv1d) else "conv2d"
     return LayerShape(
         name=name,
         kind=kind,
-        in_channels=layer.in_channels,
-        out_channels=layer.out_channels,
+        in_channels=layer.in_features if linear else layer.in_channels,
+        out_channels=layer.out_features if linear else layer.out_channels,
         input_shape=in_shape,
         output_shape=out_shape,
-        kernel=tuple(int(k) for k in layer.kernel_size),
-        stride=tuple(int(s) for s in layer.stride),
+        kernel=() if linear else tuple(int(k) for k in layer.kernel_size),
+        stride=() if linear else tuple(int(s) for s in layer.stride),
         groups=groups,
         producer=producer,
         input_multiplier=multiplier,

@@ -7,13 +7,14 @@ analytically with the same ``kept_channels`` rule and channel graph that ``apply
 
 Conventions:
 
-* Size counts the quantizable layers only: weights at their bit-width, biases at 32 bits, and
-  one 32-bit scale per output channel of a layer with quantized weights (symmetric weights need
-  no zero point). BatchNorm is not counted: at deployment it folds into the per-channel scale
-  and the bias.
-* MACs are per sample (the batch size of ``example_input`` is divided out).
-* BOPs = sum over layers of MACs * b_w * b_a (HAWQ-V3's and HAQ's definition), with float
-  operands counted as 32 bits.
+* Size is :func:`optuna_kmtpe.geometry.deployed_size_bits` over the quantizable layers:
+  weights at their bit-width (float as 32), biases at 32 bits, and one 32-bit scale per output
+  channel of a layer with quantized weights. BatchNorm folds into the scale and the bias.
+* MACs are per sample (the batch size of ``example_input`` is divided out); pruned shapes and
+  weight counts come from :mod:`optuna_kmtpe.geometry`, as in the FPGA model.
+* BOPs are :func:`optuna_kmtpe.geometry.bops_float32` (HAWQ-V3's and HAQ's definition, float
+  operands counted as 32 bits). A study records the FPGA model's ``size_bits`` and ``bops``
+  instead (see :mod:`optuna_kmtpe.geometry`).
 """
 
 from __future__ import annotations
@@ -25,15 +26,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from optuna_kmtpe.config import FLOAT_BITS
+from optuna_kmtpe import geometry
 from optuna_kmtpe.config import QuantConfig
-from optuna_kmtpe.config import kept_channels
-from optuna_kmtpe.graph import channel_graph
 from optuna_kmtpe.graph import quantizable_layers
 from optuna_kmtpe.graph import record_layer_calls
 from optuna_kmtpe.quant._apply import applied_config
 from optuna_kmtpe.quant._apply import as_quant_config
-from optuna_kmtpe.quant._quantizers import is_float_bits
+from optuna_kmtpe.quant._apply import channel_facts
+from optuna_kmtpe.quant._apply import narrowed_layers
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
@@ -69,14 +69,7 @@ def model_size_bits(
         >>> model_size_bits(model, QuantConfig.uniform(["net.1", "net.3", "net.5"], weight_bits=4))
         32640
     """
-    total = 0
-    for shape in _layer_shapes(model, config, example_input).values():
-        weight_bits = shape["weight_bits"]
-        bits_per_weight = FLOAT_BITS if is_float_bits(weight_bits) else weight_bits
-        total += shape["weight_numel"] * bits_per_weight + shape["bias_numel"] * FLOAT_BITS
-        if not is_float_bits(weight_bits):
-            total += shape["out"] * FLOAT_BITS  # one scale per output channel
-    return total
+    return sum(row["size_bits"] for row in layer_report(model, config, example_input))
 
 
 def layer_macs(
@@ -97,8 +90,7 @@ def layer_macs(
         >>> layer_macs(MLP(), torch.zeros(1, 1, 8, 8))
         {'net.1': 4096, 'net.3': 2048, 'net.5': 320}
     """
-    shapes = _layer_shapes(model, config, example_input)
-    return {name: shape["macs"] for name, shape in shapes.items()}
+    return {row["layer"]: row["macs"] for row in layer_report(model, config, example_input)}
 
 
 def bops(
@@ -115,20 +107,17 @@ def bops(
         >>> bops(MLP(), QuantConfig.uniform(names, weight_bits=4, act_bits=8), torch.zeros(1, 64))
         206848
     """
-    total = 0
-    for shape in _layer_shapes(model, config, example_input).values():
-        w_bits = FLOAT_BITS if is_float_bits(shape["weight_bits"]) else shape["weight_bits"]
-        a_bits = FLOAT_BITS if is_float_bits(shape["act_bits"]) else shape["act_bits"]
-        total += shape["macs"] * w_bits * a_bits
-    return total
+    return sum(row["bops"] for row in layer_report(model, config, example_input))
 
 
 def layer_report(
     model: nn.Module,
     config: QuantConfig | Mapping[str, Any] | None,
-    example_input: torch.Tensor,
+    example_input: torch.Tensor | None,
 ) -> list[dict[str, Any]]:
     """One row per quantizable layer: bits, width, channels, parameters, MACs, BOPs, size bits.
+
+    Without ``example_input`` (only possible at full width) MACs and BOPs are 0.
 
     Example:
         >>> import torch
@@ -137,115 +126,54 @@ def layer_report(
         >>> rows[0]["layer"], rows[0]["macs"], rows[0]["weight_bits"]
         ('net.1', 4096, 32)
     """
-    rows = []
-    for name, shape in _layer_shapes(model, config, example_input).items():
-        w_bits = FLOAT_BITS if is_float_bits(shape["weight_bits"]) else shape["weight_bits"]
-        a_bits = FLOAT_BITS if is_float_bits(shape["act_bits"]) else shape["act_bits"]
-        size = shape["weight_numel"] * w_bits + shape["bias_numel"] * FLOAT_BITS
-        if not is_float_bits(shape["weight_bits"]):
-            size += shape["out"] * FLOAT_BITS
-        rows.append(
-            {
-                "layer": name,
-                "type": shape["type"],
-                "weight_bits": shape["weight_bits"],
-                "act_bits": shape["act_bits"],
-                "width": shape["width"],
-                "in_channels": shape["in"],
-                "out_channels": shape["out"],
-                "params": shape["weight_numel"] + shape["bias_numel"],
-                "macs": shape["macs"],
-                "bops": shape["macs"] * w_bits * a_bits,
-                "size_bits": size,
-            }
-        )
-    return rows
-
-
-def _layer_shapes(
-    model: nn.Module,
-    config: QuantConfig | Mapping[str, Any] | None,
-    example_input: torch.Tensor | None,
-) -> dict[str, dict[str, Any]]:
-    """Per layer: type, bits, width, in/out channels, weight/bias numel and MACs per sample."""
     layers = quantizable_layers(model)
     own = applied_config(model)
     cfg = as_quant_config(config) if config is not None else (own or QuantConfig({}))
     cfg.check_layers(layers)
+    names = list(layers)
+    facts = [channel_facts(layer) for layer in layers.values()]
     # On a model from apply_config the widths are already physical: never apply them twice.
-    widths_applied = own is not None
-    narrowed = {
-        name
-        for name, layer in layers.items()
-        if not widths_applied and kept_channels(_out(layer), cfg.layer(name).width) < _out(layer)
-    }
-    graph = None
-    if narrowed:
-        if example_input is None:
-            raise ValueError(
-                f"The config narrows {sorted(narrowed)}: pass example_input=<one input batch> "
-                "to compute the pruned shapes."
-            )
-        graph = channel_graph(model, example_input)
-        blocked = [name for name in narrowed if not graph.prunable[name]]
-        if blocked:
-            raise ValueError(
-                f"Layer(s) {blocked} cannot be narrowed ({graph.reasons[blocked[0]]}); keep "
-                "their width at 1.0."
-            )
-    spatial = _output_positions(model, layers, example_input) if example_input is not None else {}
-
-    out_kept = {
-        name: (
-            kept_channels(_out(layer), cfg.layer(name).width) if name in narrowed else _out(layer)
+    widths = [1.0 if own is not None else cfg.layer(name).width for name in names]
+    graph = None if own is not None else narrowed_layers(model, layers, cfg, example_input)[1]
+    producers: list[int | None] = [None] * len(names)
+    multiplier = [1] * len(names)
+    if graph is not None:
+        index = {name: i for i, name in enumerate(names)}
+        producers = [index.get(graph.producers[name]) for name in names]  # type: ignore[arg-type]
+        multiplier = [graph.input_multiplier[name] for name in names]
+    pruned = geometry.ChannelLayout(
+        out_channels=[out for out, *_ in facts],
+        in_channels=[cin for _, cin, *_ in facts],
+        groups=[groups for *_, groups, _ in facts],
+        producers=producers,
+        input_multiplier=multiplier,
+    ).pruned(widths)
+    calls = record_layer_calls(model, example_input, layers) if example_input is not None else {}
+    rows = []
+    for j, (name, layer) in enumerate(layers.items()):
+        cin, cout, groups = (int(a[0, j]) for a in pruned)
+        weights = int(geometry.weight_count(cin, cout, groups, facts[j][3]))
+        biases = cout if getattr(layer, "bias", None) is not None else 0
+        # Output positions per sample (H_out * W_out; rows for a Linear), over every call.
+        positions = sum(
+            math.prod(out) // max(1, out[0]) // max(1, facts[j][0])
+            for _, out in calls.get(name, ())
         )
-        for name, layer in layers.items()
-    }
-    shapes: dict[str, dict[str, Any]] = {}
-    for name, layer in layers.items():
-        in_channels = _in(layer)
-        if graph is not None:
-            producer = graph.producers[name]
-            if producer is not None and producer in narrowed:
-                in_channels = graph.input_multiplier[name] * out_kept[producer]
-        out_channels = out_kept[name]
-        groups = int(getattr(layer, "groups", 1))
-        kernel = math.prod(layer.kernel_size) if not isinstance(layer, nn.Linear) else 1
-        weight_numel = out_channels * (in_channels // groups) * kernel
-        bias_numel = out_channels if getattr(layer, "bias", None) is not None else 0
-        layer_config = cfg.layer(name)
-        shapes[name] = {
-            "type": type(layer).__name__,
-            "weight_bits": getattr(layer, "weight_bits", layer_config.weight_bits),
-            "act_bits": getattr(layer, "act_bits", layer_config.act_bits),
-            "width": layer_config.width,
-            "in": in_channels,
-            "out": out_channels,
-            "weight_numel": weight_numel,
-            "bias_numel": bias_numel,
-            "macs": weight_numel * spatial.get(name, 0),
-        }
-    return shapes
-
-
-def _output_positions(
-    model: nn.Module, layers: dict[str, nn.Module], example_input: torch.Tensor
-) -> dict[str, int]:
-    """Output positions per sample of each layer (H_out * W_out; rows for a Linear)."""
-    calls = record_layer_calls(model, example_input, layers)
-    return {
-        name: sum(
-            math.prod(out_shape) // max(1, out_shape[0]) // max(1, _out(layers[name]))
-            for _, out_shape in layer_calls
+        weight_bits = getattr(layer, "weight_bits", cfg.layer(name).weight_bits)
+        act_bits = getattr(layer, "act_bits", cfg.layer(name).act_bits)
+        rows.append(
+            {
+                "layer": name,
+                "type": type(layer).__name__,
+                "weight_bits": weight_bits,
+                "act_bits": act_bits,
+                "width": cfg.layer(name).width,
+                "in_channels": cin,
+                "out_channels": cout,
+                "params": weights + biases,
+                "macs": weights * positions,
+                "bops": geometry.bops_float32(weights * positions, weight_bits, act_bits),
+                "size_bits": geometry.deployed_size_bits(weights, biases, cout, weight_bits),
+            }
         )
-        for name, layer_calls in calls.items()
-        if layer_calls
-    }
-
-
-def _out(layer: nn.Module) -> int:
-    return int(layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels)
-
-
-def _in(layer: nn.Module) -> int:
-    return int(layer.in_features if isinstance(layer, nn.Linear) else layer.in_channels)
+    return rows

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 import copy
+import math
 from typing import Any
 
 import torch
@@ -20,14 +21,14 @@ from torch import nn
 
 from optuna_kmtpe.config import LayerConfig
 from optuna_kmtpe.config import QuantConfig
-from optuna_kmtpe.config import kept_channels
+from optuna_kmtpe.config import is_float_bits
+from optuna_kmtpe.geometry import kept_channels
 from optuna_kmtpe.graph import ChannelGraph
 from optuna_kmtpe.graph import channel_graph
 from optuna_kmtpe.graph import module_paths
 from optuna_kmtpe.graph import quantizable_layers
 from optuna_kmtpe.quant._modules import ActivationQuantizer
 from optuna_kmtpe.quant._modules import to_quantized_layer
-from optuna_kmtpe.quant._quantizers import is_float_bits
 
 
 APPLIED_CONFIG_ATTR = "kmtpe_quant_config"
@@ -182,23 +183,32 @@ def _is_quantized(config: QuantConfig, name: str) -> bool:
     return not (is_float_bits(layer.weight_bits) and is_float_bits(layer.act_bits))
 
 
-def _out_channels(layer: nn.Module) -> int:
-    return int(layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels)
+def channel_facts(layer: nn.Module) -> tuple[int, int, int, int]:
+    """``(out_channels, in_channels, groups, kernel taps)`` of a Conv or Linear layer."""
+    if isinstance(layer, nn.Linear):
+        return int(layer.out_features), int(layer.in_features), 1, 1
+    groups = int(layer.groups)
+    return int(layer.out_channels), int(layer.in_channels), groups, math.prod(layer.kernel_size)
 
 
-def _kept_output_channels(
+def narrowed_layers(
     model: nn.Module,
     layers: dict[str, nn.Module],
     config: QuantConfig,
     example_input: torch.Tensor | None,
-) -> tuple[dict[str, torch.Tensor], ChannelGraph | None]:
-    """Sorted indices of the output channels each pruned layer keeps (top-k L1 norms)."""
+) -> tuple[dict[str, int], ChannelGraph | None]:
+    """The layers ``config`` narrows (name -> kept output channels) and the channel graph.
+
+    Raises:
+        ValueError: A width below 1 without ``example_input``, or on a layer whose width cannot
+            change (the graph says why).
+    """
     narrowed = {
-        name: kept_channels(_out_channels(layers[name]), config.layer(name).width)
+        name: kept_channels(channel_facts(layers[name])[0], config.layer(name).width)
         for name in layers
         if config.layer(name).width < 1.0
     }
-    narrowed = {n: k for n, k in narrowed.items() if k < _out_channels(layers[n])}
+    narrowed = {n: k for n, k in narrowed.items() if k < channel_facts(layers[n])[0]}
     if not narrowed:
         return {}, None
     if example_input is None:
@@ -215,6 +225,17 @@ def _kept_output_channels(
                 f"{why}; keep its width at 1.0. Layers whose width can be searched: "
                 f"{list(graph.prunable_layers)}."
             )
+    return narrowed, graph
+
+
+def _kept_output_channels(
+    model: nn.Module,
+    layers: dict[str, nn.Module],
+    config: QuantConfig,
+    example_input: torch.Tensor | None,
+) -> tuple[dict[str, torch.Tensor], ChannelGraph | None]:
+    """Sorted indices of the output channels each pruned layer keeps (top-k L1 norms)."""
+    narrowed, graph = narrowed_layers(model, layers, config, example_input)
     kept: dict[str, torch.Tensor] = {}
     for name, k in narrowed.items():
         order = channel_keep_order(layers[name].weight.detach())

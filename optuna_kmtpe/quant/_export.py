@@ -24,12 +24,12 @@ import torch
 from torch import nn
 
 from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.config import is_float_bits
 from optuna_kmtpe.graph import quantizable_layers
 from optuna_kmtpe.quant._apply import applied_config
 from optuna_kmtpe.quant._apply import as_quant_config
 from optuna_kmtpe.quant._modules import ActivationQuantizer
 from optuna_kmtpe.quant._quantizers import integer_range
-from optuna_kmtpe.quant._quantizers import is_float_bits
 from optuna_kmtpe.quant._quantizers import quantize_weight_to_int
 
 

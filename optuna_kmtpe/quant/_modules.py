@@ -20,13 +20,13 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from optuna_kmtpe.config import check_bits
+from optuna_kmtpe.config import is_float_bits
 from optuna_kmtpe.quant._quantizers import RangeMethod
 from optuna_kmtpe.quant._quantizers import RoundingMode
 from optuna_kmtpe.quant._quantizers import activation_qparams
-from optuna_kmtpe.quant._quantizers import check_bits
 from optuna_kmtpe.quant._quantizers import fake_quantize_activation
 from optuna_kmtpe.quant._quantizers import fake_quantize_weight
-from optuna_kmtpe.quant._quantizers import is_float_bits
 from optuna_kmtpe.quant._quantizers import weight_clip_ratio
 
 
@@ -78,7 +78,7 @@ class ActivationQuantizer(nn.Module):
         power_of_two: bool = False,
     ) -> None:
         super().__init__()
-        check_bits(bits, what="act_bits")
+        check_bits(bits, field="act_bits")
         if not 0.0 < momentum <= 1.0:
             raise ValueError(f"momentum must be in (0, 1], got {momentum}.")
         if not 50.0 < percentile <= 100.0:
@@ -200,7 +200,7 @@ class QuantizedLayerMixin:
         seed: int,
         power_of_two_scales: bool,
     ) -> None:
-        check_bits(weight_bits, what="weight_bits")
+        check_bits(weight_bits, field="weight_bits")
         if range_update_interval is None:
             # Measured on digits, W2A8 QAT over 3 seeds: refreshing every 16 steps gave 91-98 %
             # test accuracy, every step 98.3-98.6 %; at 3+ bits every 16 steps loses nothing.

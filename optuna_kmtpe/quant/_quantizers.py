@@ -39,6 +39,9 @@ from typing import get_args
 
 import torch
 
+from optuna_kmtpe.config import check_bits
+from optuna_kmtpe.config import is_float_bits
+
 
 RoundingMode = Literal["nearest", "stochastic"]
 RangeMethod = Literal["max", "mse"]
@@ -47,21 +50,6 @@ RANGE_METHODS: tuple[str, ...] = get_args(RangeMethod)
 
 _MSE_GRID_SIZE = 24
 _MSE_MIN_RATIO = 0.3
-
-
-def is_float_bits(bits: int) -> bool:
-    """Whether ``bits`` means "no quantization" (16 or 32)."""
-    return bits >= 16
-
-
-def check_bits(bits: int, *, what: str = "bits") -> None:
-    """Raise ``ValueError`` unless ``bits`` is 1..8, 16 or 32."""
-    valid = isinstance(bits, int) and not isinstance(bits, bool)
-    if not valid or not (1 <= bits <= 8 or bits in (16, 32)):
-        raise ValueError(
-            f"{what}={bits!r} is not supported; use an int in 1..8 to quantize, or 16/32 to keep "
-            f"the tensor in float."
-        )
 
 
 def integer_range(bits: int, *, signed: bool) -> tuple[int, int]:

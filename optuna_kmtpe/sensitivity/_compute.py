@@ -487,7 +487,7 @@ def _pruning_errors(
     weights: Sequence[torch.Tensor], widths: Sequence[float]
 ) -> list[dict[float, torch.Tensor]]:
     """``-W`` on the output channels each width removes (smallest L1 norms), 0 elsewhere."""
-    from optuna_kmtpe.config import kept_channels
+    from optuna_kmtpe.geometry import kept_channels
     from optuna_kmtpe.quant._apply import channel_keep_order
 
     errors = []
@@ -508,9 +508,9 @@ def _pruning_errors(
 
 def _activation_errors(act: torch.Tensor, bits_list: Sequence[int]) -> dict[int, torch.Tensor]:
     """``Q_b(a) - a`` for an activation batch, asymmetric over the batch's min-max range."""
+    from optuna_kmtpe.config import is_float_bits
     from optuna_kmtpe.quant import activation_qparams
     from optuna_kmtpe.quant import fake_quantize_activation
-    from optuna_kmtpe.quant._quantizers import is_float_bits
 
     errors = {}
     with torch.no_grad():

@@ -15,11 +15,13 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.distributions import IntDistribution
 
+from optuna_kmtpe import geometry
 from optuna_kmtpe.config import ALLOWED_BITS
 from optuna_kmtpe.config import LayerConfig
 from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.config import check_bits
 from optuna_kmtpe.config import is_float_bits
-from optuna_kmtpe.config import kept_channels
+from optuna_kmtpe.records import SIZE_BITS
 from optuna_kmtpe.sensitivity import SensitivityReport
 from optuna_kmtpe.space import _hawq
 from optuna_kmtpe.space._order import above_sets
@@ -156,8 +158,7 @@ class MonotoneSearchSpace:
                 f"compute_sensitivity(..., weight_bits=...) including them."
             )
         self.act_bits = None if act_bits is None else _check_bits_list(act_bits, "act_bits")
-        if default_act_bits not in ALLOWED_BITS:
-            raise ValueError(f"default_act_bits must be one of {ALLOWED_BITS}.")
+        check_bits(default_act_bits, field="default_act_bits")
         self.default_act_bits = default_act_bits
         self.widths = None if widths is None else _check_widths(widths)
         self.order_sigma = float(order_sigma)
@@ -185,6 +186,15 @@ class MonotoneSearchSpace:
         self.producers = dict(producers or {})
 
         stats = [report[name] for name in names]
+        index = {name: i for i, name in enumerate(names)}
+        producer_index = [index.get(self.producers.get(name)) for name in names]  # type: ignore[arg-type]
+        # The space knows weight counts, not shapes: input channels are counted in units of the
+        # producer's output channels, so a layer keeps that fraction of its inputs.
+        self._layout = geometry.ChannelLayout(
+            out_channels=[s.out_channels for s in stats],
+            in_channels=[1 if p is None else stats[p].out_channels for p in producer_index],
+            producers=producer_index,
+        )
         self.weight_below = sensitivity_order(
             [s.trace for s in stats], [s.trace_stderr for s in stats], sigma=self.order_sigma
         )
@@ -232,25 +242,25 @@ class MonotoneSearchSpace:
     def _min_width(self, name: str) -> float:
         return min(self.widths) if self.widths is not None and name in self.prunable else 1.0
 
-    def _bit_weight(self, name: str, widths: Mapping[str, float]) -> float:
-        """Weights that remain in ``name`` at the given widths (fractional for grouped convs)."""
-        stats = self.report[name]
-        out_kept = kept_channels(stats.out_channels, widths.get(name, 1.0))
-        ratio = out_kept / stats.out_channels
-        producer = self.producers.get(name)
-        if producer is not None and producer in self.report.names:
-            p_stats = self.report[producer]
-            ratio *= kept_channels(p_stats.out_channels, widths.get(producer, 1.0)) / (
-                p_stats.out_channels
-            )
-        return stats.n_params * ratio
+    def _kept_weights(self, widths: Mapping[str, float]) -> list[float]:
+        """Weights left in each layer at ``widths``: ``n_params`` x the fractions of its output
+        channels and of its producer's (:meth:`~optuna_kmtpe.geometry.ChannelLayout.pruned`)."""
+        layout = self._layout
+        pruned = layout.pruned([widths.get(name, 1.0) for name in self.layer_names])
+        ratios = (pruned.out_channels[0] / layout.out_channels) * (
+            pruned.in_channels[0] / layout.in_channels
+        )
+        return [
+            self.report[name].n_params * ratio
+            for name, ratio in zip(self.layer_names, ratios.tolist())
+        ]
 
     def _prune_caps(self, full_cap: int) -> tuple[int, ...]:
         if self.size_budget_bits is None:
             return tuple(full_cap for _ in self.layer_names)
         min_widths = {name: self._min_width(name) for name in self.layer_names}
-        costs = [self._bit_weight(name, min_widths) for name in self.layer_names]
-        bits = [_size_bits_of(b) for b in self.weight_bits]
+        costs = self._kept_weights(min_widths)
+        bits = [geometry.float32_bits(b) for b in self.weight_bits]
         floor = bits[0] * sum(costs)
         if floor > self.size_budget_bits:
             raise ValueError(
@@ -509,11 +519,12 @@ class MonotoneSearchSpace:
 
     # Sizes -----------------------------------------------------------------------------------
     def size_bits(self, config: QuantConfig) -> float:
-        """Weight storage of ``config`` in bits, counting removed channels (float = 32 bits)."""
-        widths = {name: config.layer(name).width for name in self.layer_names}
+        """Weight storage of ``config`` in bits, counting removed channels (float = 32 bits):
+        :func:`optuna_kmtpe.geometry.budget_size_bits`, not the recorded ``size_bits``."""
+        weights = self._kept_weights({name: config.layer(name).width for name in self.layer_names})
         return sum(
-            _size_bits_of(config.layer(name).weight_bits) * self._bit_weight(name, widths)
-            for name in self.layer_names
+            geometry.budget_size_bits(kept, config.layer(name).weight_bits)
+            for name, kept in zip(self.layer_names, weights)
         )
 
     def budget_excess(self, config: QuantConfig) -> dict[str, float]:
@@ -602,34 +613,23 @@ class MonotoneSearchSpace:
         return current
 
     # HAWQ-V2 ---------------------------------------------------------------------------------
-    def _hawq_tables(self, omega: str = "trace") -> tuple[list[list[float]], list[list[float]]]:
-        sizes, omegas = [], []
-        for name in self.layer_names:
-            stats = self.report[name]
-            sizes.append([_size_bits_of(b) * stats.n_params for b in self.weight_bits])
-            omegas.append([stats.omega(b, kind=omega) for b in self.weight_bits])
-        return sizes, omegas
-
-    def _config_of_levels(self, levels: Sequence[int]) -> QuantConfig:
-        act = self.default_act_bits if self.act_bits is None else self.act_bits[-1]
-        return QuantConfig(
-            {
-                name: LayerConfig(weight_bits=self.weight_bits[level], act_bits=act, width=1.0)
-                for name, level in zip(self.layer_names, levels)
-            }
-        )
-
     def hawq_v2_frontier(
         self, *, method: str = "auto", omega: str = "trace"
     ) -> list[FrontierPoint]:
         """HAWQ-V2 frontier restricted to this space's configs (monotone, pruned, full width,
         activations at the largest choice), ordered by size; every config is in the space.
         ``omega="quadratic"`` uses the exact second-order terms instead of traces."""
-        sizes, omegas = self._hawq_tables(omega)
+        names, bits, sizes, omegas = _tables(
+            self.report, self.weight_bits, self.layer_names, omega
+        )
         points = _hawq.pareto_monotone(
             sizes, omegas, self.weight_caps, self.weight_below, method=method
         )
-        return [FrontierPoint(p.size, p.omega, self._config_of_levels(p.levels)) for p in points]
+        act = self.default_act_bits if self.act_bits is None else self.act_bits[-1]
+        return [
+            FrontierPoint(p.size, p.omega, _levels_config(names, bits, p.levels, act))
+            for p in points
+        ]
 
     # Display ---------------------------------------------------------------------------------
     def describe(self) -> str:
@@ -675,7 +675,7 @@ class MonotoneSearchSpace:
         lines.insert(1, "-" * len(lines[0]))
         limits = dict(self.budgets)
         if self.size_budget_bits is not None:
-            limits.setdefault("size_bits", self.size_budget_bits)
+            limits.setdefault(SIZE_BITS, self.size_budget_bits)
         budgets = ", ".join(f"{name} <= {limit:g}" for name, limit in limits.items()) or "none"
         lines += [
             "",
@@ -697,17 +697,12 @@ class MonotoneSearchSpace:
         )
 
 
-def _size_bits_of(bits: int) -> int:
-    return 32 if is_float_bits(bits) else bits
-
-
 def _check_bits_list(values: Sequence[int], field: str) -> tuple[int, ...]:
     values = tuple(values)
-    bad = [
-        b for b in values if isinstance(b, bool) or not isinstance(b, int) or b not in ALLOWED_BITS
-    ]
-    if not values or bad or len(set(values)) != len(values):
+    if not values or len(set(values)) != len(values):
         raise ValueError(f"{field} must be distinct ints from {ALLOWED_BITS}, got {list(values)}.")
+    for bits in values:
+        check_bits(bits, field=field)
     return tuple(sorted(values))
 
 
@@ -731,7 +726,7 @@ def _tables(
 ) -> tuple[list[str], tuple[int, ...], list[list[float]], list[list[float]]]:
     names = list(report.names) if layers is None else list(layers)
     bits = _check_bits_list(weight_bits, "weight_bits")
-    sizes = [[_size_bits_of(b) * report[n].n_params for b in bits] for n in names]
+    sizes = [[geometry.budget_size_bits(report[n].n_params, b) for b in bits] for n in names]
     omegas = [[report[n].omega(b, kind=omega) for b in bits] for n in names]
     return names, bits, sizes, omegas
 

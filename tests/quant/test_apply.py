@@ -9,7 +9,7 @@ from torch import nn
 
 from optuna_kmtpe.config import LayerConfig
 from optuna_kmtpe.config import QuantConfig
-from optuna_kmtpe.config import kept_channels
+from optuna_kmtpe.geometry import kept_channels
 from optuna_kmtpe.graph import channel_graph
 from optuna_kmtpe.models import MLP
 from optuna_kmtpe.models import DigitsCNN

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import optuna
 import pytest
 import torch
@@ -17,8 +18,11 @@ from zoo_models import zoo_model
 
 from optuna_kmtpe import KMeansTPESampler
 from optuna_kmtpe import hardware
+from optuna_kmtpe.config import ALLOWED_BITS
 from optuna_kmtpe.config import LayerConfig
 from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.geometry import budget_size_bits
+from optuna_kmtpe.geometry import kept_channels
 from optuna_kmtpe.graph import UnsupportedModelError
 from optuna_kmtpe.graph import channel_graph
 from optuna_kmtpe.graph import quantizable_layers
@@ -31,8 +35,11 @@ from optuna_kmtpe.quant import QuantConv2d
 from optuna_kmtpe.quant import QuantLinear
 from optuna_kmtpe.quant import apply_config
 from optuna_kmtpe.quant import layer_macs
+from optuna_kmtpe.quant import layer_report
 from optuna_kmtpe.quant import qat_finetune
 from optuna_kmtpe.quant._modules import to_quantized_layer
+from optuna_kmtpe.sensitivity import LayerSensitivity
+from optuna_kmtpe.sensitivity import SensitivityReport
 from optuna_kmtpe.sensitivity import compute_sensitivity
 from optuna_kmtpe.space import MonotoneSearchSpace
 
@@ -112,6 +119,81 @@ def test_fpga_and_quant_count_the_same_macs(name: str) -> None:
     assert {layer.name: layer.macs for layer in report.layers} == {
         n: m for n, m in analytic.items() if m
     }
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_geometry_agrees_between_scalar_vectorized_hardware_quant_and_space(name: str) -> None:
+    model, x, _ = zoo_model(name)
+    graph = channel_graph(model, x[:2])
+    shapes = hardware.trace_layer_shapes(model, x[:2])
+    layers = list(quantizable_layers(model))
+    rng = np.random.default_rng(len(name))
+    configs = []
+    for _ in range(4):
+        widths = {n: float(rng.choice((*WIDTHS, 1.0))) for n in graph.prunable_layers}
+        bits = rng.choice(ALLOWED_BITS, size=(len(layers), 2)).tolist()
+        configs.append(
+            QuantConfig(
+                {n: LayerConfig(w, a, widths.get(n, 1.0)) for n, (w, a) in zip(layers, bits)}
+            )
+        )
+    wb, ab, wd = hardware.config_arrays(shapes, configs)
+    vectorized = shapes.layout.pruned(wd)
+    fpga = hardware.FPGAModel()
+    batch = fpga.evaluate_batch(shapes, wb, ab, wd)
+    report = _fake_report(model, layers)
+    space = MonotoneSearchSpace(
+        report, weight_bits=ALLOWED_BITS, act_bits=ALLOWED_BITS, widths=(*WIDTHS, 1.0),
+        prunable_layers=graph.prunable_layers, producers=graph.producers, order_sigma=math.inf,
+    )  # fmt: skip
+    for i, config in enumerate(configs):
+        scalar = shapes.pruned({n: config.layer(n).width for n in shapes.names})
+        assert [(p.in_channels, p.out_channels, p.groups) for p in scalar] == list(
+            zip(*(a[i].tolist() for a in vectorized))
+        )
+        for layer, kept in zip(shapes, scalar):
+            if layer.kind != "depthwise":
+                width = config.layer(layer.name).width
+                assert kept.out_channels == kept_channels(layer.out_channels, width)
+        rows = {row["layer"]: row for row in layer_report(model, config, x[:2])}
+        assert {p.name: (p.in_channels, p.out_channels) for p in scalar} == {
+            n: (rows[n]["in_channels"], rows[n]["out_channels"]) for n in shapes.names
+        }
+        hw = fpga.evaluate(shapes, config)
+        assert {layer.name: layer.macs for layer in hw.layers} == {
+            n: row["macs"] for n, row in rows.items() if row["macs"]
+        }
+        measured = layer_macs(apply_config(model, config, example_input=x[:2]), x[:2])
+        assert measured == {n: row["macs"] for n, row in rows.items()}
+        for key in ("macs", "size_bits", "bops"):
+            assert batch[key][i] == getattr(hw, key)
+        weights = {n: row["params"] - (row["out_channels"] if _has_bias(model, n) else 0)
+                   for n, row in rows.items()}  # fmt: skip
+        assert space.size_bits(config) == pytest.approx(
+            sum(budget_size_bits(weights[n], config.layer(n).weight_bits) for n in layers)
+        )
+
+
+def _has_bias(model: nn.Module, name: str) -> bool:
+    return model.get_submodule(name).bias is not None
+
+
+def _fake_report(model: nn.Module, layers: list[str]) -> SensitivityReport:
+    """A report with the model's real channel counts (the space's sizes read nothing else)."""
+    bits = {b: 1.0 for b in ALLOWED_BITS if b < 16}
+    entries = []
+    for k, name in enumerate(layers):
+        layer = model.get_submodule(name)
+        out_c, in_c = (
+            (layer.out_features, layer.in_features)
+            if isinstance(layer, nn.Linear)
+            else (layer.out_channels, layer.in_channels)
+        )
+        entries.append(
+            LayerSensitivity(name, type(layer).__name__, layer.weight.numel(), out_c, in_c,
+                             1.0 + k, 0.0, 1, bits)
+        )  # fmt: skip
+    return SensitivityReport(layers=tuple(entries))
 
 
 def _exact_trace(model: nn.Module, name: str, x: torch.Tensor, y: torch.Tensor) -> float:

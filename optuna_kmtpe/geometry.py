@@ -1,27 +1,163 @@
-"""Plain data types describing the quantizable layers of a network, independent of torch.
+"""Channel geometry of quantizable layers: kept channels, pruned shapes, MACs, sizes and BOPs.
 
-The cost model reads only these records, so it can be used (and tested) without a model: build
-:class:`LayerShape` records by hand, or trace them from a PyTorch model with
-:func:`~optuna_kmtpe.hardware.trace_layer_shapes`.
+The one definition of what a config's widths do to a network's shapes
+(:meth:`ChannelLayout.pruned`) and of what the size and bit-operation metrics count, read by
+the quantization engine, both paths of the FPGA cost model (one config, arrays of configs) and
+the search space's budgets. Torch-free (numpy and the config); which producer feeds which layer
+comes from :func:`optuna_kmtpe.graph.channel_graph`.
+
+**Sizes and BOPs**, one name per meaning: :func:`weight_size_bits` and :func:`bops` (float
+operands at their own width) are the ``size_bits`` and ``bops`` metrics recorded in studies (the
+FPGA model's report); :func:`budget_size_bits` (float counted as 32 bits) is what the search
+space's ``size_budget_bits`` limits; :func:`deployed_size_bits` and :func:`bops_float32` are
+:mod:`optuna_kmtpe.quant`'s accounting of a deployed model (biases and scales included).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
 import dataclasses
 import functools
 import math
+from typing import Any
+from typing import NamedTuple
+
+import numpy as np
+
+from optuna_kmtpe.config import FLOAT_BITS
+from optuna_kmtpe.config import check_width
+from optuna_kmtpe.config import is_float_bits
 
 
 LAYER_KINDS: tuple[str, ...] = ("conv1d", "conv2d", "grouped", "depthwise", "linear")
-"""Kinds of quantizable layers the cost model knows.
+"""Kinds of quantizable layers.
 
 ``grouped`` is a convolution with ``1 < groups`` that is not depthwise; ``depthwise`` has
 ``groups == in_channels`` (each output channel reads one input channel).
 """
 
 
+# Kept channels ---------------------------------------------------------------------------------
+def kept_channels_array(out_channels: Any, widths: Any) -> np.ndarray:
+    """Output channels kept at the given widths, elementwise (the vectorized rule).
+
+    ``round(width * out_channels)`` with halves rounded up, clipped to ``[1, out_channels]``.
+    Widths are not validated here (see :func:`kept_channels`).
+
+    Example:
+        >>> kept_channels_array([16, 10, 7], [0.5, 0.25, 0.01]).tolist()
+        [8, 3, 1]
+    """
+    out = np.asarray(out_channels, dtype=np.int64)
+    kept = np.floor(np.asarray(widths, dtype=np.float64) * out + 0.5)
+    return np.clip(kept, 1, out).astype(np.int64)
+
+
+def kept_channels(out_channels: int, width: float) -> int:
+    """Output channels (or features) a layer keeps at ``width`` in ``(0, 1]``: the rule of
+    :func:`kept_channels_array` for one layer, with validated arguments.
+
+    Example:
+        >>> kept_channels(16, 0.5)
+        8
+        >>> kept_channels(10, 0.01)
+        1
+    """
+    if out_channels < 1:
+        raise ValueError(f"out_channels must be >= 1, got {out_channels}.")
+    check_width(width, where="kept_channels")
+    return int(kept_channels_array(out_channels, width))
+
+
+# Propagation -----------------------------------------------------------------------------------
+class PrunedChannels(NamedTuple):
+    """Channel counts after widths, arrays of shape ``(n_configs, n_layers)`` (module order)."""
+
+    in_channels: np.ndarray
+    out_channels: np.ndarray
+    groups: np.ndarray
+
+
+class ChannelLayout:
+    """What channel propagation needs to know of each layer (module order, full width).
+
+    Args:
+        out_channels, in_channels: Channels (features) of each layer.
+        producers: Index of the layer whose output channels are each layer's input channels
+            (``None``: they never change).
+        groups: Convolution groups (default 1); ``1 < groups == in_channels`` is depthwise.
+        input_multiplier: ``in_channels == input_multiplier * producer's out_channels``.
+
+    Example:
+        >>> layout = ChannelLayout(out_channels=[8, 4], in_channels=[3, 8], producers=[None, 0])
+        >>> layout.pruned([0.5, 1.0]).in_channels.tolist()
+        [[3, 4]]
+    """
+
+    def __init__(
+        self,
+        *,
+        out_channels: Sequence[int],
+        in_channels: Sequence[int],
+        producers: Sequence[int | None],
+        groups: Sequence[int] | None = None,
+        input_multiplier: Sequence[int] | None = None,
+    ) -> None:
+        ones = [1] * len(out_channels)
+        self.out_channels = np.asarray(out_channels, dtype=np.int64)
+        self.in_channels = np.asarray(in_channels, dtype=np.int64)
+        self.groups = np.asarray(ones if groups is None else groups, dtype=np.int64)
+        self.input_multiplier = np.asarray(
+            ones if input_multiplier is None else input_multiplier, dtype=np.int64
+        )
+        self.producer = [-1 if p is None else int(p) for p in producers]
+        self.order = _evaluation_order(self.producer)
+
+    def pruned(self, widths: Any) -> PrunedChannels:
+        """Channels of every layer under each row of ``widths`` (``(n, L)`` or ``(L,)``).
+
+        Output channels are :func:`kept_channels_array`; input channels follow the producer's
+        kept output channels times ``input_multiplier``; a depthwise layer keeps one group per
+        input channel and ``out_channels / groups`` outputs per group (its width is ignored).
+        """
+        widths = np.asarray(widths, dtype=np.float64)
+        kept = kept_channels_array(self.out_channels, widths.reshape(-1, len(self.producer)))
+        cin, cout, groups = np.empty_like(kept), np.empty_like(kept), np.empty_like(kept)
+        depthwise = (self.groups > 1) & (self.groups == self.in_channels)
+        for j in self.order:
+            producer = self.producer[j]
+            if producer < 0:
+                cin[:, j] = self.in_channels[j]
+            else:
+                cin[:, j] = cout[:, producer] * self.input_multiplier[j]
+            if depthwise[j]:
+                groups[:, j] = cin[:, j]
+                cout[:, j] = cin[:, j] * (self.out_channels[j] // self.groups[j])
+            else:
+                groups[:, j] = self.groups[j]
+                cout[:, j] = kept[:, j]
+        return PrunedChannels(cin, cout, groups)
+
+
+def _evaluation_order(producer: Sequence[int]) -> tuple[int, ...]:
+    # Each layer has at most one producer, so the relation is a forest: order by the length of
+    # the producer chain, then by module order.
+    depth: list[int] = []
+    for index in range(len(producer)):
+        steps, current = 0, producer[index]
+        while current >= 0:
+            steps += 1
+            if steps > len(producer):
+                raise ValueError(f"The producer chain of layer {index} loops.")
+            current = producer[current]
+        depth.append(steps)
+    return tuple(sorted(range(len(producer)), key=lambda i: (depth[i], i)))
+
+
+# Layer and network shapes ---------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class LayerShape:
     """Shape facts of one quantizable layer at full width, as seen in one forward pass.
@@ -125,12 +261,14 @@ class LayerShape:
 
     @property
     def weight_count(self) -> int:
-        """Number of weights (biases excluded)."""
-        return self.out_channels * (self.in_channels // self.groups) * self.kernel_size
+        """Number of weights (biases excluded), :func:`weight_count` at full width."""
+        return int(
+            weight_count(self.in_channels, self.out_channels, self.groups, self.kernel_size)
+        )
 
     @property
     def macs(self) -> int:
-        """Multiply-accumulates per sample at full width."""
+        """Multiply-accumulates per sample at full width: output positions x weights."""
         return self.out_positions * self.weight_count
 
 
@@ -201,7 +339,7 @@ class NetworkShape:
                 )
         self._layers = layers
         self._by_name = by_name
-        self._order = _topological_order(layers)
+        self.layout  # noqa: B018 (validates that no producer chain loops)
 
     @property
     def layers(self) -> tuple[LayerShape, ...]:
@@ -258,21 +396,27 @@ class NetworkShape:
         index = self.names.index(name)
         return (self.names[index + 1],) if index + 1 < len(self) else ()
 
-    def evaluation_order(self) -> tuple[int, ...]:
-        """Layer indices ordered so that every producer comes before its consumers."""
-        return self._order
-
     @property
     def macs(self) -> int:
         """Multiply-accumulates per sample at full width."""
         return sum(layer.macs for layer in self._layers)
 
-    def pruned(self, widths: dict[str, float] | None = None) -> tuple[PrunedLayer, ...]:
+    @functools.cached_property
+    def layout(self) -> ChannelLayout:
+        """The network's :class:`ChannelLayout` (for :meth:`ChannelLayout.pruned`)."""
+        index = {name: i for i, name in enumerate(self.names)}
+        return ChannelLayout(
+            out_channels=[layer.out_channels for layer in self._layers],
+            in_channels=[layer.in_channels for layer in self._layers],
+            producers=[None if s.producer is None else index[s.producer] for s in self._layers],
+            groups=[layer.groups for layer in self._layers],
+            input_multiplier=[layer.input_multiplier for layer in self._layers],
+        )
+
+    def pruned(self, widths: Mapping[str, float] | None = None) -> tuple[PrunedLayer, ...]:
         """Channel counts after applying per-layer widths (missing layers keep width 1.0).
 
-        Output channels follow :func:`optuna_kmtpe.config.kept_channels`; input channels follow
-        the producer's kept output channels times ``input_multiplier``; a depthwise layer keeps
-        as many groups as it has input channels and ``depth_multiplier`` outputs per group.
+        The rule of :meth:`ChannelLayout.pruned` for one config.
 
         Example:
             >>> a = LayerShape(name="a", kind="linear", in_channels=4, out_channels=8,
@@ -282,39 +426,77 @@ class NetworkShape:
             >>> NetworkShape([a, b]).pruned({"a": 0.5})[1].in_channels
             4
         """
-        from optuna_kmtpe.config import kept_channels
-
         widths = widths or {}
-        kept_out: dict[str, int] = {}
-        result: dict[str, PrunedLayer] = {}
-        for index in self._order:
-            layer = self._layers[index]
-            if layer.producer is None:
-                cin = layer.in_channels
-            else:
-                cin = kept_out[layer.producer] * layer.input_multiplier
-            if layer.kind == "depthwise":
-                groups = cin
-                cout = cin * layer.depth_multiplier
-            else:
-                groups = layer.groups
-                cout = kept_channels(layer.out_channels, widths.get(layer.name, 1.0))
-            kept_out[layer.name] = cout
-            result[layer.name] = PrunedLayer(layer.name, cin, cout, groups)
-        return tuple(result[name] for name in self.names)
+        pruned = self.layout.pruned([widths.get(name, 1.0) for name in self.names])
+        return tuple(
+            PrunedLayer(name, int(cin), int(cout), int(groups))
+            for name, cin, cout, groups in zip(
+                self.names, pruned.in_channels[0], pruned.out_channels[0], pruned.groups[0]
+            )
+        )
 
 
-def _topological_order(layers: tuple[LayerShape, ...]) -> tuple[int, ...]:
-    # Each layer has at most one producer, so the relation is a forest: order by the length of
-    # the producer chain, then by module order.
-    producer_of = {layer.name: layer.producer for layer in layers}
-    depth: list[int] = []
-    for layer in layers:
-        steps, current = 0, layer.producer
-        while current is not None:
-            steps += 1
-            if steps > len(layers):
-                raise ValueError(f"NetworkShape: the producer chain of {layer.name!r} loops.")
-            current = producer_of[current]
-        depth.append(steps)
-    return tuple(sorted(range(len(layers)), key=lambda i: (depth[i], i)))
+# Weights, MACs, sizes, BOPs --------------------------------------------------------------------
+def reduction_length(in_channels: Any, groups: Any, kernel_size: Any) -> Any:
+    """Inputs each output reads: ``ceil(in_channels / groups) * kernel taps``."""
+    return -(-in_channels // groups) * kernel_size
+
+
+def outputs_per_group(out_channels: Any, groups: Any) -> Any:
+    """Output channels per group, ``ceil(out_channels / groups)``."""
+    return -(-out_channels // groups)
+
+
+def weight_count(in_channels: Any, out_channels: Any, groups: Any, kernel_size: Any) -> Any:
+    """Weights of a (pruned) layer, biases excluded: ``groups * reduction * outputs per group``.
+
+    Exact when ``groups`` divides both channel counts (every layer a config can build); a
+    partial group is padded, as the accelerator computes it.
+
+    Example:
+        >>> weight_count(16, 32, 1, 9), weight_count(16, 16, 16, 9)
+        (4608, 144)
+    """
+    return (
+        groups
+        * reduction_length(in_channels, groups, kernel_size)
+        * outputs_per_group(out_channels, groups)
+    )
+
+
+def float32_bits(bits: int) -> int:
+    """``bits`` with every float width (16 or 32) counted as 32."""
+    return FLOAT_BITS if is_float_bits(bits) else bits
+
+
+def weight_size_bits(weights: Any, weight_bits: Any) -> Any:
+    """Weight storage as the accelerator holds it: ``weights * weight_bits``, a float layer at
+    its own width (16 or 32). The ``size_bits`` metric recorded in studies."""
+    return weights * weight_bits
+
+
+def budget_size_bits(weights: Any, weight_bits: Any) -> Any:
+    """Weight storage with any float width counted as 32 bits: ``weights * bits``. What the
+    search space's ``size_budget_bits`` limits and what its HAWQ-V2 frontiers report."""
+    return float32_bits(weight_bits) * weights
+
+
+def deployed_size_bits(weights: Any, biases: Any, out_channels: Any, weight_bits: Any) -> Any:
+    """Storage of a deployed layer: :func:`budget_size_bits` plus biases at 32 bits and, when
+    its weights are quantized, one 32-bit scale per output channel (symmetric weights need no
+    zero point; BatchNorm folds into scale and bias). :func:`optuna_kmtpe.quant.model_size_bits`.
+    """
+    scales = 0 if is_float_bits(weight_bits) else out_channels
+    return budget_size_bits(weights, weight_bits) + (biases + scales) * FLOAT_BITS
+
+
+def bops(macs: Any, weight_bits: Any, act_bits: Any) -> Any:
+    """Bit operations ``MACs * weight_bits * act_bits``, float operands at their own width. The
+    ``bops`` metric recorded in studies."""
+    return macs * weight_bits * act_bits
+
+
+def bops_float32(macs: Any, weight_bits: Any, act_bits: Any) -> Any:
+    """Bit operations ``MACs * weight_bits * act_bits`` with float operands counted as 32 bits
+    (HAWQ-V3's and HAQ's convention). :func:`optuna_kmtpe.quant.bops`."""
+    return macs * float32_bits(weight_bits) * float32_bits(act_bits)
