@@ -547,7 +547,12 @@ def reference_configs(job: Any, space: Any, cache: dict) -> list[tuple[str, floa
     for label, config in job_warm_starts(job, space):
         report = job.fpga.evaluate(job.shapes, config)
         rows.append(
-            (label, accuracy(config, lambda e, a: None), report.latency_s, report.energy_j)
+            (
+                label,
+                accuracy(config, lambda e, a: None)["accuracy"],
+                report.latency_s,
+                report.energy_j,
+            )
         )
     return rows
 

@@ -14,6 +14,7 @@ key                         value
 ==========================  ================================================================
 ``config``                  ``QuantConfig.to_dict()``: ``{layer: {weight_bits, act_bits, width}}``
 ``accuracy``                validation accuracy in ``[0, 1]`` after QAT/PTQ
+``val_loss``                validation loss (the training loss) after QAT/PTQ, when optimized
 ``latency_s``               modelled accelerator latency of one inference, seconds
 ``energy_j``                modelled energy of one inference, joules
 ``size_bits``               model size, bits
@@ -74,6 +75,7 @@ from optuna.trial import TrialState
 
 CONFIG = "config"
 ACCURACY = "accuracy"
+VAL_LOSS = "val_loss"
 LATENCY_S = "latency_s"
 ENERGY_J = "energy_j"
 SIZE_BITS = "size_bits"
@@ -125,8 +127,9 @@ class Metric:
 
     The one definition that the objective, the budgets, the CLI help, the tables, the trial
     lines and the dashboard read: adding an entry to :data:`METRICS` is all it takes to show a
-    new metric everywhere (a :data:`COST` metric's value is the attribute of the same name on
-    the hardware model's report).
+    new metric everywhere. A :data:`COST` metric's value is the attribute of the same name on
+    the hardware model's report; a :data:`TRAINING` metric's value is measured on the trained
+    model by the function of the same name in :data:`optuna_kmtpe.quant.MEASURES`.
 
     Attributes:
         name: Name used in metric names, trial user attrs, CLI flags and budgets.
@@ -204,6 +207,7 @@ METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
         Metric(ACCURACY, "maximize", "%", "validation accuracy after QAT/PTQ (0..1)"),
+        Metric(VAL_LOSS, "minimize", "", "validation loss (the training loss) after QAT/PTQ"),
         Metric(LATENCY_S, "minimize", "s", "FPGA latency of one inference (sequential layers)",
                COST, in_table=True),
         Metric(ENERGY_J, "minimize", "J", "FPGA energy of one inference", COST, in_table=True),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import MutableMapping
+from collections.abc import Sequence
 import functools
 from typing import TYPE_CHECKING
 from typing import Any
@@ -12,6 +13,8 @@ from typing import Any
 import optuna
 
 from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.objectives._metrics import DEFAULT_OBJECTIVES
+from optuna_kmtpe.objectives._metrics import validate_metrics
 from optuna_kmtpe.objectives._objective import AccuracyFunction
 from optuna_kmtpe.objectives._objective import ConfigSpace
 from optuna_kmtpe.objectives._objective import CostFunction
@@ -19,8 +22,10 @@ from optuna_kmtpe.objectives._objective import CostRecord
 from optuna_kmtpe.objectives._objective import EarlyStopRule
 from optuna_kmtpe.objectives._objective import MPQObjective
 from optuna_kmtpe.objectives._objective import StopTraining
+from optuna_kmtpe.records import ACCURACY
 from optuna_kmtpe.records import COST
 from optuna_kmtpe.records import METRICS
+from optuna_kmtpe.records import TRAINING
 
 
 if TYPE_CHECKING:
@@ -41,8 +46,12 @@ def quantized_accuracy_fn(
     cache: MutableMapping[QuantConfig, float] | None = None,
     progress: bool = False,
     score: Callable[[nn.Module, DataLoader], float] | None = None,
+    extra_metrics: Sequence[str] = (),
 ) -> AccuracyFunction:
-    """Config -> validation accuracy after QAT (or PTQ) from the float ``model``.
+    """Config -> training metrics after QAT (or PTQ) from the float ``model``, by name.
+
+    The function returns ``{"accuracy": validation accuracy (or score), **extra_metrics}``,
+    measured by :func:`optuna_kmtpe.quant.run_recipe`.
 
     The float model is never changed: every trial quantizes a copy.
 
@@ -55,21 +64,32 @@ def quantized_accuracy_fn(
         example_input: One input batch (for width propagation); taken from ``val_loader`` if
             omitted.
         cache: Optional config -> accuracy memo. Accuracy is a deterministic function of the
-            config under a fixed recipe, so benchmarks comparing samplers share one.
+            config under a fixed recipe, so benchmarks comparing samplers share one. It holds
+            the accuracy only, so it cannot serve ``extra_metrics``.
         progress: Show a progress bar for each trial's QAT.
         score: ``score(model, val_loader) -> float`` replacing top-1 accuracy
             (``functools.partial(quant.evaluate, metric=metric)`` scores with a
             ``metric(outputs, targets)``).
+        extra_metrics: Training metrics measured besides the accuracy (names of
+            :data:`optuna_kmtpe.quant.MEASURES`, e.g. ``val_loss``).
     """
     from optuna_kmtpe import quant
 
     recipe = quant.TrainingRecipe() if recipe is None else recipe
+    extra_metrics = tuple(extra_metrics)
+    if cache is not None and extra_metrics:
+        raise ValueError(
+            f"The accuracy cache holds accuracies only and cannot serve {list(extra_metrics)}; "
+            f"drop the cache or those metrics."
+        )
     if example_input is None:
         example_input = next(iter(val_loader))[0][:2]
 
-    def accuracy(config: QuantConfig, report_epoch: Callable[[int, float], None]) -> float:
+    def accuracy(
+        config: QuantConfig, report_epoch: Callable[[int, float], None]
+    ) -> dict[str, float]:
         if cache is not None and config in cache:
-            return cache[config]
+            return {ACCURACY: cache[config]}
 
         def on_epoch(epoch: int, value: float) -> bool:
             try:
@@ -87,13 +107,14 @@ def quantized_accuracy_fn(
             score=score,
             example_input=example_input,
             on_epoch=on_epoch,
+            extra_metrics=extra_metrics,
             progress=progress,
         )
         if result.stopped_early:
-            raise StopTraining(result.score)
+            raise StopTraining(result.score, metrics=result.metrics)
         if cache is not None:
             cache[config] = result.score
-        return result.score
+        return result.metrics
 
     return accuracy
 
@@ -129,7 +150,7 @@ def make_objective(
     space: ConfigSpace,
     fpga: Any,
     example_input: torch.Tensor,
-    metrics: tuple[str, ...] | list[str] = ("accuracy", "latency_s", "energy_j"),
+    metrics: Sequence[str] = DEFAULT_OBJECTIVES,
     budgets: Mapping[str, float] | None = None,
     recipe: TrainingRecipe | None = None,
     early_stop: EarlyStopRule | None = EarlyStopRule(),
@@ -146,7 +167,9 @@ def make_objective(
         space: Turns trials into configs, e.g. :class:`optuna_kmtpe.space.MonotoneSearchSpace`.
         fpga: The FPGA model, :class:`optuna_kmtpe.hardware.FPGAModel`.
         example_input: One input batch, for shape tracing.
-        metrics: Returned metrics; see :data:`optuna_kmtpe.objectives.METRICS`.
+        metrics: Returned metrics; see :data:`optuna_kmtpe.objectives.METRICS`. Each
+            training metric among them besides the accuracy (e.g. ``val_loss``) is measured on
+            the trial's final model (:data:`optuna_kmtpe.quant.MEASURES`).
         budgets: Upper limits on cost metrics (``latency_s``, ``energy_j``, ``size_bits``,
             ``bops``, ``dsp_used``); violating configs are recorded as infeasible, not trained.
         recipe: QAT/PTQ settings (None: ``quant.TrainingRecipe()``).
@@ -174,6 +197,7 @@ def make_objective(
     from optuna_kmtpe import hardware
     from optuna_kmtpe import quant
 
+    metrics = validate_metrics(metrics)
     shapes = hardware.trace_layer_shapes(model, example_input)
     return MPQObjective(
         space=space,
@@ -186,6 +210,7 @@ def make_objective(
             example_input=example_input,
             cache=accuracy_cache,
             score=None if metric is None else functools.partial(quant.evaluate, metric=metric),
+            extra_metrics=[n for n in metrics if METRICS[n].source == TRAINING and n != ACCURACY],
         ),
         metrics=metrics,
         budgets=budgets,
@@ -203,7 +228,7 @@ class ScalarizedObjective:
     constraints. Intermediate accuracies are reported each epoch, so Optuna pruners work.
 
     Args:
-        objective: A single-metric :class:`MPQObjective` with ``metrics=("accuracy",)``; its
+        objective: A single-metric :class:`MPQObjective` with ``metrics=["accuracy"]``; its
             cost records are read back from the trial.
         weights: Cost metric -> penalty weight.
         reference: Cost metric -> reference value (same keys as ``weights``).
@@ -216,7 +241,7 @@ class ScalarizedObjective:
         weights: Mapping[str, float],
         reference: Mapping[str, float],
     ) -> None:
-        if objective.metrics != ("accuracy",):
+        if objective.metrics != (ACCURACY,):
             raise ValueError(
                 "ScalarizedObjective wraps an MPQObjective built with metrics=('accuracy',)."
             )

@@ -1,15 +1,17 @@
 """What the sampler can know before a trial trains: exact costs and a Hessian accuracy prior.
 
 ``known_costs`` turns a trial's parameters into the objective values that are exact functions of
-the config (every cost metric of the FPGA model) and ``None`` for accuracy. The Hessian prior
-predicts the accuracy of any config before training from the per-layer second-order terms stored in
-the sensitivity report: ``0.5 dW^T H dW`` for each layer's actual weight perturbation at each
-weight bit-width, ``0.5 da^T H_a da`` for its input activation at each activation bit-width and
-``0.5 dW^T H dW`` for the output channels each width prunes. The predicted loss increase is their
-sum over layers, and the accuracy forecast is ``base_accuracy - loss_to_accuracy * increase``. The
-sampler's additive Bayesian model (``optuna_kmtpe.sampler.AdditiveBayesianRegression``) starts from
-this prior and lets trained trials correct its offset, its scale and each layer's levels (the
-pruning term covers only the layer's own weights, so its scale is the least certain).
+the config (every cost metric of the FPGA model) and ``None`` for the training metrics
+(accuracy, ``val_loss``), which the sampler forecasts. The Hessian prior predicts the accuracy
+of any config before training from the per-layer second-order terms stored in the sensitivity
+report: ``0.5 dW^T H dW`` for each layer's actual weight perturbation at each weight bit-width,
+``0.5 da^T H_a da`` for its input activation at each activation bit-width and ``0.5 dW^T H dW``
+for the output channels each width prunes. The predicted loss increase is their sum over layers,
+and the accuracy forecast is ``base_accuracy - loss_to_accuracy * increase`` (the validation
+loss: ``base + increase``; :data:`LOSS_TO_METRIC`). The sampler's additive Bayesian model
+(``optuna_kmtpe.sampler.AdditiveBayesianRegression``) starts from this prior and lets trained
+trials correct its offset, its scale and each layer's levels (the pruning term covers only the
+layer's own weights, so its scale is the least certain).
 """
 
 from __future__ import annotations
@@ -19,9 +21,19 @@ from collections.abc import Sequence
 import dataclasses
 from typing import Any
 
+from optuna_kmtpe.config import DEFAULT_LOSS
 from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.records import ACCURACY
 from optuna_kmtpe.records import COST
 from optuna_kmtpe.records import METRICS
+from optuna_kmtpe.records import VAL_LOSS
+
+
+LOSS_TO_METRIC: dict[str, float] = {ACCURACY: 1.0, VAL_LOSS: -1.0}
+"""The ``loss_to_accuracy`` of each training metric the Hessian prior forecasts: how much it
+loses per unit of the loss increase the report predicts. Accuracy loses about one unit (the
+sampler's model corrects the scale); the validation loss rises by the increase itself. A
+training objective missing here is forecast by the sampler's model alone."""
 
 
 def _known(name: str) -> bool:
@@ -36,7 +48,7 @@ class KnownCosts:
     Args:
         space: Turns parameters into a config (``config_from_params``).
         cost_fn: Config -> :class:`~optuna_kmtpe.objectives.CostRecord`.
-        metrics: The objective's metrics, in order; ``accuracy`` is the unknown one.
+        metrics: The objective's metrics, in order; the training metrics are the unknown ones.
     """
 
     space: Any
@@ -47,15 +59,19 @@ class KnownCosts:
         costs = self.cost_fn(self.space.config_from_params(params)).metrics
         return [float(costs[n]) if _known(n) else None for n in self.metrics]
 
-    def reference_point(self, worst: QuantConfig, accuracy_floor: float) -> list[float]:
-        """The region of interest: ``accuracy_floor`` and the costs of the ``worst`` config."""
+    def reference_point(self, worst: QuantConfig, limits: Mapping[str, float]) -> list[float]:
+        """The region of interest: the costs of the ``worst`` config and each training
+        metric's limit (``{name: value}``, e.g. an accuracy floor)."""
         costs = self.cost_fn(worst).metrics
-        return [float(costs[name]) if _known(name) else accuracy_floor for name in self.metrics]
+        return [float(costs[name]) if _known(name) else limits[name] for name in self.metrics]
 
 
 @dataclasses.dataclass(frozen=True)
 class HessianAccuracyPrior:
     """``params -> [accuracy forecast]`` from the report's second-order terms (see module).
+
+    Any training metric affine in the loss is forecast the same way, with its own base value
+    and :data:`LOSS_TO_METRIC` (the validation loss: the float model's loss and ``-1``).
 
     Args:
         space: Turns parameters into a config.
@@ -112,29 +128,38 @@ def sampler_forecast(
     val_loader: Any,
     accuracy_window: float = 0.05,
     prior_std: float = 0.01,
-) -> dict[str, Any]:
+    loss: str = DEFAULT_LOSS,
+) -> dict[str, Any] | None:
     """Keyword arguments that connect :class:`~optuna_kmtpe.KMeansTPESampler` to what is known.
 
-    Exact costs (``known_objectives``), the Hessian prior inside the additive predictor, and
-    the region of interest (``reference_point``): accuracy within ``accuracy_window`` of the
-    float model, costs below those of uniform max-bit, full-width configs. No random startup
-    trials: the prior makes the first model-based choice informed.
+    Exact costs (``known_objectives``), the Hessian prior of every training objective inside
+    the additive predictor, and the region of interest (``reference_point``): accuracy within
+    ``accuracy_window`` of the float model (the validation loss within as much above it),
+    costs below those of uniform max-bit, full-width configs. No random startup trials: the
+    prior makes the first model-based choice informed. ``None`` (no forecast: the sampler
+    learns from the trials alone) when :data:`LOSS_TO_METRIC` does not cover every training
+    objective.
 
     Args:
-        objective: An :class:`~optuna_kmtpe.objectives.MPQObjective` with ``accuracy`` and at
-            least one cost metric.
+        objective: An :class:`~optuna_kmtpe.objectives.MPQObjective` with a training metric
+            (``accuracy``, ``val_loss``) and at least one cost metric.
         report: The :class:`~optuna_kmtpe.sensitivity.SensitivityReport` of ``model``.
         model: The float model.
         val_loader: The data that scores trials.
         accuracy_window: Accuracy below ``float - accuracy_window`` counts for nothing.
-        prior_std: Prior standard deviation of the accuracy residual (fraction, 0.01 = 1 point).
+        prior_std: Prior standard deviation of the residuals (accuracy: a fraction, 0.01 = 1
+            point).
+        loss: The training loss (:data:`optuna_kmtpe.quant.LOSSES`), which ``val_loss`` is.
     """
     from optuna_kmtpe import quant
     from optuna_kmtpe.sampler import AdditiveBayesianRegression
 
     space = objective.space
-    base = float(quant.evaluate(model, val_loader))
     known = objective.known_costs()
+    training = [name for name in objective.metrics if not _known(name)]
+    if any(name not in LOSS_TO_METRIC for name in training):
+        return None
+    base = quant.measure(model, val_loader, training, loss=loss)
     worst = QuantConfig.uniform(
         list(space.layer_names),
         weight_bits=max(space.weight_bits),
@@ -143,15 +168,30 @@ def sampler_forecast(
     # The pruning terms stay out of the default prior: they cover only the pruned layer's own
     # weights (half the first conv's channels: forecast -1.6 points, QAT -40), and with them
     # the digits search ended lower (0.0352 vs 0.0385 median hypervolume, seeds 0-2).
-    prior = dataclasses.replace(
-        HessianAccuracyPrior.from_report(report, space, base), width_quadratic={}
+    hessian = dataclasses.replace(
+        HessianAccuracyPrior.from_report(report, space, 0.0), width_quadratic={}
     )
+    priors = tuple(
+        dataclasses.replace(hessian, base_accuracy=base[n], loss_to_accuracy=LOSS_TO_METRIC[n])
+        for n in training
+    )
+    limits = {n: base[n] - LOSS_TO_METRIC[n] * accuracy_window for n in training}
     return {
         "known_objectives": known,
-        "predictor": AdditiveBayesianRegression(prior_mean=prior, prior_std=prior_std),
-        "reference_point": known.reference_point(worst, base - accuracy_window),
+        "predictor": AdditiveBayesianRegression(prior_mean=_Stacked(priors), prior_std=prior_std),
+        "reference_point": known.reference_point(worst, limits),
         "n_startup_trials": 0,
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class _Stacked:
+    """``params -> [forecast of each prior]``: one prior per training objective, in order."""
+
+    priors: tuple[HessianAccuracyPrior, ...]
+
+    def __call__(self, params: Mapping[str, Any]) -> list[float]:
+        return [value for prior in self.priors for value in prior(params)]
 
 
 def space_act_bits(space: Any) -> tuple[int, ...]:

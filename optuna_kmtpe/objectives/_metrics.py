@@ -6,6 +6,9 @@ the dashboard and the CLI too).
 
 from __future__ import annotations
 
+from optuna_kmtpe.records import ACCURACY
+from optuna_kmtpe.records import ENERGY_J
+from optuna_kmtpe.records import LATENCY_S
 from optuna_kmtpe.records import METRICS
 from optuna_kmtpe.records import QUALITY_SLOT
 from optuna_kmtpe.records import Metric
@@ -15,6 +18,9 @@ from optuna_kmtpe.records import study_quality  # noqa: F401  (workflow/_inspect
 
 COST_METRICS: tuple[str, ...] = cost_metrics()
 """The built-in metrics a budget can limit (:func:`~optuna_kmtpe.records.cost_metrics`)."""
+
+DEFAULT_OBJECTIVES: tuple[str, ...] = (ACCURACY, LATENCY_S, ENERGY_J)
+"""The objectives of a search that names none."""
 
 
 def validate_metrics(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:

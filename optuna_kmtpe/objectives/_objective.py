@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Mapping
+from collections.abc import Sequence
 import dataclasses
 import logging
 import math
@@ -19,6 +20,7 @@ from optuna.trial import TrialState
 from optuna_kmtpe import records as keys
 from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.objectives._forecast import KnownCosts
+from optuna_kmtpe.objectives._metrics import DEFAULT_OBJECTIVES
 from optuna_kmtpe.objectives._metrics import METRICS
 from optuna_kmtpe.objectives._metrics import validate_budgets
 from optuna_kmtpe.objectives._metrics import validate_metrics
@@ -54,17 +56,27 @@ class CostRecord:
 CostFunction = Callable[[QuantConfig], CostRecord]
 """Config -> costs (the hardware model behind a thin adapter, see :func:`hardware_costs`)."""
 
-AccuracyFunction = Callable[[QuantConfig, Callable[[int, float], None]], float]
-"""``(config, report_epoch) -> accuracy``; calls ``report_epoch(epoch, accuracy)`` after each
+AccuracyFunction = Callable[
+    [QuantConfig, Callable[[int, float], None]], float | Mapping[str, float]
+]
+"""``(config, report_epoch) -> accuracy`` or ``-> {training metric: value}`` (the accuracy,
+the quality slot, under ``"accuracy"``); calls ``report_epoch(epoch, accuracy)`` after each
 epoch, which may raise :class:`optuna.TrialPruned` or :class:`StopTraining`."""
 
 
 class StopTraining(Exception):
-    """Raised by the epoch callback to end QAT early and keep the accuracy reached so far."""
+    """Raised by the epoch callback to end QAT early and keep the accuracy reached so far.
 
-    def __init__(self, accuracy: float) -> None:
+    Args:
+        accuracy: The accuracy reached.
+        metrics: Every training metric measured on the stopped model, by name (None: the
+            accuracy alone).
+    """
+
+    def __init__(self, accuracy: float, metrics: Mapping[str, float] | None = None) -> None:
         super().__init__(f"stopped early at accuracy {accuracy:.4f}")
         self.accuracy = accuracy
+        self.metrics = metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +111,10 @@ class MPQObjective:
     Per trial: suggest a config through ``space``; compute its hardware costs (cheap) and record
     them; if a budget or the device capacity is violated, record the violation with
     :meth:`optuna.Trial.set_constraint` and skip training (the sampler learns from it);
-    otherwise run QAT/PTQ through ``accuracy_fn`` and return the chosen metrics. A failing trial
+    otherwise run QAT/PTQ through ``accuracy_fn`` and return the chosen metrics: each
+    :data:`~optuna_kmtpe.records.COST` metric from the costs, each
+    :data:`~optuna_kmtpe.records.TRAINING` metric (accuracy, ``val_loss``, ...) from what
+    ``accuracy_fn`` measured, each recorded under its name. A failing trial
     (NaN loss, out of memory, an error in one config) fails alone: the reason is stored in the
     user attr ``fail_reason`` and the study goes on.
 
@@ -108,12 +123,14 @@ class MPQObjective:
     Args:
         space: Turns a trial into a config.
         cost_fn: Config -> :class:`CostRecord`.
-        accuracy_fn: ``(config, report_epoch) -> accuracy``.
+        accuracy_fn: ``(config, report_epoch) -> accuracy`` or ``{training metric: value}``,
+            holding at least the accuracy and every training metric of ``metrics``.
         metrics: Metric names returned, in order (see :data:`METRICS`).
         budgets: Upper limits on cost metrics; violations become constraints.
         early_stop: Rule that ends hopeless QAT runs in multi-objective studies (None: never).
         infeasible_accuracy: Accuracy recorded for infeasible configs, which are never trained
-            (None: the worst value, 0 or +inf for a minimized metric).
+            (None: the worst value, 0 or +inf for a minimized metric; the other training
+            metrics get -inf or +inf).
         quality_direction: Direction of the ``"accuracy"`` objective (``"minimize"`` when a
             user metric such as an error replaces accuracy).
         reuse_duplicates: When the sampler proposes a config that a completed trial already
@@ -129,7 +146,7 @@ class MPQObjective:
         space: ConfigSpace,
         cost_fn: CostFunction,
         accuracy_fn: AccuracyFunction,
-        metrics: tuple[str, ...] | list[str] = ("accuracy", "latency_s", "energy_j"),
+        metrics: Sequence[str] = DEFAULT_OBJECTIVES,
         budgets: Mapping[str, float] | None = None,
         early_stop: EarlyStopRule | None = EarlyStopRule(),
         infeasible_accuracy: float | None = None,
@@ -137,6 +154,12 @@ class MPQObjective:
         quality_direction: str = "maximize",
     ) -> None:
         self.metrics = validate_metrics(metrics)
+        # Measured by training: the quality slot, always recorded, and any other objective.
+        self._training = (keys.QUALITY_SLOT,) + tuple(
+            n
+            for n in self.metrics
+            if METRICS[n].source == keys.TRAINING and n != keys.QUALITY_SLOT
+        )
         self.budgets = validate_budgets(dict(budgets or {}))
         self._space = space
         self._cost_fn = cost_fn
@@ -157,7 +180,7 @@ class MPQObjective:
     def directions(self) -> list[str]:
         """Study directions matching :attr:`metrics` (pass to ``optuna.create_study``)."""
         return [
-            self._quality_direction if name == "accuracy" else METRICS[name].direction
+            self._quality_direction if name == keys.QUALITY_SLOT else METRICS[name].direction
             for name in self.metrics
         ]
 
@@ -167,7 +190,7 @@ class MPQObjective:
         return self._space
 
     def known_costs(self) -> KnownCosts:
-        """``params -> values`` of the metrics known before training (``None`` for accuracy).
+        """``params -> values`` of the metrics known before training (``None`` for the others).
 
         Pass it to :class:`~optuna_kmtpe.KMeansTPESampler` as ``known_objectives`` (or use
         :func:`~optuna_kmtpe.objectives.sampler_forecast`).
@@ -211,23 +234,46 @@ class MPQObjective:
 
         if not feasible:
             trial.set_user_attr(keys.SKIPPED_TRAINING, True)
-            accuracy = self._infeasible_accuracy
+            measured = self._infeasible_values()
         else:
-            start = time.perf_counter()
-            report_epoch = self._epoch_reporter(trial, costs)
-            try:
-                accuracy = float(self._accuracy_fn(config, report_epoch))
-            except StopTraining as stop:
-                trial.set_user_attr(keys.STOPPED_EARLY, True)
-                accuracy = stop.accuracy
-            trial.set_user_attr(keys.TRAIN_TIME_S, time.perf_counter() - start)
-            if not math.isfinite(accuracy):
-                raise FloatingPointError(f"accuracy is {accuracy} (training diverged?)")
-        trial.set_user_attr(keys.ACCURACY, accuracy)
+            measured = self._train(trial, config, costs)
+        for name in self._training:
+            trial.set_user_attr(name, measured[name])
         values = [
-            accuracy if name == "accuracy" else float(costs.metrics[name]) for name in self.metrics
+            measured[name] if name in measured else float(costs.metrics[name])
+            for name in self.metrics
         ]
         return values[0] if len(values) == 1 else tuple(values)
+
+    def _train(
+        self, trial: optuna.Trial, config: QuantConfig, costs: CostRecord
+    ) -> dict[str, float]:
+        """Run ``accuracy_fn``; its training metrics by name, each checked finite."""
+        start = time.perf_counter()
+        try:
+            result = self._accuracy_fn(config, self._epoch_reporter(trial, costs))
+        except StopTraining as stop:
+            trial.set_user_attr(keys.STOPPED_EARLY, True)
+            result = stop.metrics if stop.metrics is not None else stop.accuracy
+        trial.set_user_attr(keys.TRAIN_TIME_S, time.perf_counter() - start)
+        if not isinstance(result, Mapping):
+            result = {keys.QUALITY_SLOT: result}
+        measured: dict[str, float] = {}
+        for name in self._training:
+            if name not in result:
+                raise ValueError(
+                    f"The training function measured no {name!r} (it returned {sorted(result)})."
+                )
+            measured[name] = float(result[name])
+            if not math.isfinite(measured[name]):
+                raise FloatingPointError(f"{name} is {measured[name]} (training diverged?)")
+        return measured
+
+    def _infeasible_values(self) -> dict[str, float]:
+        """The worst value of each training metric: an untrained config never wins."""
+        worst = {"maximize": -math.inf, "minimize": math.inf}
+        values = {name: worst[METRICS[name].direction] for name in self._training}
+        return {**values, keys.QUALITY_SLOT: self._infeasible_accuracy}
 
     def _reuse(self, trial: optuna.Trial, previous: FrozenTrial) -> float | tuple[float, ...]:
         attrs = previous.user_attrs
@@ -253,16 +299,21 @@ class MPQObjective:
     def _epoch_reporter(
         self, trial: optuna.Trial, costs: CostRecord
     ) -> Callable[[int, float], None]:
-        multi_objective = len(self.metrics) > 1
+        # Only the accuracy is seen each epoch: it prunes a study that optimizes it alone, and
+        # stops a run early only when it is the one objective that training decides.
+        prunable = self.metrics == (keys.QUALITY_SLOT,)
+        cost_names = [name for name in self.metrics if name not in self._training]
+        stoppable = keys.QUALITY_SLOT in self.metrics and len(self._training) == 1
+        rule = self._early_stop if stoppable and cost_names else None
 
         def report_epoch(epoch: int, accuracy: float) -> None:
             trial.set_user_attr(keys.EPOCH_ACCURACY + str(epoch), float(accuracy))
-            if not multi_objective:
+            if prunable:
                 trial.report(float(accuracy), epoch)
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned at epoch {epoch}, accuracy {accuracy:.4f}")
-            elif self._early_stop is not None and epoch + 1 >= self._early_stop.min_epochs:
-                if _is_hopeless(trial, costs, accuracy, self.metrics, self._early_stop.margin):
+            elif rule is not None and epoch + 1 >= rule.min_epochs:
+                if _is_hopeless(trial, costs, accuracy, cost_names, rule.margin):
                     raise StopTraining(accuracy)
 
         return report_epoch
@@ -307,12 +358,9 @@ def _is_hopeless(
     trial: optuna.Trial,
     costs: CostRecord,
     accuracy: float,
-    metrics: tuple[str, ...],
+    cost_names: Sequence[str],
     margin: float,
 ) -> bool:
-    cost_names = [name for name in metrics if name != "accuracy"]
-    if "accuracy" not in metrics or not cost_names:
-        return False
     study = trial.study
     for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         attrs = other.user_attrs

@@ -49,9 +49,11 @@ from optuna_kmtpe.quant._quantizers import quantize_weight_to_int
 from optuna_kmtpe.quant._quantizers import stochastic_round
 from optuna_kmtpe.quant._quantizers import straight_through
 from optuna_kmtpe.quant._quantizers import weight_qparams
+from optuna_kmtpe.quant._train import MEASURES
 from optuna_kmtpe.quant._train import RecipeResult
 from optuna_kmtpe.quant._train import TrainingRecipe
 from optuna_kmtpe.quant._train import evaluate
+from optuna_kmtpe.quant._train import measure
 from optuna_kmtpe.quant._train import ptq
 from optuna_kmtpe.quant._train import qat_finetune
 from optuna_kmtpe.quant._train import run_recipe
@@ -62,6 +64,7 @@ __all__ = [
     "ActivationQuantizer",
     "LOSSES",
     "LayerQuantization",
+    "MEASURES",
     "QuantConv1d",
     "QuantConv2d",
     "QuantLinear",
@@ -84,6 +87,7 @@ __all__ = [
     "layer_quantization",
     "layer_report",
     "make_criterion",
+    "measure",
     "model_size_bits",
     "power_of_two_scale",
     "ptq",

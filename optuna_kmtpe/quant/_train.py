@@ -1,6 +1,7 @@
-"""Training and evaluation loops: float pre-training, QAT fine-tuning, PTQ, accuracy, and the
+"""Training and evaluation loops: float pre-training, QAT fine-tuning, PTQ, accuracy, the
 one recipe runner (:func:`run_recipe`) that turns a float model and a config into the
-quantized model a search trial scores.
+quantized model a search trial scores, and the training metrics measured on it
+(:data:`MEASURES`).
 
 Every loop works on a copy of the model it is given (the caller's model never changes), seeds
 its own random state without touching the global generators, uses a cosine learning-rate
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
+from collections.abc import Sequence
 import copy
 import dataclasses
 import math
@@ -38,6 +40,8 @@ from optuna_kmtpe.quant._loss import make_criterion
 from optuna_kmtpe.quant._modules import QuantizedLayerMixin
 from optuna_kmtpe.quant._quantizers import RANGE_METHODS
 from optuna_kmtpe.quant._quantizers import ROUNDING_MODES
+from optuna_kmtpe.records import ACCURACY
+from optuna_kmtpe.records import VAL_LOSS
 
 
 OptimizerName = Literal["sgd", "adam"]
@@ -242,6 +246,45 @@ def evaluate(
     return float(value.item() if hasattr(value, "item") else value)
 
 
+Measure = Callable[[nn.Module, Iterable[Any], str], float]
+"""``measure(model, loader, loss) -> float``: one training metric of a trained model, measured
+on ``loader``; ``loss`` is the recipe's loss name."""
+
+MEASURES: dict[str, Measure] = {
+    ACCURACY: lambda model, loader, loss: evaluate(model, loader),
+    VAL_LOSS: lambda model, loader, loss: evaluate(model, loader, metric=make_criterion(loss)),
+}
+"""How each :data:`~optuna_kmtpe.records.TRAINING` metric of
+:data:`optuna_kmtpe.records.METRICS` is measured, by its name: a new training metric is its
+schema entry plus its entry here (the search then records it and can optimize it)."""
+
+
+def measure(
+    model: nn.Module, loader: Iterable[Any], names: Sequence[str], *, loss: str = DEFAULT_LOSS
+) -> dict[str, float]:
+    """The training metrics ``names`` of ``model`` on ``loader``, by name (:data:`MEASURES`).
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+        >>> data = [(torch.rand(8, 4), torch.zeros(8, dtype=torch.long))]
+        >>> sorted(measure(model, data, ["accuracy", "val_loss"]))
+        ['accuracy', 'val_loss']
+    """
+    _check_measurable(names)
+    return {name: float(MEASURES[name](model, loader, loss)) for name in names}
+
+
+def _check_measurable(names: Sequence[str]) -> None:
+    unknown = [name for name in names if name not in MEASURES]
+    if unknown:
+        raise ValueError(
+            f"No measurement for the training metric(s) {unknown}; measurable: "
+            f"{sorted(MEASURES)} (optuna_kmtpe.quant.MEASURES)."
+        )
+
+
 def ptq(
     model: nn.Module,
     config: QuantConfig | Mapping[str, Any],
@@ -373,12 +416,20 @@ class RecipeResult:
         epoch_scores: The score after each QAT epoch run (empty for PTQ).
         stopped_early: Whether QAT ended before ``recipe.epochs`` (the ``on_epoch`` callback
             asked to stop, or ``stop_after_epoch`` replayed such a decision).
+        measured: The ``extra_metrics`` of :func:`run_recipe`, measured on ``model``.
     """
 
     model: nn.Module
     score: float
     epoch_scores: tuple[float, ...] = ()
     stopped_early: bool = False
+    measured: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Every training metric measured, by schema name: the score (under ``accuracy``, the
+        quality slot, also when a user metric scored it) and the ``measured`` ones."""
+        return {ACCURACY: self.score, **self.measured}
 
 
 class _StopQAT(Exception):
@@ -396,6 +447,7 @@ def run_recipe(
     example_input: torch.Tensor | None = None,
     on_epoch: Callable[[int, float], bool | None] | None = None,
     stop_after_epoch: int | None = None,
+    extra_metrics: Sequence[str] = (),
     progress: bool = False,
 ) -> RecipeResult:
     """The quantized model a search trial scores, and its score: the one definition of a trial.
@@ -418,6 +470,8 @@ def run_recipe(
         on_epoch: ``on_epoch(epoch, score) -> stop?`` after each QAT epoch.
         stop_after_epoch: Stop QAT after this epoch (0-based): replays an early-stop decision
             that ``on_epoch`` took in an earlier run.
+        extra_metrics: Training metrics (names of :data:`MEASURES`) measured on ``val_loader``
+            with the final model, besides the score (``RecipeResult.metrics``).
         progress: Show a progress bar for QAT.
 
     Returns:
@@ -434,6 +488,7 @@ def run_recipe(
         >>> result.stopped_early, len(result.epoch_scores), result.score == result.epoch_scores[-1]
         (True, 1, True)
     """
+    _check_measurable(extra_metrics)  # before minutes of training
     score_fn: Score = evaluate if score is None else score
     for loader in (train_loader, val_loader):  # a seeded loader advances on every pass
         generator = getattr(loader, "generator", None)
@@ -449,7 +504,11 @@ def run_recipe(
             num_batches=recipe.calibration_batches,
             **options,
         )
-        return RecipeResult(model=qmodel, score=score_fn(qmodel, val_loader))
+        return RecipeResult(
+            model=qmodel,
+            score=score_fn(qmodel, val_loader),
+            measured=measure(qmodel, val_loader, extra_metrics, loss=recipe.loss),
+        )
     qmodel = apply_config(model, config, example_input=example_input, **options)
     if any(True for _ in _enabled_quantizers(qmodel)):
         calibrate(qmodel, train_loader, num_batches=recipe.calibration_batches)
@@ -484,6 +543,7 @@ def run_recipe(
         score=scores[-1],
         epoch_scores=tuple(scores),
         stopped_early=len(scores) < recipe.epochs,
+        measured=measure(scored[0], val_loader, extra_metrics, loss=recipe.loss),
     )
 
 

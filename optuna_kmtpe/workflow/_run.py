@@ -80,16 +80,21 @@ def make_sampler(
 
 
 def forecast_for(settings: SearchSettings, objective: Any, job: Any) -> dict[str, Any] | None:
-    """The K-Means TPE forecast of a job, when its objectives have accuracy and a cost."""
+    """The K-Means TPE forecast of a job, when its objectives have a training metric and a
+    cost."""
     from optuna_kmtpe.objectives import sampler_forecast
 
-    metrics = list(objective.metrics)
-    if settings.sampler != "kmtpe" or keys.QUALITY_SLOT not in metrics or len(metrics) < 2:
+    sources = {METRICS[name].source for name in objective.metrics}
+    if settings.sampler != "kmtpe" or sources != {keys.COST, keys.TRAINING}:
         return None
     if settings.metric is not None:  # the Hessian prior forecasts accuracy, not a user metric
         return None
     return sampler_forecast(
-        objective, report=job.report, model=job.model, val_loader=job.val_loader
+        objective,
+        report=job.report,
+        model=job.model,
+        val_loader=job.val_loader,
+        loss=settings.loss,
     )
 
 

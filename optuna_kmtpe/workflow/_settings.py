@@ -19,6 +19,7 @@ from optuna_kmtpe.config import ALLOWED_BITS
 from optuna_kmtpe.config import DEFAULT_LOSS
 from optuna_kmtpe.config import LOSS_NAMES
 from optuna_kmtpe.hardware._device import DEFAULT_DEVICE
+from optuna_kmtpe.objectives._metrics import DEFAULT_OBJECTIVES
 from optuna_kmtpe.objectives._metrics import validate_budgets
 from optuna_kmtpe.objectives._metrics import validate_metrics
 from optuna_kmtpe.records import redact_credentials
@@ -179,7 +180,7 @@ class SearchSettings:
     act_bits: tuple[int, ...] = (4, 6, 8)
     widths: tuple[float, ...] = (0.5, 0.75, 1.0)
     constrained: bool = False
-    objectives: tuple[str, ...] = ("accuracy", "latency_s", "energy_j")
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
     budgets: Mapping[str, float] = dataclasses.field(default_factory=dict)
     device: str = DEFAULT_DEVICE
     n_trials: int = 40

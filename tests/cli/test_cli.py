@@ -178,6 +178,25 @@ def test_toml_config_and_sensitivity(tmp_path: Path, cache_dir: Path) -> None:
     assert "features.0" in sens.stdout and "classifier" in sens.stdout
 
 
+def test_a_training_metric_is_an_objective_end_to_end(tmp_path: Path, cache_dir: Path) -> None:
+    # val_loss is measured by training, like accuracy: recorded, returned, forecast, shown.
+    objectives = ["--objectives", "accuracy,val_loss,latency_s"]
+    out = run(["search", "--trials", "5", *objectives, *FAST[:-1]], tmp_path, cache_dir).stdout
+    study = load(tmp_path / "kmtpe.db")
+    assert study.metric_names == ["accuracy", "val_loss", "latency_s"]
+    finished = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(finished) == 5
+    for trial in finished:
+        assert trial.values[1] == trial.user_attrs["val_loss"] > 0
+        assert f"trial {trial.number}: accuracy" in out
+    assert out.count("val_loss") >= 6  # each trial line and the Pareto table's header
+    # The sampler forecast both training objectives; the costs stay exact.
+    chosen = [t for t in finished if "kmtpe:predicted" in t.user_attrs]
+    assert chosen and all(t.user_attrs["kmtpe:predicted"]["objectives"] == [0, 1] for t in chosen)
+    rows = json.loads(run(["report", "--json"], tmp_path, cache_dir).stdout)
+    assert rows and all(row["val_loss"] > 0 for row in rows)
+
+
 def test_dashboard_serves_the_study(tmp_path: Path, cache_dir: Path) -> None:
     run(["search", "--trials", "2", "--no-warm-start", *FAST], tmp_path, cache_dir)
     import socket

@@ -54,7 +54,9 @@ def test_known_costs_are_exact_and_leave_accuracy_unknown() -> None:
     params = {"a_w": 4, "a_a": 8, "b_w": 2, "b_a": 4}
     assert known(params) == pytest.approx([40e-6, None, 40e-7])
     worst = QuantConfig.uniform(["a", "b"], weight_bits=8, act_bits=8)
-    assert known.reference_point(worst, 0.85) == pytest.approx([128e-6, 0.85, 128e-7])
+    assert known.reference_point(worst, {"accuracy": 0.85}) == pytest.approx(
+        [128e-6, 0.85, 128e-7]
+    )
 
 
 def test_warm_starts_on_the_reference_point_are_dropped() -> None:
@@ -67,7 +69,10 @@ def test_warm_starts_on_the_reference_point_are_dropped() -> None:
     )
     known = objective.known_costs()
     worst = QuantConfig.uniform(["a", "b"], weight_bits=8, act_bits=8)
-    forecast = {"known_objectives": known, "reference_point": known.reference_point(worst, 0.9)}
+    forecast = {
+        "known_objectives": known,
+        "reference_point": known.reference_point(worst, {"accuracy": 0.9}),
+    }
     configs = [
         ("uniform-w8a8", worst),
         ("uniform-w4a4", QuantConfig.uniform(["a", "b"], weight_bits=4, act_bits=4)),
