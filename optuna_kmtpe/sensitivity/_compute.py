@@ -15,6 +15,9 @@ from torch import nn
 from torch.nn.attention import SDPBackend
 from torch.nn.attention import sdpa_kernel
 
+from optuna_kmtpe.config import check_bit_choices
+from optuna_kmtpe.config import check_bits
+from optuna_kmtpe.config import is_float_bits
 from optuna_kmtpe.records import STUDY_SENSITIVITY
 from optuna_kmtpe.sensitivity._hutchinson import RunningStats
 from optuna_kmtpe.sensitivity._hutchinson import hutchinson_traces
@@ -128,6 +131,8 @@ def compute_sensitivity(
         ('net.1', 'net.3', 'net.5')
     """
     _validate(num_batches, target_rel_err, max_probes, min_probes, weight_bits)
+    for bits in act_bits:
+        check_bits(bits, field="act_bits")
     min_probes = min(min_probes, max_probes)
     if deflation_rank < 0:
         raise ValueError(
@@ -304,14 +309,7 @@ def _validate(
             f"min_probes and max_probes must be >= 2 (a standard error needs 2 probes), got "
             f"min_probes={min_probes}, max_probes={max_probes}."
         )
-    bad = [
-        b for b in weight_bits if isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= 8
-    ]
-    if bad or not weight_bits:
-        raise ValueError(
-            f"weight_bits must be a non-empty list of ints in 1..8 (float needs no "
-            f"perturbation), got {list(weight_bits)}."
-        )
+    check_bit_choices(weight_bits, field="weight_bits", allow_float=False)
 
 
 def _take_batches(source: Iterable[Batch] | Batch, num_batches: int) -> list[Batch]:
@@ -508,7 +506,6 @@ def _pruning_errors(
 
 def _activation_errors(act: torch.Tensor, bits_list: Sequence[int]) -> dict[int, torch.Tensor]:
     """``Q_b(a) - a`` for an activation batch, asymmetric over the batch's min-max range."""
-    from optuna_kmtpe.config import is_float_bits
     from optuna_kmtpe.quant import activation_qparams
     from optuna_kmtpe.quant import fake_quantize_activation
 
