@@ -60,7 +60,7 @@ def check_bits(
         or (not allow_float and is_float_bits(bits))
     ):
         prefix = f"{where}: " if where else ""
-        hint = ", or 16/32 to keep the layer in float" if allow_float else " (not float here)"
+        hint = ", or 16/32 to keep the layer in float" if allow_float else " (float has no grid)"
         raise ValueError(
             f"{prefix}{field}={bits!r} is not allowed; use an int in 1..8 for integer "
             f"quantization{hint}."
@@ -97,6 +97,22 @@ def check_width(width: Any, *, where: str) -> None:
             f"{where}: width={width!r} is not allowed; use the fraction of output channels "
             f"kept, a number in (0, 1] (1.0 keeps every channel)."
         )
+
+
+def check_width_choices(values: Iterable[Any], *, field: str = "widths") -> tuple[float, ...]:
+    """Candidate widths sorted ascending, each once, after :func:`check_width` of every value;
+    raise ``ValueError`` on an empty list.
+
+    Example:
+        >>> check_width_choices([1, 0.5, 0.5])
+        (0.5, 1.0)
+    """
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError(f"{field} must list at least one width, got [].")
+    for width in values:
+        check_width(width, where=field)
+    return tuple(sorted(set(values)))
 
 
 @dataclasses.dataclass(frozen=True)

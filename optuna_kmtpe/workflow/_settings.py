@@ -18,6 +18,7 @@ from optuna_kmtpe._registry import model_names
 from optuna_kmtpe.config import DEFAULT_LOSS
 from optuna_kmtpe.config import LOSS_NAMES
 from optuna_kmtpe.config import check_bit_choices
+from optuna_kmtpe.config import check_width_choices
 from optuna_kmtpe.hardware._device import DEFAULT_DEVICE
 from optuna_kmtpe.objectives._metrics import DEFAULT_OBJECTIVES
 from optuna_kmtpe.objectives._metrics import validate_budgets
@@ -213,9 +214,7 @@ class SearchSettings:
         for name in ("weight_bits", "act_bits"):
             bits = check_bit_choices(_as_list(getattr(self, name), name, int), field=name)
             object.__setattr__(self, name, bits)
-        widths = tuple(sorted({float(w) for w in _as_list(self.widths, "widths", float)}))
-        if not widths or any(not 0 < w <= 1 for w in widths):
-            raise ValueError(f"widths must be fractions in (0, 1], got {list(self.widths)}.")
+        widths = check_width_choices(_as_list(self.widths, "widths", float))
         object.__setattr__(self, "widths", widths)
         objectives = _as_list(self.objectives, "objectives", str)
         object.__setattr__(self, "objectives", validate_metrics(objectives))
