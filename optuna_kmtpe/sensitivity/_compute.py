@@ -18,12 +18,12 @@ from torch.nn.attention import sdpa_kernel
 from optuna_kmtpe.config import check_bit_choices
 from optuna_kmtpe.config import check_bits
 from optuna_kmtpe.config import is_float_bits
+from optuna_kmtpe.graph import layer_channels
+from optuna_kmtpe.graph import quantizable_layers
 from optuna_kmtpe.records import STUDY_SENSITIVITY
 from optuna_kmtpe.sensitivity._hutchinson import RunningStats
 from optuna_kmtpe.sensitivity._hutchinson import hutchinson_traces
 from optuna_kmtpe.sensitivity._hutchinson import power_iteration
-from optuna_kmtpe.sensitivity._layers import channel_counts
-from optuna_kmtpe.sensitivity._layers import find_quantizable_layers
 from optuna_kmtpe.sensitivity._report import LayerSensitivity
 from optuna_kmtpe.sensitivity._report import SensitivityReport
 
@@ -144,7 +144,7 @@ def compute_sensitivity(
 
     work = copy.deepcopy(model)
     work.eval()
-    all_layers = find_quantizable_layers(work)
+    all_layers = quantizable_layers(work)
     names = list(all_layers) if layers is None else list(layers)
     unknown = [name for name in names if name not in all_layers]
     if unknown:
@@ -248,7 +248,7 @@ def compute_sensitivity(
     for index, (name, module) in enumerate(zip(names, modules)):
         n_params = int(weights[index].numel())
         trace, stderr, probes = _combine([stats[index] for stats in weight_stats])
-        out_channels, in_channels = channel_counts(module)
+        out_channels, in_channels, _, _ = layer_channels(module)
         act_trace = act_stderr = None
         numel = None
         if activations:
@@ -556,7 +556,7 @@ def load_or_compute_sensitivity(
         True
     """
     stored = SensitivityReport.load_from_study(study, key=key)
-    expected = list(kwargs.get("layers") or find_quantizable_layers(model))
+    expected = list(kwargs.get("layers") or quantizable_layers(model))
     if stored is not None:
         if list(stored.names) != expected:
             raise ValueError(
