@@ -148,17 +148,9 @@ def nearest_feasible(
     sensitivity: Sequence[float],
     paired_act_level: Callable[[int], int] | None,
 ) -> Config | None:
-    """The config ``build`` makes of ``levels``, stepped down until ``excess`` is 0.
-
-    Levels above ``caps`` are first lowered to them; then, one step at a time, the step that
-    leaves the least excess is taken: one layer's weight level one lower (its activation level
-    lowered to ``paired_act_level`` of the new weight level, when activations are searched),
-    its activation level or its width level one lower. Ties go to bits before widths and to
-    the least sensitive layer, which HAWQ predicts costs the least accuracy.
-
-    Returns:
-        The first config without excess, or None when no step lowers anything.
-    """
+    """:meth:`~optuna_kmtpe.space.MonotoneSearchSpace.nearest_feasible` over levels: ``build``
+    makes a config, ``excess`` is how far it is over the budgets (0: fits), and a weight step
+    lowers the activation level to ``paired_act_level`` of the new weight level (if given)."""
     levels = [
         [min(v, cap) for v, cap in zip(row, kind_caps)] for row, kind_caps in zip(levels, caps)
     ]
