@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from optuna_kmtpe.data import load_digits
 from optuna_kmtpe.data import make_loader
+from optuna_kmtpe.graph import quantizable_layers
 from optuna_kmtpe.models import MLP
 from optuna_kmtpe.models import DigitsCNN
 from optuna_kmtpe.models import ResNet20
@@ -43,7 +44,6 @@ from optuna_kmtpe.quant import fake_quantize_weight
 from optuna_kmtpe.sensitivity import compute_sensitivity
 from optuna_kmtpe.sensitivity._compute import _GradientGraph
 from optuna_kmtpe.sensitivity._hutchinson import rademacher_like
-from optuna_kmtpe.sensitivity._layers import find_quantizable_layers
 
 
 # Small nets with exact traces -------------------------------------------------------------
@@ -240,7 +240,7 @@ def omega_vs_drop(model: nn.Module, data, *, upsample: int, label: str, **sens_k
 # Cost -----------------------------------------------------------------------------------------
 def probe_cost_ratio(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rounds: int) -> dict:
     model = copy.deepcopy(model).eval()
-    modules = list(find_quantizable_layers(model).values())
+    modules = list(quantizable_layers(model).values())
     weights = [m.weight for m in modules]
     loss_fn = nn.CrossEntropyLoss()
 
@@ -340,7 +340,7 @@ def main() -> None:
                 model(x)
         model.eval()
         batches = [(x, y) for x, y in make_loader(data.val, batch_size=32)][:2]
-        names = tuple(find_quantizable_layers(model))
+        names = tuple(quantizable_layers(model))
         exact = exact_traces(model, batches, names)
         for seed in range(seeds):
             for budget in budgets:

@@ -43,15 +43,46 @@ def is_float_bits(bits: int) -> bool:
     return bits >= 16
 
 
-def check_bits(bits: Any, *, field: str = "bits", where: str | None = None) -> None:
+def check_bits(
+    bits: Any, *, field: str = "bits", where: str | None = None, allow_float: bool = True
+) -> None:
     """Raise ``ValueError`` unless ``bits`` is one of :data:`ALLOWED_BITS` (an int, not a bool);
-    the message names the ``field`` and, if given, ``where`` (e.g. ``"layer 'fc'"``)."""
-    if isinstance(bits, bool) or not isinstance(bits, int) or bits not in ALLOWED_BITS:
+    the message names the ``field`` and, if given, ``where`` (e.g. ``"layer 'fc'"``).
+
+    This is the one bit-width rule: settings, the search space, the sensitivity report, the
+    configs and the quantizers all check with it. ``allow_float=False`` also refuses 16/32,
+    for operands that must be quantized (a float layer has no quantization error to measure).
+    """
+    if (
+        isinstance(bits, bool)
+        or not isinstance(bits, int)
+        or bits not in ALLOWED_BITS
+        or (not allow_float and is_float_bits(bits))
+    ):
         prefix = f"{where}: " if where else ""
+        hint = ", or 16/32 to keep the layer in float" if allow_float else " (float has no grid)"
         raise ValueError(
             f"{prefix}{field}={bits!r} is not allowed; use an int in 1..8 for integer "
-            f"quantization, or 16/32 to keep the layer in float."
+            f"quantization{hint}."
         )
+
+
+def check_bit_choices(
+    values: Iterable[Any], *, field: str, allow_float: bool = True
+) -> tuple[int, ...]:
+    """Candidate bit-widths (a setting such as ``weight_bits``) sorted ascending, each once,
+    after :func:`check_bits` of every value; raise ``ValueError`` on an empty list.
+
+    Example:
+        >>> check_bit_choices([8, 2, 4, 2], field="weight_bits")
+        (2, 4, 8)
+    """
+    values = list(values)
+    if not values:
+        raise ValueError(f"{field} must list at least one bit-width, got [].")
+    for bits in values:
+        check_bits(bits, field=field, allow_float=allow_float)
+    return tuple(sorted(set(values)))
 
 
 def check_width(width: Any, *, where: str) -> None:
@@ -66,6 +97,22 @@ def check_width(width: Any, *, where: str) -> None:
             f"{where}: width={width!r} is not allowed; use the fraction of output channels "
             f"kept, a number in (0, 1] (1.0 keeps every channel)."
         )
+
+
+def check_width_choices(values: Iterable[Any], *, field: str = "widths") -> tuple[float, ...]:
+    """Candidate widths sorted ascending, each once, after :func:`check_width` of every value;
+    raise ``ValueError`` on an empty list.
+
+    Example:
+        >>> check_width_choices([1, 0.5, 0.5])
+        (0.5, 1.0)
+    """
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError(f"{field} must list at least one width, got [].")
+    for width in values:
+        check_width(width, where=field)
+    return tuple(sorted(set(values)))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -185,6 +185,20 @@ def quantizable_layers(model: nn.Module) -> dict[str, nn.Module]:
     return layers
 
 
+def layer_channels(layer: nn.Module) -> tuple[int, int, int, int]:
+    """``(out_channels, in_channels, groups, kernel taps)`` of a quantizable layer (a Linear's
+    features are its channels): the one reading of a layer's channels for every package.
+
+    Example:
+        >>> layer_channels(nn.Conv2d(4, 8, 3, groups=2)), layer_channels(nn.Linear(3, 5))
+        ((8, 4, 2, 9), (5, 3, 1, 1))
+    """
+    if isinstance(layer, nn.Linear):
+        return int(layer.out_features), int(layer.in_features), 1, 1
+    groups = int(layer.groups)
+    return int(layer.out_channels), int(layer.in_channels), groups, math.prod(layer.kernel_size)
+
+
 def _refuse_layer_subclasses(layers: dict[str, nn.Module]) -> None:
     """Refuse a user subclass of a quantizable torch layer before any trial runs.
 
@@ -502,22 +516,14 @@ def _producer_of(
     channel_axis = 1 if not isinstance(layer, nn.Linear) else _last_axis(node.all_input_nodes[0])
     if in_shape is None or axis != channel_axis:
         return None, 1  # e.g. a Linear applied along a conv's length axis
-    out_channels = _out_channels(layers[source])
-    in_channels = _in_channels(layer)
+    out_channels = layer_channels(layers[source])[0]
+    in_channels = layer_channels(layer)[1]
     if in_channels % out_channels != 0:
         return None, 1
     mult = in_channels // out_channels
     if mult != 1 and not isinstance(layer, nn.Linear):
         return None, 1
     return source, mult
-
-
-def _out_channels(layer: nn.Module) -> int:
-    return int(layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels)
-
-
-def _in_channels(layer: nn.Module) -> int:
-    return int(layer.in_features if isinstance(layer, nn.Linear) else layer.in_channels)
 
 
 def _follow(node: torch.fx.Node, axis: int | None, modules: dict[str, nn.Module]) -> int | None:

@@ -28,11 +28,11 @@ from torch import nn
 
 from optuna_kmtpe import geometry
 from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.graph import layer_channels
 from optuna_kmtpe.graph import quantizable_layers
 from optuna_kmtpe.graph import record_layer_calls
 from optuna_kmtpe.quant._apply import applied_config
 from optuna_kmtpe.quant._apply import as_quant_config
-from optuna_kmtpe.quant._apply import channel_facts
 from optuna_kmtpe.quant._apply import narrowed_layers
 
 
@@ -131,7 +131,7 @@ def layer_report(
     cfg = as_quant_config(config) if config is not None else (own or QuantConfig({}))
     cfg.check_layers(layers)
     names = list(layers)
-    facts = [channel_facts(layer) for layer in layers.values()]
+    facts = [layer_channels(layer) for layer in layers.values()]
     # On a model from apply_config the widths are already physical: never apply them twice.
     widths = [1.0 if own is not None else cfg.layer(name).width for name in names]
     graph = None if own is not None else narrowed_layers(model, layers, cfg, example_input)[1]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 import copy
-import math
 from typing import Any
 
 import torch
@@ -25,6 +24,7 @@ from optuna_kmtpe.config import is_float_bits
 from optuna_kmtpe.geometry import kept_channels
 from optuna_kmtpe.graph import ChannelGraph
 from optuna_kmtpe.graph import channel_graph
+from optuna_kmtpe.graph import layer_channels
 from optuna_kmtpe.graph import module_paths
 from optuna_kmtpe.graph import quantizable_layers
 from optuna_kmtpe.quant._modules import ActivationQuantizer
@@ -183,14 +183,6 @@ def _is_quantized(config: QuantConfig, name: str) -> bool:
     return not (is_float_bits(layer.weight_bits) and is_float_bits(layer.act_bits))
 
 
-def channel_facts(layer: nn.Module) -> tuple[int, int, int, int]:
-    """``(out_channels, in_channels, groups, kernel taps)`` of a Conv or Linear layer."""
-    if isinstance(layer, nn.Linear):
-        return int(layer.out_features), int(layer.in_features), 1, 1
-    groups = int(layer.groups)
-    return int(layer.out_channels), int(layer.in_channels), groups, math.prod(layer.kernel_size)
-
-
 def narrowed_layers(
     model: nn.Module,
     layers: dict[str, nn.Module],
@@ -204,11 +196,11 @@ def narrowed_layers(
             change (the graph says why).
     """
     narrowed = {
-        name: kept_channels(channel_facts(layers[name])[0], config.layer(name).width)
+        name: kept_channels(layer_channels(layers[name])[0], config.layer(name).width)
         for name in layers
         if config.layer(name).width < 1.0
     }
-    narrowed = {n: k for n, k in narrowed.items() if k < channel_facts(layers[n])[0]}
+    narrowed = {n: k for n, k in narrowed.items() if k < layer_channels(layers[n])[0]}
     if not narrowed:
         return {}, None
     if example_input is None:

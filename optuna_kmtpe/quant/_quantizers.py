@@ -62,9 +62,7 @@ def integer_range(bits: int, *, signed: bool) -> tuple[int, int]:
         >>> integer_range(4, signed=True), integer_range(4, signed=False)
         ((-7, 7), (0, 15))
     """
-    check_bits(bits)
-    if is_float_bits(bits):
-        raise ValueError(f"{bits} bits means float: there is no integer range.")
+    check_bits(bits, allow_float=False)
     if not signed:
         return 0, 2**bits - 1
     if bits == 1:
@@ -281,9 +279,7 @@ def weight_qparams(
         >>> scale.shape, zero_point.tolist()
         (torch.Size([2]), [0.0, 0.0])
     """
-    check_bits(bits)
-    if is_float_bits(bits):
-        raise ValueError(f"{bits} bits means float: a float weight has no scale or zero point.")
+    check_bits(bits, allow_float=False)
     _check_range_method(range_method)
     with torch.no_grad():
         rows = _channel_view(weight.detach(), per_channel)
@@ -434,9 +430,7 @@ def activation_qparams(
         >>> round(float(scale), 4), float(zero_point)
         (0.01, 0.0)
     """
-    check_bits(bits)
-    if is_float_bits(bits):
-        raise ValueError(f"{bits} bits means float: a float activation has no scale.")
+    check_bits(bits, allow_float=False)
     low = torch.as_tensor(min_val, dtype=torch.float32).clamp_max(0.0)
     high = torch.as_tensor(max_val, dtype=torch.float32).clamp_min(0.0)
     tiny = torch.finfo(torch.float32).tiny

@@ -15,12 +15,15 @@ from torch import nn
 from torch.nn.attention import SDPBackend
 from torch.nn.attention import sdpa_kernel
 
+from optuna_kmtpe.config import check_bit_choices
+from optuna_kmtpe.config import check_bits
+from optuna_kmtpe.config import is_float_bits
+from optuna_kmtpe.graph import layer_channels
+from optuna_kmtpe.graph import quantizable_layers
 from optuna_kmtpe.records import STUDY_SENSITIVITY
 from optuna_kmtpe.sensitivity._hutchinson import RunningStats
 from optuna_kmtpe.sensitivity._hutchinson import hutchinson_traces
 from optuna_kmtpe.sensitivity._hutchinson import power_iteration
-from optuna_kmtpe.sensitivity._layers import channel_counts
-from optuna_kmtpe.sensitivity._layers import find_quantizable_layers
 from optuna_kmtpe.sensitivity._report import LayerSensitivity
 from optuna_kmtpe.sensitivity._report import SensitivityReport
 
@@ -128,6 +131,8 @@ def compute_sensitivity(
         ('net.1', 'net.3', 'net.5')
     """
     _validate(num_batches, target_rel_err, max_probes, min_probes, weight_bits)
+    for bits in act_bits:
+        check_bits(bits, field="act_bits")
     min_probes = min(min_probes, max_probes)
     if deflation_rank < 0:
         raise ValueError(
@@ -139,7 +144,7 @@ def compute_sensitivity(
 
     work = copy.deepcopy(model)
     work.eval()
-    all_layers = find_quantizable_layers(work)
+    all_layers = quantizable_layers(work)
     names = list(all_layers) if layers is None else list(layers)
     unknown = [name for name in names if name not in all_layers]
     if unknown:
@@ -243,7 +248,7 @@ def compute_sensitivity(
     for index, (name, module) in enumerate(zip(names, modules)):
         n_params = int(weights[index].numel())
         trace, stderr, probes = _combine([stats[index] for stats in weight_stats])
-        out_channels, in_channels = channel_counts(module)
+        out_channels, in_channels, _, _ = layer_channels(module)
         act_trace = act_stderr = None
         numel = None
         if activations:
@@ -304,14 +309,7 @@ def _validate(
             f"min_probes and max_probes must be >= 2 (a standard error needs 2 probes), got "
             f"min_probes={min_probes}, max_probes={max_probes}."
         )
-    bad = [
-        b for b in weight_bits if isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= 8
-    ]
-    if bad or not weight_bits:
-        raise ValueError(
-            f"weight_bits must be a non-empty list of ints in 1..8 (float needs no "
-            f"perturbation), got {list(weight_bits)}."
-        )
+    check_bit_choices(weight_bits, field="weight_bits", allow_float=False)
 
 
 def _take_batches(source: Iterable[Batch] | Batch, num_batches: int) -> list[Batch]:
@@ -508,7 +506,6 @@ def _pruning_errors(
 
 def _activation_errors(act: torch.Tensor, bits_list: Sequence[int]) -> dict[int, torch.Tensor]:
     """``Q_b(a) - a`` for an activation batch, asymmetric over the batch's min-max range."""
-    from optuna_kmtpe.config import is_float_bits
     from optuna_kmtpe.quant import activation_qparams
     from optuna_kmtpe.quant import fake_quantize_activation
 
@@ -559,7 +556,7 @@ def load_or_compute_sensitivity(
         True
     """
     stored = SensitivityReport.load_from_study(study, key=key)
-    expected = list(kwargs.get("layers") or find_quantizable_layers(model))
+    expected = list(kwargs.get("layers") or quantizable_layers(model))
     if stored is not None:
         if list(stored.names) != expected:
             raise ValueError(

@@ -17,6 +17,7 @@ import math
 from typing import TYPE_CHECKING
 from typing import Any
 
+from optuna_kmtpe.config import is_float_bits
 from optuna_kmtpe.records import STUDY_SENSITIVITY
 
 
@@ -102,7 +103,7 @@ class LayerSensitivity:
         """
         if kind not in ("trace", "quadratic"):
             raise ValueError(f"kind must be 'trace' or 'quadratic', got {kind!r}.")
-        if bits >= 16:
+        if is_float_bits(bits):
             return 0.0
         try:
             if kind == "quadratic":

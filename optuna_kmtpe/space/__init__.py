@@ -12,13 +12,13 @@ Example:
 
 from __future__ import annotations
 
+from optuna_kmtpe.space._hawq import FrontierPoint
+from optuna_kmtpe.space._hawq import hawq_v2_frontier
+from optuna_kmtpe.space._hawq import hawq_v2_select
 from optuna_kmtpe.space._order import count_monotone
 from optuna_kmtpe.space._order import project_monotone
 from optuna_kmtpe.space._order import sensitivity_order
-from optuna_kmtpe.space._space import FrontierPoint
 from optuna_kmtpe.space._space import MonotoneSearchSpace
-from optuna_kmtpe.space._space import hawq_v2_frontier
-from optuna_kmtpe.space._space import hawq_v2_select
 
 
 __all__ = [

@@ -1,19 +1,31 @@
 """HAWQ-V2 automatic bit selection: minimize Omega = sum_i Tr_i/n_i * ||Q(W_i) - W_i||^2.
 
-Pure functions over per-layer tables ``sizes[i][b]`` (bits of layer ``i`` at choice ``b``) and
-``omegas[i][b]`` (its Omega term), optionally under the monotone order ``below`` and caps.
+:func:`hawq_v2_frontier` and :func:`hawq_v2_select` read the report into per-layer tables
+``sizes[i][b]`` (bits of layer ``i`` at choice ``b``) and ``omegas[i][b]`` (its Omega term); the
+algorithms below them are pure functions over those tables, optionally under the monotone
+order ``below`` and caps.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from typing import NamedTuple
 
 import numpy as np
 
+from optuna_kmtpe import geometry
+from optuna_kmtpe.config import LayerConfig
+from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.config import check_bit_choices
 from optuna_kmtpe.sampler import pareto_mask
 from optuna_kmtpe.space._order import count_monotone
 from optuna_kmtpe.space._order import iter_monotone
+from optuna_kmtpe.space._order import trace_order
+
+
+if TYPE_CHECKING:
+    from optuna_kmtpe.sensitivity import SensitivityReport
 
 
 # Beyond this many monotone configs, exact enumeration gives way to the integer program.
@@ -24,6 +36,127 @@ class LevelPoint(NamedTuple):
     size: float
     omega: float
     levels: tuple[int, ...]
+
+
+class FrontierPoint(NamedTuple):
+    """One point of a HAWQ-V2 frontier: model size in bits, Omega, and the config."""
+
+    size_bits: float
+    omega: float
+    config: QuantConfig
+
+
+def hawq_v2_frontier(
+    report: SensitivityReport,
+    *,
+    weight_bits: Sequence[int] = (2, 3, 4, 6, 8),
+    order_sigma: float | None = None,
+    act_bits: int = 8,
+    layers: Sequence[str] | None = None,
+    method: str = "auto",
+    omega: str = "trace",
+) -> list[FrontierPoint]:
+    """Pareto frontier of Omega against model size (HAWQ-V2), ordered by size.
+
+    ``Omega(config) = sum_i Tr(H_i)/n_i * ||Q_{b_i}(W_i) - W_i||^2`` and size
+    ``= sum_i b_i * n_i`` (weights only). Without ``order_sigma`` (HAWQ-V2 proper) layers choose
+    independently and the frontier comes from an exact dynamic program merging per-layer
+    choices with dominance pruning. With ``order_sigma`` the configs must also respect the
+    sensitivity order of :class:`~optuna_kmtpe.space.MonotoneSearchSpace`; the frontier is then
+    exact by enumeration for small spaces, else by a sweep of integer programs
+    (``scipy.optimize.milp``, HiGHS, gap 0), one per frontier point. ``omega="quadratic"``
+    replaces each layer's ``trace * ||dW||^2`` by the exact ``0.5 * dW^T H dW`` stored in the
+    report.
+
+    Example:
+        >>> from optuna_kmtpe.sensitivity import LayerSensitivity, SensitivityReport
+        >>> def layer(name, trace):
+        ...     return LayerSensitivity(name, "Linear", 100, 10, 10, trace, 0.0, 64,
+        ...                             {b: 1.0 / 4**b for b in (2, 4, 8)})
+        >>> report = SensitivityReport(layers=(layer("a", 1.0), layer("b", 0.1)))
+        >>> [p.size_bits for p in hawq_v2_frontier(report, weight_bits=(2, 4, 8))]
+        [400.0, 600.0, 800.0, 1200.0, 1600.0]
+    """
+    names = list(report.names if layers is None else layers)
+    below = None if order_sigma is None else trace_order(report, names, sigma=order_sigma)
+    return frontier(report, names, weight_bits, None, below, act_bits, method, omega)
+
+
+def hawq_v2_select(
+    report: SensitivityReport,
+    size_budget_bits: float,
+    *,
+    weight_bits: Sequence[int] = (2, 3, 4, 6, 8),
+    order_sigma: float | None = None,
+    act_bits: int = 8,
+    layers: Sequence[str] | None = None,
+    method: str = "auto",
+    omega: str = "trace",
+) -> QuantConfig:
+    """The config of minimal Omega whose weights fit ``size_budget_bits`` (HAWQ-V2 selection).
+
+    Ties in Omega go to the smaller model. See :func:`hawq_v2_frontier` for the method.
+
+    Raises:
+        ValueError: If even the smallest config exceeds the budget.
+    """
+    names = list(report.names if layers is None else layers)
+    bits, sizes, omegas = tables(report, names, weight_bits, omega)
+    below = None if order_sigma is None else trace_order(report, names, sigma=order_sigma)
+    caps = [len(bits) - 1] * len(names)
+    point = select(sizes, omegas, caps, below, size_budget_bits, method=method)
+    if point is None:
+        smallest = sum(row[0] for row in sizes)
+        raise ValueError(
+            f"size_budget_bits={size_budget_bits:g} is below the smallest config "
+            f"({smallest:g} bits at {bits[0]} bits everywhere); raise the budget."
+        )
+    return _config(names, bits, point.levels, act_bits)
+
+
+def frontier(
+    report: SensitivityReport,
+    names: Sequence[str],
+    weight_bits: Sequence[int],
+    caps: Sequence[int] | None,
+    below: Sequence[frozenset[int]] | None,
+    act_bits: int,
+    method: str,
+    omega: str,
+) -> list[FrontierPoint]:
+    """The frontier of the named layers within ``caps`` (default: every choice), independent
+    when ``below`` is None, else monotone; every config has activations at ``act_bits``."""
+    bits, sizes, omegas = tables(report, names, weight_bits, omega)
+    caps = [len(bits) - 1] * len(names) if caps is None else caps
+    if below is None:
+        points = pareto_independent(sizes, omegas, caps)
+    else:
+        points = pareto_monotone(sizes, omegas, caps, below, method=method)
+    return [
+        FrontierPoint(p.size, p.omega, _config(names, bits, p.levels, act_bits)) for p in points
+    ]
+
+
+def tables(
+    report: SensitivityReport, names: Sequence[str], weight_bits: Sequence[int], omega: str
+) -> tuple[tuple[int, ...], list[list[float]], list[list[float]]]:
+    """The ascending weight choices and each layer's size (bits, float as 32) and Omega at
+    each choice."""
+    bits = check_bit_choices(weight_bits, field="weight_bits")
+    sizes = [[geometry.budget_size_bits(report[n].n_params, b) for b in bits] for n in names]
+    omegas = [[report[n].omega(b, kind=omega) for b in bits] for n in names]
+    return bits, sizes, omegas
+
+
+def _config(
+    names: Sequence[str], bits: Sequence[int], levels: Sequence[int], act_bits: int
+) -> QuantConfig:
+    return QuantConfig(
+        {
+            name: LayerConfig(weight_bits=bits[level], act_bits=act_bits, width=1.0)
+            for name, level in zip(names, levels)
+        }
+    )
 
 
 def pareto_independent(

@@ -12,6 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from collections.abc import Sequence
 import functools
+from typing import TYPE_CHECKING
+
+
+if TYPE_CHECKING:
+    from optuna_kmtpe.sensitivity import SensitivityReport
 
 
 def sensitivity_order(
@@ -36,6 +41,22 @@ def sensitivity_order(
     return tuple(
         frozenset(j for j in range(len(traces)) if j != i and lows[i] > highs[j])
         for i in range(len(traces))
+    )
+
+
+def trace_order(
+    report: SensitivityReport, names: Sequence[str], *, sigma: float, activations: bool = False
+) -> tuple[frozenset[int], ...]:
+    """:func:`sensitivity_order` of the named layers' weight traces (or activation traces)."""
+    stats = [report[name] for name in names]
+    if activations:
+        return sensitivity_order(
+            [float(s.act_trace) for s in stats],  # type: ignore[arg-type]
+            [float(s.act_trace_stderr or 0.0) for s in stats],
+            sigma=sigma,
+        )
+    return sensitivity_order(
+        [s.trace for s in stats], [s.trace_stderr for s in stats], sigma=sigma
     )
 
 

@@ -8,40 +8,35 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 import math
 from typing import Any
-from typing import NamedTuple
 
-import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.distributions import IntDistribution
 
 from optuna_kmtpe import geometry
-from optuna_kmtpe.config import ALLOWED_BITS
 from optuna_kmtpe.config import LayerConfig
 from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.config import check_bit_choices
 from optuna_kmtpe.config import check_bits
+from optuna_kmtpe.config import check_width_choices
 from optuna_kmtpe.config import is_float_bits
-from optuna_kmtpe.records import SIZE_BITS
 from optuna_kmtpe.sensitivity import SensitivityReport
-from optuna_kmtpe.space import _hawq
-from optuna_kmtpe.space._order import above_sets
+from optuna_kmtpe.space import _budgets
+from optuna_kmtpe.space._budgets import Levels
+from optuna_kmtpe.space._describe import describe
+from optuna_kmtpe.space._hawq import FrontierPoint
+from optuna_kmtpe.space._hawq import frontier
 from optuna_kmtpe.space._order import count_monotone
 from optuna_kmtpe.space._order import is_monotone
 from optuna_kmtpe.space._order import project_monotone
-from optuna_kmtpe.space._order import sensitivity_order
+from optuna_kmtpe.space._order import trace_order
 
 
 WEIGHT_SUFFIX = ".w_level"
 ACT_SUFFIX = ".a_level"
 WIDTH_SUFFIX = ".width_level"
-
-
-class FrontierPoint(NamedTuple):
-    """One point of a HAWQ-V2 frontier: model size in bits, Omega, and the config."""
-
-    size_bits: float
-    omega: float
-    config: QuantConfig
+SUFFIXES = (WEIGHT_SUFFIX, ACT_SUFFIX, WIDTH_SUFFIX)
+"""The parameter name of a layer's weight, activation and width level: ``name + suffix``."""
 
 
 class MonotoneSearchSpace:
@@ -148,7 +143,7 @@ class MonotoneSearchSpace:
                 f"layers {unknown} are not in the report; its layers are {list(report.names)}."
             )
         self.layer_names: tuple[str, ...] = tuple(names)
-        self.weight_bits = _check_bits_list(weight_bits, "weight_bits")
+        self.weight_bits = check_bit_choices(weight_bits, field="weight_bits")
         missing = [
             b for b in self.weight_bits if not is_float_bits(b) and b not in report.weight_bits
         ]
@@ -157,10 +152,10 @@ class MonotoneSearchSpace:
                 f"The report has no weight perturbation for bits {missing}; recompute it with "
                 f"compute_sensitivity(..., weight_bits=...) including them."
             )
-        self.act_bits = None if act_bits is None else _check_bits_list(act_bits, "act_bits")
+        self.act_bits = None if act_bits is None else check_bit_choices(act_bits, field="act_bits")
         check_bits(default_act_bits, field="default_act_bits")
         self.default_act_bits = default_act_bits
-        self.widths = None if widths is None else _check_widths(widths)
+        self.widths = None if widths is None else check_width_choices(widths)
         self.order_sigma = float(order_sigma)
         self.size_budget_bits = size_budget_bits
         self.budgets: dict[str, float] = dict(budgets or {})
@@ -195,32 +190,32 @@ class MonotoneSearchSpace:
             in_channels=[1 if p is None else stats[p].out_channels for p in producer_index],
             producers=producer_index,
         )
-        self.weight_below = sensitivity_order(
-            [s.trace for s in stats], [s.trace_stderr for s in stats], sigma=self.order_sigma
-        )
+        self._n_params = [s.n_params for s in stats]
+        no_order = tuple(frozenset() for _ in names)
+        self.weight_below = trace_order(report, names, sigma=self.order_sigma)
+        self.act_below = no_order
         if self.act_bits is not None and all(s.act_trace is not None for s in stats):
-            self.act_below = sensitivity_order(
-                [float(s.act_trace) for s in stats],  # type: ignore[arg-type]
-                [float(s.act_trace_stderr or 0.0) for s in stats],
-                sigma=self.order_sigma,
-            )
-        else:
-            self.act_below = tuple(frozenset() for _ in names)
+            self.act_below = trace_order(report, names, sigma=self.order_sigma, activations=True)
 
         full_cap = len(self.weight_bits) - 1
-        self.weight_caps: tuple[int, ...] = self._prune_caps(full_cap)
+        self.weight_caps: tuple[int, ...] = tuple(full_cap for _ in names)
+        if self.size_budget_bits is not None:
+            smallest = [min(self.widths) if n in self.prunable else 1.0 for n in names]  # type: ignore[arg-type]
+            kept = _budgets.kept_weights(self._layout, self._n_params, smallest)
+            self.weight_caps = _budgets.size_caps(
+                kept, self.weight_bits, self.weight_below, self.size_budget_bits
+            )
         act_cap = 0 if self.act_bits is None else len(self.act_bits) - 1
         self.act_caps: tuple[int, ...] = tuple(act_cap for _ in names)
         width_cap = 0 if self.widths is None else len(self.widths) - 1
-        self.width_caps: tuple[int, ...] = tuple(
-            width_cap if name in self.prunable else 0 for name in names
-        )
+        self.width_caps = tuple(width_cap if name in self.prunable else 0 for name in names)
+        orders = (self.weight_below, self.act_below, no_order)
+        excess = lambda levels: self.budget_excess(self._levels_config(levels))  # noqa: E731
         if self.budgets:
-            self.weight_caps, self.act_caps, self.width_caps = self._budget_caps()
+            caps = _budgets.budget_caps(self._caps, orders, excess, self.budgets)
+            self.weight_caps, self.act_caps, self.width_caps = caps
 
-        width_product = 1
-        for name in names:
-            width_product *= width_cap + 1 if name in self.prunable else 1
+        width_product = (width_cap + 1) ** len(self.prunable)
         act_count = count_monotone([act_cap] * len(names), self.act_below)
         self.size_before: int = (len(self.weight_bits) * (act_cap + 1)) ** len(
             names
@@ -234,57 +229,20 @@ class MonotoneSearchSpace:
             * math.prod(cap + 1 for cap in self.width_caps)
         )
         self.size_within_budgets: int | None = (
-            self._estimate_within_budgets() if self.budgets else None
+            _budgets.estimate_fitting(self._caps, orders, excess, self.size_after)
+            if self.budgets
+            else None
         )
         """Estimated configs of :attr:`size_after` that fit every budget (None: no budgets)."""
 
-    # Construction helpers ---------------------------------------------------------------------
-    def _min_width(self, name: str) -> float:
-        return min(self.widths) if self.widths is not None and name in self.prunable else 1.0
+    @property
+    def _caps(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        return self.weight_caps, self.act_caps, self.width_caps
 
-    def _kept_weights(self, widths: Mapping[str, float]) -> list[float]:
-        """Weights left in each layer at ``widths``: ``n_params`` x the fractions of its output
-        channels and of its producer's (:meth:`~optuna_kmtpe.geometry.ChannelLayout.pruned`)."""
-        layout = self._layout
-        pruned = layout.pruned([widths.get(name, 1.0) for name in self.layer_names])
-        ratios = (pruned.out_channels[0] / layout.out_channels) * (
-            pruned.in_channels[0] / layout.in_channels
-        )
-        return [
-            self.report[name].n_params * ratio
-            for name, ratio in zip(self.layer_names, ratios.tolist())
-        ]
-
-    def _prune_caps(self, full_cap: int) -> tuple[int, ...]:
-        if self.size_budget_bits is None:
-            return tuple(full_cap for _ in self.layer_names)
-        min_widths = {name: self._min_width(name) for name in self.layer_names}
-        costs = self._kept_weights(min_widths)
-        bits = [geometry.float32_bits(b) for b in self.weight_bits]
-        floor = bits[0] * sum(costs)
-        if floor > self.size_budget_bits:
-            raise ValueError(
-                f"size_budget_bits={self.size_budget_bits:g} is below the smallest model this "
-                f"space can build ({floor:g} bits, every layer at {self.weight_bits[0]} bits and "
-                f"minimal width); raise the budget or add smaller weight_bits."
-            )
-        above = above_sets(self.weight_below)
-        caps = []
-        for i in range(len(self.layer_names)):
-            forced = above[i] | {i}
-            cap = 0
-            for level in range(full_cap + 1):
-                size = sum(
-                    (bits[level] if j in forced else bits[0]) * costs[j] for j in range(len(costs))
-                )
-                if size <= self.size_budget_bits:
-                    cap = level
-            caps.append(cap)
-        return tuple(caps)
-
-    def _levels_config(
-        self, w_levels: Sequence[int], a_levels: Sequence[int], width_levels: Sequence[int]
-    ) -> QuantConfig:
+    # Levels <-> configs ------------------------------------------------------------------------
+    def _levels_config(self, levels: Levels) -> QuantConfig:
+        """The config of weight, activation and width levels (taken as they are)."""
+        w_levels, a_levels, width_levels = levels
         layers = {}
         for i, name in enumerate(self.layer_names):
             width = 1.0
@@ -296,78 +254,57 @@ class MonotoneSearchSpace:
             )
         return QuantConfig(layers)
 
-    def _budget_caps(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-        """Caps of each layer's weight, activation and width levels under :attr:`budgets`.
-
-        A level stays when the cheapest config using it fits: that layer (and, for bits, every
-        layer the order forces up with it) at the level, everything else at its smallest
-        choice. With costs that never fall as bits or widths grow, a pruned level is in no
-        feasible config.
-        """
-        n = len(self.layer_names)
-        zeros = [0] * n
-        floor = self.budget_excess(self._levels_config(zeros, zeros, zeros))
-        if floor:
-            over = ", ".join(f"{m}={value:g} > {self.budgets[m]:g}" for m, value in floor.items())
-            raise ValueError(
-                f"The budgets are below the cheapest config this space can build ({over}, every "
-                "layer at its smallest bits and width); raise them or add smaller choices."
+    def _projected_config(self, levels: Levels) -> QuantConfig:
+        """The config of any levels, bits projected onto the orders (what a trial gets)."""
+        return self._levels_config(
+            (
+                project_monotone(levels[0], self.weight_below),
+                project_monotone(levels[1], self.act_below),
+                levels[2],
             )
-
-        def caps(
-            current: Sequence[int], forced_sets: Sequence[frozenset[int]], kind: int
-        ) -> tuple[int, ...]:
-            result = []
-            for i in range(n):
-                cap = 0
-                for level in range(1, current[i] + 1):
-                    levels = [level if j in forced_sets[i] or j == i else 0 for j in range(n)]
-                    args = [zeros, zeros, zeros]
-                    args[kind] = levels
-                    if not self.budget_excess(self._levels_config(*args)):
-                        cap = level
-                result.append(cap)
-            return tuple(result)
-
-        no_order = tuple(frozenset() for _ in range(n))
-        return (
-            caps(self.weight_caps, above_sets(self.weight_below), 0),
-            caps(self.act_caps, above_sets(self.act_below), 1),
-            caps(self.width_caps, no_order, 2),
         )
 
-    def _estimate_within_budgets(self, samples: int = 2000, seed: int = 0) -> int:
-        """Configs after pruning that fit the budgets, estimated from uniform samples.
+    def _choice_levels(self, config: QuantConfig) -> tuple[list[int], list[int], list[int]]:
+        """Weight, activation and width levels of ``config``'s choices (caps not checked)."""
+        w_levels, a_levels, width_levels = [], [], []
+        for name in self.layer_names:
+            layer = config.layer(name)
+            w_levels.append(_index(self.weight_bits, layer.weight_bits, name, "weight_bits"))
+            if self.act_bits is None:
+                if layer.act_bits != self.default_act_bits:
+                    raise ValueError(
+                        f"Layer {name!r}: act_bits={layer.act_bits}, but this space fixes "
+                        f"activations at {self.default_act_bits} bits."
+                    )
+                a_levels.append(0)
+            else:
+                a_levels.append(_index(self.act_bits, layer.act_bits, name, "act_bits"))
+            if name in self.prunable and self.widths is not None:
+                width_levels.append(_index(self.widths, layer.width, name, "width"))
+            elif layer.width != 1.0:
+                raise ValueError(f"Layer {name!r} is not prunable here: its width must be 1.0.")
+            else:
+                width_levels.append(0)
+        return w_levels, a_levels, width_levels
 
-        Per-choice pruning is exact for single choices but not for their combinations; the
-        joint count is a fraction of :attr:`size_after`, measured on ``samples`` uniform draws
-        of the pruned levels that respect the order (deterministic: a fixed ``seed``).
-        """
-        rng = np.random.default_rng(seed)
-        inside = fits = 0
-        for _ in range(samples):
-            w = [int(rng.integers(0, cap + 1)) for cap in self.weight_caps]
-            a = [int(rng.integers(0, cap + 1)) for cap in self.act_caps]
-            x = [int(rng.integers(0, cap + 1)) for cap in self.width_caps]
-            if not (is_monotone(w, self.weight_below) and is_monotone(a, self.act_below)):
-                continue
-            inside += 1
-            fits += not self.budget_excess(self._levels_config(w, a, x))
-        return round(self.size_after * fits / inside) if inside else self.size_after
+    def _paired_act_level(self, weight_bits: int) -> int:
+        """The smallest activation choice with at least ``weight_bits`` (else the largest)."""
+        assert self.act_bits is not None
+        return next(
+            (k for k, bits in enumerate(self.act_bits) if bits >= weight_bits),
+            len(self.act_bits) - 1,
+        )
 
     # Optuna interface ---------------------------------------------------------------------------
     @property
     def distributions(self) -> dict[str, BaseDistribution]:
         """The fixed distributions every trial suggests (name -> ``IntDistribution`` of levels)."""
-        dists: dict[str, BaseDistribution] = {}
-        for i, name in enumerate(self.layer_names):
-            if self.weight_caps[i] > 0:
-                dists[name + WEIGHT_SUFFIX] = IntDistribution(0, self.weight_caps[i])
-            if self.act_caps[i] > 0:
-                dists[name + ACT_SUFFIX] = IntDistribution(0, self.act_caps[i])
-            if self.width_caps[i] > 0:
-                dists[name + WIDTH_SUFFIX] = IntDistribution(0, self.width_caps[i])
-        return dists
+        return {
+            name + suffix: IntDistribution(0, caps[i])
+            for i, name in enumerate(self.layer_names)
+            for suffix, caps in zip(SUFFIXES, self._caps)
+            if caps[i] > 0
+        }
 
     def suggest(self, trial: optuna.trial.BaseTrial) -> QuantConfig:
         """Suggest every level from its fixed distribution and return the monotone config."""
@@ -379,53 +316,12 @@ class MonotoneSearchSpace:
 
     def config_from_params(self, params: Mapping[str, int]) -> QuantConfig:
         """The config of a trial's params (``trial.params``); missing levels count as 0."""
-        w_levels = [
-            self._level(params, name + WEIGHT_SUFFIX, self.weight_caps[i])
-            for i, name in enumerate(self.layer_names)
-        ]
-        a_levels = [
-            self._level(params, name + ACT_SUFFIX, self.act_caps[i])
-            for i, name in enumerate(self.layer_names)
-        ]
-        width_levels = [
-            self._level(params, name + WIDTH_SUFFIX, self.width_caps[i])
-            for i, name in enumerate(self.layer_names)
-        ]
-        return self._levels_config(
-            project_monotone(w_levels, self.weight_below),
-            project_monotone(a_levels, self.act_below),
-            width_levels,
+        return self._projected_config(
+            [
+                [_level(params, name + suffix, caps[i]) for i, name in enumerate(self.layer_names)]
+                for suffix, caps in zip(SUFFIXES, self._caps)
+            ]
         )
-
-    @staticmethod
-    def _level(params: Mapping[str, Any], key: str, cap: int) -> int:
-        value = params.get(key, 0)
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= cap:
-            raise ValueError(f"Parameter {key}={value!r} is not a level in 0..{cap}.")
-        return value
-
-    def _choice_levels(self, config: QuantConfig) -> tuple[list[int], list[int], list[int]]:
-        """Weight, activation and width levels of ``config``'s choices (caps not checked)."""
-        w_levels, a_levels, width_levels = [], [], []
-        for name in self.layer_names:
-            layer = config.layer(name)
-            w_levels.append(self._index(self.weight_bits, layer.weight_bits, name, "weight_bits"))
-            if self.act_bits is None:
-                if layer.act_bits != self.default_act_bits:
-                    raise ValueError(
-                        f"Layer {name!r}: act_bits={layer.act_bits}, but this space fixes "
-                        f"activations at {self.default_act_bits} bits."
-                    )
-                a_levels.append(0)
-            else:
-                a_levels.append(self._index(self.act_bits, layer.act_bits, name, "act_bits"))
-            if name in self.prunable and self.widths is not None:
-                width_levels.append(self._index(self.widths, layer.width, name, "width"))
-            elif layer.width != 1.0:
-                raise ValueError(f"Layer {name!r} is not prunable here: its width must be 1.0.")
-            else:
-                width_levels.append(0)
-        return w_levels, a_levels, width_levels
 
     def params_for(self, config: QuantConfig) -> dict[str, int]:
         """The trial params that make :meth:`suggest` return ``config`` (for ``enqueue_trial``).
@@ -434,35 +330,32 @@ class MonotoneSearchSpace:
             ValueError: If ``config`` is outside the space (a bit-width or width that is not a
                 choice, a pruned choice, or a violated order).
         """
-        w_levels, a_levels, width_levels = self._choice_levels(config)
+        levels = self._choice_levels(config)
         budget = "budgets" if self.budgets else "size budget"
         for i, name in enumerate(self.layer_names):
             layer = config.layer(name)
             for field, value, level, cap, choices in (
-                ("weights", f"{layer.weight_bits}-bit", w_levels[i], self.weight_caps[i],
+                ("weights", f"{layer.weight_bits}-bit", levels[0][i], self.weight_caps[i],
                  self.weight_bits),
-                ("activations", f"{layer.act_bits}-bit", a_levels[i], self.act_caps[i],
+                ("activations", f"{layer.act_bits}-bit", levels[1][i], self.act_caps[i],
                  self.act_bits),
-                ("width", f"{layer.width:g}", width_levels[i], self.width_caps[i], self.widths),
+                ("width", f"{layer.width:g}", levels[2][i], self.width_caps[i], self.widths),
             ):  # fmt: skip
                 if level > cap:
                     raise ValueError(
                         f"Layer {name!r}: {value} {field} were pruned by the {budget} "
                         f"(allowed: {list((choices or ())[: cap + 1])})."
                     )
-        if not is_monotone(w_levels, self.weight_below):
+        if not is_monotone(levels[0], self.weight_below):
             raise ValueError("The config's weight bits violate the sensitivity order.")
-        if not is_monotone(a_levels, self.act_below):
+        if not is_monotone(levels[1], self.act_below):
             raise ValueError("The config's activation bits violate the sensitivity order.")
-        params = {}
-        for i, name in enumerate(self.layer_names):
-            if self.weight_caps[i] > 0:
-                params[name + WEIGHT_SUFFIX] = w_levels[i]
-            if self.act_caps[i] > 0:
-                params[name + ACT_SUFFIX] = a_levels[i]
-            if self.width_caps[i] > 0:
-                params[name + WIDTH_SUFFIX] = width_levels[i]
-        return {key: params[key] for key in self.distributions}
+        return {
+            name + suffix: kind_levels[i]
+            for i, name in enumerate(self.layer_names)
+            for suffix, kind_levels, caps in zip(SUFFIXES, levels, self._caps)
+            if caps[i] > 0
+        }
 
     def pair_activation_bits(self, config: QuantConfig) -> QuantConfig:
         """``config`` with each layer's activation bits lowered or raised to match its weights.
@@ -497,34 +390,19 @@ class MonotoneSearchSpace:
         w_levels, _, width_levels = self._choice_levels(config)
         if self.act_bits is None:
             return config
-        a_levels = []
-        for name in self.layer_names:
-            weight_bits = config.layer(name).weight_bits
-            a_levels.append(
-                next(
-                    (k for k, bits in enumerate(self.act_bits) if bits >= weight_bits),
-                    len(self.act_bits) - 1,
-                )
-            )
+        a_levels = [self._paired_act_level(config.layer(n).weight_bits) for n in self.layer_names]
         return self._levels_config(
-            w_levels, project_monotone(a_levels, self.act_below), width_levels
+            (w_levels, project_monotone(a_levels, self.act_below), width_levels)
         )
 
-    @staticmethod
-    def _index(choices: Sequence[Any], value: Any, name: str, field: str) -> int:
-        for k, choice in enumerate(choices):
-            if choice == value:
-                return k
-        raise ValueError(f"Layer {name!r}: {field}={value!r} is not one of {list(choices)}.")
-
-    # Sizes -----------------------------------------------------------------------------------
+    # Sizes and budgets ---------------------------------------------------------------------------
     def size_bits(self, config: QuantConfig) -> float:
         """Weight storage of ``config`` in bits, counting removed channels (float = 32 bits):
         :func:`optuna_kmtpe.geometry.budget_size_bits`, not the recorded ``size_bits``."""
-        weights = self._kept_weights({name: config.layer(name).width for name in self.layer_names})
+        layers = [config.layer(name) for name in self.layer_names]
+        weights = _budgets.kept_weights(self._layout, self._n_params, [c.width for c in layers])
         return sum(
-            geometry.budget_size_bits(kept, config.layer(name).weight_bits)
-            for name, kept in zip(self.layer_names, weights)
+            geometry.budget_size_bits(kept, c.weight_bits) for c, kept in zip(layers, weights)
         )
 
     def budget_excess(self, config: QuantConfig) -> dict[str, float]:
@@ -560,135 +438,50 @@ class MonotoneSearchSpace:
         Returns:
             A config inside the space that fits, or None if no sequence of steps finds one.
         """
-        w_levels, a_levels, width_levels = self._choice_levels(config)
-        levels = [
-            [min(v, cap) for v, cap in zip(w_levels, self.weight_caps)],
-            [min(v, cap) for v, cap in zip(a_levels, self.act_caps)],
-            [min(v, cap) for v, cap in zip(width_levels, self.width_caps)],
-        ]
+        paired = None
+        if self.act_bits is not None:
+            paired = lambda level: self._paired_act_level(self.weight_bits[level])  # noqa: E731
+        return _budgets.nearest_feasible(
+            self._choice_levels(config),
+            self._caps,
+            build=self._projected_config,
+            excess=self._relative_excess,
+            sensitivity=[self.report[name].trace for name in self.layer_names],
+            paired_act_level=paired,
+        )
 
-        def build(state: Sequence[Sequence[int]]) -> QuantConfig:
-            return self._levels_config(
-                project_monotone(state[0], self.weight_below),
-                project_monotone(state[1], self.act_below),
-                state[2],
-            )
+    def _relative_excess(self, config: QuantConfig) -> float:
+        """How far ``config`` is over its budgets: the sum of ``value / limit - 1``."""
+        over = self.budget_excess(config)
+        if self.size_budget_bits is not None:
+            size = self.size_bits(config)
+            if size > self.size_budget_bits:
+                over["size_bits (space)"] = size
+        limits = {**self.budgets, "size_bits (space)": self.size_budget_bits or 1.0}
+        return sum(value / limits[name] - 1.0 for name, value in over.items())
 
-        def excess(candidate: QuantConfig) -> float:
-            over = self.budget_excess(candidate)
-            if self.size_budget_bits is not None:
-                size = self.size_bits(candidate)
-                if size > self.size_budget_bits:
-                    over["size_bits (space)"] = size
-            limits = {**self.budgets, "size_bits (space)": self.size_budget_bits or 1.0}
-            return sum(value / limits[name] - 1.0 for name, value in over.items())
-
-        sensitivity = [self.report[name].trace for name in self.layer_names]
-        current = build(levels)
-        remaining = excess(current)
-        while remaining > 0:
-            best: tuple[tuple[float, int, float], list[list[int]], QuantConfig] | None = None
-            for i in range(len(self.layer_names)):
-                for kind in range(3):
-                    if levels[kind][i] == 0:
-                        continue
-                    state = [list(row) for row in levels]
-                    state[kind][i] -= 1
-                    if kind == 0 and self.act_bits is not None:
-                        bits = self.weight_bits[state[0][i]]
-                        paired = next(
-                            (k for k, b in enumerate(self.act_bits) if b >= bits),
-                            len(self.act_bits) - 1,
-                        )
-                        state[1][i] = min(state[1][i], paired)
-                    candidate = build(state)
-                    if candidate == current:
-                        continue
-                    key = (excess(candidate), kind == 2, sensitivity[i])
-                    if best is None or key < best[0]:
-                        best = (key, state, candidate)
-            if best is None:
-                return None
-            (remaining, _, _), levels, current = best
-        return current
-
-    # HAWQ-V2 ---------------------------------------------------------------------------------
+    # HAWQ-V2 and display ---------------------------------------------------------------------
     def hawq_v2_frontier(
         self, *, method: str = "auto", omega: str = "trace"
     ) -> list[FrontierPoint]:
         """HAWQ-V2 frontier restricted to this space's configs (monotone, pruned, full width,
         activations at the largest choice), ordered by size; every config is in the space.
         ``omega="quadratic"`` uses the exact second-order terms instead of traces."""
-        names, bits, sizes, omegas = _tables(
-            self.report, self.weight_bits, self.layer_names, omega
-        )
-        points = _hawq.pareto_monotone(
-            sizes, omegas, self.weight_caps, self.weight_below, method=method
-        )
         act = self.default_act_bits if self.act_bits is None else self.act_bits[-1]
-        return [
-            FrontierPoint(p.size, p.omega, _levels_config(names, bits, p.levels, act))
-            for p in points
-        ]
+        return frontier(
+            self.report,
+            self.layer_names,
+            self.weight_bits,
+            self.weight_caps,
+            self.weight_below,
+            act,
+            method,
+            omega,
+        )
 
-    # Display ---------------------------------------------------------------------------------
     def describe(self) -> str:
         """A table of the space: per layer its trace, what it must dominate, and its choices."""
-        rank = sorted(
-            range(len(self.layer_names)), key=lambda i: -self.report[self.layer_names[i]].trace
-        )
-        position = {i: r + 1 for r, i in enumerate(rank)}
-        rows = [
-            [
-                "layer",
-                "rank",
-                "Tr/n",
-                "+-SE",
-                "params",
-                ">= #layers",
-                "weight bits",
-                "act bits",
-                "widths",
-            ]
-        ]
-        for i, name in enumerate(self.layer_names):
-            stats = self.report[name]
-            acts = [self.default_act_bits] if self.act_bits is None else list(self.act_bits)
-            widths = [1.0]
-            if name in self.prunable and self.widths:
-                widths = list(self.widths[: self.width_caps[i] + 1])
-            rows.append(
-                [
-                    name,
-                    str(position[i]),
-                    f"{stats.trace:.3e}",
-                    f"{stats.trace_stderr:.1e}",
-                    str(stats.n_params),
-                    str(len(self.weight_below[i])),
-                    ",".join(map(str, self.weight_bits[: self.weight_caps[i] + 1])),
-                    ",".join(map(str, acts[: self.act_caps[i] + 1])),
-                    ",".join(f"{w:g}" for w in widths),
-                ]
-            )
-        widths_col = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths_col)) for row in rows]
-        lines.insert(1, "-" * len(lines[0]))
-        limits = dict(self.budgets)
-        if self.size_budget_bits is not None:
-            limits.setdefault(SIZE_BITS, self.size_budget_bits)
-        budgets = ", ".join(f"{name} <= {limit:g}" for name, limit in limits.items()) or "none"
-        lines += [
-            "",
-            f"order_sigma={self.order_sigma:g}, budgets: {budgets}",
-            f"configs: {self.size_before:.4g} unconstrained -> {self.size_monotone:.4g} monotone "
-            f"-> {self.size_after:.4g} after pruning (exact: {self.size_after})"
-            + (
-                ""
-                if self.size_within_budgets is None
-                else f" -> about {self.size_within_budgets:.3g} within the budgets (sampled)"
-            ),
-        ]
-        return "\n".join(lines)
+        return describe(self)
 
     def __repr__(self) -> str:
         return (
@@ -697,130 +490,15 @@ class MonotoneSearchSpace:
         )
 
 
-def _check_bits_list(values: Sequence[int], field: str) -> tuple[int, ...]:
-    values = tuple(values)
-    if not values or len(set(values)) != len(values):
-        raise ValueError(f"{field} must be distinct ints from {ALLOWED_BITS}, got {list(values)}.")
-    for bits in values:
-        check_bits(bits, field=field)
-    return tuple(sorted(values))
+def _level(params: Mapping[str, Any], key: str, cap: int) -> int:
+    value = params.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= cap:
+        raise ValueError(f"Parameter {key}={value!r} is not a level in 0..{cap}.")
+    return value
 
 
-def _check_widths(values: Sequence[float]) -> tuple[float, ...]:
-    values = tuple(float(v) for v in values)
-    if (
-        not values
-        or any(not (0 < v <= 1) or not math.isfinite(v) for v in values)
-        or len(set(values)) != len(values)
-    ):
-        raise ValueError(f"widths must be distinct fractions in (0, 1], got {list(values)}.")
-    return tuple(sorted(values))
-
-
-# Module-level HAWQ-V2 API ---------------------------------------------------------------------
-def _tables(
-    report: SensitivityReport,
-    weight_bits: Sequence[int],
-    layers: Sequence[str] | None,
-    omega: str = "trace",
-) -> tuple[list[str], tuple[int, ...], list[list[float]], list[list[float]]]:
-    names = list(report.names) if layers is None else list(layers)
-    bits = _check_bits_list(weight_bits, "weight_bits")
-    sizes = [[geometry.budget_size_bits(report[n].n_params, b) for b in bits] for n in names]
-    omegas = [[report[n].omega(b, kind=omega) for b in bits] for n in names]
-    return names, bits, sizes, omegas
-
-
-def hawq_v2_frontier(
-    report: SensitivityReport,
-    *,
-    weight_bits: Sequence[int] = (2, 3, 4, 6, 8),
-    order_sigma: float | None = None,
-    act_bits: int = 8,
-    layers: Sequence[str] | None = None,
-    method: str = "auto",
-    omega: str = "trace",
-) -> list[FrontierPoint]:
-    """Pareto frontier of Omega against model size (HAWQ-V2), ordered by size.
-
-    ``Omega(config) = sum_i Tr(H_i)/n_i * ||Q_{b_i}(W_i) - W_i||^2`` and size
-    ``= sum_i b_i * n_i`` (weights only). Without ``order_sigma`` (HAWQ-V2 proper) layers choose
-    independently and the frontier comes from an exact dynamic program merging per-layer
-    choices with dominance pruning. With ``order_sigma`` the configs must also respect the
-    sensitivity order of :class:`MonotoneSearchSpace`; the frontier is then exact by
-    enumeration for small spaces, else by a sweep of integer programs (``scipy.optimize.milp``,
-    HiGHS, gap 0), one per frontier point. ``omega="quadratic"`` replaces each layer's
-    ``trace * ||dW||^2`` by the exact ``0.5 * dW^T H dW`` stored in the report.
-
-    Example:
-        >>> from optuna_kmtpe.sensitivity import LayerSensitivity, SensitivityReport
-        >>> def layer(name, trace):
-        ...     return LayerSensitivity(name, "Linear", 100, 10, 10, trace, 0.0, 64,
-        ...                             {b: 1.0 / 4**b for b in (2, 4, 8)})
-        >>> report = SensitivityReport(layers=(layer("a", 1.0), layer("b", 0.1)))
-        >>> [p.size_bits for p in hawq_v2_frontier(report, weight_bits=(2, 4, 8))]
-        [400.0, 600.0, 800.0, 1200.0, 1600.0]
-    """
-    names, bits, sizes, omegas = _tables(report, weight_bits, layers, omega)
-    caps = [len(bits) - 1] * len(names)
-    if order_sigma is None:
-        points = _hawq.pareto_independent(sizes, omegas, caps)
-    else:
-        below = sensitivity_order(
-            [report[n].trace for n in names],
-            [report[n].trace_stderr for n in names],
-            sigma=order_sigma,
-        )
-        points = _hawq.pareto_monotone(sizes, omegas, caps, below, method=method)
-    return [
-        FrontierPoint(p.size, p.omega, _levels_config(names, bits, p.levels, act_bits))
-        for p in points
-    ]
-
-
-def hawq_v2_select(
-    report: SensitivityReport,
-    size_budget_bits: float,
-    *,
-    weight_bits: Sequence[int] = (2, 3, 4, 6, 8),
-    order_sigma: float | None = None,
-    act_bits: int = 8,
-    layers: Sequence[str] | None = None,
-    method: str = "auto",
-    omega: str = "trace",
-) -> QuantConfig:
-    """The config of minimal Omega whose weights fit ``size_budget_bits`` (HAWQ-V2 selection).
-
-    Ties in Omega go to the smaller model. See :func:`hawq_v2_frontier` for the method.
-
-    Raises:
-        ValueError: If even the smallest config exceeds the budget.
-    """
-    names, bits, sizes, omegas = _tables(report, weight_bits, layers, omega)
-    caps = [len(bits) - 1] * len(names)
-    below = None
-    if order_sigma is not None:
-        below = sensitivity_order(
-            [report[n].trace for n in names],
-            [report[n].trace_stderr for n in names],
-            sigma=order_sigma,
-        )
-    point = _hawq.select(sizes, omegas, caps, below, size_budget_bits, method=method)
-    if point is None:
-        smallest = sum(row[0] for row in sizes)
-        raise ValueError(
-            f"size_budget_bits={size_budget_bits:g} is below the smallest config "
-            f"({smallest:g} bits at {bits[0]} bits everywhere); raise the budget."
-        )
-    return _levels_config(names, bits, point.levels, act_bits)
-
-
-def _levels_config(
-    names: Sequence[str], bits: Sequence[int], levels: Sequence[int], act_bits: int
-) -> QuantConfig:
-    return QuantConfig(
-        {
-            name: LayerConfig(weight_bits=bits[level], act_bits=act_bits, width=1.0)
-            for name, level in zip(names, levels)
-        }
-    )
+def _index(choices: Sequence[Any], value: Any, name: str, field: str) -> int:
+    for k, choice in enumerate(choices):
+        if choice == value:
+            return k
+    raise ValueError(f"Layer {name!r}: {field}={value!r} is not one of {list(choices)}.")

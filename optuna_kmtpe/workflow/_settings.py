@@ -15,9 +15,10 @@ from optuna_kmtpe._registry import dataset_names
 from optuna_kmtpe._registry import is_import_path
 from optuna_kmtpe._registry import metric_names
 from optuna_kmtpe._registry import model_names
-from optuna_kmtpe.config import ALLOWED_BITS
 from optuna_kmtpe.config import DEFAULT_LOSS
 from optuna_kmtpe.config import LOSS_NAMES
+from optuna_kmtpe.config import check_bit_choices
+from optuna_kmtpe.config import check_width_choices
 from optuna_kmtpe.hardware._device import DEFAULT_DEVICE
 from optuna_kmtpe.objectives._metrics import DEFAULT_OBJECTIVES
 from optuna_kmtpe.objectives._metrics import validate_budgets
@@ -210,11 +211,10 @@ class SearchSettings:
 
     def __post_init__(self) -> None:
         _check_types(self)
-        object.__setattr__(self, "weight_bits", _bits_tuple(self.weight_bits, "weight_bits"))
-        object.__setattr__(self, "act_bits", _bits_tuple(self.act_bits, "act_bits"))
-        widths = tuple(sorted({float(w) for w in _as_list(self.widths, "widths", float)}))
-        if not widths or any(not 0 < w <= 1 for w in widths):
-            raise ValueError(f"widths must be fractions in (0, 1], got {list(self.widths)}.")
+        for name in ("weight_bits", "act_bits"):
+            bits = check_bit_choices(_as_list(getattr(self, name), name, int), field=name)
+            object.__setattr__(self, name, bits)
+        widths = check_width_choices(_as_list(self.widths, "widths", float))
         object.__setattr__(self, "widths", widths)
         objectives = _as_list(self.objectives, "objectives", str)
         object.__setattr__(self, "objectives", validate_metrics(objectives))
@@ -531,12 +531,3 @@ def _check_source_name(name: str, kind: str, registered: tuple[str, ...]) -> Non
         f"Unknown {kind} {name!r}; choose one of {list(registered)} or give an import path "
         "MODULE:CALLABLE."
     )
-
-
-def _bits_tuple(values: Any, name: str) -> tuple[int, ...]:
-    bits = tuple(sorted(set(_as_list(values, name, int))))
-    if not bits or any(b not in ALLOWED_BITS for b in bits):
-        raise ValueError(
-            f"{name} must be bit-widths from {list(ALLOWED_BITS)}, got {list(values)}."
-        )
-    return bits

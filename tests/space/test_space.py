@@ -19,8 +19,8 @@ from optuna_kmtpe.space import hawq_v2_select
 from optuna_kmtpe.space import project_monotone
 from optuna_kmtpe.space import sensitivity_order
 from optuna_kmtpe.space._hawq import pareto_monotone
+from optuna_kmtpe.space._hawq import tables
 from optuna_kmtpe.space._order import is_monotone
-from optuna_kmtpe.space._space import _tables
 
 
 BITS = (1, 2, 3, 4, 5, 6, 7, 8)
@@ -365,7 +365,7 @@ def test_hawq_v2_selection_equals_brute_force(sigma: float | None, kind: str) ->
 def test_milp_frontier_equals_enumeration() -> None:
     report = make_report(7, seed=12)
     space = MonotoneSearchSpace(report, weight_bits=(2, 3, 4, 8), act_bits=None)
-    _, _, sizes, omegas = _tables(report, space.weight_bits, space.layer_names)
+    _, sizes, omegas = tables(report, space.layer_names, space.weight_bits, "trace")
     caps = space.weight_caps
     exact = pareto_monotone(sizes, omegas, caps, space.weight_below, method="enumerate")
     milp = pareto_monotone(sizes, omegas, caps, space.weight_below, method="milp")
