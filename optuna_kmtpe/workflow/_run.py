@@ -312,6 +312,8 @@ def run_search(
         space=job.space,
         fpga=job.fpga,
         example_input=job.example_input,
+        shapes=job.shapes,
+        graph=job.graph,
         metrics=settings.objectives,
         budgets=settings.budgets,
         recipe=recipe_for(settings),
