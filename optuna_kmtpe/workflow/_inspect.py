@@ -23,11 +23,11 @@ from optuna_kmtpe.workflow._prepare import load_data
 from optuna_kmtpe.workflow._prepare import prepare_job
 from optuna_kmtpe.workflow._prepare import pretrained_model
 from optuna_kmtpe.workflow._prepare import recipe_for
-from optuna_kmtpe.workflow._run import StudyError
-from optuna_kmtpe.workflow._run import open_storage
 from optuna_kmtpe.workflow._settings import QUANTIZER_SETTINGS
 from optuna_kmtpe.workflow._settings import SearchSettings
 from optuna_kmtpe.workflow._sources import metric_function
+from optuna_kmtpe.workflow._storage import StudyError
+from optuna_kmtpe.workflow._storage import open_storage
 
 
 if TYPE_CHECKING:

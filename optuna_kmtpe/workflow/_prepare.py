@@ -28,6 +28,7 @@ from optuna_kmtpe.space import MonotoneSearchSpace
 from optuna_kmtpe.workflow._settings import QUANTIZER_SETTINGS
 from optuna_kmtpe.workflow._settings import SearchSettings
 from optuna_kmtpe.workflow._sources import build_float_model
+from optuna_kmtpe.workflow._sources import check_sources
 from optuna_kmtpe.workflow._sources import check_stored_sources
 from optuna_kmtpe.workflow._sources import load_splits
 from optuna_kmtpe.workflow._sources import source_key
@@ -129,6 +130,16 @@ def check_inputs(settings: SearchSettings) -> None:
             f"The cache directory {str(cache)!r} is not writable ({str(existing)!r}). Pass "
             "another --cache-dir (or set KMTPE_CACHE_DIR)."
         )
+
+
+def check_settings(settings: SearchSettings) -> None:
+    """Fail fast, before anything is written, loaded or trained: names that do not exist, a
+    user's model, data or metric that cannot be imported or does not fit
+    (:func:`~optuna_kmtpe.workflow._sources.check_sources`), a dataset directory that is
+    missing, a cache directory that cannot be written."""
+    hardware.get_device(settings.device)
+    check_inputs(settings)
+    check_sources(settings)
 
 
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
