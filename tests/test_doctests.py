@@ -23,7 +23,8 @@ MODULES = sorted(
 )
 
 # What must import without torch (DESIGN section 2): the sampler is for ANY Optuna study, and
-# the config, records, space, cost model, dashboard and CLI entry import torch only when used.
+# the config, records, space, cost model, dashboard, workflow and CLI entry import torch only
+# when used.
 TORCH_FREE = [
     "optuna_kmtpe",
     "optuna_kmtpe.config",
@@ -35,6 +36,7 @@ TORCH_FREE = [
     "optuna_kmtpe.hardware",
     "optuna_kmtpe.dashboard",
     "optuna_kmtpe.objectives",
+    "optuna_kmtpe.workflow",  # `kmtpe report` and `kmtpe dashboard` read studies without torch
     "optuna_kmtpe.cli",
 ]
 

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from optuna_kmtpe.data._digits import DatasetSplits
+from optuna_kmtpe.data._digits import load_digits
+from optuna_kmtpe.data._mnist1d import load_mnist1d
+from optuna_kmtpe.data._vision import load_cifar10
+from optuna_kmtpe.data._vision import load_mnist
 
 
 def digits(*, seed: int) -> DatasetSplits:
     """scikit-learn's 8x8 digits (:func:`~optuna_kmtpe.data.load_digits`)."""
-    from optuna_kmtpe.data._digits import load_digits
-
     return load_digits(seed=seed)
 
 
 def mnist1d(*, seed: int, n_samples: int | None = None) -> DatasetSplits:
     """MNIST-1D generated offline (:func:`~optuna_kmtpe.data.load_mnist1d`)."""
-    from optuna_kmtpe.data._mnist1d import load_mnist1d
-
     if n_samples is None:
         return load_mnist1d(seed=seed)
     return load_mnist1d(seed=seed, n_samples=n_samples)
@@ -23,8 +23,6 @@ def mnist1d(*, seed: int, n_samples: int | None = None) -> DatasetSplits:
 
 def mnist(*, seed: int, data_dir: str | None) -> DatasetSplits:
     """MNIST from a local torchvision copy (:func:`~optuna_kmtpe.data.load_mnist`)."""
-    from optuna_kmtpe.data._vision import load_mnist
-
     if data_dir is None:
         raise ValueError("--data-dir is required for mnist (nothing is downloaded implicitly).")
     return load_mnist(data_dir, seed=seed)
@@ -32,8 +30,6 @@ def mnist(*, seed: int, data_dir: str | None) -> DatasetSplits:
 
 def cifar10(*, seed: int, data_dir: str | None) -> DatasetSplits:
     """CIFAR-10 from a local torchvision copy (:func:`~optuna_kmtpe.data.load_cifar10`)."""
-    from optuna_kmtpe.data._vision import load_cifar10
-
     if data_dir is None:
         raise ValueError("--data-dir is required for cifar10 (nothing is downloaded implicitly).")
     return load_cifar10(data_dir, seed=seed)

@@ -57,6 +57,8 @@ from optuna_kmtpe.export._verify import compare_outputs
 from optuna_kmtpe.export._verify import reference_outputs
 from optuna_kmtpe.export._verify import run_onnxruntime
 from optuna_kmtpe.export._verify import run_qonnx
+from optuna_kmtpe.quant import applied_config
+from optuna_kmtpe.quant import export_quantized
 
 
 FORMATS: tuple[str, ...] = ("qonnx", "onnx", "json")
@@ -110,9 +112,6 @@ def export_model(
         The written ``onnx.ModelProto`` (ONNX formats) or dict (json).
     """
     check_format(format)
-    from optuna_kmtpe.quant import applied_config
-    from optuna_kmtpe.quant import export_quantized
-
     metadata = dict(metadata or {})
     if format == "json":
         data = {**export_quantized(qmodel), **metadata}

@@ -18,10 +18,14 @@ file, the hls4ml config and the search's config speak of the same layers.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
+import logging
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import Literal
+import warnings
 
 import numpy as np
 import torch
@@ -126,11 +130,6 @@ def build_graph(
 
 
 def _export_float_twin(qmodel: nn.Module, example_input: torch.Tensor) -> onnx.ModelProto:
-    import contextlib
-    import io
-    import logging
-    import warnings
-
     import onnx_ir
     import onnxscript.optimizer
 

@@ -9,7 +9,9 @@ type ``ap_fixed<b, b>`` and the scale next to it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import math
 import os
 from typing import Any
@@ -149,9 +151,6 @@ def compile_hls4ml(
         ImportError: hls4ml is not installed.
         RuntimeError: hls4ml cannot convert or compile the model (its message, one line).
     """
-    import contextlib
-    import io
-
     try:
         import hls4ml
     except ImportError as exc:

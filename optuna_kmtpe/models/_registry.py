@@ -10,33 +10,29 @@ from torch import nn
 from optuna_kmtpe._registry import call_with_accepted
 from optuna_kmtpe._registry import model_entry
 from optuna_kmtpe._registry import model_names
+from optuna_kmtpe.models._small import MLP
+from optuna_kmtpe.models._small import DigitsCNN
+from optuna_kmtpe.models.resnet import ResNet20
+from optuna_kmtpe.models.resnet1d import ResNet20_1D
 
 
 def digits_cnn(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """The small CNN for 8x8 digits (:class:`~optuna_kmtpe.models.DigitsCNN`)."""
-    from optuna_kmtpe.models._small import DigitsCNN
-
     return DigitsCNN(num_classes=num_classes, in_channels=input_shape[0])
 
 
 def mlp(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """An MLP on flattened inputs of any shape (:class:`~optuna_kmtpe.models.MLP`)."""
-    from optuna_kmtpe.models._small import MLP
-
     return MLP(in_features=math.prod(input_shape), num_classes=num_classes)
 
 
 def resnet20(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """ResNet-20 for images (:class:`~optuna_kmtpe.models.ResNet20`)."""
-    from optuna_kmtpe.models.resnet import ResNet20
-
     return ResNet20(num_classes=num_classes, in_channels=input_shape[0])
 
 
 def resnet20_1d(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """ResNet-20 for 1-D signals (:class:`~optuna_kmtpe.models.ResNet20_1D`)."""
-    from optuna_kmtpe.models.resnet1d import ResNet20_1D
-
     return ResNet20_1D(num_classes=num_classes, in_channels=input_shape[0])
 
 

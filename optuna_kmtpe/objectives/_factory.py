@@ -8,11 +8,12 @@ from collections.abc import MutableMapping
 from collections.abc import Sequence
 import functools
 from typing import TYPE_CHECKING
-from typing import Any
 
 import optuna
 
+from optuna_kmtpe import hardware
 from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.geometry import NetworkShape
 from optuna_kmtpe.objectives._metrics import DEFAULT_OBJECTIVES
 from optuna_kmtpe.objectives._metrics import validate_metrics
 from optuna_kmtpe.objectives._objective import AccuracyFunction
@@ -28,11 +29,14 @@ from optuna_kmtpe.records import METRICS
 from optuna_kmtpe.records import TRAINING
 
 
+# quant (torch) is imported inside the factories that train: `optuna_kmtpe.objectives` stays
+# torch-free (tests/test_doctests.py TORCH_FREE), as do the workflow and CLI above it.
 if TYPE_CHECKING:
     import torch
     from torch import nn
     from torch.utils.data import DataLoader
 
+    from optuna_kmtpe.graph import ChannelGraph
     from optuna_kmtpe.quant import TrainingRecipe
 
 
@@ -43,6 +47,7 @@ def quantized_accuracy_fn(
     *,
     recipe: TrainingRecipe | None = None,
     example_input: torch.Tensor | None = None,
+    graph: ChannelGraph | None = None,
     cache: MutableMapping[QuantConfig, float] | None = None,
     progress: bool = False,
     score: Callable[[nn.Module, DataLoader], float] | None = None,
@@ -63,6 +68,8 @@ def quantized_accuracy_fn(
             defaults).
         example_input: One input batch (for width propagation); taken from ``val_loader`` if
             omitted.
+        graph: ``channel_graph(model, example_input)``, traced once for every trial (None:
+            each trial with a width below 1 traces it again).
         cache: Optional config -> accuracy memo. Accuracy is a deterministic function of the
             config under a fixed recipe, so benchmarks comparing samplers share one. It holds
             the accuracy only, so it cannot serve ``extra_metrics``.
@@ -106,6 +113,7 @@ def quantized_accuracy_fn(
             val_loader=val_loader,
             score=score,
             example_input=example_input,
+            graph=graph,
             on_epoch=on_epoch,
             extra_metrics=extra_metrics,
             progress=progress,
@@ -119,7 +127,7 @@ def quantized_accuracy_fn(
     return accuracy
 
 
-def hardware_cost_fn(fpga: Any, shapes: Any) -> CostFunction:
+def hardware_cost_fn(fpga: hardware.FPGAModel, shapes: NetworkShape) -> CostFunction:
     """Config -> :class:`CostRecord` from the analytic FPGA model.
 
     Every :data:`~optuna_kmtpe.records.COST` metric of :data:`~optuna_kmtpe.records.METRICS`
@@ -148,8 +156,10 @@ def make_objective(
     train_loader: DataLoader,
     val_loader: DataLoader,
     space: ConfigSpace,
-    fpga: Any,
+    fpga: hardware.FPGAModel,
     example_input: torch.Tensor,
+    shapes: NetworkShape | None = None,
+    graph: ChannelGraph | None = None,
     metrics: Sequence[str] = DEFAULT_OBJECTIVES,
     budgets: Mapping[str, float] | None = None,
     recipe: TrainingRecipe | None = None,
@@ -167,6 +177,10 @@ def make_objective(
         space: Turns trials into configs, e.g. :class:`optuna_kmtpe.space.MonotoneSearchSpace`.
         fpga: The FPGA model, :class:`optuna_kmtpe.hardware.FPGAModel`.
         example_input: One input batch, for shape tracing.
+        shapes: The model's layer shapes, traced once by the caller
+            (:func:`optuna_kmtpe.hardware.trace_layer_shapes`); None: traced here.
+        graph: The model's channel graph (:func:`optuna_kmtpe.graph.channel_graph`), traced
+            once by the caller; None: every trial with a width below 1 traces it.
         metrics: Returned metrics; see :data:`optuna_kmtpe.objectives.METRICS`. Each
             training metric among them besides the accuracy (e.g. ``val_loss``) is measured on
             the trial's final model (:data:`optuna_kmtpe.quant.MEASURES`).
@@ -194,11 +208,11 @@ def make_objective(
             study.set_metric_names(objective.metric_names)
             study.optimize(objective, n_trials=30)
     """
-    from optuna_kmtpe import hardware
     from optuna_kmtpe import quant
 
     metrics = validate_metrics(metrics)
-    shapes = hardware.trace_layer_shapes(model, example_input)
+    if shapes is None:
+        shapes = hardware.trace_layer_shapes(model, example_input)
     return MPQObjective(
         space=space,
         cost_fn=hardware_cost_fn(fpga, shapes),
@@ -208,6 +222,7 @@ def make_objective(
             val_loader,
             recipe=recipe,
             example_input=example_input,
+            graph=graph,
             cache=accuracy_cache,
             score=None if metric is None else functools.partial(quant.evaluate, metric=metric),
             extra_metrics=[n for n in metrics if METRICS[n].source == TRAINING and n != ACCURACY],

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from collections.abc import Sequence
 import dataclasses
+from typing import TYPE_CHECKING
 from typing import Any
 
 from optuna_kmtpe.config import DEFAULT_LOSS
@@ -27,6 +28,15 @@ from optuna_kmtpe.records import ACCURACY
 from optuna_kmtpe.records import COST
 from optuna_kmtpe.records import METRICS
 from optuna_kmtpe.records import VAL_LOSS
+from optuna_kmtpe.sampler import AdditiveBayesianRegression
+from optuna_kmtpe.sensitivity import SensitivityReport
+
+
+if TYPE_CHECKING:
+    from torch import nn
+    from torch.utils.data import DataLoader
+
+    from optuna_kmtpe.objectives._objective import MPQObjective
 
 
 LOSS_TO_METRIC: dict[str, float] = {ACCURACY: 1.0, VAL_LOSS: -1.0}
@@ -94,7 +104,7 @@ class HessianAccuracyPrior:
 
     @classmethod
     def from_report(
-        cls, report: Any, space: Any, base_accuracy: float, *, floor: float = 0.0
+        cls, report: SensitivityReport, space: Any, base_accuracy: float, *, floor: float = 0.0
     ) -> HessianAccuracyPrior:
         return cls(
             space=space,
@@ -121,11 +131,11 @@ class HessianAccuracyPrior:
 
 
 def sampler_forecast(
-    objective: Any,
+    objective: MPQObjective,
     *,
-    report: Any,
-    model: Any,
-    val_loader: Any,
+    report: SensitivityReport,
+    model: nn.Module,
+    val_loader: DataLoader,
     accuracy_window: float = 0.05,
     prior_std: float = 0.01,
     loss: str = DEFAULT_LOSS,
@@ -151,8 +161,7 @@ def sampler_forecast(
             point).
         loss: The training loss (:data:`optuna_kmtpe.quant.LOSSES`), which ``val_loss`` is.
     """
-    from optuna_kmtpe import quant
-    from optuna_kmtpe.sampler import AdditiveBayesianRegression
+    from optuna_kmtpe import quant  # torch: objectives stays torch-free at import
 
     space = objective.space
     known = objective.known_costs()

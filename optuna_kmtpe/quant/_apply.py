@@ -67,6 +67,7 @@ def apply_config(
     range_update_interval: int | None = None,
     seed: int = 0,
     power_of_two_scales: bool = False,
+    graph: ChannelGraph | None = None,
 ) -> nn.Module:
     """A quantized, width-pruned copy of ``model``; ``model`` itself is left untouched.
 
@@ -89,6 +90,9 @@ def apply_config(
         power_of_two_scales: Round every weight and activation scale up to a power of two, so
             that the model maps exactly onto fixed-point hardware types (hls4ml, FINN); costs
             some accuracy (see ``docs/export.md``).
+        graph: ``channel_graph(model, example_input)`` traced once by the caller (a search
+            applies thousands of configs to one model); None: traced here when a width is
+            below 1.
 
     Returns:
         A new model, in the same train/eval mode as ``model``. Its quantized layers are
@@ -132,7 +136,7 @@ def apply_config(
                 f"forward may differ; only exact nn.Conv1d/nn.Conv2d/nn.Linear layers can be "
                 f"quantized. Leave {name!r} out of the config (float) or use the torch class."
             )
-    kept, graph = _kept_output_channels(model, layers, config, example_input)
+    kept, graph = _kept_output_channels(model, layers, config, example_input, graph=graph)
 
     qmodel = copy.deepcopy(model)
     if graph is not None and example_input is not None:
@@ -188,12 +192,17 @@ def narrowed_layers(
     layers: dict[str, nn.Module],
     config: QuantConfig,
     example_input: torch.Tensor | None,
+    *,
+    graph: ChannelGraph | None = None,
 ) -> tuple[dict[str, int], ChannelGraph | None]:
     """The layers ``config`` narrows (name -> kept output channels) and the channel graph.
 
+    The graph is ``graph`` when given (traced once by the caller), else traced here, and only
+    when some layer is narrowed.
+
     Raises:
-        ValueError: A width below 1 without ``example_input``, or on a layer whose width cannot
-            change (the graph says why).
+        ValueError: A width below 1 without ``example_input``, on a layer whose width cannot
+            change (the graph says why), or a ``graph`` traced on other layers.
     """
     narrowed = {
         name: kept_channels(layer_channels(layers[name])[0], config.layer(name).width)
@@ -208,7 +217,13 @@ def narrowed_layers(
             f"The config gives width < 1 to {sorted(narrowed)}: pass example_input=<one input "
             f"batch> so that the channel graph can be traced."
         )
-    graph = channel_graph(model, example_input)
+    if graph is None:
+        graph = channel_graph(model, example_input)
+    elif graph.layers != tuple(layers):
+        raise ValueError(
+            f"The channel graph was traced on layers {list(graph.layers)}, not on this model's "
+            f"{list(layers)}; pass graph=channel_graph(model, example_input) of this model."
+        )
     for name in narrowed:
         if not graph.prunable[name]:
             why = graph.reasons.get(name, "its channels cannot be followed")
@@ -225,9 +240,11 @@ def _kept_output_channels(
     layers: dict[str, nn.Module],
     config: QuantConfig,
     example_input: torch.Tensor | None,
+    *,
+    graph: ChannelGraph | None = None,
 ) -> tuple[dict[str, torch.Tensor], ChannelGraph | None]:
     """Sorted indices of the output channels each pruned layer keeps (top-k L1 norms)."""
-    narrowed, graph = narrowed_layers(model, layers, config, example_input)
+    narrowed, graph = narrowed_layers(model, layers, config, example_input, graph=graph)
     kept: dict[str, torch.Tensor] = {}
     for name, k in narrowed.items():
         order = channel_keep_order(layers[name].weight.detach())

@@ -27,6 +27,7 @@ from optuna_kmtpe._progress import progress_bar
 from optuna_kmtpe.config import DEFAULT_LOSS
 from optuna_kmtpe.config import LOSS_NAMES
 from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.graph import ChannelGraph
 from optuna_kmtpe.quant._apply import activation_quantizers
 from optuna_kmtpe.quant._apply import apply_config
 from optuna_kmtpe.quant._calibration import CalibrationMethod
@@ -445,6 +446,7 @@ def run_recipe(
     val_loader: Iterable[Any],
     score: Score | None = None,
     example_input: torch.Tensor | None = None,
+    graph: ChannelGraph | None = None,
     on_epoch: Callable[[int, float], bool | None] | None = None,
     stop_after_epoch: int | None = None,
     extra_metrics: Sequence[str] = (),
@@ -467,6 +469,8 @@ def run_recipe(
         val_loader: Data that scores the model.
         score: ``score(model, loader) -> float``; :func:`evaluate` (top-1 accuracy) if None.
         example_input: One input batch (needed when some width is below 1).
+        graph: The model's channel graph, traced once by the caller (None: traced per call
+            when some width is below 1); see :func:`apply_config`.
         on_epoch: ``on_epoch(epoch, score) -> stop?`` after each QAT epoch.
         stop_after_epoch: Stop QAT after this epoch (0-based): replays an early-stop decision
             that ``on_epoch`` took in an earlier run.
@@ -502,6 +506,7 @@ def run_recipe(
             train_loader,
             example_input=example_input,
             num_batches=recipe.calibration_batches,
+            graph=graph,
             **options,
         )
         return RecipeResult(
@@ -509,7 +514,7 @@ def run_recipe(
             score=score_fn(qmodel, val_loader),
             measured=measure(qmodel, val_loader, extra_metrics, loss=recipe.loss),
         )
-    qmodel = apply_config(model, config, example_input=example_input, **options)
+    qmodel = apply_config(model, config, example_input=example_input, graph=graph, **options)
     if any(True for _ in _enabled_quantizers(qmodel)):
         calibrate(qmodel, train_loader, num_batches=recipe.calibration_batches)
     scores: list[float] = []

@@ -15,11 +15,17 @@ from torch import nn
 from torch.nn.attention import SDPBackend
 from torch.nn.attention import sdpa_kernel
 
+from optuna_kmtpe._progress import progress_bar
 from optuna_kmtpe.config import check_bit_choices
 from optuna_kmtpe.config import check_bits
 from optuna_kmtpe.config import is_float_bits
+from optuna_kmtpe.geometry import kept_channels
 from optuna_kmtpe.graph import layer_channels
 from optuna_kmtpe.graph import quantizable_layers
+from optuna_kmtpe.quant import activation_qparams
+from optuna_kmtpe.quant import fake_quantize_activation
+from optuna_kmtpe.quant import fake_quantize_weight
+from optuna_kmtpe.quant._apply import channel_keep_order
 from optuna_kmtpe.records import STUDY_SENSITIVITY
 from optuna_kmtpe.sensitivity._hutchinson import RunningStats
 from optuna_kmtpe.sensitivity._hutchinson import hutchinson_traces
@@ -179,8 +185,6 @@ def compute_sensitivity(
     act_stats: list[list[RunningStats]] = []
     act_numel: list[int] = []
     losses: list[float] = []
-
-    from optuna_kmtpe._progress import progress_bar
 
     rounds_per_batch = max_probes * (2 if activations else 1)
     with progress_bar(
@@ -466,8 +470,6 @@ def _quantization_errors(
     weights: Sequence[torch.Tensor], bits_list: Sequence[int]
 ) -> list[dict[int, torch.Tensor]]:
     """``Q_b(W) - W`` per layer and candidate bit-width (per-channel symmetric)."""
-    from optuna_kmtpe.quant import fake_quantize_weight
-
     errors = []
     with torch.no_grad():
         for weight in weights:
@@ -485,9 +487,6 @@ def _pruning_errors(
     weights: Sequence[torch.Tensor], widths: Sequence[float]
 ) -> list[dict[float, torch.Tensor]]:
     """``-W`` on the output channels each width removes (smallest L1 norms), 0 elsewhere."""
-    from optuna_kmtpe.geometry import kept_channels
-    from optuna_kmtpe.quant._apply import channel_keep_order
-
     errors = []
     with torch.no_grad():
         for weight in weights:
@@ -506,9 +505,6 @@ def _pruning_errors(
 
 def _activation_errors(act: torch.Tensor, bits_list: Sequence[int]) -> dict[int, torch.Tensor]:
     """``Q_b(a) - a`` for an activation batch, asymmetric over the batch's min-max range."""
-    from optuna_kmtpe.quant import activation_qparams
-    from optuna_kmtpe.quant import fake_quantize_activation
-
     errors = {}
     with torch.no_grad():
         a = act.detach()

@@ -20,15 +20,15 @@ from optuna_kmtpe.workflow._prepare import build_space
 from optuna_kmtpe.workflow._prepare import prepare_job
 from optuna_kmtpe.workflow._prepare import pretrained_model
 from optuna_kmtpe.workflow._prepare import recipe_for
-from optuna_kmtpe.workflow._run import StudyError
-from optuna_kmtpe.workflow._run import format_pareto_table
-from optuna_kmtpe.workflow._run import make_sampler
-from optuna_kmtpe.workflow._run import open_storage
-from optuna_kmtpe.workflow._run import pareto_rows
 from optuna_kmtpe.workflow._run import run_search
-from optuna_kmtpe.workflow._run import trial_progress
+from optuna_kmtpe.workflow._samplers import make_sampler
 from optuna_kmtpe.workflow._settings import SearchSettings
 from optuna_kmtpe.workflow._settings import default_cache_dir
+from optuna_kmtpe.workflow._storage import StudyError
+from optuna_kmtpe.workflow._storage import open_storage
+from optuna_kmtpe.workflow._tables import format_pareto_table
+from optuna_kmtpe.workflow._tables import pareto_rows
+from optuna_kmtpe.workflow._tables import trial_progress
 
 
 __all__ = [

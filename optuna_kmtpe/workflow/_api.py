@@ -14,7 +14,11 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from optuna_kmtpe import _registry
+from optuna_kmtpe.records import study_quality
+from optuna_kmtpe.workflow._run import run_search
 from optuna_kmtpe.workflow._settings import SearchSettings
+from optuna_kmtpe.workflow._tables import format_pareto_table
+from optuna_kmtpe.workflow._tables import pareto_rows
 
 
 if TYPE_CHECKING:
@@ -79,11 +83,6 @@ def search(
         ...     model, splits.train, splits.val, trained=False, pretrain_epochs=5,
         ...     n_trials=6, storage="sqlite:///mine.db")
     """
-    from optuna_kmtpe.records import study_quality
-    from optuna_kmtpe.workflow._run import format_pareto_table
-    from optuna_kmtpe.workflow._run import pareto_rows
-    from optuna_kmtpe.workflow._run import run_search
-
     for name in ("model", "data", "metric", "metric_direction", "checkpoint"):
         if name in settings:
             raise TypeError(

@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING
 
 import optuna
 
@@ -17,15 +17,25 @@ from optuna_kmtpe.config import DEFAULT_LOSS
 from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.objectives._metrics import Metric
 from optuna_kmtpe.objectives._metrics import study_quality
+from optuna_kmtpe.sensitivity import SensitivityReport
 from optuna_kmtpe.workflow._prepare import cached_sensitivity
 from optuna_kmtpe.workflow._prepare import load_data
 from optuna_kmtpe.workflow._prepare import prepare_job
 from optuna_kmtpe.workflow._prepare import pretrained_model
 from optuna_kmtpe.workflow._prepare import recipe_for
-from optuna_kmtpe.workflow._run import StudyError
-from optuna_kmtpe.workflow._run import open_storage
 from optuna_kmtpe.workflow._settings import QUANTIZER_SETTINGS
 from optuna_kmtpe.workflow._settings import SearchSettings
+from optuna_kmtpe.workflow._sources import metric_function
+from optuna_kmtpe.workflow._storage import StudyError
+from optuna_kmtpe.workflow._storage import open_storage
+
+
+if TYPE_CHECKING:
+    from optuna_kmtpe.export import ExportCheck
+
+
+# export, quant and torch are imported inside the functions that retrain or export: reading a
+# study (`kmtpe report` without --export-model, `kmtpe dashboard`) never loads torch.
 
 
 def load_study(storage_url: str, study_name: str) -> optuna.Study:
@@ -92,7 +102,7 @@ class TrialExport:
     val_accuracy: float
     recorded_accuracy: float | None
     mismatch: str | None
-    checks: tuple[Any, ...] = ()
+    checks: tuple[ExportCheck, ...] = ()
     extra_files: tuple[str, ...] = ()
 
 
@@ -148,7 +158,6 @@ def export_trial_model(
     """
     from optuna_kmtpe import export
     from optuna_kmtpe import quant
-    from optuna_kmtpe.workflow._sources import metric_function
 
     export.check_format(format)
     check_output_path(path)  # before minutes of retraining, not after
@@ -167,6 +176,7 @@ def export_trial_model(
         val_loader=job.val_loader,
         score=score,
         example_input=job.example_input,
+        graph=job.graph,
         stop_after_epoch=_stopped_after_epoch(trial),
     )
     qmodel = result.model
@@ -184,7 +194,7 @@ def export_trial_model(
     exported = export.export_model(
         qmodel, path, format=format, example_input=job.example_input, metadata=metadata
     )
-    checks: tuple[Any, ...] = ()
+    checks: tuple[ExportCheck, ...] = ()
     if verify and format != "json":
         inputs, labels = job.data.test.tensors[:2]
         regression = settings.loss != DEFAULT_LOSS  # outputs are values: compared numerically
@@ -259,7 +269,7 @@ def _accuracy_mismatch(
     return None
 
 
-def sensitivity_report(settings: SearchSettings, *, progress: bool = True) -> Any:
+def sensitivity_report(settings: SearchSettings, *, progress: bool = True) -> SensitivityReport:
     """The Hessian sensitivity report of the settings' pre-trained model (cached on disk)."""
     splits = load_data(settings)
     model = pretrained_model(settings, splits)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Mapping
 import dataclasses
 import hashlib
 import json
@@ -12,13 +13,38 @@ import os
 from pathlib import Path
 import re
 import tempfile
+from typing import TYPE_CHECKING
 from typing import Any
 
 import optuna
 
+from optuna_kmtpe import hardware
 from optuna_kmtpe.config import DEFAULT_LOSS
+from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.geometry import NetworkShape
+from optuna_kmtpe.objectives import hardware_cost_fn
+from optuna_kmtpe.sensitivity import SensitivityReport
+from optuna_kmtpe.space import MonotoneSearchSpace
 from optuna_kmtpe.workflow._settings import QUANTIZER_SETTINGS
 from optuna_kmtpe.workflow._settings import SearchSettings
+from optuna_kmtpe.workflow._sources import build_float_model
+from optuna_kmtpe.workflow._sources import check_sources
+from optuna_kmtpe.workflow._sources import check_stored_sources
+from optuna_kmtpe.workflow._sources import load_splits
+from optuna_kmtpe.workflow._sources import source_key
+
+
+# torch and the modules built on it (data, graph, quant) are imported inside the functions that
+# train and trace: `optuna_kmtpe.workflow` stays torch-free, so that `kmtpe report` and
+# `kmtpe dashboard` read a study without loading torch.
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader
+
+    from optuna_kmtpe.data import DatasetSplits
+    from optuna_kmtpe.graph import ChannelGraph
+    from optuna_kmtpe.quant import TrainingRecipe
 
 
 _logger = logging.getLogger(__name__)
@@ -26,22 +52,39 @@ _logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class SearchJob:
-    """The prepared parts of one search (what the objective and the report need)."""
+    """The prepared parts of one search, each built once by :func:`prepare_job` and handed on
+    (to the objective, the forecast, the report): nothing downstream traces or loads again.
+
+    Attributes:
+        settings: The run's settings.
+        data: The dataset splits.
+        model: The trained float model (never changed by a trial).
+        example_input: One validation batch of two samples, the input every trace uses.
+        train_loader: Seeded, shuffled training batches (calibration and QAT).
+        val_loader: Validation batches (scores every trial).
+        test_loader: Test batches (the report's held-out accuracy).
+        graph: The model's channel graph (which layer feeds which, what may be pruned).
+        report: The Hessian sensitivity report.
+        space: The search space built from the report and the graph.
+        fpga: The FPGA cost model of ``settings.device``.
+        shapes: The layer shapes the FPGA model costs.
+        sources: The user's model/data fingerprint (``_sources.source_key``; None for
+            built-ins).
+    """
 
     settings: SearchSettings
-    data: Any
-    model: Any
-    example_input: Any
-    train_loader: Any
-    val_loader: Any
-    test_loader: Any
-    graph: Any
-    report: Any
-    space: Any
-    fpga: Any
-    shapes: Any
-    sources: Any = None
-    """The user's model/data fingerprint (``_sources.source_key``; None for built-ins)."""
+    data: DatasetSplits
+    model: nn.Module
+    example_input: torch.Tensor
+    train_loader: DataLoader
+    val_loader: DataLoader
+    test_loader: DataLoader
+    graph: ChannelGraph
+    report: SensitivityReport
+    space: MonotoneSearchSpace
+    fpga: hardware.FPGAModel
+    shapes: NetworkShape
+    sources: dict[str, str] | None = None
 
 
 DATASETS_IN_DIR: tuple[str, ...] = ("mnist", "cifar10")
@@ -89,6 +132,16 @@ def check_inputs(settings: SearchSettings) -> None:
         )
 
 
+def check_settings(settings: SearchSettings) -> None:
+    """Fail fast, before anything is written, loaded or trained: names that do not exist, a
+    user's model, data or metric that cannot be imported or does not fit
+    (:func:`~optuna_kmtpe.workflow._sources.check_sources`), a dataset directory that is
+    missing, a cache directory that cannot be written."""
+    hardware.get_device(settings.device)
+    check_inputs(settings)
+    check_sources(settings)
+
+
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     """Write ``path`` through a uniquely named temporary file in its directory, then replace.
 
@@ -106,10 +159,8 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def load_data(settings: SearchSettings) -> Any:
+def load_data(settings: SearchSettings) -> DatasetSplits:
     """The dataset splits of ``settings.data``: a registered name or an import path."""
-    from optuna_kmtpe.workflow._sources import load_splits
-
     _check_data_dir(settings)
     return load_splits(settings)
 
@@ -117,7 +168,7 @@ def load_data(settings: SearchSettings) -> Any:
 SMALL_MODEL_PARAMETERS = 1_000_000
 
 
-def set_torch_threads(settings: SearchSettings, model: Any) -> int:
+def set_torch_threads(settings: SearchSettings, model: nn.Module) -> int:
     """Apply ``settings.torch_threads`` (or its automatic choice) and return the thread count."""
     import torch
 
@@ -158,18 +209,16 @@ def _checkpoint_path(
 
 def pretrained_model(
     settings: SearchSettings,
-    splits: Any,
+    splits: DatasetSplits,
     *,
     log: Callable[[str], None] = print,
     progress: bool = False,
-) -> Any:
+) -> nn.Module:
     """The float model, trained once and cached on disk (keyed by every setting that matters)."""
     import torch
 
     from optuna_kmtpe import data as kdata
     from optuna_kmtpe import quant
-    from optuna_kmtpe.workflow._sources import build_float_model
-    from optuna_kmtpe.workflow._sources import source_key
 
     torch.manual_seed(settings.seed)
     model = build_float_model(settings, splits)  # loads settings.checkpoint if given
@@ -211,18 +260,16 @@ def pretrained_model(
 
 def cached_sensitivity(
     settings: SearchSettings,
-    splits: Any,
-    model: Any,
+    splits: DatasetSplits,
+    model: nn.Module,
     *,
     log: Callable[[str], None] = print,
     progress: bool = True,
-) -> Any:
+) -> SensitivityReport:
     """The Hessian report of the cached float model, itself cached next to the checkpoint."""
     from optuna_kmtpe import data as kdata
     from optuna_kmtpe.quant import make_criterion
-    from optuna_kmtpe.sensitivity import SensitivityReport
     from optuna_kmtpe.sensitivity import compute_sensitivity
-    from optuna_kmtpe.workflow._sources import source_key
 
     # v2/v3: the report holds the activation and pruning second-order terms too (the
     # sampler's accuracy prior).
@@ -273,11 +320,7 @@ def prepare_job(
     import torch
 
     from optuna_kmtpe import data as kdata
-    from optuna_kmtpe import hardware
     from optuna_kmtpe.graph import channel_graph
-    from optuna_kmtpe.sensitivity import SensitivityReport
-    from optuna_kmtpe.workflow._sources import check_stored_sources
-    from optuna_kmtpe.workflow._sources import source_key
 
     torch.manual_seed(settings.seed)
     splits = load_data(settings)
@@ -320,7 +363,7 @@ def prepare_job(
     )
 
 
-def recipe_for(settings: SearchSettings) -> Any:
+def recipe_for(settings: SearchSettings) -> TrainingRecipe:
     """The training recipe of a search's trials (one definition for the search and the export)."""
     from optuna_kmtpe.quant import TrainingRecipe
 
@@ -336,28 +379,25 @@ def recipe_for(settings: SearchSettings) -> Any:
 
 def build_space(
     settings: SearchSettings,
-    report: Any,
-    graph: Any,
+    report: SensitivityReport,
+    graph: ChannelGraph,
     *,
-    fpga: Any = None,
-    shapes: Any = None,
-) -> Any:
+    fpga: hardware.FPGAModel | None = None,
+    shapes: NetworkShape | None = None,
+) -> MonotoneSearchSpace:
     """The Hessian monotone space, or the unconstrained one when ``constrained`` is False.
 
     The unconstrained space has the same choices and parametrization; an infinite
     ``order_sigma`` orders no pair of layers, so nothing is projected. With the FPGA model
     (``fpga`` and ``shapes``), every budget prunes the space, not only the size budget.
     """
-    from optuna_kmtpe.objectives import hardware_cost_fn
-    from optuna_kmtpe.space import MonotoneSearchSpace
-
     budgets: dict[str, float] = {}
     cost_fn = None
     if fpga is not None and shapes is not None and settings.budgets:
         costs = hardware_cost_fn(fpga, shapes)
         budgets = dict(settings.budgets)
 
-        def cost_fn(config: Any) -> Any:
+        def cost_fn(config: QuantConfig) -> Mapping[str, float]:
             return costs(config).metrics
 
     return MonotoneSearchSpace(

@@ -39,6 +39,8 @@ from optuna_kmtpe.workflow._settings import SearchSettings
 from optuna_kmtpe.workflow._storage import StudyError
 
 
+# torch and optuna_kmtpe.data (torch) are imported inside the functions that build models and
+# datasets: `optuna_kmtpe.workflow` stays torch-free for `kmtpe report` and `kmtpe dashboard`.
 if TYPE_CHECKING:
     import torch
     from torch import nn

@@ -235,3 +235,50 @@ def test_seeded_loader_rewound_so_accuracy_depends_on_config_only() -> None:
     config = QuantConfig({"1": {"weight_bits": 3, "act_bits": 4}})
     first = accuracy(config, lambda epoch, value: None)
     assert accuracy(config, lambda epoch, value: None) == first
+
+
+def test_prebuilt_shapes_and_graph_are_used_by_every_trial(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A search traces its model once (prepare_job); the objective and apply_config reuse it.
+    import torch
+
+    from optuna_kmtpe import hardware
+    from optuna_kmtpe.data import load_digits
+    from optuna_kmtpe.data import make_loader
+    from optuna_kmtpe.graph import channel_graph
+    from optuna_kmtpe.models import MLP
+    from optuna_kmtpe.objectives import TrainingRecipe
+    from optuna_kmtpe.objectives import make_objective
+
+    splits = load_digits()
+    torch.manual_seed(0)
+    model = MLP()
+    example = splits.val.tensors[0][:2]
+    graph = channel_graph(model, example)
+    shapes = hardware.trace_layer_shapes(model, example)
+
+    class HalfWidth:
+        def suggest(self, trial: optuna.Trial) -> QuantConfig:
+            width = trial.suggest_categorical("width", [0.5])
+            return QuantConfig({"net.1": {"weight_bits": 4, "act_bits": 8, "width": width}})
+
+    def no_trace(*args: object) -> None:
+        raise AssertionError("traced again")
+
+    monkeypatch.setattr("optuna_kmtpe.quant._apply.channel_graph", no_trace)
+    monkeypatch.setattr(hardware, "trace_layer_shapes", no_trace)
+    objective = make_objective(
+        model=model,
+        train_loader=make_loader(splits.train, batch_size=64, shuffle=True, seed=3),
+        val_loader=make_loader(splits.val, batch_size=256),
+        space=HalfWidth(),
+        fpga=hardware.FPGAModel(),
+        example_input=example,
+        shapes=shapes,
+        graph=graph,
+        recipe=TrainingRecipe(epochs=1),
+    )
+    study = quiet_study(directions=objective.directions)
+    study.optimize(objective, n_trials=1)
+    assert study.trials[0].state == TrialState.COMPLETE

@@ -163,6 +163,26 @@ def test_residual_ties_detected_on_resnet20() -> None:
     assert qmodel(CIFAR_INPUT).shape == (2, 10)
 
 
+def test_prebuilt_graph_gives_the_same_model_without_tracing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = _seeded(DigitsCNN)
+    graph = channel_graph(model, DIGITS_INPUT)
+    config = QuantConfig({"features.0": LayerConfig(4, 8, 0.5), "features.3": LayerConfig(8, 4)})
+    traced = apply_config(model, config, example_input=DIGITS_INPUT)
+
+    def no_trace(*args: object) -> None:
+        raise AssertionError("traced again")
+
+    monkeypatch.setattr("optuna_kmtpe.quant._apply.channel_graph", no_trace)
+    handed = apply_config(model, config, example_input=DIGITS_INPUT, graph=graph)
+    assert traced.state_dict().keys() == handed.state_dict().keys()
+    assert all(torch.equal(a, handed.state_dict()[k]) for k, a in traced.state_dict().items())
+    with pytest.raises(ValueError, match="traced on layers"):
+        mlp_config = {"net.1": LayerConfig(8, 8, 0.5)}
+        apply_config(_seeded(MLP), mlp_config, example_input=DIGITS_INPUT, graph=graph)
+
+
 def test_output_layer_cannot_be_narrowed() -> None:
     with pytest.raises(ValueError, match="classifier.*model output"):
         apply_config(

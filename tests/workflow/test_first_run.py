@@ -12,7 +12,7 @@ from optuna_kmtpe.sensitivity import LayerSensitivity
 from optuna_kmtpe.sensitivity import SensitivityReport
 from optuna_kmtpe.space import MonotoneSearchSpace
 from optuna_kmtpe.workflow._budgets import over_budget_note
-from optuna_kmtpe.workflow._run import _TrialLine
+from optuna_kmtpe.workflow._tables import TrialLine
 
 
 def _latency(config: QuantConfig) -> dict[str, float]:
@@ -76,7 +76,7 @@ def test_an_over_budget_trial_prints_the_metric_and_the_limit() -> None:
         metrics: list = list(study_metrics(study))
     except ImportError:
         metrics = ["accuracy", "latency_s"]
-    _TrialLine(1, metrics, lines.append)(study, study.trials[0])
+    TrialLine(1, metrics, lines.append)(study, study.trials[0])
     assert "over budget: latency_s 30.00us > limit 20.00us, not trained" in lines[0]
     assert "accuracy" not in lines[0] and "0.00%" not in lines[0]
     assert over_budget_note({keys.CONSTRAINTS: {"device_dsp": 3.0}}) == (
@@ -86,8 +86,8 @@ def test_an_over_budget_trial_prints_the_metric_and_the_limit() -> None:
 
 def test_short_runs_and_worker_counts_say_what_they_mean(capsys) -> None:  # type: ignore[no-untyped-def]
     from optuna_kmtpe.cli import main
-    from optuna_kmtpe.workflow._run import running_line
-    from optuna_kmtpe.workflow._run import warm_start_line
+    from optuna_kmtpe.workflow._tables import running_line
+    from optuna_kmtpe.workflow._tables import warm_start_line
 
     assert "all 5 trials are warm starts, the kmtpe sampler proposes none" in (
         warm_start_line(5, n_trials=5, sampler="kmtpe")

@@ -18,7 +18,7 @@ from optuna_kmtpe.records import study_metrics
 from optuna_kmtpe.records import study_quality
 from optuna_kmtpe.workflow import format_pareto_table
 from optuna_kmtpe.workflow import pareto_rows
-from optuna_kmtpe.workflow._run import _TrialLine
+from optuna_kmtpe.workflow._tables import TrialLine
 
 
 def _config(bits: int) -> dict[str, dict[str, float]]:
@@ -66,7 +66,7 @@ def test_pareto_table_and_report_list_a_minimized_metric_best_first(
 def test_trial_line_names_the_metric_without_percent(tmp_path: Path) -> None:
     study = _rmse_study(f"sqlite:///{tmp_path / 'k.db'}")
     lines: list[str] = []
-    _TrialLine(3, study_metrics(study), lines.append)(study, study.trials[1])
+    TrialLine(3, study_metrics(study), lines.append)(study, study.trials[1])
     assert "rmse 10  latency_s 30.00us" in lines[0] and "%" not in lines[0]
 
 

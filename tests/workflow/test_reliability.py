@@ -24,7 +24,7 @@ from optuna_kmtpe.workflow import SearchSettings
 from optuna_kmtpe.workflow import pareto_rows
 from optuna_kmtpe.workflow import run_search
 from optuna_kmtpe.workflow._prepare import _checkpoint_path
-from optuna_kmtpe.workflow._run import make_sampler
+from optuna_kmtpe.workflow._samplers import make_sampler
 
 
 def _kmtpe_study(url: str, settings: SearchSettings) -> optuna.Study:
@@ -308,18 +308,18 @@ def test_cache_key_covers_the_data_directory(tmp_path: Path) -> None:
 
 
 def test_sampler_seed_depends_on_the_first_trial_number_not_the_process() -> None:
-    from optuna_kmtpe.workflow._run import sampler_seed
+    from optuna_kmtpe.workflow._samplers import sampler_seed
 
     assert sampler_seed(5, 0) == 5
     assert sampler_seed(5, 7) == sampler_seed(5, 7) != sampler_seed(5, 8)
-    code = "from optuna_kmtpe.workflow._run import sampler_seed; print(sampler_seed(5, 7))"
+    code = "from optuna_kmtpe.workflow._samplers import sampler_seed; print(sampler_seed(5, 7))"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert int(other.stdout) == sampler_seed(5, 7)
 
 
 def test_a_resumed_run_repeats_its_proposals() -> None:
-    from optuna_kmtpe.workflow._run import _ProcessSampler
-    from optuna_kmtpe.workflow._run import sampler_seed
+    from optuna_kmtpe.workflow._samplers import ProcessSampler
+    from optuna_kmtpe.workflow._samplers import sampler_seed
 
     def resumed_params() -> list[dict[str, int]]:
         study = optuna.create_study()
@@ -331,7 +331,7 @@ def test_a_resumed_run_repeats_its_proposals() -> None:
                     value=float(x),
                 )
             )
-        study.sampler = _ProcessSampler(
+        study.sampler = ProcessSampler(
             lambda seed: make_sampler("random", seed=seed, n_objectives=1), seed=1
         )
         study.optimize(lambda t: t.suggest_int("x", 0, 99), n_trials=4)
