@@ -27,10 +27,10 @@ from optuna_kmtpe.hardware._device import DEFAULT_DEVICE
 from optuna_kmtpe.hardware._device import FPGADevice
 from optuna_kmtpe.hardware._device import get_device
 from optuna_kmtpe.hardware._energy import EnergyParams
+from optuna_kmtpe.hardware._packing import DSP_KINDS
 from optuna_kmtpe.hardware._packing import PACKING_VARIANTS
 from optuna_kmtpe.hardware._packing import check_bits
 from optuna_kmtpe.hardware._packing import make_packing
-from optuna_kmtpe.hardware._packing import packing_axis as default_packing_axis
 from optuna_kmtpe.hardware._packing import packing_table
 
 
@@ -211,7 +211,9 @@ class FPGAModel:
                 f"{type(packing).__name__}."
             )
         self.packing = packing_fn
-        axis = default_packing_axis(self.device.dsp_kind) if packing_axis is None else packing_axis
+        axis = packing_axis
+        if axis is None:
+            axis = DSP_KINDS[self.device.dsp_kind].packing_axis
         if axis not in ("output", "reduction"):
             raise ValueError(f"packing_axis must be 'output' or 'reduction', got {axis!r}.")
         self.packing_axis = axis
