@@ -100,30 +100,14 @@ class DSPKind:
 DSP_KINDS: dict[str, DSPKind] = {
     kind.name: kind
     for kind in (
-        DSPKind(  # 7-series
-            name="DSP48E1",
-            multiplier=(25, 18),
-            packing_axis="output",
-            standard=((4, 4.0), (8, 2.0)),
-            float32=1 / 3,
-        ),
-        DSPKind(  # UltraScale and UltraScale+
-            name="DSP48E2",
-            multiplier=(27, 18),
-            packing_axis="output",
-            standard=((4, 4.0), (8, 2.0)),
-            overpack=((4, 6.0), (8, 2.0)),
-            float32=1 / 3,
-        ),
-        DSPKind(  # Versal
-            name="DSP58",
-            multiplier=(27, 24),
-            packing_axis="reduction",
-            standard=((8, 3.0),),
-            float32=1.0,
-        ),
+        DSPKind(name="DSP48E1", multiplier=(25, 18), packing_axis="output",  # 7-series
+                standard=((4, 4.0), (8, 2.0)), float32=1 / 3),
+        DSPKind(name="DSP48E2", multiplier=(27, 18), packing_axis="output",  # UltraScale(+)
+                standard=((4, 4.0), (8, 2.0)), overpack=((4, 6.0), (8, 2.0)), float32=1 / 3),
+        DSPKind(name="DSP58", multiplier=(27, 24), packing_axis="reduction",  # Versal
+                standard=((8, 3.0),), float32=1.0),
     )
-}
+}  # fmt: skip
 """The DSP primitives the cost model knows, by name (sources in the module docstring). Adding a
 kind is one entry: devices, packing functions and the cost model read it from here."""
 
@@ -133,23 +117,9 @@ def packing_factor(
 ) -> float:
     """Products one DSP computes per cycle for the given operand bit-widths.
 
-    Integer operands (1..15 bits) use the packing schemes of :data:`DSP_KINDS`; 16 and 32 bits
-    mean float operands (half and single precision), as in the config type.
-
-    ================  ======================  ==========  ==========  ========  ========
-    dsp_kind          variant                 max <= 4    max <= 8    9..16     32
-    ================  ======================  ==========  ==========  ========  ========
-    DSP48E2           standard                4           2           1         1/3
-    DSP48E2           overpack                6           2           1         1/3
-    DSP48E1           standard / overpack     4           2           1         1/3
-    DSP58             standard / overpack     3           3           1         1
-    any               none                    1           1           1         1/3 (1)
-    ================  ======================  ==========  ==========  ========  ========
-
-    ``max`` is ``max(weight_bits, act_bits)``. DSP58's INT8 mode is a 3-element dot product
-    (products along the reduction axis); DSP48 packing shares the activation between products
-    of different output channels. DSP58 runs single-precision float natively (1 per cycle);
-    DSP48 needs 3 slices per single-precision multiply.
+    Integer operands (1..15 bits) use the packing steps of the kind in :data:`DSP_KINDS`
+    (``docs/hardware.md`` tabulates them); 16 and 32 bits mean float operands (half and single
+    precision), as in the config type. Variant ``"none"`` packs no integer products.
 
     Args:
         dsp_kind: A key of :data:`DSP_KINDS`.
@@ -193,7 +163,7 @@ def make_packing(dsp_kind: str, variant: str = "standard") -> PackingFunction:
 def packing_table(packing: PackingFunction) -> list[list[float]]:
     """``table[b_w][b_a]`` for every pair of bits in 1..32 (row and column 0 unused).
 
-    The vectorized path looks packing up in this table, so any user callable costs one call
+    The cost formulas look packing up in this table, so any user callable costs one call
     per bit pair, once. Raises ``ValueError`` if the callable returns a non-positive or
     non-finite value.
     """
