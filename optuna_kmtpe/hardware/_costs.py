@@ -23,9 +23,8 @@ x batch, p = packing(b_w, b_a)):
 
 Channel divisions run on integers; the other integer quantities are held in float64, which is
 exact here (integers below 2**53; a quotient of such integers rounds to an integer only when it
-is one). Network totals add the layers in
-module order, as Python's ``sum`` does, so that every figure is the same bit for bit whether a
-config is evaluated alone or among others.
+is one). Network totals add the layers in module order, as Python's ``sum`` does, so that every
+figure is the same bit for bit whether a config is evaluated alone or among others.
 """
 
 from __future__ import annotations
@@ -182,7 +181,7 @@ def batch_costs(
         and the per-layer costs (``(n, L)`` arrays keyed by :class:`LayerCost` field): the
         layer latencies only, or every field when ``per_layer``.
     """
-    n, n_layers = weight_bits.shape
+    n_layers = weight_bits.shape[1]
     rows, cols = acc.rows, acc.cols
 
     # Ceil divisions on the int64 channels: numpy's float floor division is several times
