@@ -235,6 +235,7 @@ def batch_costs(
         + groups * n_tiles * m * reduction * abf
         + groups * m * outputs * acc_bits * (2 * k_tiles - 1)
     )
+    # Products in this order (not folded into one constant): the figures reports always gave.
     mac_j = macs * mac_pj * energy.fpga_factor * 1e-12
     bram_j = onchip_bits * energy.bram_pj_per_bit * 1e-12
     dram_j = dram_bits * energy.dram_pj_per_bit * 1e-12
