@@ -72,22 +72,23 @@ import optuna
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
+from optuna_kmtpe._metric_names import ACCURACY as ACCURACY
+from optuna_kmtpe._metric_names import BOPS as BOPS
+from optuna_kmtpe._metric_names import DSP_USED as DSP_USED
+from optuna_kmtpe._metric_names import ENERGY_J as ENERGY_J
+from optuna_kmtpe._metric_names import FEASIBLE as FEASIBLE
+from optuna_kmtpe._metric_names import LATENCY_S as LATENCY_S
+from optuna_kmtpe._metric_names import LAYER_ENERGY_J as LAYER_ENERGY_J
+from optuna_kmtpe._metric_names import LAYER_LATENCY_S as LAYER_LATENCY_S
+from optuna_kmtpe._metric_names import SIZE_BITS as SIZE_BITS
+from optuna_kmtpe._metric_names import THROUGHPUT_IPS as THROUGHPUT_IPS
+from optuna_kmtpe._metric_names import VAL_LOSS as VAL_LOSS
+
 
 CONFIG = "config"
-ACCURACY = "accuracy"
-VAL_LOSS = "val_loss"
-LATENCY_S = "latency_s"
-ENERGY_J = "energy_j"
-SIZE_BITS = "size_bits"
-BOPS = "bops"
-THROUGHPUT_IPS = "throughput_ips"
-DSP_USED = "dsp_used"
-FEASIBLE = "feasible"
 SKIPPED_TRAINING = "skipped_training"
 STOPPED_EARLY = "stopped_early"
 TRAIN_TIME_S = "train_time_s"
-LAYER_LATENCY_S = "layer_latency_s"
-LAYER_ENERGY_J = "layer_energy_j"
 EPOCH_ACCURACY = "accuracy_epoch_"
 CONSTRAINTS = "constraints"
 FAIL_REASON = "fail_reason"

@@ -35,6 +35,7 @@ from optuna_kmtpe.hardware._model import LayerCost
 from optuna_kmtpe.hardware._model import config_arrays
 from optuna_kmtpe.hardware._packing import DSP_KINDS
 from optuna_kmtpe.hardware._packing import PACKING_VARIANTS
+from optuna_kmtpe.hardware._packing import DSPKind
 from optuna_kmtpe.hardware._packing import make_packing
 from optuna_kmtpe.hardware._packing import packing_factor
 from optuna_kmtpe.hardware._trace import trace_layer_shapes
@@ -44,6 +45,7 @@ __all__ = [
     "DEFAULT_DEVICE",
     "DEVICE_PRESETS",
     "DSP_KINDS",
+    "DSPKind",
     "EnergyParams",
     "FPGADevice",
     "FPGAModel",

@@ -20,7 +20,7 @@ class FPGADevice:
     Args:
         name: Short name (the preset key, e.g. ``"zcu102"``).
         part: Part number.
-        dsp_kind: One of ``"DSP48E1"``, ``"DSP48E2"``, ``"DSP58"``.
+        dsp_kind: A key of :data:`DSP_KINDS` (``"DSP48E1"``, ``"DSP48E2"``, ``"DSP58"``).
         dsp_count: DSP slices of the part.
         bram36: 36 Kb block RAMs of the part (each two 18 Kb halves). UltraRAM is listed for
             information but the model places buffers in block RAM only.
@@ -58,7 +58,9 @@ class FPGADevice:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError("FPGADevice needs a non-empty name.")
         if self.dsp_kind not in DSP_KINDS:
-            raise ValueError(f"{where}: dsp_kind={self.dsp_kind!r}; use one of {DSP_KINDS}.")
+            raise ValueError(
+                f"{where}: dsp_kind={self.dsp_kind!r}; use one of {tuple(DSP_KINDS)}."
+            )
         for field in ("dsp_count", "bram36"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

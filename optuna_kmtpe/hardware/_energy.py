@@ -6,6 +6,8 @@ import dataclasses
 import math
 from typing import Any
 
+import numpy as np
+
 
 @dataclasses.dataclass(frozen=True)
 class EnergyParams:
@@ -30,7 +32,7 @@ class EnergyParams:
         max_accumulator_bits: Accumulator width cap (DSP48 accumulators are 48 bits).
 
     Example:
-        >>> EnergyParams().mac_pj(8, 8, 16)
+        >>> float(EnergyParams().mac_pj(8, 8, 16))
         0.256
     """
 
@@ -59,7 +61,7 @@ class EnergyParams:
             raise ValueError("EnergyParams.max_accumulator_bits must be >= 1.")
         if not self.fp16_mac_pj <= self.fp32_mac_pj:
             raise ValueError("EnergyParams: fp16_mac_pj must not exceed fp32_mac_pj.")
-        widest_int = self.mac_pj(15, 15, self.max_accumulator_bits)
+        widest_int = float(self.mac_pj(15, 15, self.max_accumulator_bits))
         if widest_int > self.fp16_mac_pj:
             raise ValueError(
                 f"EnergyParams: a 15x15-bit integer MAC ({widest_int:.3g} pJ) costs more than "
@@ -67,28 +69,31 @@ class EnergyParams:
                 f"constants so that energy never grows when bits shrink."
             )
 
-    def accumulator_bits(self, weight_bits: int, act_bits: int, reduction: int) -> int:
-        """``min(cap, b_w + b_a + ceil(log2 K))``: the bits a K-term dot product needs."""
-        return min(
-            self.max_accumulator_bits, weight_bits + act_bits + (reduction - 1).bit_length()
+    def accumulator_bits(self, weight_bits: Any, act_bits: Any, reduction: Any) -> Any:
+        """``min(cap, b_w + b_a + ceil(log2 K))``: the bits a K-term dot product needs.
+
+        Elementwise on numbers or arrays; ``ceil(log2 K)`` is the bit length of ``K - 1``, the
+        exponent :func:`numpy.frexp` returns (exact for integers below 2**53).
+        """
+        return np.minimum(
+            self.max_accumulator_bits, weight_bits + act_bits + np.frexp(reduction - 1)[1]
         )
 
-    def mac_pj(self, weight_bits: int, act_bits: int, accumulator_bits: int) -> float:
+    def mac_pj(self, weight_bits: Any, act_bits: Any, accumulator_bits: Any) -> Any:
         """Energy of one MAC in an ASIC at 45 nm, pJ (multiply by ``fpga_factor`` for FPGA).
 
         Integer operands: ``int_mult_8x8_pj * b_w * b_a / 64 + int_add_pj_per_bit * b_acc``.
         Float operands (16 or 32 bits on either side): the half- or single-precision MAC.
         The integer cost below 16 bits never exceeds the fp16 MAC with the defaults, so the
-        energy never grows when bits shrink.
+        energy never grows when bits shrink. Elementwise on numbers or arrays.
         """
-        widest = max(weight_bits, act_bits)
-        if widest > 16:
-            return self.fp32_mac_pj
-        if widest == 16:
-            return self.fp16_mac_pj
-        return (
+        widest = np.maximum(weight_bits, act_bits)
+        integer = (
             self.int_mult_8x8_pj * weight_bits * act_bits / 64.0
             + self.int_add_pj_per_bit * accumulator_bits
+        )
+        return np.where(
+            widest > 16, self.fp32_mac_pj, np.where(widest == 16, self.fp16_mac_pj, integer)
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -11,7 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from optuna_kmtpe import geometry
+from optuna_kmtpe._metric_names import BOPS
+from optuna_kmtpe._metric_names import DSP_USED
+from optuna_kmtpe._metric_names import ENERGY_J
+from optuna_kmtpe._metric_names import FEASIBLE
+from optuna_kmtpe._metric_names import LATENCY_S
+from optuna_kmtpe._metric_names import LAYER_LATENCY_S
+from optuna_kmtpe._metric_names import SIZE_BITS
+from optuna_kmtpe._metric_names import THROUGHPUT_IPS
 from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.geometry import LayerShape
 from optuna_kmtpe.geometry import NetworkShape
@@ -20,10 +27,10 @@ from optuna_kmtpe.hardware._device import DEFAULT_DEVICE
 from optuna_kmtpe.hardware._device import FPGADevice
 from optuna_kmtpe.hardware._device import get_device
 from optuna_kmtpe.hardware._energy import EnergyParams
+from optuna_kmtpe.hardware._packing import DSP_KINDS
 from optuna_kmtpe.hardware._packing import PACKING_VARIANTS
 from optuna_kmtpe.hardware._packing import check_bits
 from optuna_kmtpe.hardware._packing import make_packing
-from optuna_kmtpe.hardware._packing import packing_axis as default_packing_axis
 from optuna_kmtpe.hardware._packing import packing_table
 
 
@@ -68,8 +75,11 @@ class LayerCost:
         return dataclasses.asdict(self)
 
 
-# LayerCost fields taken as they are from the dict of the cost formulas (_costs.layer_cost).
-_COST_FIELDS = tuple(f.name for f in dataclasses.fields(LayerCost))[6:-3]  # packing..energy_j
+# LayerCost fields read from the per-layer cost arrays (packing..bops), with their Python type.
+_COST_FIELDS = tuple(
+    (f.name, {"int": int, "float": float, "str": str}[f.type])
+    for f in dataclasses.fields(LayerCost)[6:]
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,7 +211,9 @@ class FPGAModel:
                 f"{type(packing).__name__}."
             )
         self.packing = packing_fn
-        axis = default_packing_axis(self.device.dsp_kind) if packing_axis is None else packing_axis
+        axis = packing_axis
+        if axis is None:
+            axis = DSP_KINDS[self.device.dsp_kind].packing_axis
         if axis not in ("output", "reduction"):
             raise ValueError(f"packing_axis must be 'output' or 'reduction', got {axis!r}.")
         self.packing_axis = axis
@@ -265,72 +277,42 @@ class FPGAModel:
             )
         config.check_layers(network.names)
         batch = _check_size(batch, "batch")
-        acc = self._accelerator
-        pruned = network.pruned({name: config.layer(name).width for name in network.names})
-        costs = []
-        for layer, kept in zip(network.layers, pruned):
-            layer_config = config.layer(layer.name)
-            readers = network.output_readers(layer.name)
-            out_bits = (
-                max(config.layer(r).act_bits for r in readers) if readers else self.output_bits
-            )
-            cost = _costs.layer_cost(
-                acc,
-                in_channels=kept.in_channels,
-                out_channels=kept.out_channels,
-                groups=kept.groups,
-                kernel_size=layer.kernel_size,
-                out_positions=layer.out_positions,
-                in_positions=layer.in_positions,
-                weight_bits=layer_config.weight_bits,
-                act_bits=layer_config.act_bits,
-                out_bits=out_bits,
-                batch=batch,
-            )
-            costs.append((layer, kept, layer_config, cost))
-
-        latency_s = sum(c["latency_s"] for *_, c in costs)
-        energy_j = sum(
-            c["mac_energy_j"] + c["bram_energy_j"] + c["dram_energy_j"] for *_, c in costs
+        layer_configs = [config.layer(name) for name in network.names]
+        weight_bits = np.array([[c.weight_bits for c in layer_configs]], dtype=np.int64)
+        act_bits = np.array([[c.act_bits for c in layer_configs]], dtype=np.int64)
+        pruned = network.layout.pruned([c.width for c in layer_configs])
+        totals, per_layer = _costs.batch_costs(
+            self._accelerator,
+            self._tables(network, batch),
+            weight_bits,
+            act_bits,
+            pruned,
+            batch,
+            per_layer=True,
         )
-        energy_j += acc.static_power_w * latency_s
-        interval_s = _costs.pipeline_interval(
-            acc,
-            packed_work=sum(c["macs"] / c["packing"] for *_, c in costs),
-            weight_bytes=sum(c["weight_bytes"] for *_, c in costs),
-            first_input_bytes=costs[0][3]["input_bytes"],
-            last_output_bytes=costs[-1][3]["output_bytes"],
-        )
-        bram18 = (
-            max(c["input_bram18"] for *_, c in costs)
-            + max(c["psum_bram18"] for *_, c in costs)
-            + max(c["weight_bram18"] for *_, c in costs)
-        )
-        bram_used = -(-bram18 // 2)
+        values = {field: column[0].tolist() for field, column in per_layer.items()}
         layers = tuple(
             LayerCost(
                 name=layer.name,
                 kind=layer.kind,
-                in_channels=kept.in_channels,
-                out_channels=kept.out_channels,
-                weight_bits=lc.weight_bits,
-                act_bits=lc.act_bits,
-                bram18=c["input_bram18"] + c["psum_bram18"] + c["weight_bram18"],
-                size_bits=geometry.weight_size_bits(c["weight_count"], lc.weight_bits),
-                bops=geometry.bops(c["macs"] // batch, lc.weight_bits, lc.act_bits),
-                **{field: c[field] for field in _COST_FIELDS},
+                in_channels=int(pruned.in_channels[0, j]),
+                out_channels=int(pruned.out_channels[0, j]),
+                weight_bits=layer_config.weight_bits,
+                act_bits=layer_config.act_bits,
+                **{field: cast(values[field][j]) for field, cast in _COST_FIELDS},
             )
-            for layer, kept, lc, c in costs
+            for j, (layer, layer_config) in enumerate(zip(network, layer_configs))
         )
+        bram_used = int(totals["bram_used"][0])
         violations, messages = self._violations(bram_used)
         return HardwareReport(
             device=self.device.name,
             batch=batch,
-            latency_s=latency_s,
-            throughput_ips=batch / interval_s,
-            sequential_throughput_ips=batch / latency_s,
-            energy_j=energy_j,
-            energy_per_inference_j=energy_j / batch,
+            latency_s=float(totals[LATENCY_S][0]),
+            throughput_ips=float(totals[THROUGHPUT_IPS][0]),
+            sequential_throughput_ips=float(totals["sequential_throughput_ips"][0]),
+            energy_j=float(totals[ENERGY_J][0]),
+            energy_per_inference_j=float(totals["energy_per_inference_j"][0]),
             dsp_used=self.dsp_used,
             dsp_available=self.device.dsp_count,
             bram_used=bram_used,
@@ -338,9 +320,9 @@ class FPGAModel:
             feasible=not violations,
             violations=violations,
             violation_messages=messages,
-            size_bits=sum(layer.size_bits for layer in layers),
-            bops=sum(layer.bops for layer in layers),
-            macs=sum(layer.macs for layer in layers) // batch,
+            size_bits=int(totals[SIZE_BITS][0]),
+            bops=int(totals[BOPS][0]),
+            macs=int(totals["macs"][0]),
             layers=layers,
         )
 
@@ -399,26 +381,26 @@ class FPGAModel:
                 f"{wb.shape}, {ab.shape} and {wd.shape}."
             ) from None
         tables = self._tables(network, batch)
-        parts = [
-            _costs.batch_costs(
+        parts = []
+        for start in range(0, wb.shape[0], chunk_size):
+            chunk = slice(start, start + chunk_size)
+            totals, per_layer = _costs.batch_costs(
                 self._accelerator,
-                network,
                 tables,
-                wb[start : start + chunk_size],
-                ab[start : start + chunk_size],
-                network.layout.pruned(wd[start : start + chunk_size]),
+                wb[chunk],
+                ab[chunk],
+                network.layout.pruned(wd[chunk]),
                 batch,
             )
-            for start in range(0, wb.shape[0], chunk_size)
-        ]
+            parts.append({**totals, LAYER_LATENCY_S: per_layer[LATENCY_S]})
         result = (
             parts[0]
             if len(parts) == 1
             else {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
         )
         n = wb.shape[0]
-        result["dsp_used"] = np.full(n, self.dsp_used, dtype=np.int64)
-        result["feasible"] = (result["bram_used"] <= self.device.bram36) & (
+        result[DSP_USED] = np.full(n, self.dsp_used, dtype=np.int64)
+        result[FEASIBLE] = (result["bram_used"] <= self.device.bram36) & (
             self.dsp_used <= self.device.dsp_count
         )
         return result

@@ -26,14 +26,12 @@ Sources:
 from __future__ import annotations
 
 from collections.abc import Callable
+import dataclasses
 import math
 from typing import Any
 
 import numpy as np
 
-
-DSP_KINDS: tuple[str, ...] = ("DSP48E1", "DSP48E2", "DSP58")
-"""DSP primitives: 7-series (25x18), UltraScale/UltraScale+ (27x18), Versal (27x24)."""
 
 PACKING_VARIANTS: tuple[str, ...] = ("standard", "overpack", "none")
 """Built-in packing functions: published exact schemes, DSP-Packing's approximate
@@ -46,31 +44,85 @@ _MIN_BITS = 1
 _MAX_BITS = 32
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DSPKind:
+    """One DSP primitive: its multiplier and how many low-bit products it packs per cycle.
+
+    Packing depends on the wider operand only, ``max(b_w, b_a)``: the first step of the variant
+    whose bound it does not exceed gives the products; integer operands past the last step and
+    half-precision floats (16 bits) give 1; single-precision floats (32 bits) give ``float32``.
+
+    Attributes:
+        name: The ``dsp_kind`` of an :class:`~optuna_kmtpe.hardware.FPGADevice`.
+        multiplier: Operand widths of the signed multiplier, bits (information only).
+        packing_axis: GEMM axis packed products extend: ``"output"`` (several output channels
+            share one activation) or ``"reduction"`` (a dot product over input channels).
+        standard: ``((max bits, products), ...)`` of the published exact schemes, bounds
+            ascending and products non-increasing (so that lowering bits never lowers ``p``).
+        float32: Single-precision products per DSP per cycle (1/3: three slices per multiply).
+        overpack: Steps of the ``"overpack"`` variant; ``None``: as ``standard``.
+    """
+
+    name: str
+    multiplier: tuple[int, int]
+    packing_axis: str
+    standard: tuple[tuple[int, float], ...]
+    float32: float
+    overpack: tuple[tuple[int, float], ...] | None = None
+
+    def __post_init__(self) -> None:
+        # The cost model is monotone in bits only if p never rises with the operand width.
+        for steps in (self.standard, self.overpack or ()):
+            bounds, products = [b for b, _ in steps], [p for _, p in steps]
+            if (
+                bounds != sorted(set(bounds))
+                or products != sorted(products, reverse=True)
+                or (steps and (bounds[-1] > 15 or products[-1] < 1))
+            ):
+                raise ValueError(
+                    f"DSPKind {self.name!r}: packing steps need integer bounds (<= 15 bits) "
+                    f"rising and products (>= 1) not rising, got {steps}."
+                )
+        if self.packing_axis not in ("output", "reduction"):
+            raise ValueError(f"DSPKind {self.name!r}: packing_axis={self.packing_axis!r}.")
+        if not 0 < self.float32 <= 1:
+            raise ValueError(f"DSPKind {self.name!r}: float32 must lie in (0, 1].")
+
+    def packing(self, weight_bits: int, act_bits: int, variant: str = "standard") -> float:
+        """Products per DSP per cycle (arguments as in :func:`packing_factor`)."""
+        widest = max(weight_bits, act_bits)
+        if widest > 16:
+            return self.float32
+        steps = {"standard": self.standard, "overpack": self.overpack or self.standard}
+        return next((p for bits, p in steps.get(variant, ()) if widest <= bits), 1.0)
+
+
+DSP_KINDS: dict[str, DSPKind] = {
+    kind.name: kind
+    for kind in (
+        DSPKind(name="DSP48E1", multiplier=(25, 18), packing_axis="output",  # 7-series
+                standard=((4, 4.0), (8, 2.0)), float32=1 / 3),
+        DSPKind(name="DSP48E2", multiplier=(27, 18), packing_axis="output",  # UltraScale(+)
+                standard=((4, 4.0), (8, 2.0)), overpack=((4, 6.0), (8, 2.0)), float32=1 / 3),
+        DSPKind(name="DSP58", multiplier=(27, 24), packing_axis="reduction",  # Versal
+                standard=((8, 3.0),), float32=1.0),
+    )
+}  # fmt: skip
+"""The DSP primitives the cost model knows, by name (sources in the module docstring). Adding a
+kind is one entry: devices, packing functions and the cost model read it from here."""
+
+
 def packing_factor(
     dsp_kind: str, weight_bits: int, act_bits: int, *, variant: str = "standard"
 ) -> float:
     """Products one DSP computes per cycle for the given operand bit-widths.
 
-    Integer operands (1..15 bits) use the packing schemes of the module docstring; 16 and 32
-    bits mean float operands (half and single precision), as in the config type.
-
-    ================  ======================  ==========  ==========  ========  ========
-    dsp_kind          variant                 max <= 4    max <= 8    9..16     32
-    ================  ======================  ==========  ==========  ========  ========
-    DSP48E2           standard                4           2           1         1/3
-    DSP48E2           overpack                6           2           1         1/3
-    DSP48E1           standard / overpack     4           2           1         1/3
-    DSP58             standard / overpack     3           3           1         1
-    any               none                    1           1           1         1/3 (1)
-    ================  ======================  ==========  ==========  ========  ========
-
-    ``max`` is ``max(weight_bits, act_bits)``. DSP58's INT8 mode is a 3-element dot product
-    (products along the reduction axis); DSP48 packing shares the activation between products
-    of different output channels. DSP58 runs single-precision float natively (1 per cycle);
-    DSP48 needs 3 slices per single-precision multiply.
+    Integer operands (1..15 bits) use the packing steps of the kind in :data:`DSP_KINDS`
+    (``docs/hardware.md`` tabulates them); 16 and 32 bits mean float operands (half and single
+    precision), as in the config type. Variant ``"none"`` packs no integer products.
 
     Args:
-        dsp_kind: One of :data:`DSP_KINDS`.
+        dsp_kind: A key of :data:`DSP_KINDS`.
         weight_bits: Weight bits, 1..32.
         act_bits: Activation bits, 1..32.
         variant: One of :data:`PACKING_VARIANTS`.
@@ -84,28 +136,11 @@ def packing_factor(
         >>> packing_factor("DSP48E2", 4, 4, variant="overpack")
         6.0
     """
-    _check_kind(dsp_kind)
-    if variant not in PACKING_VARIANTS:
-        raise ValueError(f"Unknown packing variant {variant!r}; use one of {PACKING_VARIANTS}.")
+    kind = dsp_kind_spec(dsp_kind)
+    _check_variant(variant)
     check_bits(weight_bits, field="weight_bits")
     check_bits(act_bits, field="act_bits")
-    widest = max(weight_bits, act_bits)
-    if widest > 16:
-        return 1.0 if dsp_kind == "DSP58" else 1.0 / 3.0
-    if variant == "none" or widest > 8:
-        return 1.0
-    if dsp_kind == "DSP58":
-        return 3.0
-    if widest <= 4:
-        return 6.0 if (variant == "overpack" and dsp_kind == "DSP48E2") else 4.0
-    return 2.0
-
-
-def packing_axis(dsp_kind: str) -> str:
-    """Which GEMM axis packed products extend: ``"output"`` (DSP48: several output channels
-    share one activation) or ``"reduction"`` (DSP58: a dot product over input channels)."""
-    _check_kind(dsp_kind)
-    return "reduction" if dsp_kind == "DSP58" else "output"
+    return kind.packing(weight_bits, act_bits, variant)
 
 
 def make_packing(dsp_kind: str, variant: str = "standard") -> PackingFunction:
@@ -115,9 +150,8 @@ def make_packing(dsp_kind: str, variant: str = "standard") -> PackingFunction:
         >>> make_packing("DSP58")(8, 8)
         3.0
     """
-    _check_kind(dsp_kind)
-    if variant not in PACKING_VARIANTS:
-        raise ValueError(f"Unknown packing variant {variant!r}; use one of {PACKING_VARIANTS}.")
+    dsp_kind_spec(dsp_kind)
+    _check_variant(variant)
 
     def packing(weight_bits: int, act_bits: int) -> float:
         return packing_factor(dsp_kind, weight_bits, act_bits, variant=variant)
@@ -129,7 +163,7 @@ def make_packing(dsp_kind: str, variant: str = "standard") -> PackingFunction:
 def packing_table(packing: PackingFunction) -> list[list[float]]:
     """``table[b_w][b_a]`` for every pair of bits in 1..32 (row and column 0 unused).
 
-    The vectorized path looks packing up in this table, so any user callable costs one call
+    The cost formulas look packing up in this table, so any user callable costs one call
     per bit pair, once. Raises ``ValueError`` if the callable returns a non-positive or
     non-finite value.
     """
@@ -168,6 +202,13 @@ def check_bits(bits: Any, *, field: str) -> np.ndarray:
     return array.astype(np.int64)
 
 
-def _check_kind(dsp_kind: str) -> None:
+def dsp_kind_spec(dsp_kind: str) -> DSPKind:
+    """The :class:`DSPKind` called ``dsp_kind``; ``ValueError`` naming the known ones."""
     if dsp_kind not in DSP_KINDS:
-        raise ValueError(f"Unknown DSP kind {dsp_kind!r}; use one of {DSP_KINDS}.")
+        raise ValueError(f"Unknown DSP kind {dsp_kind!r}; use one of {tuple(DSP_KINDS)}.")
+    return DSP_KINDS[dsp_kind]
+
+
+def _check_variant(variant: str) -> None:
+    if variant not in PACKING_VARIANTS:
+        raise ValueError(f"Unknown packing variant {variant!r}; use one of {PACKING_VARIANTS}.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,6 +12,8 @@ from optuna_kmtpe.config import ALLOWED_BITS
 from optuna_kmtpe.config import LayerConfig
 from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.hardware import DEVICE_PRESETS
+from optuna_kmtpe.hardware import DSP_KINDS
+from optuna_kmtpe.hardware import DSPKind
 from optuna_kmtpe.hardware import EnergyParams
 from optuna_kmtpe.hardware import FPGADevice
 from optuna_kmtpe.hardware import FPGAModel
@@ -274,6 +277,34 @@ def test_packing_steps_exactly_at_thresholds(kind: str, variant: str, expected: 
             ), (bw, ba)
 
 
+def test_a_dsp_kind_is_one_registry_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    toy9 = DSPKind(
+        name="TOY9",
+        multiplier=(18, 18),
+        packing_axis="reduction",
+        standard=((2, 8.0), (4, 2.0)),
+        float32=0.5,
+    )
+    monkeypatch.setitem(DSP_KINDS, "TOY9", toy9)
+    model = FPGAModel(device=dataclasses.replace(TOY, dsp_kind="TOY9"), rows=2, cols=2)
+    assert model.packing_axis == "reduction"
+    assert [model.packing(b, 1) for b in (2, 3, 9, 16, 32)] == [8.0, 2.0, 1.0, 1.0, 0.5]
+    assert packing_factor("TOY9", 2, 2, variant="overpack") == 8.0
+    assert packing_factor("TOY9", 2, 2, variant="none") == 1.0
+    layer = model.evaluate(
+        [_conv("c", 3, 4, 4)], QuantConfig.uniform(["c"], weight_bits=2, act_bits=2)
+    ).layers[0]
+    assert layer.packing == 8.0
+    with pytest.raises(ValueError, match="packing steps"):
+        DSPKind(
+            name="rising",
+            multiplier=(18, 18),
+            packing_axis="output",
+            standard=((4, 2.0), (8, 4.0)),
+            float32=1.0,
+        )
+
+
 def test_latency_steps_only_where_packing_steps() -> None:
     conv = _conv("conv", 64, 128, 8)
     model = FPGAModel(device="zcu102", rows=16, cols=16, pixel_parallel=1)
@@ -376,10 +407,11 @@ def test_vectorized_equals_per_config(kwargs: dict) -> None:
                 "dsp_used",
                 "feasible",
             ):
-                assert out[key][i] == pytest.approx(getattr(report, key), rel=1e-12), key
-            np.testing.assert_allclose(
-                out["layer_latency_s"][i], [layer.latency_s for layer in report.layers], rtol=1e-12
-            )
+                # One formula on arrays: a config alone and among others, bit for bit.
+                assert out[key][i] == getattr(report, key), key
+            assert out["layer_latency_s"][i].tolist() == [
+                layer.latency_s for layer in report.layers
+            ]
 
 
 def test_missing_layers_are_float_and_cost_more() -> None:
