@@ -29,7 +29,7 @@ from optuna_kmtpe.hardware._device import get_device
 from optuna_kmtpe.hardware._energy import EnergyParams
 from optuna_kmtpe.hardware._packing import DSP_KINDS
 from optuna_kmtpe.hardware._packing import PACKING_VARIANTS
-from optuna_kmtpe.hardware._packing import check_bits
+from optuna_kmtpe.hardware._packing import check_operand_bits
 from optuna_kmtpe.hardware._packing import make_packing
 from optuna_kmtpe.hardware._packing import packing_table
 
@@ -220,7 +220,7 @@ class FPGAModel:
         if energy is not None and not isinstance(energy, EnergyParams):
             raise ValueError(f"energy must be an EnergyParams, got {type(energy).__name__}.")
         self.energy = energy if energy is not None else EnergyParams()
-        check_bits(output_bits, field="output_bits")
+        check_operand_bits(output_bits, field="output_bits")
         self.double_buffer = bool(double_buffer)
         self.output_bits = output_bits
         self._accelerator = _costs.Accelerator(
@@ -368,8 +368,10 @@ class FPGAModel:
         batch = _check_size(batch, "batch")
         chunk_size = _check_size(chunk_size, "chunk_size")
         n_layers = len(network)
-        wb = check_bits(_config_array(weight_bits, "weight_bits", n_layers), field="weight_bits")
-        ab = check_bits(_config_array(act_bits, "act_bits", n_layers), field="act_bits")
+        wb = check_operand_bits(
+            _config_array(weight_bits, "weight_bits", n_layers), field="weight_bits"
+        )
+        ab = check_operand_bits(_config_array(act_bits, "act_bits", n_layers), field="act_bits")
         wd = _config_array(1.0 if widths is None else widths, "widths", n_layers).astype(float)
         if not np.all((wd > 0) & (wd <= 1)):
             raise ValueError("widths must lie in (0, 1] (the fraction of channels kept).")

@@ -138,8 +138,8 @@ def packing_factor(
     """
     kind = dsp_kind_spec(dsp_kind)
     _check_variant(variant)
-    check_bits(weight_bits, field="weight_bits")
-    check_bits(act_bits, field="act_bits")
+    check_operand_bits(weight_bits, field="weight_bits")
+    check_operand_bits(act_bits, field="act_bits")
     return kind.packing(weight_bits, act_bits, variant)
 
 
@@ -185,7 +185,7 @@ def packing_table(packing: PackingFunction) -> list[list[float]]:
     return table
 
 
-def check_bits(bits: Any, *, field: str) -> np.ndarray:
+def check_operand_bits(bits: Any, *, field: str) -> np.ndarray:
     """Operand bit-widths (an int or an array) as int64, if all are integers in 1..32: wider
     than a config's ``ALLOWED_BITS``, so that sweeps can price operands no config uses."""
     array = np.asarray(bits)

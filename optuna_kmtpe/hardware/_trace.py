@@ -10,7 +10,7 @@ from optuna_kmtpe.geometry import LayerShape
 from optuna_kmtpe.geometry import NetworkShape
 
 
-def trace_layer_shapes(model: Any, example_input: Any) -> NetworkShape:
+def trace_layer_shapes(model: Any, example_input: Any, *, graph: Any = None) -> NetworkShape:
     """Record the shapes of every quantizable layer in one forward pass.
 
     Forward hooks read each Conv1d/Conv2d/Linear layer's input and output shapes; the channel
@@ -22,6 +22,8 @@ def trace_layer_shapes(model: Any, example_input: Any) -> NetworkShape:
     Args:
         model: A ``torch.nn.Module``.
         example_input: One input batch (any batch size; shapes are recorded per sample).
+        graph: The model's :class:`~optuna_kmtpe.graph.ChannelGraph`, when the caller has
+            traced it already (``prepare_job`` does); traced here otherwise.
 
     Returns:
         A :class:`NetworkShape` with one :class:`LayerShape` per quantizable layer, in module
@@ -41,6 +43,7 @@ def trace_layer_shapes(model: Any, example_input: Any) -> NetworkShape:
     from torch import nn
 
     from optuna_kmtpe.graph import channel_graph
+    from optuna_kmtpe.graph import layer_channels
     from optuna_kmtpe.graph import quantizable_layers
     from optuna_kmtpe.graph import record_layer_calls
 
@@ -54,7 +57,7 @@ def trace_layer_shapes(model: Any, example_input: Any) -> NetworkShape:
             "torch.zeros(1, 3, 32, 32)."
         )
     layers = quantizable_layers(model)
-    graph = channel_graph(model, example_input)
+    graph = channel_graph(model, example_input) if graph is None else graph
     batch = int(example_input.shape[0])
     calls = record_layer_calls(model, example_input, layers)
 
@@ -78,13 +81,15 @@ def trace_layer_shapes(model: Any, example_input: Any) -> NetworkShape:
         producer = graph.producers.get(name)
         if producer is not None and not calls[producer]:
             producer = None
-        records.append(_layer_shape(name, layer, calls[name], producer, graph))
+        channels = layer_channels(layer)
+        records.append(_layer_shape(name, layer, channels, calls[name], producer, graph))
     return NetworkShape(records)
 
 
 def _layer_shape(
     name: str,
     layer: Any,
+    channels: tuple[int, int, int, int],
     calls: list[tuple[tuple[int, ...], tuple[int, ...]]],
     producer: str | None,
     graph: Any,
@@ -98,16 +103,16 @@ def _layer_shape(
     in_shape, out_shape = (
         _per_sample(shapes, channels_last=linear) for shapes in zip(*calls, strict=True)
     )
-    groups = 1 if linear else int(layer.groups)
+    out_channels, in_channels, groups, _ = channels
     if linear or groups > 1:
-        kind = "linear" if linear else "depthwise" if groups == layer.in_channels else "grouped"
+        kind = "linear" if linear else "depthwise" if groups == in_channels else "grouped"
     else:
         kind = "conv1d" if isinstance(layer, nn.Conv1d) else "conv2d"
     return LayerShape(
         name=name,
         kind=kind,
-        in_channels=layer.in_features if linear else layer.in_channels,
-        out_channels=layer.out_features if linear else layer.out_channels,
+        in_channels=in_channels,
+        out_channels=out_channels,
         input_shape=in_shape,
         output_shape=out_shape,
         kernel=() if linear else tuple(int(k) for k in layer.kernel_size),

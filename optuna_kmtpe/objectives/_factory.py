@@ -212,7 +212,7 @@ def make_objective(
 
     metrics = validate_metrics(metrics)
     if shapes is None:
-        shapes = hardware.trace_layer_shapes(model, example_input)
+        shapes = hardware.trace_layer_shapes(model, example_input, graph=graph)
     return MPQObjective(
         space=space,
         cost_fn=hardware_cost_fn(fpga, shapes),

@@ -344,7 +344,7 @@ def prepare_job(
     else:
         log("Reusing the Hessian sensitivity report stored in the study.")
     fpga = hardware.FPGAModel(device=hardware.get_device(settings.device))
-    shapes = hardware.trace_layer_shapes(model, example_input)
+    shapes = hardware.trace_layer_shapes(model, example_input, graph=graph)
     space = build_space(settings, report, graph, fpga=fpga, shapes=shapes)
     return SearchJob(
         settings=settings,
