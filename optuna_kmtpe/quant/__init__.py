@@ -40,14 +40,22 @@ from optuna_kmtpe.quant._modules import ActivationQuantizer
 from optuna_kmtpe.quant._modules import QuantConv1d
 from optuna_kmtpe.quant._modules import QuantConv2d
 from optuna_kmtpe.quant._modules import QuantLinear
+from optuna_kmtpe.quant._quantizers import BinaryQuantizer
+from optuna_kmtpe.quant._quantizers import PowerOfTwoQuantizer
+from optuna_kmtpe.quant._quantizers import QuantizerSpec
+from optuna_kmtpe.quant._quantizers import UniformQuantizer
 from optuna_kmtpe.quant._quantizers import activation_qparams
 from optuna_kmtpe.quant._quantizers import fake_quantize_activation
 from optuna_kmtpe.quant._quantizers import fake_quantize_weight
 from optuna_kmtpe.quant._quantizers import integer_range
 from optuna_kmtpe.quant._quantizers import power_of_two_scale
 from optuna_kmtpe.quant._quantizers import quantize_weight_to_int
+from optuna_kmtpe.quant._quantizers import quantizer_names
+from optuna_kmtpe.quant._quantizers import quantizer_spec
+from optuna_kmtpe.quant._quantizers import register_quantizer
 from optuna_kmtpe.quant._quantizers import stochastic_round
 from optuna_kmtpe.quant._quantizers import straight_through
+from optuna_kmtpe.quant._quantizers import unregister_quantizer
 from optuna_kmtpe.quant._quantizers import weight_qparams
 from optuna_kmtpe.quant._train import MEASURES
 from optuna_kmtpe.quant._train import RecipeResult
@@ -62,15 +70,19 @@ from optuna_kmtpe.quant._train import train_float
 
 __all__ = [
     "ActivationQuantizer",
+    "BinaryQuantizer",
     "LOSSES",
     "LayerQuantization",
     "MEASURES",
+    "PowerOfTwoQuantizer",
     "QuantConv1d",
     "QuantConv2d",
     "QuantLinear",
     "QuantizerParams",
+    "QuantizerSpec",
     "RecipeResult",
     "TrainingRecipe",
+    "UniformQuantizer",
     "activation_qparams",
     "activation_quantizers",
     "applied_config",
@@ -94,11 +106,15 @@ __all__ = [
     "qat_finetune",
     "quantizable_layers",
     "quantize_weight_to_int",
+    "quantizer_names",
+    "quantizer_spec",
     "recalibrate_batchnorm",
+    "register_quantizer",
     "run_recipe",
     "save_quantized",
     "stochastic_round",
     "straight_through",
     "train_float",
+    "unregister_quantizer",
     "weight_qparams",
 ]

@@ -29,6 +29,7 @@ from optuna_kmtpe.graph import module_paths
 from optuna_kmtpe.graph import quantizable_layers
 from optuna_kmtpe.quant._modules import ActivationQuantizer
 from optuna_kmtpe.quant._modules import to_quantized_layer
+from optuna_kmtpe.quant._quantizers import quantizer_spec
 
 
 APPLIED_CONFIG_ATTR = "kmtpe_quant_config"
@@ -67,6 +68,7 @@ def apply_config(
     range_update_interval: int | None = None,
     seed: int = 0,
     power_of_two_scales: bool = False,
+    quantizer: str = "uniform",
 ) -> nn.Module:
     """A quantized, width-pruned copy of ``model``; ``model`` itself is left untouched.
 
@@ -88,7 +90,9 @@ def apply_config(
         seed: Seed of stochastic rounding (each layer gets ``seed + its index``).
         power_of_two_scales: Round every weight and activation scale up to a power of two, so
             that the model maps exactly onto fixed-point hardware types (hls4ml, FINN); costs
-            some accuracy (see ``docs/export.md``).
+            some accuracy (see ``docs/export.md``); selects the ``"power_of_two"`` quantizer.
+        quantizer: The registered quantizer spec (:func:`~optuna_kmtpe.quant.quantizer_names`)
+            built with the options above; every quantized layer holds it.
 
     Returns:
         A new model, in the same train/eval mode as ``model``. Its quantized layers are
@@ -121,10 +125,15 @@ def apply_config(
         )
     layers = quantizable_layers(model)
     config.check_layers(layers)
-    if rounding not in ("nearest", "stochastic"):
-        raise ValueError(f"rounding must be 'nearest' or 'stochastic', got {rounding!r}.")
-    if range_method not in ("mse", "max"):
-        raise ValueError(f"range_method must be 'mse' or 'max', got {range_method!r}.")
+    spec = quantizer_spec(  # validates the options
+        quantizer,
+        per_channel=per_channel,
+        symmetric_weights=symmetric_weights,
+        symmetric_acts=symmetric_acts,
+        rounding=rounding,
+        range_method=range_method,
+        power_of_two_scales=bool(power_of_two_scales),
+    )
     for name, layer in layers.items():
         if type(layer) not in (nn.Conv1d, nn.Conv2d, nn.Linear) and _is_quantized(config, name):
             raise ValueError(
@@ -140,14 +149,9 @@ def apply_config(
         _check_forward(qmodel, example_input, kept)
 
     options: dict[str, Any] = {
-        "per_channel": per_channel,
-        "symmetric_weights": symmetric_weights,
-        "symmetric_acts": symmetric_acts,
-        "rounding": rounding,
-        "range_method": range_method,
+        "quantizer": spec,
         "act_momentum": act_momentum,
         "range_update_interval": range_update_interval,
-        "power_of_two_scales": bool(power_of_two_scales),
     }
     q_layers = quantizable_layers(qmodel)
     paths = module_paths(qmodel)

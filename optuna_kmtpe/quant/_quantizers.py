@@ -34,11 +34,17 @@ over float (see ``docs/quantization.md``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+import dataclasses
+from typing import Any
+from typing import ClassVar
 from typing import Literal
 from typing import get_args
 
 import torch
 
+from optuna_kmtpe._registry import RegistryEntry
+from optuna_kmtpe._registry import _register
 from optuna_kmtpe.config import check_bits
 from optuna_kmtpe.config import is_float_bits
 
@@ -112,16 +118,6 @@ def stochastic_round(x: torch.Tensor, *, generator: torch.Generator | None = Non
     return torch.floor(x + noise)
 
 
-def _round(
-    x: torch.Tensor, rounding: RoundingMode, generator: torch.Generator | None
-) -> torch.Tensor:
-    if rounding == "nearest":
-        return torch.round(x)
-    if rounding == "stochastic":
-        return stochastic_round(x, generator=generator)
-    raise ValueError(f"rounding must be one of {list(ROUNDING_MODES)}, got {rounding!r}.")
-
-
 class _StraightThrough(torch.autograd.Function):
     """Forward: the quantized tensor, bit-exact. Backward: the gradient passes to ``x`` unchanged.
 
@@ -174,38 +170,41 @@ def _clip_ratios(rows: torch.Tensor) -> torch.Tensor:
     )
 
 
+def _identity(scale: torch.Tensor) -> torch.Tensor:
+    return scale
+
+
+ScaleRule = Callable[[torch.Tensor], torch.Tensor]
+
+
 def _params_from_ratio(
-    rows: torch.Tensor, bits: int, symmetric: bool, ratio: torch.Tensor, power_of_two: bool
+    rows: torch.Tensor, bits: int, symmetric: bool, ratio: torch.Tensor, scale_rule: ScaleRule
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale and zero point per row (or per grid entry and row) for a clipping ratio.
 
     Symmetric: the range is ``ratio * max|W|`` mapped onto the narrow signed levels.
-    Asymmetric: ``ratio * [min(W, 0), max(W, 0)]`` onto ``[0, 2^b - 1]``. With
-    ``power_of_two`` the scale is then rounded up to a power of two.
+    Asymmetric: ``ratio * [min(W, 0), max(W, 0)]`` onto ``[0, 2^b - 1]``. The scale then goes
+    through ``scale_rule`` (the identity, or rounding up to a power of two).
     """
     tiny = torch.finfo(rows.dtype).tiny
     if symmetric:
         _, q_max = integer_range(bits, signed=True)
-        scale = (ratio * rows.abs().amax(dim=-1) / q_max).clamp_min(tiny)
-        if power_of_two:
-            scale = power_of_two_scale(scale)
+        scale = scale_rule((ratio * rows.abs().amax(dim=-1) / q_max).clamp_min(tiny))
         return scale, torch.zeros_like(scale)
     _, q_max = integer_range(bits, signed=False)
     low = ratio * rows.amin(dim=-1).clamp_max(0.0)
     high = ratio * rows.amax(dim=-1).clamp_min(0.0)
-    scale = ((high - low) / q_max).clamp_min(tiny)
-    if power_of_two:
-        scale = power_of_two_scale(scale)
+    scale = scale_rule(((high - low) / q_max).clamp_min(tiny))
     zero_point = torch.clamp(torch.round(-low / scale), 0, q_max) + 0.0  # no -0.0
     return scale, zero_point
 
 
 def _search_clip_ratio(
-    rows: torch.Tensor, bits: int, symmetric: bool, power_of_two: bool
+    rows: torch.Tensor, bits: int, symmetric: bool, scale_rule: ScaleRule
 ) -> torch.Tensor:
     """Per row, the clipping ratio on a grid in [0.3, 1] with the smallest squared error."""
     ratios = _clip_ratios(rows)[:, None]  # (grid, 1)
-    scale, zero_point = _params_from_ratio(rows[None], bits, symmetric, ratios, power_of_two)
+    scale, zero_point = _params_from_ratio(rows[None], bits, symmetric, ratios, scale_rule)
     q_min, q_max = integer_range(bits, signed=symmetric)
     scale, zero_point = scale[..., None], zero_point[..., None]  # (grid, rows, 1)
     q = torch.clamp(torch.round(rows[None] / scale + zero_point), q_min, q_max)
@@ -213,37 +212,336 @@ def _search_clip_ratio(
     return ratios[:, 0][errors.argmin(dim=0)]
 
 
-def weight_clip_ratio(
-    weight: torch.Tensor,
-    bits: int,
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class QuantizerSpec:
+    """How a layer quantizes: its options, and the integer machinery every quantizer shares.
+
+    A quantized layer holds one spec (``layer.quant_spec``) and asks it for everything: the
+    cached clipping ratio (:meth:`weight_clip_ratio`), the fake-quantized weight of the forward
+    pass (:meth:`fake_quantize_weight`), the integer weights the export writes
+    (:meth:`weight_to_int`) and the activation scale (:meth:`activation_qparams`). A new
+    quantizer is a subclass that overrides :meth:`weight_qparams` (and, where it differs, the
+    other methods), registered with :func:`register_quantizer`; see
+    ``tests/quant/test_quantizer_specs.py`` for one in a few lines.
+
+    Attributes:
+        per_channel: One weight scale per output channel (dim 0) instead of one per tensor.
+        symmetric_weights: Zero point 0 and narrow signed levels; else unsigned levels with an
+            integer zero point.
+        symmetric_acts: The same for activations (default: unsigned, as after a ReLU).
+        rounding: Weight rounding when a generator is given (training): ``"nearest"`` or
+            ``"stochastic"`` (unbiased); without one, always nearest.
+        range_method: Weight clipping range, ``"mse"`` or ``"max"`` (for specs that search one).
+        name: The registered name (written into the export).
+        power_of_two: Whether every scale is a power of two (the export records it).
+    """
+
+    name: ClassVar[str] = ""
+    power_of_two: ClassVar[bool] = False
+
+    per_channel: bool = True
+    symmetric_weights: bool = True
+    symmetric_acts: bool = False
+    rounding: RoundingMode = "nearest"
+    range_method: RangeMethod = "mse"
+
+    def __post_init__(self) -> None:
+        for option, allowed in (("rounding", ROUNDING_MODES), ("range_method", RANGE_METHODS)):
+            if getattr(self, option) not in allowed:
+                raise ValueError(
+                    f"{option} must be one of {list(allowed)}, got {getattr(self, option)!r}."
+                )
+
+    def for_weight_bits(self, bits: int) -> QuantizerSpec:
+        """The spec quantizing ``bits``-bit weights: this one, or ``ValueError`` for bit-widths
+        it cannot quantize (1 signed bit is binary, which uniform specs hand over to
+        :class:`BinaryQuantizer`)."""
+        if bits == 1:
+            raise ValueError(f"The {self.name!r} quantizer has no 1-bit (binary) form.")
+        return self
+
+    def weight_signed(self, bits: int) -> bool:
+        """Whether the integer weights are in the narrow signed range (else unsigned)."""
+        return self.symmetric_weights
+
+    def weight_clip_ratio(self, weight: torch.Tensor, bits: int) -> torch.Tensor:
+        """Per-row state the layer caches between refreshes (1: no clipping), ``(rows,)``."""
+        rows = _channel_view(weight.detach(), self.per_channel)
+        return torch.ones(rows.shape[0], dtype=rows.dtype, device=rows.device)
+
+    def weight_qparams(
+        self, weight: torch.Tensor, bits: int, *, clip_ratio: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(scale, zero_point)``, shaped ``(out_channels,)`` per channel or ``()``."""
+        raise NotImplementedError
+
+    def round(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Nearest, or stochastic when the spec says so and a generator is given."""
+        if generator is not None and self.rounding == "stochastic":
+            return stochastic_round(x, generator=generator)
+        return torch.round(x)
+
+    def weight_to_int(
+        self,
+        weight: torch.Tensor,
+        bits: int,
+        *,
+        clip_ratio: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(q, scale, zero_point)`` with integer-valued float ``q`` shaped like ``weight``,
+        so that ``W ~= scale * (q - zero_point)``: what the forward pass uses and the export
+        writes."""
+        _check_quantized(bits, "weight")
+        scale, zero_point = self.weight_qparams(weight, bits, clip_ratio=clip_ratio)
+        with torch.no_grad():
+            w = weight.detach()
+            s = _broadcast(scale, w, self.per_channel)
+            z = _broadcast(zero_point, w, self.per_channel)
+            q_min, q_max = integer_range(bits, signed=self.weight_signed(bits))
+            q = torch.clamp(self.round(w / s + z, generator), q_min, q_max)
+        return q, scale, zero_point
+
+    def fake_quantize_weight(
+        self,
+        weight: torch.Tensor,
+        bits: int,
+        *,
+        clip_ratio: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Quantize-dequantize ``weight`` (returned unchanged at 16/32 bits), STE gradient."""
+        check_bits(bits)
+        if is_float_bits(bits):
+            return weight
+        q, scale, zero_point = self.weight_to_int(
+            weight, bits, clip_ratio=clip_ratio, generator=generator
+        )
+        s = _broadcast(scale, weight, self.per_channel)
+        z = _broadcast(zero_point, weight, self.per_channel)
+        return straight_through(weight, (q - z) * s)
+
+    def activation_qparams(
+        self, min_val: torch.Tensor | float, max_val: torch.Tensor | float, bits: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scale and zero point for the observed range, widened to include 0 (so that zero,
+        ReLU outputs and padding, is exact); see :func:`activation_qparams`."""
+        _check_quantized(bits, "activation")
+        low = torch.as_tensor(min_val, dtype=torch.float32).clamp_max(0.0)
+        high = torch.as_tensor(max_val, dtype=torch.float32).clamp_min(0.0)
+        tiny = torch.finfo(torch.float32).tiny
+        _, q_max = integer_range(bits, signed=self.symmetric_acts)
+        if self.symmetric_acts:
+            scale = self._activation_scale((torch.maximum(-low, high) / q_max).clamp_min(tiny))
+            return scale, torch.zeros_like(scale)
+        scale = self._activation_scale(((high - low) / q_max).clamp_min(tiny))
+        zero_point = torch.clamp(torch.round(-low / scale), 0, q_max) + 0.0  # no -0.0
+        return scale, zero_point
+
+    _activation_scale: ClassVar[ScaleRule] = staticmethod(_identity)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BinaryQuantizer(QuantizerSpec):
+    """1-bit binary weights, BinaryConnect/XNOR style: ``sign(W) * mean|W|`` per channel."""
+
+    name: ClassVar[str] = "binary"
+    _binary_scale: ClassVar[ScaleRule] = staticmethod(_identity)
+
+    def for_weight_bits(self, bits: int) -> QuantizerSpec:
+        if bits != 1 and not is_float_bits(bits):
+            raise ValueError(f"The binary quantizer quantizes 1-bit weights, not {bits} bits.")
+        return self
+
+    def weight_signed(self, bits: int) -> bool:
+        return True
+
+    def weight_qparams(
+        self, weight: torch.Tensor, bits: int, *, clip_ratio: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self.for_weight_bits(bits)
+        with torch.no_grad():
+            rows = _channel_view(weight.detach(), self.per_channel)
+            scale = rows.abs().mean(dim=1).clamp_min(torch.finfo(rows.dtype).tiny)
+            scale = self._binary_scale(scale)
+            if not (self.per_channel and weight.dim() > 1):
+                scale = scale.reshape(())
+        return scale, torch.zeros_like(scale)
+
+    def weight_to_int(
+        self,
+        weight: torch.Tensor,
+        bits: int,
+        *,
+        clip_ratio: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        scale, zero_point = self.weight_qparams(weight, bits)
+        with torch.no_grad():
+            q = torch.where(weight.detach() >= 0, 1.0, -1.0)
+        return q, scale, zero_point
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class UniformQuantizer(QuantizerSpec):
+    """Uniform levels over a min-max range, or the per-channel range with the smallest squared
+    error (``range_method="mse"``, 2..7 bits); binary at 1 bit."""
+
+    name: ClassVar[str] = "uniform"
+    binary: ClassVar[type[BinaryQuantizer]] = BinaryQuantizer
+    _weight_scale: ClassVar[ScaleRule] = staticmethod(_identity)
+
+    def for_weight_bits(self, bits: int) -> QuantizerSpec:
+        if bits != 1:
+            return self
+        options = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return self.binary(**options)
+
+    def weight_clip_ratio(self, weight: torch.Tensor, bits: int) -> torch.Tensor:
+        """Fraction of the full range each row covers (1: no clipping).
+
+        ``"max"`` (and 1 or >= 8 bits) gives 1. ``"mse"`` searches a grid of 24 ratios in
+        [0.3, 1] for the one with the smallest squared error, per row: at 2..4 bits max-abs
+        scaling rounds most weights to zero (the Brevitas gotcha in the notes). With
+        power-of-two scales the error is that of the power of two each ratio rounds up to.
+
+        Example:
+            >>> w = torch.cat([torch.linspace(-1, 1, 99), torch.tensor([8.0])])[None]
+            >>> float(UniformQuantizer().weight_clip_ratio(w, 3)) < 0.5  # an outlier: clip it
+            True
+        """
+        if self.range_method == "max" or bits == 1 or bits >= 8:
+            return super().weight_clip_ratio(weight, bits)
+        with torch.no_grad():
+            rows = _channel_view(weight.detach(), self.per_channel)
+            return _search_clip_ratio(rows, bits, self.symmetric_weights, self._weight_scale)
+
+    def weight_qparams(
+        self, weight: torch.Tensor, bits: int, *, clip_ratio: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if clip_ratio is None:
+            clip_ratio = self.weight_clip_ratio(weight, bits)
+        with torch.no_grad():
+            rows = _channel_view(weight.detach(), self.per_channel)
+            scale, zero_point = _params_from_ratio(
+                rows, bits, self.symmetric_weights, clip_ratio.reshape(-1), self._weight_scale
+            )
+            if not (self.per_channel and weight.dim() > 1):
+                scale, zero_point = scale.reshape(()), zero_point.reshape(())
+        return scale, zero_point
+
+
+class _PowerOfTwoScales:
+    """Scale rules of the power-of-two quantizers (see the module docstring)."""
+
+    power_of_two: ClassVar[bool] = True
+    _weight_scale: ClassVar[ScaleRule] = staticmethod(power_of_two_scale)
+    _binary_scale: ClassVar[ScaleRule] = staticmethod(_nearest_power_of_two)
+    _activation_scale: ClassVar[ScaleRule] = staticmethod(_log_nearest_power_of_two)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _PowerOfTwoBinaryQuantizer(_PowerOfTwoScales, BinaryQuantizer):
+    """Binary weights with the power of two nearest ``mean|W|`` as scale."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PowerOfTwoQuantizer(_PowerOfTwoScales, UniformQuantizer):
+    """Uniform, with every scale a power of two (rescaling is a shift; fixed-point exact)."""
+
+    name: ClassVar[str] = "power_of_two"
+    binary: ClassVar[type[BinaryQuantizer]] = _PowerOfTwoBinaryQuantizer
+
+
+_QUANTIZERS: dict[str, RegistryEntry] = {}
+
+
+def register_quantizer(
+    name: str,
+    spec: Callable[..., QuantizerSpec] | str,
     *,
-    per_channel: bool = True,
-    symmetric: bool = True,
-    range_method: RangeMethod = "mse",
-    power_of_two: bool = False,
-) -> torch.Tensor:
-    """Fraction of the full weight range each channel's quantizer covers (1 = no clipping).
-
-    ``"max"`` (and 1 or >= 8 bits) gives 1. ``"mse"`` searches a grid of 24 ratios in
-    [0.3, 1] for the one with the smallest squared quantization error, per channel: at 2..4 bits
-    max-abs scaling rounds most weights to zero (the Brevitas gotcha in the notes). With
-    ``power_of_two`` the error is that of the power-of-two scale each ratio rounds up to.
-
-    Returns:
-        Shape ``(out_channels,)`` per channel, ``(1,)`` per tensor.
+    description: str = "",
+    overwrite: bool = False,
+) -> None:
+    """Register a quantizer spec (a :class:`QuantizerSpec` subclass, or any callable taking its
+    options by keyword) under ``name``, selectable as ``apply_config(..., quantizer=name)``.
 
     Example:
-        >>> w = torch.cat([torch.linspace(-1, 1, 99), torch.tensor([8.0])])[None]
-        >>> float(weight_clip_ratio(w, 3)) < 0.5  # one outlier: clip it
-        True
+        >>> register_quantizer("uniform-copy", UniformQuantizer)
+        >>> quantizer_spec("uniform-copy", range_method="max").range_method
+        'max'
+        >>> unregister_quantizer("uniform-copy")
     """
+    _register(_QUANTIZERS, "quantizer", name, spec, description, overwrite)
+
+
+def unregister_quantizer(name: str) -> None:
+    """Remove a quantizer entry (no error if absent)."""
+    _QUANTIZERS.pop(name, None)
+
+
+def quantizer_names() -> tuple[str, ...]:
+    """The registered quantizer names, built-ins first.
+
+    Example:
+        >>> quantizer_names()[:3]
+        ('uniform', 'binary', 'power_of_two')
+    """
+    return tuple(_QUANTIZERS)
+
+
+def quantizer_spec(
+    quantizer: str | QuantizerSpec = "uniform",
+    *,
+    power_of_two_scales: bool = False,
+    **options: Any,
+) -> QuantizerSpec:
+    """The spec named ``quantizer`` built with ``options`` (a spec is returned as is).
+
+    ``power_of_two_scales=True`` (the older flag) selects ``"power_of_two"`` instead of
+    ``"uniform"``.
+
+    Example:
+        >>> quantizer_spec(power_of_two_scales=True, symmetric_acts=True).name
+        'power_of_two'
+    """
+    if isinstance(quantizer, QuantizerSpec):
+        if options or power_of_two_scales:
+            raise TypeError("Options go into the spec itself when a QuantizerSpec is given.")
+        return quantizer
+    if power_of_two_scales:
+        if quantizer not in ("uniform", "power_of_two"):
+            raise ValueError(
+                f"power_of_two_scales=True selects the 'power_of_two' quantizer; it cannot be "
+                f"combined with quantizer={quantizer!r}."
+            )
+        quantizer = "power_of_two"
+    entry = _QUANTIZERS.get(quantizer)
+    if entry is None:
+        raise ValueError(
+            f"Unknown quantizer {quantizer!r}; registered quantizers: {list(_QUANTIZERS)}."
+        )
+    spec = entry.resolve()(**options)
+    if not isinstance(spec, QuantizerSpec):
+        raise TypeError(f"Quantizer {quantizer!r} built a {type(spec).__name__}, not a spec.")
+    return spec
+
+
+for _builtin in (UniformQuantizer, BinaryQuantizer, PowerOfTwoQuantizer):
+    register_quantizer(
+        _builtin.name, _builtin, description=(_builtin.__doc__ or "").split("\n")[0]
+    )
+
+
+def _spec(power_of_two: bool, **options: Any) -> QuantizerSpec:
+    """The built-in spec the functions below stand for."""
+    return (PowerOfTwoQuantizer if power_of_two else UniformQuantizer)(**options)
+
+
+def _check_quantized(bits: int, what: str) -> None:
     check_bits(bits)
-    _check_range_method(range_method)
-    with torch.no_grad():
-        rows = _channel_view(weight.detach(), per_channel)
-        if range_method == "max" or bits == 1 or bits >= 8:
-            return torch.ones(rows.shape[0], dtype=rows.dtype, device=rows.device)
-        return _search_clip_ratio(rows, bits, symmetric, power_of_two)
+    if is_float_bits(bits):
+        raise ValueError(f"{bits} bits means float: a float {what} has no scale or zero point.")
 
 
 def weight_qparams(
@@ -267,8 +565,8 @@ def weight_qparams(
         range_method: ``"max"`` maps the largest magnitude to the largest level; ``"mse"`` picks
             per channel the clipping range with the smallest squared quantization error (matters
             at 2..4 bits; 8 bits always uses ``"max"``).
-        clip_ratio: A precomputed :func:`weight_clip_ratio` (skips the search; quantized layers
-            cache it during QAT).
+        clip_ratio: A precomputed :meth:`UniformQuantizer.weight_clip_ratio` (skips the
+            search; quantized layers cache it during QAT).
         power_of_two: Round every scale up to a power of two (binary weights: to the nearest
             one); see :func:`power_of_two_scale`.
 
@@ -281,33 +579,14 @@ def weight_qparams(
         >>> scale.shape, zero_point.tolist()
         (torch.Size([2]), [0.0, 0.0])
     """
-    check_bits(bits)
-    if is_float_bits(bits):
-        raise ValueError(f"{bits} bits means float: a float weight has no scale or zero point.")
-    _check_range_method(range_method)
-    with torch.no_grad():
-        rows = _channel_view(weight.detach(), per_channel)
-        if bits == 1:
-            scale = rows.abs().mean(dim=1).clamp_min(torch.finfo(rows.dtype).tiny)
-            if power_of_two:
-                scale = _nearest_power_of_two(scale)
-            zero_point = torch.zeros_like(scale)
-        else:
-            if clip_ratio is None:
-                clip_ratio = weight_clip_ratio(
-                    weight,
-                    bits,
-                    per_channel=per_channel,
-                    symmetric=symmetric,
-                    range_method=range_method,
-                    power_of_two=power_of_two,
-                )
-            scale, zero_point = _params_from_ratio(
-                rows, bits, symmetric, clip_ratio.reshape(-1), power_of_two
-            )
-        if not (per_channel and weight.dim() > 1):
-            scale, zero_point = scale.reshape(()), zero_point.reshape(())
-    return scale, zero_point
+    _check_quantized(bits, "weight")
+    spec = _spec(
+        power_of_two,
+        per_channel=per_channel,
+        symmetric_weights=symmetric,
+        range_method=range_method,
+    )
+    return spec.for_weight_bits(bits).weight_qparams(weight, bits, clip_ratio=clip_ratio)
 
 
 def quantize_weight_to_int(
@@ -331,24 +610,16 @@ def quantize_weight_to_int(
         >>> q.tolist()
         [[3, -2, 1]]
     """
-    scale, zero_point = weight_qparams(
-        weight,
-        bits,
+    _check_quantized(bits, "weight")
+    spec = _spec(
+        power_of_two,
         per_channel=per_channel,
-        symmetric=symmetric,
+        symmetric_weights=symmetric,
         range_method=range_method,
-        clip_ratio=clip_ratio,
-        power_of_two=power_of_two,
     )
-    with torch.no_grad():
-        w = weight.detach()
-        s = _broadcast(scale, w, per_channel)
-        z = _broadcast(zero_point, w, per_channel)
-        if bits == 1:
-            q = torch.where(w >= 0, 1.0, -1.0)
-        else:
-            q_min, q_max = integer_range(bits, signed=symmetric)
-            q = torch.clamp(torch.round(w / s + z), q_min, q_max)
+    q, scale, zero_point = spec.for_weight_bits(bits).weight_to_int(
+        weight, bits, clip_ratio=clip_ratio
+    )
     return q.to(torch.int32), scale, zero_point
 
 
@@ -369,13 +640,10 @@ def fake_quantize_weight(
     Args:
         weight: Weight tensor, output channels first (Conv and Linear layout).
         bits: 1 (binary, ``sign(W) * mean|W|``), 2..8, or 16/32 (returned unchanged).
-        per_channel: One scale per output channel instead of one for the tensor.
-        symmetric: Zero point 0 and narrow signed levels; else asymmetric with a zero point.
         rounding: ``"nearest"`` or ``"stochastic"`` (unbiased; seed it with ``generator``).
-        generator: Random generator for stochastic rounding.
-        range_method: How the clipping range is chosen; see :func:`weight_qparams`.
-        clip_ratio: A precomputed :func:`weight_clip_ratio` (skips the MSE search).
-        power_of_two: Power-of-two scales; see :func:`weight_qparams`.
+        generator: Random generator for stochastic rounding (default: torch's global one).
+        per_channel, symmetric, range_method, clip_ratio, power_of_two: See
+            :func:`weight_qparams`.
 
     Returns:
         A float tensor shaped like ``weight`` holding at most ``2^bits`` distinct values per
@@ -390,29 +658,16 @@ def fake_quantize_weight(
         True
     """
     check_bits(bits)
-    if is_float_bits(bits):
-        return weight
-    _check_range_method(range_method)
-    scale, zero_point = weight_qparams(
-        weight,
-        bits,
+    spec = _spec(
+        power_of_two,
         per_channel=per_channel,
-        symmetric=symmetric,
+        symmetric_weights=symmetric,
+        rounding=rounding,
         range_method=range_method,
-        clip_ratio=clip_ratio,
-        power_of_two=power_of_two,
     )
-    with torch.no_grad():
-        w = weight.detach()
-        s = _broadcast(scale, w, per_channel)
-        if bits == 1:
-            quantized = torch.where(w >= 0, s, -s)
-        else:
-            z = _broadcast(zero_point, w, per_channel)
-            q_min, q_max = integer_range(bits, signed=symmetric)
-            q = torch.clamp(_round(w / s + z, rounding, generator), q_min, q_max)
-            quantized = (q - z) * s
-    return straight_through(weight, quantized)
+    return spec.for_weight_bits(bits).fake_quantize_weight(
+        weight, bits, clip_ratio=clip_ratio, generator=generator or torch.default_generator
+    )
 
 
 def activation_qparams(
@@ -434,24 +689,7 @@ def activation_qparams(
         >>> round(float(scale), 4), float(zero_point)
         (0.01, 0.0)
     """
-    check_bits(bits)
-    if is_float_bits(bits):
-        raise ValueError(f"{bits} bits means float: a float activation has no scale.")
-    low = torch.as_tensor(min_val, dtype=torch.float32).clamp_max(0.0)
-    high = torch.as_tensor(max_val, dtype=torch.float32).clamp_min(0.0)
-    tiny = torch.finfo(torch.float32).tiny
-    if symmetric:
-        _, q_max = integer_range(bits, signed=True)
-        scale = (torch.maximum(-low, high) / q_max).clamp_min(tiny)
-        if power_of_two:
-            scale = _log_nearest_power_of_two(scale)
-        return scale, torch.zeros_like(scale)
-    _, q_max = integer_range(bits, signed=False)
-    scale = ((high - low) / q_max).clamp_min(tiny)
-    if power_of_two:
-        scale = _log_nearest_power_of_two(scale)
-    zero_point = torch.clamp(torch.round(-low / scale), 0, q_max) + 0.0  # no -0.0
-    return scale, zero_point
+    return _spec(power_of_two, symmetric_acts=symmetric).activation_qparams(min_val, max_val, bits)
 
 
 def fake_quantize_activation(
@@ -488,10 +726,3 @@ def fake_quantize_activation(
             quantized.clamp_(q_min - zero_point, q_max - zero_point)
             quantized.mul_(scale)
     return straight_through(x, quantized)
-
-
-def _check_range_method(range_method: str) -> None:
-    if range_method not in RANGE_METHODS:
-        raise ValueError(
-            f"range_method must be one of {list(RANGE_METHODS)}, got {range_method!r}."
-        )
