@@ -44,19 +44,15 @@ from optuna_kmtpe.quant._quantizers import BinaryQuantizer
 from optuna_kmtpe.quant._quantizers import PowerOfTwoQuantizer
 from optuna_kmtpe.quant._quantizers import QuantizerSpec
 from optuna_kmtpe.quant._quantizers import UniformQuantizer
-from optuna_kmtpe.quant._quantizers import activation_qparams
 from optuna_kmtpe.quant._quantizers import fake_quantize_activation
-from optuna_kmtpe.quant._quantizers import fake_quantize_weight
 from optuna_kmtpe.quant._quantizers import integer_range
 from optuna_kmtpe.quant._quantizers import power_of_two_scale
-from optuna_kmtpe.quant._quantizers import quantize_weight_to_int
 from optuna_kmtpe.quant._quantizers import quantizer_names
 from optuna_kmtpe.quant._quantizers import quantizer_spec
 from optuna_kmtpe.quant._quantizers import register_quantizer
 from optuna_kmtpe.quant._quantizers import stochastic_round
 from optuna_kmtpe.quant._quantizers import straight_through
 from optuna_kmtpe.quant._quantizers import unregister_quantizer
-from optuna_kmtpe.quant._quantizers import weight_qparams
 from optuna_kmtpe.quant._train import MEASURES
 from optuna_kmtpe.quant._train import RecipeResult
 from optuna_kmtpe.quant._train import TrainingRecipe
@@ -83,7 +79,6 @@ __all__ = [
     "RecipeResult",
     "TrainingRecipe",
     "UniformQuantizer",
-    "activation_qparams",
     "activation_quantizers",
     "applied_config",
     "apply_config",
@@ -93,7 +88,6 @@ __all__ = [
     "evaluate",
     "export_quantized",
     "fake_quantize_activation",
-    "fake_quantize_weight",
     "integer_range",
     "layer_macs",
     "layer_quantization",
@@ -105,7 +99,6 @@ __all__ = [
     "ptq",
     "qat_finetune",
     "quantizable_layers",
-    "quantize_weight_to_int",
     "quantizer_names",
     "quantizer_spec",
     "recalibrate_batchnorm",
@@ -116,5 +109,4 @@ __all__ = [
     "straight_through",
     "train_float",
     "unregister_quantizer",
-    "weight_qparams",
 ]

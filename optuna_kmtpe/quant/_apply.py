@@ -90,9 +90,9 @@ def apply_config(
         seed: Seed of stochastic rounding (each layer gets ``seed + its index``).
         power_of_two_scales: Round every weight and activation scale up to a power of two, so
             that the model maps exactly onto fixed-point hardware types (hls4ml, FINN); costs
-            some accuracy (see ``docs/export.md``); selects the ``"power_of_two"`` quantizer.
-        quantizer: The registered quantizer spec (:func:`~optuna_kmtpe.quant.quantizer_names`)
-            built with the options above; every quantized layer holds it.
+            some accuracy (see ``docs/export.md``): the ``"power_of_two"`` quantizer.
+        quantizer: The registered quantizer (:func:`~optuna_kmtpe.quant.quantizer_names`) that
+            every quantized layer holds, built with the options above.
 
     Returns:
         A new model, in the same train/eval mode as ``model``. Its quantized layers are
@@ -125,6 +125,8 @@ def apply_config(
         )
     layers = quantizable_layers(model)
     config.check_layers(layers)
+    if power_of_two_scales and quantizer == "uniform":
+        quantizer = "power_of_two"
     spec = quantizer_spec(  # validates the options
         quantizer,
         per_channel=per_channel,
@@ -132,8 +134,11 @@ def apply_config(
         symmetric_acts=symmetric_acts,
         rounding=rounding,
         range_method=range_method,
-        power_of_two_scales=bool(power_of_two_scales),
     )
+    if power_of_two_scales and not spec.power_of_two:
+        raise ValueError(
+            f"power_of_two_scales=True, but the {quantizer!r} quantizer has other scales."
+        )
     for name, layer in layers.items():
         if type(layer) not in (nn.Conv1d, nn.Conv2d, nn.Linear) and _is_quantized(config, name):
             raise ValueError(
@@ -149,7 +154,7 @@ def apply_config(
         _check_forward(qmodel, example_input, kept)
 
     options: dict[str, Any] = {
-        "quantizer": spec,
+        "spec": spec,
         "act_momentum": act_momentum,
         "range_update_interval": range_update_interval,
     }

@@ -111,7 +111,7 @@ def layer_quantization(layer: nn.Module) -> LayerQuantization:
             bits=quantizer.bits,
             scale=scale.detach().cpu(),
             zero_point=zero_point.detach().cpu(),
-            signed=quantizer.symmetric,
+            signed=quantizer.quant_spec.symmetric_acts,
         )
     return LayerQuantization(weight=weight, weight_int=weight_int, input=inputs)
 
@@ -199,8 +199,8 @@ def _export_layer(layer: nn.Module) -> dict[str, Any]:
                 "weight_scale": _as_list(params.weight.scale),
                 "weight_zero_point": [int(v) for v in _as_list(params.weight.zero_point)],
                 "weight_per_channel": params.weight.scale.dim() > 0,
-                "weight_symmetric": bool(layer.symmetric_weights),
-                "weight_power_of_two": bool(layer.power_of_two_scales),
+                "weight_symmetric": layer.quant_spec.symmetric_weights,
+                "weight_power_of_two": layer.quant_spec.power_of_two,
                 "weight_quantizer": layer.quant_spec.name,
             }
         )

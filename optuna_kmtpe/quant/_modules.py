@@ -14,7 +14,6 @@ model's shape tracing all keep working on a quantized model. It adds:
 
 from __future__ import annotations
 
-from typing import Any
 from typing import Literal
 
 import torch
@@ -26,7 +25,6 @@ from optuna_kmtpe.config import is_float_bits
 from optuna_kmtpe.quant._quantizers import QuantizerSpec
 from optuna_kmtpe.quant._quantizers import UniformQuantizer
 from optuna_kmtpe.quant._quantizers import fake_quantize_activation
-from optuna_kmtpe.quant._quantizers import quantizer_spec
 
 
 ObserverMode = Literal["ema", "minmax", "percentile", "frozen"]
@@ -94,17 +92,10 @@ class ActivationQuantizer(nn.Module):
     def enabled(self) -> bool:
         return not is_float_bits(self.bits)
 
-    @property
-    def symmetric(self) -> bool:
-        return self.quant_spec.symmetric_acts
-
-    @property
-    def power_of_two(self) -> bool:
-        return self.quant_spec.power_of_two
-
     def extra_repr(self) -> str:
-        extra = ", power_of_two=True" if self.power_of_two else ""
-        return f"bits={self.bits}, symmetric={self.symmetric}, mode={self.mode!r}{extra}"
+        spec = self.quant_spec
+        extra = ", power_of_two=True" if spec.power_of_two else ""
+        return f"bits={self.bits}, symmetric={spec.symmetric_acts}, mode={self.mode!r}{extra}"
 
     def qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Scale and zero point for the current range."""
@@ -132,17 +123,20 @@ class ActivationQuantizer(nn.Module):
                 # Uncalibrated and in eval mode: quantize with this batch's own range, but
                 # never change state in eval mode.
                 scale, zero_point = self.quant_spec.activation_qparams(low, high, self.bits)
-                return fake_quantize_activation(
-                    x, self.bits, scale, zero_point, symmetric=self.symmetric
-                )
+                return self._fake_quantize(x, scale, zero_point)
             self._set_range(low, high)
         elif self.training and self.mode == "ema":
             low, high = torch.aminmax(x.detach())
             with torch.no_grad():
                 self.min_val.lerp_(low, self.momentum)
                 self.max_val.lerp_(high, self.momentum)
-        scale, zero_point = self.qparams()
-        return fake_quantize_activation(x, self.bits, scale, zero_point, symmetric=self.symmetric)
+        return self._fake_quantize(x, *self.qparams())
+
+    def _fake_quantize(
+        self, x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor
+    ) -> torch.Tensor:
+        symmetric = self.quant_spec.symmetric_acts
+        return fake_quantize_activation(x, self.bits, scale, zero_point, symmetric=symmetric)
 
     def _set_range(self, low: torch.Tensor, high: torch.Tensor) -> None:
         with torch.no_grad():
@@ -220,22 +214,6 @@ class QuantizedLayerMixin:
     @property
     def act_bits(self) -> int:
         return self.input_quantizer.bits
-
-    @property
-    def symmetric_weights(self) -> bool:
-        return self.quant_spec.symmetric_weights
-
-    @property
-    def rounding(self) -> str:
-        return self.quant_spec.rounding
-
-    @property
-    def range_method(self) -> str:
-        return self.quant_spec.range_method
-
-    @property
-    def power_of_two_scales(self) -> bool:
-        return self.quant_spec.power_of_two
 
     def refresh_weight_range(self) -> None:
         """Recompute the cached per-channel clipping ratio from the current weights."""
@@ -326,11 +304,10 @@ def to_quantized_layer(
     *,
     weight_bits: int,
     act_bits: int,
-    quantizer: str | QuantizerSpec = "uniform",
+    spec: QuantizerSpec | None = None,
     act_momentum: float = 0.1,
     range_update_interval: int | None = None,
     seed: int = 0,
-    **spec_options: Any,
 ) -> nn.Module:
     """A quantized layer sharing ``layer``'s parameters (no copy), with ``layer``'s mode.
 
@@ -339,13 +316,10 @@ def to_quantized_layer(
             than these are not converted because their forward may differ).
         weight_bits: Bits of the weights (16/32: float).
         act_bits: Bits of the layer's input activations (16/32: float).
-        quantizer: A registered quantizer name, or a spec (see
-            :func:`~optuna_kmtpe.quant.quantizer_spec`).
+        spec: How to quantize (default: :class:`~optuna_kmtpe.quant.UniformQuantizer`).
         act_momentum: EMA momentum of the input activation range.
         range_update_interval: Training steps between refreshes of the cached clipping ratio.
         seed: Seed of stochastic rounding.
-        **spec_options: The spec's options (``per_channel``, ``symmetric_weights``,
-            ``symmetric_acts``, ``rounding``, ``range_method``, ``power_of_two_scales``).
 
     Example:
         >>> q = to_quantized_layer(nn.Linear(4, 2), weight_bits=4, act_bits=8)
@@ -358,7 +332,6 @@ def to_quantized_layer(
             f"Cannot quantize a {type(layer).__name__}: supported layers are exactly "
             f"{[t.__name__ for t in _QUANT_CLASS]}."
         )
-    spec = quantizer_spec(quantizer, **spec_options)
     quantized = cls.__new__(cls)
     # Adopt the layer's state (parameters, buffers, hooks, hyper-parameters) without copying a
     # tensor, then add the quantization state on top. The registries (parameter, buffer and
@@ -373,7 +346,7 @@ def to_quantized_layer(
     quantized._setup_quantization(
         weight_bits=weight_bits,
         act_bits=act_bits,
-        spec=spec,
+        spec=spec if spec is not None else UniformQuantizer(),
         act_momentum=act_momentum,
         range_update_interval=range_update_interval,
         seed=seed,

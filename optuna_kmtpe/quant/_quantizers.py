@@ -1,7 +1,10 @@
-"""Pure fake-quantization functions with a straight-through estimator (STE).
+"""Quantizer specs: how a layer maps float weights and activations onto integer levels.
 
-Everything here is a stateless function of tensors: the modules in ``_modules.py`` only hold
-the state (activation ranges, bit-widths) and call these.
+A :class:`QuantizerSpec` is a frozen dataclass of options whose methods compute scales, zero
+points and integer weights; every quantized layer holds one (``layer.quant_spec``) and the export
+asks the layer for its integers. The built-ins ``"uniform"``, ``"binary"`` and ``"power_of_two"``
+are registered like any other quantizer: a new one is a subclass and a :func:`register_quantizer`
+call, in one file (``tests/quant/test_quantizer_specs.py`` defines one).
 
 Conventions (also what ``_export.py`` writes out):
 
@@ -12,18 +15,17 @@ Conventions (also what ``_export.py`` writes out):
   keeps ``-q`` representable.
 * Weights, asymmetric: ``q`` in ``[0, 2^b - 1]`` with an integer zero point.
 * 1-bit weights are binary, BinaryConnect/XNOR style: ``sign(W) * mean|W|`` (per channel), i.e.
-  ``q`` in ``{-1, +1}`` and ``scale = mean|W|``, whatever ``symmetric`` says.
+  ``q`` in ``{-1, +1}`` and ``scale = mean|W|``, whatever ``symmetric_weights`` says.
 * 16 and 32 bits mean "keep in float": the tensor is returned unchanged.
 * Activations: asymmetric by default with ``q`` in ``[0, 2^b - 1]`` (post-ReLU activations are
   non-negative, so the range starts at 0 and no level is wasted on negatives); symmetric uses
   the narrow signed range like weights.
-* Power-of-two scales (``power_of_two=True``, weights and activations): every scale is a power
-  of two ``2^k``, so that rescaling is a bit shift and the values map exactly onto fixed-point
-  types (hls4ml's ``ap_fixed``, FINN's thresholds). Weight scales are rounded up
-  (:func:`power_of_two_scale`) and the MSE clipping search picks among them; binary weights
-  take the power of two nearest ``mean|W|``; activation scales take the nearest power of two in
-  log scale (rounding them up cost 10 points on MNIST-1D at W4A4, the nearest one 0.3: see
-  ``docs/export.md``).
+* Power-of-two scales (:class:`PowerOfTwoQuantizer`): every scale is a power of two ``2^k``, so
+  that rescaling is a bit shift and the values map exactly onto fixed-point types (hls4ml's
+  ``ap_fixed``, FINN's thresholds). Weight scales are rounded up (:func:`power_of_two_scale`)
+  and the MSE clipping search picks among them; binary weights take the power of two nearest
+  ``mean|W|``; activation scales take the nearest power of two in log scale (rounding them up
+  cost 10 points on MNIST-1D at W4A4, the nearest one 0.3: see ``docs/export.md``).
 
 The gradient is the straight-through estimator of ``x + (Q(x) - x).detach()``: quantized values
 in the forward pass, the identity in the backward pass. ``Q(x)`` is computed under ``no_grad`` and
@@ -34,7 +36,6 @@ over float (see ``docs/quantization.md``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import dataclasses
 from typing import Any
 from typing import ClassVar
@@ -170,41 +171,38 @@ def _clip_ratios(rows: torch.Tensor) -> torch.Tensor:
     )
 
 
-def _identity(scale: torch.Tensor) -> torch.Tensor:
-    return scale
-
-
-ScaleRule = Callable[[torch.Tensor], torch.Tensor]
-
-
 def _params_from_ratio(
-    rows: torch.Tensor, bits: int, symmetric: bool, ratio: torch.Tensor, scale_rule: ScaleRule
+    rows: torch.Tensor, bits: int, symmetric: bool, ratio: torch.Tensor, power_of_two: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale and zero point per row (or per grid entry and row) for a clipping ratio.
 
     Symmetric: the range is ``ratio * max|W|`` mapped onto the narrow signed levels.
-    Asymmetric: ``ratio * [min(W, 0), max(W, 0)]`` onto ``[0, 2^b - 1]``. The scale then goes
-    through ``scale_rule`` (the identity, or rounding up to a power of two).
+    Asymmetric: ``ratio * [min(W, 0), max(W, 0)]`` onto ``[0, 2^b - 1]``. With
+    ``power_of_two`` the scale is then rounded up to a power of two.
     """
     tiny = torch.finfo(rows.dtype).tiny
     if symmetric:
         _, q_max = integer_range(bits, signed=True)
-        scale = scale_rule((ratio * rows.abs().amax(dim=-1) / q_max).clamp_min(tiny))
+        scale = (ratio * rows.abs().amax(dim=-1) / q_max).clamp_min(tiny)
+        if power_of_two:
+            scale = power_of_two_scale(scale)
         return scale, torch.zeros_like(scale)
     _, q_max = integer_range(bits, signed=False)
     low = ratio * rows.amin(dim=-1).clamp_max(0.0)
     high = ratio * rows.amax(dim=-1).clamp_min(0.0)
-    scale = scale_rule(((high - low) / q_max).clamp_min(tiny))
+    scale = ((high - low) / q_max).clamp_min(tiny)
+    if power_of_two:
+        scale = power_of_two_scale(scale)
     zero_point = torch.clamp(torch.round(-low / scale), 0, q_max) + 0.0  # no -0.0
     return scale, zero_point
 
 
 def _search_clip_ratio(
-    rows: torch.Tensor, bits: int, symmetric: bool, scale_rule: ScaleRule
+    rows: torch.Tensor, bits: int, symmetric: bool, power_of_two: bool
 ) -> torch.Tensor:
     """Per row, the clipping ratio on a grid in [0.3, 1] with the smallest squared error."""
     ratios = _clip_ratios(rows)[:, None]  # (grid, 1)
-    scale, zero_point = _params_from_ratio(rows[None], bits, symmetric, ratios, scale_rule)
+    scale, zero_point = _params_from_ratio(rows[None], bits, symmetric, ratios, power_of_two)
     q_min, q_max = integer_range(bits, signed=symmetric)
     scale, zero_point = scale[..., None], zero_point[..., None]  # (grid, rows, 1)
     q = torch.clamp(torch.round(rows[None] / scale + zero_point), q_min, q_max)
@@ -212,28 +210,37 @@ def _search_clip_ratio(
     return ratios[:, 0][errors.argmin(dim=0)]
 
 
+def _check_quantized(bits: int, what: str) -> None:
+    check_bits(bits)
+    if is_float_bits(bits):
+        raise ValueError(f"{bits} bits means float: a float {what} has no scale or zero point.")
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class QuantizerSpec:
     """How a layer quantizes: its options, and the integer machinery every quantizer shares.
 
-    A quantized layer holds one spec (``layer.quant_spec``) and asks it for everything: the
-    cached clipping ratio (:meth:`weight_clip_ratio`), the fake-quantized weight of the forward
-    pass (:meth:`fake_quantize_weight`), the integer weights the export writes
-    (:meth:`weight_to_int`) and the activation scale (:meth:`activation_qparams`). A new
-    quantizer is a subclass that overrides :meth:`weight_qparams` (and, where it differs, the
-    other methods), registered with :func:`register_quantizer`; see
-    ``tests/quant/test_quantizer_specs.py`` for one in a few lines.
+    A subclass overrides :meth:`weight_qparams` and, where it differs, the other methods. The
+    forward pass, the export and calibration only call these methods, so a registered subclass
+    is trained, evaluated and exported like the built-ins.
 
     Attributes:
         per_channel: One weight scale per output channel (dim 0) instead of one per tensor.
         symmetric_weights: Zero point 0 and narrow signed levels; else unsigned levels with an
             integer zero point.
         symmetric_acts: The same for activations (default: unsigned, as after a ReLU).
-        rounding: Weight rounding when a generator is given (training): ``"nearest"`` or
-            ``"stochastic"`` (unbiased); without one, always nearest.
-        range_method: Weight clipping range, ``"mse"`` or ``"max"`` (for specs that search one).
-        name: The registered name (written into the export).
-        power_of_two: Whether every scale is a power of two (the export records it).
+        rounding: ``"nearest"``, or ``"stochastic"`` (unbiased) where a generator is given
+            (weights, in training).
+        range_method: Weight clipping range, ``"mse"`` (the per-channel range with the smallest
+            squared error, 2..7 bits) or ``"max"``, for specs that search one.
+        name: The registered name of the built-in (written into the export).
+        power_of_two: Whether every scale is a power of two (written into the export).
+
+    Example:
+        >>> w = torch.tensor([[1.0, -0.5, 0.25]])
+        >>> q, scale, zero_point = UniformQuantizer().weight_to_int(w, 3)
+        >>> q.tolist(), zero_point.tolist()
+        ([[3.0, -2.0, 1.0]], [0.0])
     """
 
     name: ClassVar[str] = ""
@@ -253,9 +260,8 @@ class QuantizerSpec:
                 )
 
     def for_weight_bits(self, bits: int) -> QuantizerSpec:
-        """The spec quantizing ``bits``-bit weights: this one, or ``ValueError`` for bit-widths
-        it cannot quantize (1 signed bit is binary, which uniform specs hand over to
-        :class:`BinaryQuantizer`)."""
+        """The spec quantizing ``bits``-bit weights: this one, or ``ValueError`` (1-bit weights
+        are binary, which uniform specs hand over to their :class:`BinaryQuantizer`)."""
         if bits == 1:
             raise ValueError(f"The {self.name!r} quantizer has no 1-bit (binary) form.")
         return self
@@ -265,7 +271,7 @@ class QuantizerSpec:
         return self.symmetric_weights
 
     def weight_clip_ratio(self, weight: torch.Tensor, bits: int) -> torch.Tensor:
-        """Per-row state the layer caches between refreshes (1: no clipping), ``(rows,)``."""
+        """Per-row fraction of the range a layer caches between refreshes (1: no clipping)."""
         rows = _channel_view(weight.detach(), self.per_channel)
         return torch.ones(rows.shape[0], dtype=rows.dtype, device=rows.device)
 
@@ -275,11 +281,20 @@ class QuantizerSpec:
         """``(scale, zero_point)``, shaped ``(out_channels,)`` per channel or ``()``."""
         raise NotImplementedError
 
-    def round(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """Nearest, or stochastic when the spec says so and a generator is given."""
-        if generator is not None and self.rounding == "stochastic":
-            return stochastic_round(x, generator=generator)
-        return torch.round(x)
+    def weight_levels(
+        self,
+        weight: torch.Tensor,
+        scale: torch.Tensor,
+        zero_point: torch.Tensor,
+        bits: int,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """Integer-valued float ``q`` for ``weight`` given its scale and zero point."""
+        x = weight / _broadcast(scale, weight, self.per_channel)
+        x = x + _broadcast(zero_point, weight, self.per_channel)
+        stochastic = generator is not None and self.rounding == "stochastic"
+        x = stochastic_round(x, generator=generator) if stochastic else torch.round(x)
+        return torch.clamp(x, *integer_range(bits, signed=self.weight_signed(bits)))
 
     def weight_to_int(
         self,
@@ -289,17 +304,20 @@ class QuantizerSpec:
         clip_ratio: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(q, scale, zero_point)`` with integer-valued float ``q`` shaped like ``weight``,
-        so that ``W ~= scale * (q - zero_point)``: what the forward pass uses and the export
-        writes."""
+        """``(q, scale, zero_point)`` with ``W ~= scale * (q - zero_point)``: what the forward
+        pass computes and the export writes (``q`` integer-valued float, shaped like ``W``).
+
+        Args:
+            weight: Output channels first (Conv and Linear layout).
+            bits: 1..8 (1: binary).
+            clip_ratio: A cached :meth:`weight_clip_ratio` (skips the MSE search).
+            generator: Rounds stochastically, if the spec's ``rounding`` says so.
+        """
         _check_quantized(bits, "weight")
-        scale, zero_point = self.weight_qparams(weight, bits, clip_ratio=clip_ratio)
+        spec = self.for_weight_bits(bits)
+        scale, zero_point = spec.weight_qparams(weight, bits, clip_ratio=clip_ratio)
         with torch.no_grad():
-            w = weight.detach()
-            s = _broadcast(scale, w, self.per_channel)
-            z = _broadcast(zero_point, w, self.per_channel)
-            q_min, q_max = integer_range(bits, signed=self.weight_signed(bits))
-            q = torch.clamp(self.round(w / s + z, generator), q_min, q_max)
+            q = spec.weight_levels(weight.detach(), scale, zero_point, bits, generator)
         return q, scale, zero_point
 
     def fake_quantize_weight(
@@ -310,7 +328,17 @@ class QuantizerSpec:
         clip_ratio: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Quantize-dequantize ``weight`` (returned unchanged at 16/32 bits), STE gradient."""
+        """Quantize-dequantize ``weight`` (returned as is at 16/32 bits), STE gradient; the
+        arguments are those of :meth:`weight_to_int`.
+
+        Example:
+            >>> w = torch.randn(4, 3, 3, 3, requires_grad=True)
+            >>> wq = UniformQuantizer().fake_quantize_weight(w, 2)
+            >>> max(len(torch.unique(row)) for row in wq.detach().reshape(4, -1)) <= 4
+            True
+            >>> wq.sum().backward(); bool((w.grad == 1).all())
+            True
+        """
         check_bits(bits)
         if is_float_bits(bits):
             return weight
@@ -324,21 +352,27 @@ class QuantizerSpec:
     def activation_qparams(
         self, min_val: torch.Tensor | float, max_val: torch.Tensor | float, bits: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scale and zero point for the observed range, widened to include 0 (so that zero,
-        ReLU outputs and padding, is exact); see :func:`activation_qparams`."""
+        """Scale and zero point of an activation range, widened to include 0 (so that zero,
+        ReLU outputs and padding, is exact). Power-of-two scales are the nearest power of two
+        in log scale (they may clip the top of the range by up to a factor sqrt(2)).
+
+        Example:
+            >>> scale, zero_point = UniformQuantizer().activation_qparams(0.0, 2.55, 8)
+            >>> round(float(scale), 4), float(zero_point)
+            (0.01, 0.0)
+        """
         _check_quantized(bits, "activation")
         low = torch.as_tensor(min_val, dtype=torch.float32).clamp_max(0.0)
         high = torch.as_tensor(max_val, dtype=torch.float32).clamp_min(0.0)
-        tiny = torch.finfo(torch.float32).tiny
         _, q_max = integer_range(bits, signed=self.symmetric_acts)
+        extent = torch.maximum(-low, high) if self.symmetric_acts else high - low
+        scale = (extent / q_max).clamp_min(torch.finfo(torch.float32).tiny)
+        if self.power_of_two:
+            scale = _log_nearest_power_of_two(scale)
         if self.symmetric_acts:
-            scale = self._activation_scale((torch.maximum(-low, high) / q_max).clamp_min(tiny))
             return scale, torch.zeros_like(scale)
-        scale = self._activation_scale(((high - low) / q_max).clamp_min(tiny))
         zero_point = torch.clamp(torch.round(-low / scale), 0, q_max) + 0.0  # no -0.0
         return scale, zero_point
-
-    _activation_scale: ClassVar[ScaleRule] = staticmethod(_identity)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -346,7 +380,6 @@ class BinaryQuantizer(QuantizerSpec):
     """1-bit binary weights, BinaryConnect/XNOR style: ``sign(W) * mean|W|`` per channel."""
 
     name: ClassVar[str] = "binary"
-    _binary_scale: ClassVar[ScaleRule] = staticmethod(_identity)
 
     def for_weight_bits(self, bits: int) -> QuantizerSpec:
         if bits != 1 and not is_float_bits(bits):
@@ -359,48 +392,38 @@ class BinaryQuantizer(QuantizerSpec):
     def weight_qparams(
         self, weight: torch.Tensor, bits: int, *, clip_ratio: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        self.for_weight_bits(bits)
         with torch.no_grad():
             rows = _channel_view(weight.detach(), self.per_channel)
             scale = rows.abs().mean(dim=1).clamp_min(torch.finfo(rows.dtype).tiny)
-            scale = self._binary_scale(scale)
+            if self.power_of_two:
+                scale = _nearest_power_of_two(scale)
             if not (self.per_channel and weight.dim() > 1):
                 scale = scale.reshape(())
         return scale, torch.zeros_like(scale)
 
-    def weight_to_int(
+    def weight_levels(
         self,
         weight: torch.Tensor,
+        scale: torch.Tensor,
+        zero_point: torch.Tensor,
         bits: int,
-        *,
-        clip_ratio: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        scale, zero_point = self.weight_qparams(weight, bits)
-        with torch.no_grad():
-            q = torch.where(weight.detach() >= 0, 1.0, -1.0)
-        return q, scale, zero_point
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        return torch.where(weight >= 0, 1.0, -1.0)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class UniformQuantizer(QuantizerSpec):
-    """Uniform levels over a min-max range, or the per-channel range with the smallest squared
-    error (``range_method="mse"``, 2..7 bits); binary at 1 bit."""
+    """Uniform levels over the min-max range or the MSE-clipped one; binary at 1 bit."""
 
     name: ClassVar[str] = "uniform"
     binary: ClassVar[type[BinaryQuantizer]] = BinaryQuantizer
-    _weight_scale: ClassVar[ScaleRule] = staticmethod(_identity)
 
     def for_weight_bits(self, bits: int) -> QuantizerSpec:
-        if bits != 1:
-            return self
-        options = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return self.binary(**options)
+        return self.binary(**dataclasses.asdict(self)) if bits == 1 else self
 
     def weight_clip_ratio(self, weight: torch.Tensor, bits: int) -> torch.Tensor:
-        """Fraction of the full range each row covers (1: no clipping).
-
-        ``"max"`` (and 1 or >= 8 bits) gives 1. ``"mse"`` searches a grid of 24 ratios in
+        """``"max"`` (and 1 or >= 8 bits) gives 1. ``"mse"`` searches a grid of 24 ratios in
         [0.3, 1] for the one with the smallest squared error, per row: at 2..4 bits max-abs
         scaling rounds most weights to zero (the Brevitas gotcha in the notes). With
         power-of-two scales the error is that of the power of two each ratio rounds up to.
@@ -414,7 +437,7 @@ class UniformQuantizer(QuantizerSpec):
             return super().weight_clip_ratio(weight, bits)
         with torch.no_grad():
             rows = _channel_view(weight.detach(), self.per_channel)
-            return _search_clip_ratio(rows, bits, self.symmetric_weights, self._weight_scale)
+            return _search_clip_ratio(rows, bits, self.symmetric_weights, self.power_of_two)
 
     def weight_qparams(
         self, weight: torch.Tensor, bits: int, *, clip_ratio: torch.Tensor | None = None
@@ -424,32 +447,22 @@ class UniformQuantizer(QuantizerSpec):
         with torch.no_grad():
             rows = _channel_view(weight.detach(), self.per_channel)
             scale, zero_point = _params_from_ratio(
-                rows, bits, self.symmetric_weights, clip_ratio.reshape(-1), self._weight_scale
+                rows, bits, self.symmetric_weights, clip_ratio.reshape(-1), self.power_of_two
             )
             if not (self.per_channel and weight.dim() > 1):
                 scale, zero_point = scale.reshape(()), zero_point.reshape(())
         return scale, zero_point
 
 
-class _PowerOfTwoScales:
-    """Scale rules of the power-of-two quantizers (see the module docstring)."""
-
+class _PowerOfTwoBinaryQuantizer(BinaryQuantizer):
     power_of_two: ClassVar[bool] = True
-    _weight_scale: ClassVar[ScaleRule] = staticmethod(power_of_two_scale)
-    _binary_scale: ClassVar[ScaleRule] = staticmethod(_nearest_power_of_two)
-    _activation_scale: ClassVar[ScaleRule] = staticmethod(_log_nearest_power_of_two)
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class _PowerOfTwoBinaryQuantizer(_PowerOfTwoScales, BinaryQuantizer):
-    """Binary weights with the power of two nearest ``mean|W|`` as scale."""
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class PowerOfTwoQuantizer(_PowerOfTwoScales, UniformQuantizer):
-    """Uniform, with every scale a power of two (rescaling is a shift; fixed-point exact)."""
+class PowerOfTwoQuantizer(UniformQuantizer):
+    """Uniform with every scale a power of two: rescaling is a shift, fixed-point types exact."""
 
     name: ClassVar[str] = "power_of_two"
+    power_of_two: ClassVar[bool] = True
     binary: ClassVar[type[BinaryQuantizer]] = _PowerOfTwoBinaryQuantizer
 
 
@@ -457,21 +470,10 @@ _QUANTIZERS: dict[str, RegistryEntry] = {}
 
 
 def register_quantizer(
-    name: str,
-    spec: Callable[..., QuantizerSpec] | str,
-    *,
-    description: str = "",
-    overwrite: bool = False,
+    name: str, spec: type[QuantizerSpec] | str, *, description: str = "", overwrite: bool = False
 ) -> None:
-    """Register a quantizer spec (a :class:`QuantizerSpec` subclass, or any callable taking its
-    options by keyword) under ``name``, selectable as ``apply_config(..., quantizer=name)``.
-
-    Example:
-        >>> register_quantizer("uniform-copy", UniformQuantizer)
-        >>> quantizer_spec("uniform-copy", range_method="max").range_method
-        'max'
-        >>> unregister_quantizer("uniform-copy")
-    """
+    """Register a :class:`QuantizerSpec` subclass (or its ``"module:Class"`` path) under
+    ``name``; ``apply_config(..., quantizer=name)`` then builds it from the quantizer options."""
     _register(_QUANTIZERS, "quantizer", name, spec, description, overwrite)
 
 
@@ -490,40 +492,22 @@ def quantizer_names() -> tuple[str, ...]:
     return tuple(_QUANTIZERS)
 
 
-def quantizer_spec(
-    quantizer: str | QuantizerSpec = "uniform",
-    *,
-    power_of_two_scales: bool = False,
-    **options: Any,
-) -> QuantizerSpec:
-    """The spec named ``quantizer`` built with ``options`` (a spec is returned as is).
-
-    ``power_of_two_scales=True`` (the older flag) selects ``"power_of_two"`` instead of
-    ``"uniform"``.
+def quantizer_spec(name: str = "uniform", **options: Any) -> QuantizerSpec:
+    """The quantizer registered as ``name``, built with ``options`` (the spec's fields).
 
     Example:
-        >>> quantizer_spec(power_of_two_scales=True, symmetric_acts=True).name
-        'power_of_two'
+        >>> spec = quantizer_spec("power_of_two", symmetric_acts=True)
+        >>> type(spec).__name__, spec.symmetric_acts
+        ('PowerOfTwoQuantizer', True)
     """
-    if isinstance(quantizer, QuantizerSpec):
-        if options or power_of_two_scales:
-            raise TypeError("Options go into the spec itself when a QuantizerSpec is given.")
-        return quantizer
-    if power_of_two_scales:
-        if quantizer not in ("uniform", "power_of_two"):
-            raise ValueError(
-                f"power_of_two_scales=True selects the 'power_of_two' quantizer; it cannot be "
-                f"combined with quantizer={quantizer!r}."
-            )
-        quantizer = "power_of_two"
-    entry = _QUANTIZERS.get(quantizer)
+    entry = _QUANTIZERS.get(name)
     if entry is None:
         raise ValueError(
-            f"Unknown quantizer {quantizer!r}; registered quantizers: {list(_QUANTIZERS)}."
+            f"Unknown quantizer {name!r}; registered quantizers: {list(_QUANTIZERS)}."
         )
     spec = entry.resolve()(**options)
     if not isinstance(spec, QuantizerSpec):
-        raise TypeError(f"Quantizer {quantizer!r} built a {type(spec).__name__}, not a spec.")
+        raise TypeError(f"Quantizer {name!r} built a {type(spec).__name__}, not a QuantizerSpec.")
     return spec
 
 
@@ -531,165 +515,6 @@ for _builtin in (UniformQuantizer, BinaryQuantizer, PowerOfTwoQuantizer):
     register_quantizer(
         _builtin.name, _builtin, description=(_builtin.__doc__ or "").split("\n")[0]
     )
-
-
-def _spec(power_of_two: bool, **options: Any) -> QuantizerSpec:
-    """The built-in spec the functions below stand for."""
-    return (PowerOfTwoQuantizer if power_of_two else UniformQuantizer)(**options)
-
-
-def _check_quantized(bits: int, what: str) -> None:
-    check_bits(bits)
-    if is_float_bits(bits):
-        raise ValueError(f"{bits} bits means float: a float {what} has no scale or zero point.")
-
-
-def weight_qparams(
-    weight: torch.Tensor,
-    bits: int,
-    *,
-    per_channel: bool = True,
-    symmetric: bool = True,
-    range_method: RangeMethod = "mse",
-    clip_ratio: torch.Tensor | None = None,
-    power_of_two: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scale and zero point of a weight quantizer, one per output channel (or one per tensor).
-
-    Args:
-        weight: Weight tensor, output channels first (Conv and Linear layout).
-        bits: 1..8 (1 = binary with scale ``mean|W|``).
-        per_channel: One scale per output channel (dim 0) instead of one for the tensor.
-        symmetric: Zero point 0 and a narrow signed range; else an unsigned range with an integer
-            zero point.
-        range_method: ``"max"`` maps the largest magnitude to the largest level; ``"mse"`` picks
-            per channel the clipping range with the smallest squared quantization error (matters
-            at 2..4 bits; 8 bits always uses ``"max"``).
-        clip_ratio: A precomputed :meth:`UniformQuantizer.weight_clip_ratio` (skips the
-            search; quantized layers cache it during QAT).
-        power_of_two: Round every scale up to a power of two (binary weights: to the nearest
-            one); see :func:`power_of_two_scale`.
-
-    Returns:
-        ``(scale, zero_point)`` as float tensors of shape ``(out_channels,)`` (per channel) or
-        ``()`` (per tensor).
-
-    Example:
-        >>> scale, zero_point = weight_qparams(torch.tensor([[1.0, -0.5], [0.2, 0.1]]), 8)
-        >>> scale.shape, zero_point.tolist()
-        (torch.Size([2]), [0.0, 0.0])
-    """
-    _check_quantized(bits, "weight")
-    spec = _spec(
-        power_of_two,
-        per_channel=per_channel,
-        symmetric_weights=symmetric,
-        range_method=range_method,
-    )
-    return spec.for_weight_bits(bits).weight_qparams(weight, bits, clip_ratio=clip_ratio)
-
-
-def quantize_weight_to_int(
-    weight: torch.Tensor,
-    bits: int,
-    *,
-    per_channel: bool = True,
-    symmetric: bool = True,
-    range_method: RangeMethod = "mse",
-    clip_ratio: torch.Tensor | None = None,
-    power_of_two: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Integer weights with their scale and zero point, so that ``W ~= scale * (q - zero_point)``.
-
-    Returns:
-        ``(q, scale, zero_point)``: ``q`` an int32 tensor shaped like ``weight``; ``scale`` and
-        ``zero_point`` shaped as in :func:`weight_qparams`.
-
-    Example:
-        >>> q, scale, _ = quantize_weight_to_int(torch.tensor([[1.0, -0.5, 0.25]]), 3)
-        >>> q.tolist()
-        [[3, -2, 1]]
-    """
-    _check_quantized(bits, "weight")
-    spec = _spec(
-        power_of_two,
-        per_channel=per_channel,
-        symmetric_weights=symmetric,
-        range_method=range_method,
-    )
-    q, scale, zero_point = spec.for_weight_bits(bits).weight_to_int(
-        weight, bits, clip_ratio=clip_ratio
-    )
-    return q.to(torch.int32), scale, zero_point
-
-
-def fake_quantize_weight(
-    weight: torch.Tensor,
-    bits: int,
-    *,
-    per_channel: bool = True,
-    symmetric: bool = True,
-    rounding: RoundingMode = "nearest",
-    generator: torch.Generator | None = None,
-    range_method: RangeMethod = "mse",
-    clip_ratio: torch.Tensor | None = None,
-    power_of_two: bool = False,
-) -> torch.Tensor:
-    """Quantize-dequantize a weight tensor; the gradient passes straight through (STE).
-
-    Args:
-        weight: Weight tensor, output channels first (Conv and Linear layout).
-        bits: 1 (binary, ``sign(W) * mean|W|``), 2..8, or 16/32 (returned unchanged).
-        rounding: ``"nearest"`` or ``"stochastic"`` (unbiased; seed it with ``generator``).
-        generator: Random generator for stochastic rounding (default: torch's global one).
-        per_channel, symmetric, range_method, clip_ratio, power_of_two: See
-            :func:`weight_qparams`.
-
-    Returns:
-        A float tensor shaped like ``weight`` holding at most ``2^bits`` distinct values per
-        channel (per tensor when ``per_channel=False``).
-
-    Example:
-        >>> w = torch.randn(4, 3, 3, 3, requires_grad=True)
-        >>> wq = fake_quantize_weight(w, 2)
-        >>> max(len(torch.unique(row)) for row in wq.detach().reshape(4, -1)) <= 4
-        True
-        >>> wq.sum().backward(); bool((w.grad == 1).all())
-        True
-    """
-    check_bits(bits)
-    spec = _spec(
-        power_of_two,
-        per_channel=per_channel,
-        symmetric_weights=symmetric,
-        rounding=rounding,
-        range_method=range_method,
-    )
-    return spec.for_weight_bits(bits).fake_quantize_weight(
-        weight, bits, clip_ratio=clip_ratio, generator=generator or torch.default_generator
-    )
-
-
-def activation_qparams(
-    min_val: torch.Tensor | float,
-    max_val: torch.Tensor | float,
-    bits: int,
-    *,
-    symmetric: bool = False,
-    power_of_two: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scale and zero point of an activation quantizer for the observed range [min, max].
-
-    The range is widened to include 0 so that zero (ReLU outputs, padding) is exact. With
-    ``power_of_two`` the scale is the nearest power of two in log scale (it may clip the top of
-    the range by up to a factor sqrt(2); rounding up instead wastes up to one bit).
-
-    Example:
-        >>> scale, zero_point = activation_qparams(0.0, 2.55, 8)
-        >>> round(float(scale), 4), float(zero_point)
-        (0.01, 0.0)
-    """
-    return _spec(power_of_two, symmetric_acts=symmetric).activation_qparams(min_val, max_val, bits)
 
 
 def fake_quantize_activation(
@@ -702,10 +527,10 @@ def fake_quantize_activation(
 ) -> torch.Tensor:
     """Quantize-dequantize activations with a given scale and zero point (STE gradient).
 
-    Use :func:`activation_qparams` to get ``scale`` and ``zero_point`` from an observed range.
+    Use :meth:`QuantizerSpec.activation_qparams` for the scale and zero point of a range.
 
     Example:
-        >>> scale, zp = activation_qparams(0.0, 1.0, 2)
+        >>> scale, zp = UniformQuantizer().activation_qparams(0.0, 1.0, 2)
         >>> fake_quantize_activation(torch.tensor([0.1, 0.4, 0.9, 3.0]), 2, scale, zp)
         tensor([0.0000, 0.3333, 1.0000, 1.0000])
     """

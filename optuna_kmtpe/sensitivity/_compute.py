@@ -94,7 +94,7 @@ def compute_sensitivity(
         weight_bits: Weight bit-widths whose perturbation ``||Q_b(W) - W||^2`` and exact
             second-order loss change ``0.5 * dW^T H dW`` (``dW = Q_b(W) - W``, one
             Hessian-vector product per layer, bit-width and batch) the report stores
-            (per-channel symmetric, from :func:`optuna_kmtpe.quant.fake_quantize_weight`).
+            (per-channel symmetric, from :class:`optuna_kmtpe.quant.UniformQuantizer`).
         activations: Also estimate the trace with respect to each layer's *input* activation
             (the operand that ``act_bits`` quantizes), per element and averaged over inputs.
         act_bits: Activation bit-widths whose exact second-order loss change
@@ -468,15 +468,16 @@ def _quantization_errors(
     weights: Sequence[torch.Tensor], bits_list: Sequence[int]
 ) -> list[dict[int, torch.Tensor]]:
     """``Q_b(W) - W`` per layer and candidate bit-width (per-channel symmetric)."""
-    from optuna_kmtpe.quant import fake_quantize_weight
+    from optuna_kmtpe.quant import UniformQuantizer
 
+    quantizer = UniformQuantizer()
     errors = []
     with torch.no_grad():
         for weight in weights:
             w = weight.detach()
             errors.append(
                 {
-                    bits: fake_quantize_weight(w, bits, per_channel=True, symmetric=True) - w
+                    bits: quantizer.fake_quantize_weight(w, bits) - w
                     for bits in sorted(set(bits_list))
                 }
             )
@@ -509,7 +510,7 @@ def _pruning_errors(
 def _activation_errors(act: torch.Tensor, bits_list: Sequence[int]) -> dict[int, torch.Tensor]:
     """``Q_b(a) - a`` for an activation batch, asymmetric over the batch's min-max range."""
     from optuna_kmtpe.config import is_float_bits
-    from optuna_kmtpe.quant import activation_qparams
+    from optuna_kmtpe.quant import UniformQuantizer
     from optuna_kmtpe.quant import fake_quantize_activation
 
     errors = {}
@@ -520,7 +521,7 @@ def _activation_errors(act: torch.Tensor, bits_list: Sequence[int]) -> dict[int,
             if is_float_bits(bits):
                 errors[bits] = torch.zeros_like(a)
                 continue
-            scale, zero_point = activation_qparams(low, high, bits)
+            scale, zero_point = UniformQuantizer().activation_qparams(low, high, bits)
             errors[bits] = fake_quantize_activation(a, bits, scale, zero_point) - a
     return errors
 

@@ -61,7 +61,6 @@ def test_builtins_are_registered_and_options_are_validated() -> None:
     assert quantizer_names()[:3] == ("uniform", "binary", "power_of_two")
     assert type(quantizer_spec()) is UniformQuantizer
     assert type(quantizer_spec("power_of_two")) is PowerOfTwoQuantizer
-    assert type(quantizer_spec(power_of_two_scales=True)) is PowerOfTwoQuantizer
     with pytest.raises(ValueError, match="lsq"):
         quantizer_spec("lsq")
     with pytest.raises(ValueError, match="range_method"):
@@ -77,7 +76,7 @@ def test_one_bit_weights_are_binary_and_the_binary_spec_only_takes_one_bit() -> 
         qmodel = apply_config(model, config, power_of_two_scales=power_of_two).eval()
         layer = qmodel.features[0]
         assert isinstance(layer.quant_spec, BinaryQuantizer)
-        assert layer.power_of_two_scales is power_of_two
+        assert layer.quant_spec.power_of_two is power_of_two
         q, scale, _ = layer.integer_weight()
         assert set(q.unique().tolist()) <= {-1, 1}
         assert torch.equal(scale[:, None, None, None] * q, layer.quantized_weight())
