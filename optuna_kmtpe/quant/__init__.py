@@ -44,7 +44,6 @@ from optuna_kmtpe.quant._quantizers import BinaryQuantizer
 from optuna_kmtpe.quant._quantizers import PowerOfTwoQuantizer
 from optuna_kmtpe.quant._quantizers import QuantizerSpec
 from optuna_kmtpe.quant._quantizers import UniformQuantizer
-from optuna_kmtpe.quant._quantizers import fake_quantize_activation
 from optuna_kmtpe.quant._quantizers import integer_range
 from optuna_kmtpe.quant._quantizers import power_of_two_scale
 from optuna_kmtpe.quant._quantizers import quantizer_names
@@ -87,7 +86,6 @@ __all__ = [
     "count_parameters",
     "evaluate",
     "export_quantized",
-    "fake_quantize_activation",
     "integer_range",
     "layer_macs",
     "layer_quantization",

@@ -136,9 +136,7 @@ def apply_config(
         range_method=range_method,
     )
     if power_of_two_scales and not spec.power_of_two:
-        raise ValueError(
-            f"power_of_two_scales=True, but the {quantizer!r} quantizer has other scales."
-        )
+        raise ValueError(f"The {quantizer!r} quantizer has no power-of-two scales.")
     for name, layer in layers.items():
         if type(layer) not in (nn.Conv1d, nn.Conv2d, nn.Linear) and _is_quantized(config, name):
             raise ValueError(

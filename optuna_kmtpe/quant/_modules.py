@@ -24,7 +24,6 @@ from optuna_kmtpe.config import check_bits
 from optuna_kmtpe.config import is_float_bits
 from optuna_kmtpe.quant._quantizers import QuantizerSpec
 from optuna_kmtpe.quant._quantizers import UniformQuantizer
-from optuna_kmtpe.quant._quantizers import fake_quantize_activation
 
 
 ObserverMode = Literal["ema", "minmax", "percentile", "frozen"]
@@ -123,20 +122,14 @@ class ActivationQuantizer(nn.Module):
                 # Uncalibrated and in eval mode: quantize with this batch's own range, but
                 # never change state in eval mode.
                 scale, zero_point = self.quant_spec.activation_qparams(low, high, self.bits)
-                return self._fake_quantize(x, scale, zero_point)
+                return self.quant_spec.fake_quantize_activation(x, self.bits, scale, zero_point)
             self._set_range(low, high)
         elif self.training and self.mode == "ema":
             low, high = torch.aminmax(x.detach())
             with torch.no_grad():
                 self.min_val.lerp_(low, self.momentum)
                 self.max_val.lerp_(high, self.momentum)
-        return self._fake_quantize(x, *self.qparams())
-
-    def _fake_quantize(
-        self, x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor
-    ) -> torch.Tensor:
-        symmetric = self.quant_spec.symmetric_acts
-        return fake_quantize_activation(x, self.bits, scale, zero_point, symmetric=symmetric)
+        return self.quant_spec.fake_quantize_activation(x, self.bits, *self.qparams())
 
     def _set_range(self, low: torch.Tensor, high: torch.Tensor) -> None:
         with torch.no_grad():

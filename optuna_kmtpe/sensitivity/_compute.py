@@ -511,7 +511,8 @@ def _activation_errors(act: torch.Tensor, bits_list: Sequence[int]) -> dict[int,
     """``Q_b(a) - a`` for an activation batch, asymmetric over the batch's min-max range."""
     from optuna_kmtpe.config import is_float_bits
     from optuna_kmtpe.quant import UniformQuantizer
-    from optuna_kmtpe.quant import fake_quantize_activation
+
+    quantizer = UniformQuantizer()
 
     errors = {}
     with torch.no_grad():
@@ -521,8 +522,8 @@ def _activation_errors(act: torch.Tensor, bits_list: Sequence[int]) -> dict[int,
             if is_float_bits(bits):
                 errors[bits] = torch.zeros_like(a)
                 continue
-            scale, zero_point = UniformQuantizer().activation_qparams(low, high, bits)
-            errors[bits] = fake_quantize_activation(a, bits, scale, zero_point) - a
+            scale, zero_point = quantizer.activation_qparams(low, high, bits)
+            errors[bits] = quantizer.fake_quantize_activation(a, bits, scale, zero_point) - a
     return errors
 
 

@@ -90,7 +90,7 @@ def test_a_spec_without_a_one_bit_form_refuses_one_bit_weights(fixed_step: str) 
     config = QuantConfig.uniform(quantizable_layers(model), weight_bits=1, act_bits=4)
     with pytest.raises(ValueError, match="1-bit"):
         apply_config(model, config, quantizer=fixed_step)
-    with pytest.raises(ValueError, match="power_of_two"):
+    with pytest.raises(ValueError, match="power-of-two"):
         apply_config(model, config, quantizer=fixed_step, power_of_two_scales=True)
 
 

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from optuna_kmtpe.quant import UniformQuantizer
-from optuna_kmtpe.quant import fake_quantize_activation
 from optuna_kmtpe.quant import integer_range
 from optuna_kmtpe.quant import stochastic_round
 
@@ -67,10 +66,11 @@ def test_symmetric_weight_levels_and_range_are_symmetric(bits: int) -> None:
 
 
 def test_symmetric_activation_range_is_symmetric() -> None:
-    scale, zero_point = UniformQuantizer(symmetric_acts=True).activation_qparams(-0.5, 2.0, 4)
+    spec = UniformQuantizer(symmetric_acts=True)
+    scale, zero_point = spec.activation_qparams(-0.5, 2.0, 4)
     assert float(zero_point) == 0.0
     x = torch.linspace(-3, 3, 101)
-    xq = fake_quantize_activation(x, 4, scale, zero_point, symmetric=True)
+    xq = spec.fake_quantize_activation(x, 4, scale, zero_point)
     assert torch.isclose(xq.max(), torch.tensor(2.0))
     assert torch.isclose(xq.min(), torch.tensor(-2.0))
 
@@ -78,7 +78,7 @@ def test_symmetric_activation_range_is_symmetric() -> None:
 def test_asymmetric_activation_covers_observed_range_and_keeps_zero_exact() -> None:
     scale, zero_point = UniformQuantizer().activation_qparams(-1.0, 3.0, 8)
     x = torch.tensor([-1.0, 0.0, 3.0, 5.0, -4.0])
-    xq = fake_quantize_activation(x, 8, scale, zero_point)
+    xq = UniformQuantizer().fake_quantize_activation(x, 8, scale, zero_point)
     assert xq[1] == 0.0
     assert torch.allclose(xq, torch.tensor([-1.0, 0.0, 3.0, 3.0, -1.0]), atol=scale.item())
 
@@ -119,7 +119,8 @@ def test_binary_weights_are_sign_times_mean_abs_per_channel() -> None:
 def test_float_bits_leave_tensors_unchanged(bits: int) -> None:
     w = _weight()
     assert fake_quantize_weight(w, bits) is w
-    assert fake_quantize_activation(w, bits, torch.tensor(1.0), torch.tensor(0.0)) is w
+    one, zero = torch.tensor(1.0), torch.tensor(0.0)
+    assert UniformQuantizer().fake_quantize_activation(w, bits, one, zero) is w
 
 
 @pytest.mark.parametrize("bits", [1, 2, 4, 8])
@@ -130,8 +131,9 @@ def test_ste_passes_gradients_through(bits: int) -> None:
     assert w.grad is not None and torch.equal(w.grad, upstream)
 
     x = torch.randn(5, 7, requires_grad=True)
-    scale, zero_point = UniformQuantizer().activation_qparams(x.min().item(), x.max().item(), bits)
-    fake_quantize_activation(x, bits, scale, zero_point).sum().backward()
+    spec = UniformQuantizer()
+    scale, zero_point = spec.activation_qparams(x.min().item(), x.max().item(), bits)
+    spec.fake_quantize_activation(x, bits, scale, zero_point).sum().backward()
     assert x.grad is not None and torch.equal(x.grad, torch.ones_like(x))
 
 

@@ -10,7 +10,6 @@ from torch.func import functional_call
 import torch.nn.functional as F
 
 from optuna_kmtpe.quant import UniformQuantizer
-from optuna_kmtpe.quant import fake_quantize_activation
 from optuna_kmtpe.sensitivity import LayerSensitivity
 from optuna_kmtpe.sensitivity import SensitivityReport
 from optuna_kmtpe.sensitivity import _report as report_module
@@ -282,8 +281,9 @@ def test_activation_quadratic_terms_match_exact_hessian() -> None:
         lambda a: F.cross_entropy(model.out(torch.tanh(model.fc2(a))), y), z
     ).reshape(z.numel(), -1)
     for bits in (2, 4):
-        scale, zero_point = UniformQuantizer().activation_qparams(z.min(), z.max(), bits)
-        delta = (fake_quantize_activation(z, bits, scale, zero_point) - z).flatten()
+        spec = UniformQuantizer()
+        scale, zero_point = spec.activation_qparams(z.min(), z.max(), bits)
+        delta = (spec.fake_quantize_activation(z, bits, scale, zero_point) - z).flatten()
         expected = 0.5 * float(delta @ hessian @ delta)
         assert report["fc2"].act_quadratic[bits] == pytest.approx(expected, rel=1e-4)
     assert report["fc2"].act_quadratic[32] == 0.0
