@@ -40,7 +40,7 @@ from optuna_kmtpe.graph import quantizable_layers
 from optuna_kmtpe.models import MLP
 from optuna_kmtpe.models import DigitsCNN
 from optuna_kmtpe.models import ResNet20
-from optuna_kmtpe.quant import fake_quantize_weight
+from optuna_kmtpe.quant import UniformQuantizer
 from optuna_kmtpe.sensitivity import compute_sensitivity
 from optuna_kmtpe.sensitivity._compute import _GradientGraph
 from optuna_kmtpe.sensitivity._hutchinson import rademacher_like
@@ -176,7 +176,10 @@ def omega_vs_drop(model: nn.Module, data, *, upsample: int, label: str, **sens_k
     base_calib = sum(g.loss_value for g in graphs) / len(graphs)
     rows = []
     for index, layer in enumerate(report):
-        delta = fake_quantize_weight(weights[index].detach(), 2) - weights[index].detach()
+        delta = (
+            UniformQuantizer().fake_quantize_weight(weights[index].detach(), 2)
+            - weights[index].detach()
+        )
         quad = 0.0
         for graph in graphs:
             hvp = graph.weight_hvps()[index]
@@ -185,7 +188,7 @@ def omega_vs_drop(model: nn.Module, data, *, upsample: int, label: str, **sens_k
         quantized = copy.deepcopy(model)
         module = dict(quantized.named_modules())[layer.name]
         with torch.no_grad():
-            module.weight.copy_(fake_quantize_weight(module.weight, 2))
+            module.weight.copy_(UniformQuantizer().fake_quantize_weight(module.weight, 2))
         acc, loss = evaluate(quantized, data.test, upsample)
         with torch.no_grad():
             calib_loss = sum(float(F.cross_entropy(quantized(x), y)) for x, y in calib)

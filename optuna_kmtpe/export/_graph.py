@@ -252,12 +252,8 @@ def _check_twin_weight(name: str, twin: np.ndarray, params: LayerQuantization) -
 
 def _dequantized(params: QuantizerParams, q: torch.Tensor) -> np.ndarray:
     shape = (-1,) + (1,) * (q.dim() - 1) if params.scale.dim() else ()
-    scale = params.scale.reshape(shape)
-    if params.binary:
-        value = torch.where(q >= 0, scale, -scale)
-    else:
-        value = (q.float() - params.zero_point.reshape(shape)) * scale
-    return value.numpy()
+    value = (q.float() - params.zero_point.reshape(shape)) * params.scale.reshape(shape)
+    return value.numpy()  # binary too: q = +-1, zero point 0
 
 
 def _quantize_weight(

@@ -40,15 +40,18 @@ from optuna_kmtpe.quant._modules import ActivationQuantizer
 from optuna_kmtpe.quant._modules import QuantConv1d
 from optuna_kmtpe.quant._modules import QuantConv2d
 from optuna_kmtpe.quant._modules import QuantLinear
-from optuna_kmtpe.quant._quantizers import activation_qparams
-from optuna_kmtpe.quant._quantizers import fake_quantize_activation
-from optuna_kmtpe.quant._quantizers import fake_quantize_weight
+from optuna_kmtpe.quant._quantizers import BinaryQuantizer
+from optuna_kmtpe.quant._quantizers import PowerOfTwoQuantizer
+from optuna_kmtpe.quant._quantizers import QuantizerSpec
+from optuna_kmtpe.quant._quantizers import UniformQuantizer
 from optuna_kmtpe.quant._quantizers import integer_range
 from optuna_kmtpe.quant._quantizers import power_of_two_scale
-from optuna_kmtpe.quant._quantizers import quantize_weight_to_int
+from optuna_kmtpe.quant._quantizers import quantizer_names
+from optuna_kmtpe.quant._quantizers import quantizer_spec
+from optuna_kmtpe.quant._quantizers import register_quantizer
 from optuna_kmtpe.quant._quantizers import stochastic_round
 from optuna_kmtpe.quant._quantizers import straight_through
-from optuna_kmtpe.quant._quantizers import weight_qparams
+from optuna_kmtpe.quant._quantizers import unregister_quantizer
 from optuna_kmtpe.quant._train import MEASURES
 from optuna_kmtpe.quant._train import RecipeResult
 from optuna_kmtpe.quant._train import TrainingRecipe
@@ -62,16 +65,19 @@ from optuna_kmtpe.quant._train import train_float
 
 __all__ = [
     "ActivationQuantizer",
+    "BinaryQuantizer",
     "LOSSES",
     "LayerQuantization",
     "MEASURES",
+    "PowerOfTwoQuantizer",
     "QuantConv1d",
     "QuantConv2d",
     "QuantLinear",
     "QuantizerParams",
+    "QuantizerSpec",
     "RecipeResult",
     "TrainingRecipe",
-    "activation_qparams",
+    "UniformQuantizer",
     "activation_quantizers",
     "applied_config",
     "apply_config",
@@ -80,8 +86,6 @@ __all__ = [
     "count_parameters",
     "evaluate",
     "export_quantized",
-    "fake_quantize_activation",
-    "fake_quantize_weight",
     "integer_range",
     "layer_macs",
     "layer_quantization",
@@ -93,12 +97,14 @@ __all__ = [
     "ptq",
     "qat_finetune",
     "quantizable_layers",
-    "quantize_weight_to_int",
+    "quantizer_names",
+    "quantizer_spec",
     "recalibrate_batchnorm",
+    "register_quantizer",
     "run_recipe",
     "save_quantized",
     "stochastic_round",
     "straight_through",
     "train_float",
-    "weight_qparams",
+    "unregister_quantizer",
 ]

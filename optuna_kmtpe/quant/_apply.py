@@ -29,6 +29,7 @@ from optuna_kmtpe.graph import module_paths
 from optuna_kmtpe.graph import quantizable_layers
 from optuna_kmtpe.quant._modules import ActivationQuantizer
 from optuna_kmtpe.quant._modules import to_quantized_layer
+from optuna_kmtpe.quant._quantizers import quantizer_spec
 
 
 APPLIED_CONFIG_ATTR = "kmtpe_quant_config"
@@ -67,6 +68,7 @@ def apply_config(
     range_update_interval: int | None = None,
     seed: int = 0,
     power_of_two_scales: bool = False,
+    quantizer: str = "uniform",
     graph: ChannelGraph | None = None,
 ) -> nn.Module:
     """A quantized, width-pruned copy of ``model``; ``model`` itself is left untouched.
@@ -89,7 +91,9 @@ def apply_config(
         seed: Seed of stochastic rounding (each layer gets ``seed + its index``).
         power_of_two_scales: Round every weight and activation scale up to a power of two, so
             that the model maps exactly onto fixed-point hardware types (hls4ml, FINN); costs
-            some accuracy (see ``docs/export.md``).
+            some accuracy (see ``docs/export.md``): the ``"power_of_two"`` quantizer.
+        quantizer: The registered quantizer (:func:`~optuna_kmtpe.quant.quantizer_names`) that
+            every quantized layer holds, built with the options above.
         graph: ``channel_graph(model, example_input)`` traced once by the caller (a search
             applies thousands of configs to one model); None: traced here when a width is
             below 1.
@@ -125,10 +129,18 @@ def apply_config(
         )
     layers = quantizable_layers(model)
     config.check_layers(layers)
-    if rounding not in ("nearest", "stochastic"):
-        raise ValueError(f"rounding must be 'nearest' or 'stochastic', got {rounding!r}.")
-    if range_method not in ("mse", "max"):
-        raise ValueError(f"range_method must be 'mse' or 'max', got {range_method!r}.")
+    if power_of_two_scales and quantizer == "uniform":
+        quantizer = "power_of_two"
+    spec = quantizer_spec(  # validates the options
+        quantizer,
+        per_channel=per_channel,
+        symmetric_weights=symmetric_weights,
+        symmetric_acts=symmetric_acts,
+        rounding=rounding,
+        range_method=range_method,
+    )
+    if power_of_two_scales and not spec.power_of_two:
+        raise ValueError(f"The {quantizer!r} quantizer has no power-of-two scales.")
     for name, layer in layers.items():
         if type(layer) not in (nn.Conv1d, nn.Conv2d, nn.Linear) and _is_quantized(config, name):
             raise ValueError(
@@ -144,14 +156,9 @@ def apply_config(
         _check_forward(qmodel, example_input, kept)
 
     options: dict[str, Any] = {
-        "per_channel": per_channel,
-        "symmetric_weights": symmetric_weights,
-        "symmetric_acts": symmetric_acts,
-        "rounding": rounding,
-        "range_method": range_method,
+        "spec": spec,
         "act_momentum": act_momentum,
         "range_update_interval": range_update_interval,
-        "power_of_two_scales": bool(power_of_two_scales),
     }
     q_layers = quantizable_layers(qmodel)
     paths = module_paths(qmodel)

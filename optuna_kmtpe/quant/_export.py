@@ -29,8 +29,8 @@ from optuna_kmtpe.graph import quantizable_layers
 from optuna_kmtpe.quant._apply import applied_config
 from optuna_kmtpe.quant._apply import as_quant_config
 from optuna_kmtpe.quant._modules import ActivationQuantizer
+from optuna_kmtpe.quant._modules import QuantizedLayerMixin
 from optuna_kmtpe.quant._quantizers import integer_range
-from optuna_kmtpe.quant._quantizers import quantize_weight_to_int
 
 
 EXPORT_FORMAT = "optuna-kmtpe-quantized/1"
@@ -81,8 +81,9 @@ class LayerQuantization:
 def layer_quantization(layer: nn.Module) -> LayerQuantization:
     """The quantizers of one layer of a model returned by :func:`apply_config`, as integers.
 
+    The layer's spec says it (:meth:`QuantizedLayerMixin.integer_weight`), so that
     ``weight.scale * (weight_int - weight.zero_point)`` equals the fake-quantized weight of the
-    layer's forward pass in eval mode, bit for bit (same clipping ratio, same rounding).
+    layer's forward pass in eval mode, bit for bit, whatever the quantizer.
 
     Example:
         >>> from optuna_kmtpe.config import QuantConfig
@@ -93,25 +94,14 @@ def layer_quantization(layer: nn.Module) -> LayerQuantization:
         >>> params.weight.bits, params.weight.integer_range, params.input.signed
         (3, (-3, 3), False)
     """
-    weight_bits = int(getattr(layer, "weight_bits", 32))
     weight = weight_int = None
-    if not is_float_bits(weight_bits):
-        per_channel = bool(getattr(layer, "per_channel", True))
-        symmetric = bool(getattr(layer, "symmetric_weights", True))
-        weight_int, scale, zero_point = quantize_weight_to_int(
-            layer.weight.detach().cpu(),
-            weight_bits,
-            per_channel=per_channel,
-            symmetric=symmetric,
-            range_method=getattr(layer, "range_method", "mse"),
-            clip_ratio=_clip_ratio(layer, per_channel),
-            power_of_two=bool(getattr(layer, "power_of_two_scales", False)),
-        )
+    if isinstance(layer, QuantizedLayerMixin) and not is_float_bits(layer.weight_bits):
+        weight_int, scale, zero_point = (t.cpu() for t in layer.integer_weight())
         weight = QuantizerParams(
-            bits=weight_bits,
+            bits=layer.weight_bits,
             scale=scale,
             zero_point=zero_point,
-            signed=symmetric or weight_bits == 1,
+            signed=layer.quant_spec.weight_signed(layer.weight_bits),
         )
     quantizer = getattr(layer, "input_quantizer", None)
     inputs = None
@@ -121,7 +111,7 @@ def layer_quantization(layer: nn.Module) -> LayerQuantization:
             bits=quantizer.bits,
             scale=scale.detach().cpu(),
             zero_point=zero_point.detach().cpu(),
-            signed=quantizer.symmetric,
+            signed=quantizer.quant_spec.symmetric_acts,
         )
     return LayerQuantization(weight=weight, weight_int=weight_int, input=inputs)
 
@@ -209,8 +199,9 @@ def _export_layer(layer: nn.Module) -> dict[str, Any]:
                 "weight_scale": _as_list(params.weight.scale),
                 "weight_zero_point": [int(v) for v in _as_list(params.weight.zero_point)],
                 "weight_per_channel": params.weight.scale.dim() > 0,
-                "weight_symmetric": bool(getattr(layer, "symmetric_weights", True)),
-                "weight_power_of_two": bool(getattr(layer, "power_of_two_scales", False)),
+                "weight_symmetric": layer.quant_spec.symmetric_weights,
+                "weight_power_of_two": layer.quant_spec.power_of_two,
+                "weight_quantizer": layer.quant_spec.name,
             }
         )
     bias = getattr(layer, "bias", None)
@@ -225,14 +216,6 @@ def _export_layer(layer: nn.Module) -> dict[str, Any]:
             }
         )
     return entry
-
-
-def _clip_ratio(layer: nn.Module, per_channel: bool) -> torch.Tensor | None:
-    ratio = getattr(layer, "weight_clip_ratio", None)
-    if ratio is None:
-        return None
-    ratio = ratio.detach().cpu()
-    return ratio if per_channel else ratio[:1]
 
 
 def _as_list(tensor: torch.Tensor) -> list[float]:

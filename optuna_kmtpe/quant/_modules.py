@@ -5,6 +5,7 @@ the layer it replaces (``QuantConv2d`` *is* an ``nn.Conv2d``), so module paths i
 :class:`~optuna_kmtpe.config.QuantConfig`, state-dict keys, the channel graph and the hardware
 model's shape tracing all keep working on a quantized model. It adds:
 
+* a :class:`~optuna_kmtpe.quant.QuantizerSpec` (``quant_spec``) that says how to quantize;
 * fake-quantized weights (recomputed from the float weights at every forward, so QAT updates the
   float "shadow" weights and the STE carries their gradient);
 * an :class:`ActivationQuantizer` on its *input* (``act_bits`` is the bit-width of the operand
@@ -13,7 +14,6 @@ model's shape tracing all keep working on a quantized model. It adds:
 
 from __future__ import annotations
 
-from typing import Any
 from typing import Literal
 
 import torch
@@ -22,12 +22,8 @@ import torch.nn.functional as F
 
 from optuna_kmtpe.config import check_bits
 from optuna_kmtpe.config import is_float_bits
-from optuna_kmtpe.quant._quantizers import RangeMethod
-from optuna_kmtpe.quant._quantizers import RoundingMode
-from optuna_kmtpe.quant._quantizers import activation_qparams
-from optuna_kmtpe.quant._quantizers import fake_quantize_activation
-from optuna_kmtpe.quant._quantizers import fake_quantize_weight
-from optuna_kmtpe.quant._quantizers import weight_clip_ratio
+from optuna_kmtpe.quant._quantizers import QuantizerSpec
+from optuna_kmtpe.quant._quantizers import UniformQuantizer
 
 
 ObserverMode = Literal["ema", "minmax", "percentile", "frozen"]
@@ -51,12 +47,11 @@ class ActivationQuantizer(nn.Module):
 
     Args:
         bits: 1..8, or 16/32 for a no-op.
-        symmetric: Signed narrow range with zero point 0; else unsigned with a zero point (the
-            default: activations after ReLU are non-negative).
+        spec: Computes the scale and zero point from the range (its ``symmetric_acts`` and
+            power-of-two rule); default :class:`~optuna_kmtpe.quant.UniformQuantizer`.
         momentum: Weight of the newest batch in the moving average.
         percentile: Percentile used by ``"percentile"`` calibration (the low end uses
             ``100 - percentile``).
-        power_of_two: Round the scale up to a power of two (fixed-point friendly).
 
     Example:
         >>> q = ActivationQuantizer(2)
@@ -72,10 +67,9 @@ class ActivationQuantizer(nn.Module):
         self,
         bits: int,
         *,
-        symmetric: bool = False,
+        spec: QuantizerSpec | None = None,
         momentum: float = 0.1,
         percentile: float = 99.99,
-        power_of_two: bool = False,
     ) -> None:
         super().__init__()
         check_bits(bits, field="act_bits")
@@ -84,10 +78,9 @@ class ActivationQuantizer(nn.Module):
         if not 50.0 < percentile <= 100.0:
             raise ValueError(f"percentile must be in (50, 100], got {percentile}.")
         self.bits = bits
-        self.symmetric = symmetric
+        self.quant_spec = spec if spec is not None else UniformQuantizer()
         self.momentum = momentum
         self.percentile = percentile
-        self.power_of_two = power_of_two
         self.mode: ObserverMode = "ema"
         self.register_buffer("min_val", torch.tensor(0.0))
         self.register_buffer("max_val", torch.tensor(0.0))
@@ -99,18 +92,13 @@ class ActivationQuantizer(nn.Module):
         return not is_float_bits(self.bits)
 
     def extra_repr(self) -> str:
-        extra = ", power_of_two=True" if self.power_of_two else ""
-        return f"bits={self.bits}, symmetric={self.symmetric}, mode={self.mode!r}{extra}"
+        spec = self.quant_spec
+        extra = ", power_of_two=True" if spec.power_of_two else ""
+        return f"bits={self.bits}, symmetric={spec.symmetric_acts}, mode={self.mode!r}{extra}"
 
     def qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Scale and zero point for the current range."""
-        return activation_qparams(
-            self.min_val,
-            self.max_val,
-            self.bits,
-            symmetric=self.symmetric,
-            power_of_two=self.power_of_two,
-        )
+        return self.quant_spec.activation_qparams(self.min_val, self.max_val, self.bits)
 
     def start_observing(self, method: Literal["minmax", "percentile"]) -> None:
         """Forget the range and collect a new one over the next batches (calibration)."""
@@ -133,20 +121,15 @@ class ActivationQuantizer(nn.Module):
             if not self.training:
                 # Uncalibrated and in eval mode: quantize with this batch's own range, but
                 # never change state in eval mode.
-                scale, zero_point = activation_qparams(
-                    low, high, self.bits, symmetric=self.symmetric, power_of_two=self.power_of_two
-                )
-                return fake_quantize_activation(
-                    x, self.bits, scale, zero_point, symmetric=self.symmetric
-                )
+                scale, zero_point = self.quant_spec.activation_qparams(low, high, self.bits)
+                return self.quant_spec.fake_quantize_activation(x, self.bits, scale, zero_point)
             self._set_range(low, high)
         elif self.training and self.mode == "ema":
             low, high = torch.aminmax(x.detach())
             with torch.no_grad():
                 self.min_val.lerp_(low, self.momentum)
                 self.max_val.lerp_(high, self.momentum)
-        scale, zero_point = self.qparams()
-        return fake_quantize_activation(x, self.bits, scale, zero_point, symmetric=self.symmetric)
+        return self.quant_spec.fake_quantize_activation(x, self.bits, *self.qparams())
 
     def _set_range(self, low: torch.Tensor, high: torch.Tensor) -> None:
         with torch.no_grad():
@@ -190,15 +173,10 @@ class QuantizedLayerMixin:
         *,
         weight_bits: int,
         act_bits: int,
-        per_channel: bool,
-        symmetric_weights: bool,
-        symmetric_acts: bool,
-        rounding: RoundingMode,
-        range_method: RangeMethod,
+        spec: QuantizerSpec,
         act_momentum: float,
         range_update_interval: int | None,
         seed: int,
-        power_of_two_scales: bool,
     ) -> None:
         check_bits(weight_bits, field="weight_bits")
         if range_update_interval is None:
@@ -208,17 +186,8 @@ class QuantizedLayerMixin:
         if range_update_interval < 1:
             raise ValueError(f"range_update_interval must be >= 1, got {range_update_interval}.")
         self.weight_bits = weight_bits
-        self.per_channel = per_channel
-        self.symmetric_weights = symmetric_weights
-        self.rounding: RoundingMode = rounding
-        self.range_method: RangeMethod = range_method
-        self.power_of_two_scales = power_of_two_scales
-        self.input_quantizer = ActivationQuantizer(
-            act_bits,
-            symmetric=symmetric_acts,
-            momentum=act_momentum,
-            power_of_two=power_of_two_scales,
-        )
+        self.quant_spec = spec.for_weight_bits(weight_bits)
+        self.input_quantizer = ActivationQuantizer(act_bits, spec=spec, momentum=act_momentum)
         # The MSE clipping search costs more than the rest of the weight quantizer, and the best
         # clipping ratio moves slowly: it is cached here (a buffer, so it is saved, copied and
         # exported with the model) and refreshed every `range_update_interval` training steps.
@@ -232,7 +201,8 @@ class QuantizedLayerMixin:
         # and written out by the export.
         self.kept_out_channels: list[int] | None = None
         # Stochastic rounding draws from a per-layer generator so runs are reproducible.
-        self._generator = torch.Generator().manual_seed(seed) if rounding == "stochastic" else None
+        stochastic = spec.rounding == "stochastic"
+        self._generator = torch.Generator().manual_seed(seed) if stochastic else None
 
     @property
     def act_bits(self) -> int:
@@ -243,14 +213,7 @@ class QuantizedLayerMixin:
         self._forwards_since_refresh = 0
         if is_float_bits(self.weight_bits):
             return
-        ratio = weight_clip_ratio(
-            self.weight,
-            self.weight_bits,
-            per_channel=self.per_channel,
-            symmetric=self.symmetric_weights,
-            range_method=self.range_method,
-            power_of_two=self.power_of_two_scales,
-        )
+        ratio = self.quant_spec.weight_clip_ratio(self.weight, self.weight_bits)
         with torch.no_grad():
             self.weight_clip_ratio.copy_(ratio.expand_as(self.weight_clip_ratio))
 
@@ -265,40 +228,30 @@ class QuantizedLayerMixin:
             self._forwards_since_refresh += 1
             if self._forwards_since_refresh >= self.range_update_interval:
                 self.refresh_weight_range()
-        stochastic = self.rounding == "stochastic" and self.training
-        ratio = self.weight_clip_ratio if self.per_channel else self.weight_clip_ratio[:1]
-        return fake_quantize_weight(
+        return self.quant_spec.fake_quantize_weight(
             self.weight,
             self.weight_bits,
-            per_channel=self.per_channel,
-            symmetric=self.symmetric_weights,
-            rounding="stochastic" if stochastic else "nearest",
-            generator=self._generator if stochastic else None,
-            range_method=self.range_method,
-            clip_ratio=ratio,
-            power_of_two=self.power_of_two_scales,
+            clip_ratio=self._clip_ratio(),
+            generator=self._generator if self.training else None,
         )
+
+    def integer_weight(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The weight in integers, what the export writes: ``(q, scale, zero_point)``.
+
+        ``scale * (q - zero_point)`` is :meth:`quantized_weight` in eval mode, bit for bit;
+        ``q`` is int32, ``scale`` and ``zero_point`` have one entry per output channel (or one).
+        """
+        q, scale, zero_point = self.quant_spec.weight_to_int(
+            self.weight, self.weight_bits, clip_ratio=self._clip_ratio()
+        )
+        return q.to(torch.int32), scale, zero_point
+
+    def _clip_ratio(self) -> torch.Tensor:
+        ratio = self.weight_clip_ratio
+        return ratio if self.quant_spec.per_channel else ratio[:1]
 
     def _quant_repr(self) -> str:
         return f"weight_bits={self.weight_bits}, act_bits={self.act_bits}"
-
-
-def _quant_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    defaults: dict[str, Any] = {
-        "per_channel": True,
-        "symmetric_weights": True,
-        "symmetric_acts": False,
-        "rounding": "nearest",
-        "range_method": "mse",
-        "act_momentum": 0.1,
-        "range_update_interval": None,
-        "seed": 0,
-        "power_of_two_scales": False,
-    }
-    unknown = set(kwargs) - set(defaults) - {"weight_bits", "act_bits"}
-    if unknown:
-        raise TypeError(f"Unknown quantization option(s): {sorted(unknown)}.")
-    return {**defaults, **kwargs}
 
 
 class QuantConv1d(QuantizedLayerMixin, nn.Conv1d):
@@ -340,7 +293,14 @@ _QUANT_CLASS: dict[type[nn.Module], type[nn.Module]] = {
 
 
 def to_quantized_layer(
-    layer: nn.Module, *, weight_bits: int, act_bits: int, **options: Any
+    layer: nn.Module,
+    *,
+    weight_bits: int,
+    act_bits: int,
+    spec: QuantizerSpec | None = None,
+    act_momentum: float = 0.1,
+    range_update_interval: int | None = None,
+    seed: int = 0,
 ) -> nn.Module:
     """A quantized layer sharing ``layer``'s parameters (no copy), with ``layer``'s mode.
 
@@ -349,9 +309,10 @@ def to_quantized_layer(
             than these are not converted because their forward may differ).
         weight_bits: Bits of the weights (16/32: float).
         act_bits: Bits of the layer's input activations (16/32: float).
-        **options: ``per_channel``, ``symmetric_weights``, ``symmetric_acts``, ``rounding``,
-            ``range_method``, ``act_momentum``, ``range_update_interval``, ``seed``,
-            ``power_of_two_scales``.
+        spec: How to quantize (default: :class:`~optuna_kmtpe.quant.UniformQuantizer`).
+        act_momentum: EMA momentum of the input activation range.
+        range_update_interval: Training steps between refreshes of the cached clipping ratio.
+        seed: Seed of stochastic rounding.
 
     Example:
         >>> q = to_quantized_layer(nn.Linear(4, 2), weight_bits=4, act_bits=8)
@@ -364,7 +325,6 @@ def to_quantized_layer(
             f"Cannot quantize a {type(layer).__name__}: supported layers are exactly "
             f"{[t.__name__ for t in _QUANT_CLASS]}."
         )
-    settings = _quant_kwargs(options)
     quantized = cls.__new__(cls)
     # Adopt the layer's state (parameters, buffers, hooks, hyper-parameters) without copying a
     # tensor, then add the quantization state on top. The registries (parameter, buffer and
@@ -376,6 +336,13 @@ def to_quantized_layer(
             for key, value in layer.__dict__.items()
         }
     )
-    quantized._setup_quantization(weight_bits=weight_bits, act_bits=act_bits, **settings)
+    quantized._setup_quantization(
+        weight_bits=weight_bits,
+        act_bits=act_bits,
+        spec=spec if spec is not None else UniformQuantizer(),
+        act_momentum=act_momentum,
+        range_update_interval=range_update_interval,
+        seed=seed,
+    )
     quantized.input_quantizer.train(layer.training)
     return quantized

@@ -22,9 +22,7 @@ from optuna_kmtpe.config import is_float_bits
 from optuna_kmtpe.geometry import kept_channels
 from optuna_kmtpe.graph import layer_channels
 from optuna_kmtpe.graph import quantizable_layers
-from optuna_kmtpe.quant import activation_qparams
-from optuna_kmtpe.quant import fake_quantize_activation
-from optuna_kmtpe.quant import fake_quantize_weight
+from optuna_kmtpe.quant import UniformQuantizer
 from optuna_kmtpe.quant._apply import channel_keep_order
 from optuna_kmtpe.records import STUDY_SENSITIVITY
 from optuna_kmtpe.sensitivity._hutchinson import RunningStats
@@ -103,7 +101,7 @@ def compute_sensitivity(
         weight_bits: Weight bit-widths whose perturbation ``||Q_b(W) - W||^2`` and exact
             second-order loss change ``0.5 * dW^T H dW`` (``dW = Q_b(W) - W``, one
             Hessian-vector product per layer, bit-width and batch) the report stores
-            (per-channel symmetric, from :func:`optuna_kmtpe.quant.fake_quantize_weight`).
+            (per-channel symmetric, from :class:`optuna_kmtpe.quant.UniformQuantizer`).
         activations: Also estimate the trace with respect to each layer's *input* activation
             (the operand that ``act_bits`` quantizes), per element and averaged over inputs.
         act_bits: Activation bit-widths whose exact second-order loss change
@@ -470,13 +468,14 @@ def _quantization_errors(
     weights: Sequence[torch.Tensor], bits_list: Sequence[int]
 ) -> list[dict[int, torch.Tensor]]:
     """``Q_b(W) - W`` per layer and candidate bit-width (per-channel symmetric)."""
+    quantizer = UniformQuantizer()
     errors = []
     with torch.no_grad():
         for weight in weights:
             w = weight.detach()
             errors.append(
                 {
-                    bits: fake_quantize_weight(w, bits, per_channel=True, symmetric=True) - w
+                    bits: quantizer.fake_quantize_weight(w, bits) - w
                     for bits in sorted(set(bits_list))
                 }
             )
@@ -505,6 +504,7 @@ def _pruning_errors(
 
 def _activation_errors(act: torch.Tensor, bits_list: Sequence[int]) -> dict[int, torch.Tensor]:
     """``Q_b(a) - a`` for an activation batch, asymmetric over the batch's min-max range."""
+    quantizer = UniformQuantizer()
     errors = {}
     with torch.no_grad():
         a = act.detach()
@@ -513,8 +513,8 @@ def _activation_errors(act: torch.Tensor, bits_list: Sequence[int]) -> dict[int,
             if is_float_bits(bits):
                 errors[bits] = torch.zeros_like(a)
                 continue
-            scale, zero_point = activation_qparams(low, high, bits)
-            errors[bits] = fake_quantize_activation(a, bits, scale, zero_point) - a
+            scale, zero_point = quantizer.activation_qparams(low, high, bits)
+            errors[bits] = quantizer.fake_quantize_activation(a, bits, scale, zero_point) - a
     return errors
 
 

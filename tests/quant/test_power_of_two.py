@@ -6,13 +6,12 @@ import torch
 
 from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.models import DigitsCNN
-from optuna_kmtpe.quant import activation_qparams
+from optuna_kmtpe.quant import PowerOfTwoQuantizer
+from optuna_kmtpe.quant import UniformQuantizer
 from optuna_kmtpe.quant import apply_config
 from optuna_kmtpe.quant import calibrate
 from optuna_kmtpe.quant import export_quantized
-from optuna_kmtpe.quant import fake_quantize_weight
 from optuna_kmtpe.quant import quantizable_layers
-from optuna_kmtpe.quant import weight_qparams
 
 
 def _is_power_of_two(values: torch.Tensor) -> bool:
@@ -24,9 +23,8 @@ def test_weight_scales_are_powers_of_two_at_every_bit_width() -> None:
     weight = torch.randn(8, 3, 3, 3)
     for bits in (1, 2, 3, 4, 8):
         for symmetric in (True, False):
-            scale, zero_point = weight_qparams(
-                weight, bits, symmetric=symmetric, power_of_two=True
-            )
+            spec = PowerOfTwoQuantizer(symmetric_weights=symmetric)
+            _, scale, zero_point = spec.weight_to_int(weight, bits)
             assert _is_power_of_two(scale), (bits, symmetric)
             assert torch.equal(zero_point, zero_point.round())
 
@@ -34,9 +32,9 @@ def test_weight_scales_are_powers_of_two_at_every_bit_width() -> None:
 def test_power_of_two_weights_sit_on_their_grid_and_cost_some_error() -> None:
     torch.manual_seed(0)
     weight = torch.randn(16, 32)
-    exact = fake_quantize_weight(weight, 4)
-    po2 = fake_quantize_weight(weight, 4, power_of_two=True)
-    scale, _ = weight_qparams(weight, 4, power_of_two=True)
+    exact = UniformQuantizer().fake_quantize_weight(weight, 4)
+    po2 = PowerOfTwoQuantizer().fake_quantize_weight(weight, 4)
+    scale, _ = PowerOfTwoQuantizer().weight_qparams(weight, 4)
     levels = po2 / scale[:, None]
     assert torch.equal(levels, levels.round())
     assert levels.abs().max() <= 7
@@ -47,14 +45,14 @@ def test_power_of_two_weights_sit_on_their_grid_and_cost_some_error() -> None:
 
 def test_binary_scale_is_the_nearest_power_of_two_of_mean_abs() -> None:
     weight = torch.tensor([[0.7, -0.7, 0.7, -0.7], [0.2, -0.2, 0.2, 0.2]])
-    scale, _ = weight_qparams(weight, 1, power_of_two=True)
+    _, scale, _ = PowerOfTwoQuantizer().weight_to_int(weight, 1)
     assert scale.tolist() == [0.5, 0.25]
 
 
 def test_activation_scale_is_the_nearest_power_of_two_in_log_scale() -> None:
-    scale, zero_point = activation_qparams(-0.3, 2.6, 4, power_of_two=True)
+    scale, zero_point = PowerOfTwoQuantizer().activation_qparams(-0.3, 2.6, 4)
     assert _is_power_of_two(scale)
-    free, _ = activation_qparams(-0.3, 2.6, 4)
+    free, _ = UniformQuantizer().activation_qparams(-0.3, 2.6, 4)
     assert 2**-0.5 <= float(scale / free) <= 2**0.5
     assert float(zero_point) == round(0.3 / float(scale))
 

@@ -1,15 +1,19 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
-from optuna_kmtpe.quant import activation_qparams
-from optuna_kmtpe.quant import fake_quantize_activation
-from optuna_kmtpe.quant import fake_quantize_weight
+from optuna_kmtpe.quant import UniformQuantizer
 from optuna_kmtpe.quant import integer_range
-from optuna_kmtpe.quant import quantize_weight_to_int
 from optuna_kmtpe.quant import stochastic_round
-from optuna_kmtpe.quant import weight_qparams
+
+
+def fake_quantize_weight(
+    w: torch.Tensor, bits: int, generator: torch.Generator | None = None, **options: Any
+) -> torch.Tensor:
+    return UniformQuantizer(**options).fake_quantize_weight(w, bits, generator=generator)
 
 
 def _weight(seed: int = 0, shape: tuple[int, ...] = (8, 4, 3, 3)) -> torch.Tensor:
@@ -23,7 +27,7 @@ def test_per_channel_weight_has_at_most_two_pow_bits_values_per_channel(
     bits: int, symmetric: bool, range_method: str
 ) -> None:
     w = _weight(shape=(6, 40, 3, 3))  # 360 values per channel: more than 2^8
-    wq = fake_quantize_weight(w, bits, symmetric=symmetric, range_method=range_method)
+    wq = fake_quantize_weight(w, bits, symmetric_weights=symmetric, range_method=range_method)
     for row in wq.reshape(6, -1):
         distinct = len(torch.unique(row))
         assert 2 <= distinct <= 2**bits
@@ -50,7 +54,7 @@ def test_per_channel_uses_one_scale_per_output_channel() -> None:
 @pytest.mark.parametrize("bits", [2, 3, 4, 8])
 def test_symmetric_weight_levels_and_range_are_symmetric(bits: int) -> None:
     w = _weight()
-    q, scale, zero_point = quantize_weight_to_int(w, bits, range_method="max")
+    q, scale, zero_point = UniformQuantizer(range_method="max").weight_to_int(w, bits)
     assert torch.all(zero_point == 0)
     q_min, q_max = integer_range(bits, signed=True)
     assert q_min == -q_max
@@ -62,28 +66,31 @@ def test_symmetric_weight_levels_and_range_are_symmetric(bits: int) -> None:
 
 
 def test_symmetric_activation_range_is_symmetric() -> None:
-    scale, zero_point = activation_qparams(-0.5, 2.0, 4, symmetric=True)
+    spec = UniformQuantizer(symmetric_acts=True)
+    scale, zero_point = spec.activation_qparams(-0.5, 2.0, 4)
     assert float(zero_point) == 0.0
     x = torch.linspace(-3, 3, 101)
-    xq = fake_quantize_activation(x, 4, scale, zero_point, symmetric=True)
+    xq = spec.fake_quantize_activation(x, 4, scale, zero_point)
     assert torch.isclose(xq.max(), torch.tensor(2.0))
     assert torch.isclose(xq.min(), torch.tensor(-2.0))
 
 
 def test_asymmetric_activation_covers_observed_range_and_keeps_zero_exact() -> None:
-    scale, zero_point = activation_qparams(-1.0, 3.0, 8)
+    scale, zero_point = UniformQuantizer().activation_qparams(-1.0, 3.0, 8)
     x = torch.tensor([-1.0, 0.0, 3.0, 5.0, -4.0])
-    xq = fake_quantize_activation(x, 8, scale, zero_point)
+    xq = UniformQuantizer().fake_quantize_activation(x, 8, scale, zero_point)
     assert xq[1] == 0.0
     assert torch.allclose(xq, torch.tensor([-1.0, 0.0, 3.0, 3.0, -1.0]), atol=scale.item())
 
 
 def test_asymmetric_weights_use_zero_point_and_unsigned_range() -> None:
     w = _weight().abs() + 0.1  # all positive: symmetric would waste half of the levels
-    q, _, zero_point = quantize_weight_to_int(w, 4, symmetric=False, range_method="max")
+    q, _, zero_point = UniformQuantizer(symmetric_weights=False, range_method="max").weight_to_int(
+        w, 4
+    )
     assert q.min() >= 0 and q.max() <= 15
     sym_err = (fake_quantize_weight(w, 4, range_method="max") - w).square().sum()
-    asym = fake_quantize_weight(w, 4, symmetric=False, range_method="max")
+    asym = fake_quantize_weight(w, 4, symmetric_weights=False, range_method="max")
     asym_err = (asym - w).square().sum()
     assert asym_err < sym_err
 
@@ -92,9 +99,13 @@ def test_integer_weights_reconstruct_the_fake_quantized_tensor() -> None:
     w = _weight()
     for bits in (1, 3, 8):
         for symmetric in (True, False):
-            q, scale, zero_point = quantize_weight_to_int(w, bits, symmetric=symmetric)
+            q, scale, zero_point = UniformQuantizer(symmetric_weights=symmetric).weight_to_int(
+                w, bits
+            )
             rebuilt = scale.reshape(-1, 1, 1, 1) * (q - zero_point.reshape(-1, 1, 1, 1))
-            assert torch.allclose(rebuilt, fake_quantize_weight(w, bits, symmetric=symmetric))
+            assert torch.allclose(
+                rebuilt, fake_quantize_weight(w, bits, symmetric_weights=symmetric)
+            )
 
 
 def test_binary_weights_are_sign_times_mean_abs_per_channel() -> None:
@@ -108,7 +119,8 @@ def test_binary_weights_are_sign_times_mean_abs_per_channel() -> None:
 def test_float_bits_leave_tensors_unchanged(bits: int) -> None:
     w = _weight()
     assert fake_quantize_weight(w, bits) is w
-    assert fake_quantize_activation(w, bits, torch.tensor(1.0), torch.tensor(0.0)) is w
+    one, zero = torch.tensor(1.0), torch.tensor(0.0)
+    assert UniformQuantizer().fake_quantize_activation(w, bits, one, zero) is w
 
 
 @pytest.mark.parametrize("bits", [1, 2, 4, 8])
@@ -119,8 +131,9 @@ def test_ste_passes_gradients_through(bits: int) -> None:
     assert w.grad is not None and torch.equal(w.grad, upstream)
 
     x = torch.randn(5, 7, requires_grad=True)
-    scale, zero_point = activation_qparams(x.min().item(), x.max().item(), bits)
-    fake_quantize_activation(x, bits, scale, zero_point).sum().backward()
+    spec = UniformQuantizer()
+    scale, zero_point = spec.activation_qparams(x.min().item(), x.max().item(), bits)
+    spec.fake_quantize_activation(x, bits, scale, zero_point).sum().backward()
     assert x.grad is not None and torch.equal(x.grad, torch.ones_like(x))
 
 
@@ -167,7 +180,7 @@ def test_stochastic_weight_quantization_is_unbiased_inside_the_range() -> None:
             for _ in range(2000)
         ]
     )
-    scale, _ = weight_qparams(w, 3, range_method="max")
+    scale, _ = UniformQuantizer(range_method="max").weight_qparams(w, 3)
     assert (draws.mean(dim=0) - w).abs().max() < 0.1 * scale.max()
 
 

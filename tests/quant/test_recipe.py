@@ -96,9 +96,9 @@ def test_every_quantizer_option_reaches_the_layers(digits, mode: str) -> None:
     )
     qmodel = run_recipe(model, config, recipe, train_loader=train, val_loader=val).model
     layer = qmodel.features[0]
-    assert layer.power_of_two_scales and layer.input_quantizer.power_of_two
-    assert (layer.rounding, layer.range_method) == ("stochastic", "max")
-    assert layer.symmetric_weights is False and layer.input_quantizer.symmetric is True
+    assert layer.quant_spec.power_of_two and layer.input_quantizer.quant_spec.power_of_two
+    assert (layer.quant_spec.rounding, layer.quant_spec.range_method) == ("stochastic", "max")
+    assert layer.quant_spec.symmetric_weights is False and layer.quant_spec.symmetric_acts is True
 
 
 @pytest.mark.parametrize(

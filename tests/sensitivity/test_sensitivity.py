@@ -9,9 +9,7 @@ from torch import nn
 from torch.func import functional_call
 import torch.nn.functional as F
 
-from optuna_kmtpe.quant import activation_qparams
-from optuna_kmtpe.quant import fake_quantize_activation
-from optuna_kmtpe.quant import fake_quantize_weight
+from optuna_kmtpe.quant import UniformQuantizer
 from optuna_kmtpe.sensitivity import LayerSensitivity
 from optuna_kmtpe.sensitivity import SensitivityReport
 from optuna_kmtpe.sensitivity import _report as report_module
@@ -187,7 +185,9 @@ def test_report_fields_and_perturbations() -> None:
     )
     weight = model.conv2.weight.detach()
     for bits in (2, 4, 8):
-        expected = float(((fake_quantize_weight(weight, bits) - weight) ** 2).sum())
+        expected = float(
+            ((UniformQuantizer().fake_quantize_weight(weight, bits) - weight) ** 2).sum()
+        )
         assert conv2.perturbation[bits] == pytest.approx(expected)
     assert conv2.perturbation[2] > conv2.perturbation[4] > conv2.perturbation[8]
     assert conv2.omega(2) == pytest.approx(conv2.trace * conv2.perturbation[2])
@@ -216,7 +216,7 @@ def test_quadratic_terms_match_exact_hessian() -> None:
 
         hessian = torch.autograd.functional.hessian(loss_of, w0).reshape(w0.numel(), -1)
         for bits in (2, 4):
-            delta = (fake_quantize_weight(w0, bits) - w0).flatten()
+            delta = (UniformQuantizer().fake_quantize_weight(w0, bits) - w0).flatten()
             expected = 0.5 * float(delta @ hessian @ delta)
             assert report[name].quadratic[bits] == pytest.approx(expected, rel=1e-4)
             assert report[name].omega(bits, kind="quadratic") == report[name].quadratic[bits]
@@ -281,8 +281,9 @@ def test_activation_quadratic_terms_match_exact_hessian() -> None:
         lambda a: F.cross_entropy(model.out(torch.tanh(model.fc2(a))), y), z
     ).reshape(z.numel(), -1)
     for bits in (2, 4):
-        scale, zero_point = activation_qparams(z.min(), z.max(), bits)
-        delta = (fake_quantize_activation(z, bits, scale, zero_point) - z).flatten()
+        spec = UniformQuantizer()
+        scale, zero_point = spec.activation_qparams(z.min(), z.max(), bits)
+        delta = (spec.fake_quantize_activation(z, bits, scale, zero_point) - z).flatten()
         expected = 0.5 * float(delta @ hessian @ delta)
         assert report["fc2"].act_quadratic[bits] == pytest.approx(expected, rel=1e-4)
     assert report["fc2"].act_quadratic[32] == 0.0

@@ -58,9 +58,9 @@ def _built_layer(settings: SearchSettings):
 def _assert_changed(settings: SearchSettings) -> None:
     assert {n: getattr(settings, n) for n in CHANGED} == CHANGED
     layer = _built_layer(settings.replace(mode="ptq"))
-    assert layer.power_of_two_scales and layer.input_quantizer.power_of_two
-    assert (layer.rounding, layer.range_method) == ("stochastic", "max")
-    assert layer.symmetric_weights is False and layer.input_quantizer.symmetric is True
+    assert layer.quant_spec.power_of_two and layer.input_quantizer.quant_spec.power_of_two
+    assert (layer.quant_spec.rounding, layer.quant_spec.range_method) == ("stochastic", "max")
+    assert layer.quant_spec.symmetric_weights is False and layer.quant_spec.symmetric_acts is True
 
 
 def test_flags_reach_the_quantizer() -> None:
