@@ -389,6 +389,28 @@ def test_hawq_v2_warm_starts_are_frontier_configs_in_the_space() -> None:
         assert space.config_from_params(space.params_for(config)) == config  # enqueueable
 
 
+def test_with_widths_each_prunable_layer_is_pruned_alone_instead_of_hawq_v2() -> None:
+    from optuna_kmtpe.objectives import warm_start_configs
+
+    report = make_report(4, seed=13)
+    names = list(MonotoneSearchSpace(report, weight_bits=(4,)).layer_names)
+    prunable = names[:3]
+    space = MonotoneSearchSpace(
+        report, weight_bits=(2, 4, 8), act_bits=(4, 8), widths=(0.5, 0.75, 1.0),
+        prunable_layers=prunable,
+    )  # fmt: skip
+    warm = dict(warm_start_configs(space, weight_bits=(2, 4, 8), act_bits=(4, 8), log=print))
+    assert not [label for label in warm if label.startswith("hawq-v2")]
+    pruned = {label: c for label, c in warm.items() if label.startswith("pruned-")}
+    assert list(pruned) == [f"pruned-{name}-w0.5" for name in prunable]
+    for name, config in zip(prunable, pruned.values(), strict=True):
+        assert {n: c.width for n, c in config.items()} == {
+            n: 0.5 if n == name else 1.0 for n in names
+        }
+        assert {(c.weight_bits, c.act_bits) for c in config.values()} == {(4, 4)}
+        assert space.config_from_params(space.params_for(config)) == config  # enqueueable
+
+
 def test_paired_activation_bits_follow_weights_and_stay_in_the_space() -> None:
     # Without an activation order every layer gets exactly the smallest act choice >= its
     # weights; with one, the projection onto the order may move some layers, and the result is
