@@ -137,9 +137,12 @@ def run_method(
     return study
 
 
-def job_warm_starts(job: Any, space: Any) -> list[tuple[str, QuantConfig]]:
+def job_warm_starts(job: Any, space: Any, n_trials: int) -> list[tuple[str, QuantConfig]]:
     return warm_start_configs(
-        space, weight_bits=job.settings.weight_bits, act_bits=job.settings.act_bits
+        space,
+        weight_bits=job.settings.weight_bits,
+        act_bits=job.settings.act_bits,
+        n_trials=n_trials,
     )
 
 
@@ -254,7 +257,7 @@ def main() -> None:
         )
     print()
     print("Reference points (accuracy after the same QAT recipe, FPGA latency, energy):")
-    reference_points = reference_configs(job, spaces[True], cache)
+    reference_points = reference_configs(job, spaces[True], cache, n_trials)
     for label, acc, lat, energy in reference_points:
         alone = hypervolume([[acc, lat, energy]], scale)
         print(
@@ -532,7 +535,9 @@ def pooled_hypervolumes(
     return hypervolume(everything, scale), hypervolume(allowed, scale)
 
 
-def reference_configs(job: Any, space: Any, cache: dict) -> list[tuple[str, float, float, float]]:
+def reference_configs(
+    job: Any, space: Any, cache: dict, n_trials: int
+) -> list[tuple[str, float, float, float]]:
     from optuna_kmtpe.objectives import quantized_accuracy_fn
 
     accuracy = quantized_accuracy_fn(
@@ -544,7 +549,7 @@ def reference_configs(job: Any, space: Any, cache: dict) -> list[tuple[str, floa
         cache=cache,
     )
     rows = []
-    for label, config in job_warm_starts(job, space):
+    for label, config in job_warm_starts(job, space, n_trials):
         report = job.fpga.evaluate(job.shapes, config)
         rows.append(
             (

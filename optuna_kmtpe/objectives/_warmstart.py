@@ -22,25 +22,34 @@ from optuna_kmtpe.config import LayerConfig
 from optuna_kmtpe.config import QuantConfig
 
 
+PRUNED_WARM_START_SHARE = 0.1
+"""The share of a study's trials the one-pruned-layer warm starts may take (see
+:func:`warm_start_configs`): digits, 3 of 60 trials, gained; MNIST-1D, 9 of 40, lost."""
+
+
 def warm_start_configs(
     space: Any,
     *,
     weight_bits: Sequence[int],
     act_bits: Sequence[int],
+    n_trials: int | None = None,
     log: Callable[[str], None] = print,
 ) -> list[tuple[str, QuantConfig]]:
     """Uniform 8-bit and 4-bit configs, then what the sampler cannot know before training.
 
-    When widths are searched: one config per prunable layer, uniform 4-bit with that layer
+    When widths are searched and the prunable layers are at most a tenth of ``n_trials``
+    (:data:`PRUNED_WARM_START_SHARE`): one config per prunable layer, uniform 4-bit with that layer
     alone at its smallest width. Pruning is where the forecast knows least (the Hessian's
     pruning terms cover only the layer's own weights and rank the layers wrongly on digits) and
     where the cheap configs are, so without these trials the first model-chosen ones go to the
     cheapest, most pruned configs and fail (digits: 76-86% after QAT). Measured on digits
     (10 paired seeds x 60 trials, ``benchmarks/mpq_search.py``): hypervolume at 20 trials
     0.0381 against 0.0353 with the HAWQ-V2 selections, TPE's 60-trial hypervolume reached in
-    34 trials instead of 44 (docs/sampler.md).
+    34 trials instead of 44 (docs/sampler.md). With more prunable layers they cost too much of
+    the budget: on MNIST-1D (9 prunable layers, 40 trials) they lowered the hypervolume at
+    every budget.
 
-    Otherwise (bits only): HAWQ-V2 selections at 3 size budgets. Under budgets, a config that
+    Otherwise: HAWQ-V2 selections at 3 size budgets. Under budgets, a config that
     breaks one is replaced by the nearest config that fits (:func:`warm_starts_within_budgets`,
     which ``log`` tells).
 
@@ -61,6 +70,8 @@ def warm_start_configs(
                 )
             )
     pruned = pruning_warm_starts(space, weight_bits=weight_bits, act_bits=act_bits)
+    if n_trials is not None and len(pruned) > PRUNED_WARM_START_SHARE * n_trials:
+        pruned = []
     # The space's own frontier: its (budget-pruned, monotone) configs, so each one is enqueueable.
     frontier = [] if pruned else space.hawq_v2_frontier()
     for fraction in (0.25, 0.5, 0.75):
@@ -246,7 +257,9 @@ def warm_start_study(
     Returns:
         The number of trials enqueued.
     """
-    configs = warm_start_configs(space, weight_bits=weight_bits, act_bits=act_bits, log=log)
+    configs = warm_start_configs(
+        space, weight_bits=weight_bits, act_bits=act_bits, n_trials=max_trials, log=log
+    )
     # With the forecast on, uniform max-bit lies on the reference point and adds nothing
     # (digits, 10 seeds: hypervolume at 10 trials 0.0351 without it, 0.0306 with it).
     configs = warm_starts_inside(configs, forecast)

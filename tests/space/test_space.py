@@ -409,6 +409,12 @@ def test_with_widths_each_prunable_layer_is_pruned_alone_instead_of_hawq_v2() ->
         }
         assert {(c.weight_bits, c.act_bits) for c in config.values()} == {(4, 4)}
         assert space.config_from_params(space.params_for(config)) == config  # enqueueable
+    # They take at most a tenth of the study's trials; beyond, the HAWQ-V2 selections.
+    enough = warm_start_configs(space, weight_bits=(2, 4, 8), act_bits=(4, 8), n_trials=30)
+    assert [label for label, _ in enough if label.startswith("pruned-")] == list(pruned)
+    short = warm_start_configs(space, weight_bits=(2, 4, 8), act_bits=(4, 8), n_trials=29)
+    assert [label for label, _ in short if label.startswith("hawq-v2")]
+    assert not [label for label, _ in short if label.startswith("pruned-")]
 
 
 def test_paired_activation_bits_follow_weights_and_stay_in_the_space() -> None:

@@ -81,9 +81,14 @@ def test_the_cli_and_the_python_api_enqueue_the_same_warm_starts(
     )  # fmt: skip
 
     from_cli = _warm_starts(cli_db)
-    # uniform-w8a8 lies on the forecast's reference point; with widths searched, each
-    # prunable layer is pruned alone (the HAWQ-V2 selections are for bits-only searches)
-    assert [label for label, _ in from_cli] == ["uniform-w4a4", "pruned-0-w0.5", "pruned-2-w0.5"]
+    # uniform-w8a8 lies on the forecast's reference point; 2 prunable layers are more than a
+    # tenth of 8 trials, so HAWQ-V2 selections rather than one pruned layer each
+    assert [label for label, _ in from_cli] == [
+        "uniform-w4a4",
+        "hawq-v2-25%",
+        "hawq-v2-50%",
+        "hawq-v2-75%",
+    ]
     assert _warm_starts(api_db) == from_cli
 
 
