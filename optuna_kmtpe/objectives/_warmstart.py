@@ -18,7 +18,6 @@ from typing import Any
 import optuna
 
 from optuna_kmtpe import records as keys
-from optuna_kmtpe.config import LayerConfig
 from optuna_kmtpe.config import QuantConfig
 
 
@@ -62,13 +61,8 @@ def warm_start_configs(
     configs: list[tuple[str, QuantConfig]] = []
     for bits in (8, 4):
         if bits in weight_bits:
-            act = bits if bits in act_bits else max(act_bits)
-            configs.append(
-                (
-                    f"uniform-w{bits}a{act}",
-                    QuantConfig.uniform(layers, weight_bits=bits, act_bits=act),
-                )
-            )
+            config = _uniform(layers, bits, act_bits)
+            configs.append((f"uniform-w{bits}a{config[layers[0]].act_bits}", config))
     pruned = pruning_warm_starts(space, weight_bits=weight_bits, act_bits=act_bits)
     if n_trials is not None and len(pruned) > PRUNED_WARM_START_SHARE * n_trials:
         pruned = []
@@ -105,20 +99,20 @@ def pruning_warm_starts(
     prunable = getattr(space, "prunable", ())
     if not widths or not prunable:
         return []
-    bits = 4 if 4 in weight_bits else max(weight_bits)
-    act = bits if bits in act_bits else max(act_bits)
+    base = _uniform(list(space.layer_names), 4 if 4 in weight_bits else max(weight_bits), act_bits)
     smallest = min(widths)
-    configs = []
-    for name in space.layer_names:
-        if name in prunable:
-            layers = {
-                n: LayerConfig(
-                    weight_bits=bits, act_bits=act, width=smallest if n == name else 1.0
-                )
-                for n in space.layer_names
-            }
-            configs.append((f"pruned-{name}-w{smallest:g}", QuantConfig(layers)))
-    return configs
+    return [
+        (f"pruned-{name}-w{smallest:g}", base.replace(name, width=smallest))
+        for name in space.layer_names
+        if name in prunable
+    ]
+
+
+def _uniform(layers: list[str], bits: int, act_bits: Sequence[int]) -> QuantConfig:
+    """Uniform ``bits``-bit weights, activations at the same bits when searched (else the
+    widest searched): the uniform warm starts and the base of the pruned ones."""
+    act = bits if bits in act_bits else max(act_bits)
+    return QuantConfig.uniform(layers, weight_bits=bits, act_bits=act)
 
 
 def warm_starts_within_budgets(
