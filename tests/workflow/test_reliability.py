@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 import subprocess
 import sys
+import threading
 
 import optuna
 from optuna.trial import TrialState
@@ -389,7 +390,6 @@ def test_watch_hint_names_the_study() -> None:
 
 def test_a_config_being_trained_elsewhere_is_waited_for_and_reused(tmp_path: Path) -> None:
     import socket
-    import threading
 
     from optuna_kmtpe.config import QuantConfig
     from optuna_kmtpe.objectives._objective import _same_config_trial
@@ -399,12 +399,7 @@ def test_a_config_being_trained_elsewhere_is_waited_for_and_reused(tmp_path: Pat
     first, second = study.ask(), study.ask()
     first.set_user_attr(keys.CONFIG, config.to_dict())
     first.set_user_attr(keys.WORKER, keys.worker_id())  # alive: this process
-    found: list[object] = []
-    waiter = threading.Thread(
-        target=lambda: found.append(_same_config_trial(second, config, wait_s=0.05))
-    )
-    waiter.start()
-    waiter.join(timeout=0.5)
+    waiter, found = _waiting(second, config)
     assert waiter.is_alive(), "the second trial must wait for the first"
     study.tell(first, 0.9)
     waiter.join(timeout=10)
@@ -435,12 +430,25 @@ def test_a_config_being_trained_elsewhere_is_waited_for_and_reused(tmp_path: Pat
     )
 
 
+def _waiting(trial: optuna.Trial, config: object) -> tuple[threading.Thread, list[object]]:
+    """Start ``_same_config_trial(trial, config)`` in a thread, give it half a second, and
+    return the thread and the list its result lands in."""
+    from optuna_kmtpe.objectives._objective import _same_config_trial
+
+    found: list[object] = []
+    waiter = threading.Thread(
+        target=lambda: found.append(_same_config_trial(trial, config, wait_s=0.05))
+    )
+    waiter.start()
+    waiter.join(timeout=0.5)
+    return waiter, found
+
+
 def test_a_lower_trial_waits_for_a_higher_one_already_training_the_same_config(
     tmp_path: Path,
 ) -> None:
     """The race the lower-numbers rule leaves: trial 1 checked before trial 0 recorded its
     config, so it trains; trial 0 then sees it and must wait for it, not train too."""
-    import threading
 
     from optuna_kmtpe.config import QuantConfig
     from optuna_kmtpe.objectives._objective import _same_config_trial
@@ -453,12 +461,7 @@ def test_a_lower_trial_waits_for_a_higher_one_already_training_the_same_config(
     assert _same_config_trial(higher, config, wait_s=0.05) is None  # trial 1 trains
     higher.set_user_attr(keys.LAYER_LATENCY_S, {"a": 1e-6, "b": 1e-6})  # ...its costs first
     lower.set_user_attr(keys.CONFIG, config.to_dict())
-    found: list[object] = []
-    waiter = threading.Thread(
-        target=lambda: found.append(_same_config_trial(lower, config, wait_s=0.05))
-    )
-    waiter.start()
-    waiter.join(timeout=0.5)
+    waiter, found = _waiting(lower, config)
     assert waiter.is_alive(), "trial 0 must wait for trial 1, which is training its config"
     study.tell(higher, 0.9)
     waiter.join(timeout=10)
