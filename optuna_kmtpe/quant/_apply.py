@@ -211,12 +211,14 @@ def narrowed_layers(
         ValueError: A width below 1 without ``example_input``, on a layer whose width cannot
             change (the graph says why), or a ``graph`` traced on other layers.
     """
-    narrowed = {
-        name: kept_channels(layer_channels(layers[name])[0], config.layer(name).width)
-        for name in layers
-        if config.layer(name).width < 1.0
-    }
-    narrowed = {n: k for n, k in narrowed.items() if k < layer_channels(layers[n])[0]}
+    narrowed = {}
+    for name, layer in layers.items():
+        width = config.layer(name).width
+        if width < 1.0:
+            channels = layer_channels(layer)[0]
+            kept = kept_channels(channels, width)
+            if kept < channels:
+                narrowed[name] = kept
     if not narrowed:
         return {}, None
     if example_input is None:
