@@ -1,10 +1,11 @@
-"""Public registries of models and datasets by name; torch-free, so settings and help read them.
+"""Public registries of models, datasets, metrics and quantizers by name; torch-free, so
+settings and help read them.
 
-The built-in models and datasets are registered here as lazy ``"module:attribute"`` references
-(importing this module never imports torch). Users add their own with :func:`register_model` and
-:func:`register_dataset`; ``kmtpe search --model NAME --data NAME`` and
-:class:`~optuna_kmtpe.workflow.SearchSettings` then accept the names. A model or dataset that
-is not registered is given by import path, ``MODULE:CALLABLE``.
+The built-ins are registered here as lazy ``"module:attribute"`` references (importing this
+module never imports torch). Users add their own with :func:`register_model`,
+:func:`register_dataset` and :func:`register_quantizer`; ``kmtpe search --model NAME --data NAME
+--quantizer NAME`` and :class:`~optuna_kmtpe.workflow.SearchSettings` then accept the names. A
+model or dataset that is not registered is given by import path, ``MODULE:CALLABLE``.
 
 Builders and loaders receive, by keyword, only the arguments their signature names:
 
@@ -22,7 +23,12 @@ import dataclasses
 import importlib
 import inspect
 import re
+from typing import TYPE_CHECKING
 from typing import Any
+
+
+if TYPE_CHECKING:
+    from optuna_kmtpe.quant import QuantizerSpec
 
 
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -57,6 +63,7 @@ class RegistryEntry:
 _MODELS: dict[str, RegistryEntry] = {}
 _DATASETS: dict[str, RegistryEntry] = {}
 _METRICS: dict[str, RegistryEntry] = {}
+_QUANTIZERS: dict[str, RegistryEntry] = {}
 
 IN_MEMORY_PREFIX = "python."
 """Names of the in-memory objects :func:`optuna_kmtpe.search` registers while it runs."""
@@ -241,6 +248,42 @@ def dataset_entry(name: str) -> RegistryEntry:
         ) from None
 
 
+def register_quantizer(
+    name: str, spec: type[QuantizerSpec] | str, *, description: str = "", overwrite: bool = False
+) -> None:
+    """Register a :class:`~optuna_kmtpe.quant.QuantizerSpec` subclass (or its
+    ``"module:Class"`` path) under ``name``; ``apply_config(..., quantizer=name)``, the
+    ``quantizer`` setting and ``kmtpe search --quantizer NAME`` then build it from the
+    quantizer options."""
+    _register(_QUANTIZERS, "quantizer", name, spec, description, overwrite)
+
+
+def unregister_quantizer(name: str) -> None:
+    """Remove a quantizer entry (no error if absent)."""
+    _QUANTIZERS.pop(name, None)
+
+
+def quantizer_names() -> tuple[str, ...]:
+    """The registered quantizer names, built-ins first.
+
+    Example:
+        >>> quantizer_names()[:3]
+        ('uniform', 'binary', 'power_of_two')
+    """
+    return tuple(_QUANTIZERS)
+
+
+def quantizer_entry(name: str) -> RegistryEntry:
+    """The entry of a registered quantizer; ``ValueError`` naming the choices if unknown."""
+    try:
+        return _QUANTIZERS[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown quantizer {name!r}; choose one of {list(_QUANTIZERS)} (add one with "
+            "optuna_kmtpe.quant.register_quantizer)."
+        ) from None
+
+
 def call_with_accepted(function: Callable[..., Any], /, **available: Any) -> Any:
     """Call ``function`` with those of ``available`` that its signature names (all of them if
     it takes ``**kwargs``).
@@ -277,3 +320,9 @@ for _name, _target, _description in (
     ("cifar10", "optuna_kmtpe.data._builtin:cifar10", "CIFAR-10 (vision extra, --data-dir)"),
 ):
     register_dataset(_name, _target, description=_description)
+for _name, _target, _description in (
+    ("uniform", "optuna_kmtpe.quant._quantizers:UniformQuantizer", "uniform levels"),
+    ("binary", "optuna_kmtpe.quant._quantizers:BinaryQuantizer", "1-bit weights only"),
+    ("power_of_two", "optuna_kmtpe.quant._quantizers:PowerOfTwoQuantizer", "power-of-two scales"),
+):
+    register_quantizer(_name, _target, description=_description)

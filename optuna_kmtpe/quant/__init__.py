@@ -18,6 +18,9 @@ Example:
 
 from __future__ import annotations
 
+from optuna_kmtpe._registry import quantizer_names
+from optuna_kmtpe._registry import register_quantizer
+from optuna_kmtpe._registry import unregister_quantizer
 from optuna_kmtpe.graph import quantizable_layers
 from optuna_kmtpe.quant._accounting import bops
 from optuna_kmtpe.quant._accounting import count_parameters
@@ -46,12 +49,9 @@ from optuna_kmtpe.quant._quantizers import QuantizerSpec
 from optuna_kmtpe.quant._quantizers import UniformQuantizer
 from optuna_kmtpe.quant._quantizers import integer_range
 from optuna_kmtpe.quant._quantizers import power_of_two_scale
-from optuna_kmtpe.quant._quantizers import quantizer_names
 from optuna_kmtpe.quant._quantizers import quantizer_spec
-from optuna_kmtpe.quant._quantizers import register_quantizer
 from optuna_kmtpe.quant._quantizers import stochastic_round
 from optuna_kmtpe.quant._quantizers import straight_through
-from optuna_kmtpe.quant._quantizers import unregister_quantizer
 from optuna_kmtpe.quant._train import MEASURES
 from optuna_kmtpe.quant._train import RecipeResult
 from optuna_kmtpe.quant._train import TrainingRecipe

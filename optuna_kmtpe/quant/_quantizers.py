@@ -3,8 +3,9 @@
 A :class:`QuantizerSpec` is a frozen dataclass of options whose methods compute scales, zero
 points and integer weights; every quantized layer holds one (``layer.quant_spec``) and the export
 asks the layer for its integers. The built-ins ``"uniform"``, ``"binary"`` and ``"power_of_two"``
-are registered like any other quantizer: a new one is a subclass and a :func:`register_quantizer`
-call, in one file (``tests/quant/test_quantizer_specs.py`` defines one).
+are registered like any other quantizer (in the torch-free ``optuna_kmtpe._registry``, so that
+settings and ``kmtpe search --help`` read the names): a new one is a subclass and a
+``register_quantizer`` call, in one file (``tests/quant/test_quantizer_specs.py`` defines one).
 
 Conventions (also what ``_export.py`` writes out):
 
@@ -44,8 +45,7 @@ from typing import get_args
 
 import torch
 
-from optuna_kmtpe._registry import RegistryEntry
-from optuna_kmtpe._registry import _register
+from optuna_kmtpe._registry import quantizer_entry
 from optuna_kmtpe.config import check_bits
 from optuna_kmtpe.config import is_float_bits
 
@@ -483,27 +483,6 @@ class PowerOfTwoQuantizer(UniformQuantizer):
     binary: ClassVar[type[BinaryQuantizer]] = _PowerOfTwoBinaryQuantizer
 
 
-_QUANTIZERS: dict[str, RegistryEntry] = {}
-
-
-def register_quantizer(
-    name: str, spec: type[QuantizerSpec] | str, *, description: str = "", overwrite: bool = False
-) -> None:
-    """Register a :class:`QuantizerSpec` subclass (or its ``"module:Class"`` path) under
-    ``name``; ``apply_config(..., quantizer=name)`` then builds it from the quantizer options."""
-    _register(_QUANTIZERS, "quantizer", name, spec, description, overwrite)
-
-
-def unregister_quantizer(name: str) -> None:
-    """Remove a quantizer entry (no error if absent)."""
-    _QUANTIZERS.pop(name, None)
-
-
-def quantizer_names() -> tuple[str, ...]:
-    """The registered quantizer names, built-ins first."""
-    return tuple(_QUANTIZERS)
-
-
 def quantizer_spec(name: str = "uniform", **options: Any) -> QuantizerSpec:
     """The quantizer registered as ``name``, built with ``options`` (the spec's fields).
 
@@ -512,13 +491,4 @@ def quantizer_spec(name: str = "uniform", **options: Any) -> QuantizerSpec:
         >>> type(spec).__name__, spec.symmetric_acts
         ('PowerOfTwoQuantizer', True)
     """
-    entry = _QUANTIZERS.get(name)
-    if entry is None:
-        raise ValueError(
-            f"Unknown quantizer {name!r}; registered quantizers: {list(_QUANTIZERS)}."
-        )
-    return entry.resolve()(**options)
-
-
-for _builtin in (UniformQuantizer, BinaryQuantizer, PowerOfTwoQuantizer):
-    register_quantizer(_builtin.name, _builtin)
+    return quantizer_entry(name).resolve()(**options)
