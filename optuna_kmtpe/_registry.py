@@ -180,14 +180,10 @@ def unregister_metric(name: str) -> None:
 
 
 def metric_entry(name: str) -> RegistryEntry:
-    """The entry of a registered metric; ``ValueError`` if unknown."""
-    try:
-        return _METRICS[name]
-    except KeyError:
-        raise ValueError(
-            f"Unknown metric {name!r}; registered metrics: {list(_METRICS)}; or give an import "
-            "path MODULE:CALLABLE (a function (outputs, targets) -> float)."
-        ) from None
+    """The entry of a registered metric; ``ValueError`` naming the choices if unknown."""
+    return _entry(
+        _METRICS, "metric", name, "MODULE:CALLABLE (a function (outputs, targets) -> float)"
+    )
 
 
 def metric_names() -> tuple[str, ...]:
@@ -227,25 +223,29 @@ def dataset_names() -> tuple[str, ...]:
 
 def model_entry(name: str) -> RegistryEntry:
     """The entry of a registered model; ``ValueError`` naming the choices if unknown."""
-    try:
-        return _MODELS[name]
-    except KeyError:
-        raise ValueError(
-            f"Unknown model {name!r}; choose one of {list(_MODELS)} or give an import path "
-            "MODULE:CALLABLE (a function returning your nn.Module)."
-        ) from None
+    return _entry(_MODELS, "model", name, "MODULE:CALLABLE (a function returning your nn.Module)")
 
 
 def dataset_entry(name: str) -> RegistryEntry:
     """The entry of a registered dataset; ``ValueError`` naming the choices if unknown."""
+    return _entry(
+        _DATASETS,
+        "data",
+        name,
+        "MODULE:CALLABLE (a function returning (train, val) or (train, val, test) torch Datasets)",
+    )
+
+
+def _entry(
+    table: dict[str, RegistryEntry], kind: str, name: str, import_path: str | None
+) -> RegistryEntry:
+    """``table[name]``, or a ``ValueError`` naming the registered choices (and what an import
+    path must be, for the kinds that may be given by one)."""
     try:
-        return _DATASETS[name]
+        return table[name]
     except KeyError:
-        raise ValueError(
-            f"Unknown data {name!r}; choose one of {list(_DATASETS)} or give an import path "
-            "MODULE:CALLABLE (a function returning (train, val) or (train, val, test) torch "
-            "Datasets)."
-        ) from None
+        other = f" or give an import path {import_path}" if import_path else ""
+        raise ValueError(f"Unknown {kind} {name!r}; choose one of {list(table)}{other}.") from None
 
 
 def register_quantizer(
@@ -274,14 +274,9 @@ def quantizer_names() -> tuple[str, ...]:
 
 
 def quantizer_entry(name: str) -> RegistryEntry:
-    """The entry of a registered quantizer; ``ValueError`` naming the choices if unknown."""
-    try:
-        return _QUANTIZERS[name]
-    except KeyError:
-        raise ValueError(
-            f"Unknown quantizer {name!r}; choose one of {list(_QUANTIZERS)} (add one with "
-            "optuna_kmtpe.quant.register_quantizer)."
-        ) from None
+    """The entry of a registered quantizer (:func:`register_quantizer` adds one); ``ValueError``
+    naming the choices if unknown."""
+    return _entry(_QUANTIZERS, "quantizer", name, None)
 
 
 def call_with_accepted(function: Callable[..., Any], /, **available: Any) -> Any:
