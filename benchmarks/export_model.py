@@ -67,8 +67,8 @@ def run_task(task: str, *, pretrain_epochs: int | None, qat_epochs: int) -> list
     inputs, labels = splits.test.tensors[:2]
     rows = []
     for name, config in _configs(model, example).items():
-        for po2 in (False, True):
-            recipe = recipe_for(settings.replace(power_of_two_scales=po2))
+        for quantizer in ("uniform", "power_of_two"):
+            recipe = recipe_for(settings.replace(quantizer=quantizer))
             start = time.perf_counter()
             qmodel = quant.run_recipe(
                 model, config, recipe, train_loader=train, val_loader=val, example_input=example
@@ -79,7 +79,7 @@ def run_task(task: str, *, pretrain_epochs: int | None, qat_epochs: int) -> list
                 "model": settings.model,
                 "layers": len(config),
                 "config": name,
-                "power_of_two": po2,
+                "power_of_two": quantizer == "power_of_two",
                 "qat_s": round(train_s, 1),
                 "test_accuracy": quant.evaluate(qmodel, make_loader(splits.test, batch_size=512)),
             }

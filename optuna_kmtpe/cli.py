@@ -19,6 +19,7 @@ import optuna
 
 from optuna_kmtpe._registry import dataset_names
 from optuna_kmtpe._registry import model_names
+from optuna_kmtpe._registry import quantizer_names
 from optuna_kmtpe.records import METRICS
 from optuna_kmtpe.records import cost_metrics
 from optuna_kmtpe.records import redact_credentials
@@ -66,8 +67,8 @@ def _port(text: str) -> int:
 
 
 def _names(kind: str) -> str:
-    """The registered model or dataset names, for help texts."""
-    names = model_names() if kind == "model" else dataset_names()
+    """The registered model, dataset or quantizer names, for help texts."""
+    names = {"model": model_names, "data": dataset_names, "quantizer": quantizer_names}[kind]()
     return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else "".join(names)
 
 
@@ -187,10 +188,16 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--sampler", help="kmtpe (default), tpe, random or nsga2")
     search.add_argument("--no-warm-start", action="store_true", help="do not enqueue warm starts")
     search.add_argument(
+        "--quantizer",
+        metavar="NAME",
+        help=f"registered quantizer of every layer: {_names('quantizer')} (default uniform; "
+        "power_of_two: power-of-two scales, which fixed-point FPGA flows such as hls4ml and "
+        "FINN map exactly, at some accuracy cost, docs/export.md)",
+    )
+    search.add_argument(
         "--power-of-two-scales",
         action="store_true",
-        help="quantize with power-of-two scales (weights and activations), which fixed-point "
-        "FPGA flows (hls4ml, FINN) map exactly; costs some accuracy (docs/export.md)",
+        help="deprecated: the same as --quantizer power_of_two",
     )
     search.add_argument("--rounding", help="weight rounding in QAT: nearest (default), stochastic")
     search.add_argument(
@@ -289,8 +296,8 @@ def _search_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "model", "data", "data_dir", "data_samples", "weight_bits", "act_bits", "widths",
         "objectives", "device", "n_trials", "timeout", "seed", "storage", "study_name", "sampler",
         "mode", "lr", "pretrain_epochs", "cache_dir", "hessian_max_probes", "torch_threads",
-        "qat_epochs", "checkpoint", "metric", "metric_direction", "loss", "rounding",
-        "range_method", "symmetric_weights", "symmetric_acts",
+        "qat_epochs", "checkpoint", "metric", "metric_direction", "loss", "quantizer",
+        "rounding", "range_method", "symmetric_weights", "symmetric_acts",
     ):  # fmt: skip
         value = getattr(args, name, None)
         if value is not None:

@@ -23,6 +23,8 @@ import dataclasses
 import json
 import math
 from typing import Any
+from typing import Literal
+from typing import get_args
 
 
 ALLOWED_BITS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 16, 32)
@@ -36,6 +38,13 @@ class-index labels, ``mse`` for regression targets; the criteria are
 :data:`optuna_kmtpe.quant.LOSSES`."""
 
 DEFAULT_LOSS: str = "cross_entropy"
+
+RoundingMode = Literal["nearest", "stochastic"]
+RangeMethod = Literal["max", "mse"]
+ROUNDING_MODES: tuple[str, ...] = get_args(RoundingMode)
+RANGE_METHODS: tuple[str, ...] = get_args(RangeMethod)
+"""Weight rounding and clipping-range choices of the quantizers (torch-free, for settings
+validation); :class:`optuna_kmtpe.quant.QuantizerSpec` explains them."""
 
 
 def is_float_bits(bits: int) -> bool:

@@ -73,7 +73,7 @@ def hls4ml_config(
         >>> from optuna_kmtpe.models import MLP
         >>> from optuna_kmtpe.quant import apply_config
         >>> config = QuantConfig.uniform(["net.1"], weight_bits=4, act_bits=8)
-        >>> qmodel = apply_config(MLP(), config, power_of_two_scales=True)
+        >>> qmodel = apply_config(MLP(), config, quantizer="power_of_two")
         >>> hls4ml_config(qmodel)["LayerName"]["net_1"]["Precision"]["weight"][:6]
         'fixed<'
     """

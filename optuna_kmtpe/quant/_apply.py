@@ -67,7 +67,6 @@ def apply_config(
     act_momentum: float = 0.1,
     range_update_interval: int | None = None,
     seed: int = 0,
-    power_of_two_scales: bool = False,
     quantizer: str = "uniform",
     graph: ChannelGraph | None = None,
 ) -> nn.Module:
@@ -89,11 +88,11 @@ def apply_config(
             clipping ratio; ``None``: every step for weights of 2 bits or fewer (a stale ratio
             destabilised 2-bit QAT), every 16 steps above.
         seed: Seed of stochastic rounding (each layer gets ``seed + its index``).
-        power_of_two_scales: Round every weight and activation scale up to a power of two, so
-            that the model maps exactly onto fixed-point hardware types (hls4ml, FINN); costs
-            some accuracy (see ``docs/export.md``): the ``"power_of_two"`` quantizer.
         quantizer: The registered quantizer (:func:`~optuna_kmtpe.quant.quantizer_names`) that
-            every quantized layer holds, built with the options above.
+            every quantized layer holds, built with the options above. ``"power_of_two"``
+            makes every weight and activation scale a power of two, so that the model maps
+            exactly onto fixed-point hardware types (hls4ml, FINN), at some accuracy cost (see
+            ``docs/export.md``).
         graph: ``channel_graph(model, example_input)`` traced once by the caller (a search
             applies thousands of configs to one model); None: traced here when a width is
             below 1.
@@ -129,8 +128,6 @@ def apply_config(
         )
     layers = quantizable_layers(model)
     config.check_layers(layers)
-    if power_of_two_scales and quantizer == "uniform":
-        quantizer = "power_of_two"
     spec = quantizer_spec(  # validates the options
         quantizer,
         per_channel=per_channel,
@@ -139,8 +136,6 @@ def apply_config(
         rounding=rounding,
         range_method=range_method,
     )
-    if power_of_two_scales and not spec.power_of_two:
-        raise ValueError(f"The {quantizer!r} quantizer has no power-of-two scales.")
     for name, layer in layers.items():
         if type(layer) not in (nn.Conv1d, nn.Conv2d, nn.Linear) and _is_quantized(config, name):
             raise ValueError(

@@ -40,20 +40,17 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 from typing import ClassVar
-from typing import Literal
-from typing import get_args
 
 import torch
 
 from optuna_kmtpe._registry import quantizer_entry
+from optuna_kmtpe.config import RANGE_METHODS
+from optuna_kmtpe.config import ROUNDING_MODES
+from optuna_kmtpe.config import RangeMethod
+from optuna_kmtpe.config import RoundingMode
 from optuna_kmtpe.config import check_bits
 from optuna_kmtpe.config import is_float_bits
 
-
-RoundingMode = Literal["nearest", "stochastic"]
-RangeMethod = Literal["max", "mse"]
-ROUNDING_MODES: tuple[str, ...] = get_args(RoundingMode)
-RANGE_METHODS: tuple[str, ...] = get_args(RangeMethod)
 
 _MSE_GRID_SIZE = 24
 _MSE_MIN_RATIO = 0.3

@@ -24,8 +24,11 @@ import torch
 from torch import nn
 
 from optuna_kmtpe._progress import progress_bar
+from optuna_kmtpe._registry import quantizer_entry
 from optuna_kmtpe.config import DEFAULT_LOSS
 from optuna_kmtpe.config import LOSS_NAMES
+from optuna_kmtpe.config import RANGE_METHODS
+from optuna_kmtpe.config import ROUNDING_MODES
 from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.graph import ChannelGraph
 from optuna_kmtpe.quant._apply import activation_quantizers
@@ -39,8 +42,6 @@ from optuna_kmtpe.quant._device import resolve_device
 from optuna_kmtpe.quant._device import split_batch
 from optuna_kmtpe.quant._loss import make_criterion
 from optuna_kmtpe.quant._modules import QuantizedLayerMixin
-from optuna_kmtpe.quant._quantizers import RANGE_METHODS
-from optuna_kmtpe.quant._quantizers import ROUNDING_MODES
 from optuna_kmtpe.records import ACCURACY
 from optuna_kmtpe.records import VAL_LOSS
 
@@ -350,7 +351,8 @@ class TrainingRecipe:
             accuracy depends on the config only.
         loss: QAT loss, ``"cross_entropy"`` (class indices) or ``"mse"`` (regression
             targets); see :data:`optuna_kmtpe.quant.LOSSES`.
-        power_of_two_scales: Quantize with power-of-two scales (weights and activations), the
+        quantizer: The registered quantizer every quantized layer holds
+            (:func:`~optuna_kmtpe.quant.quantizer_names`); ``"power_of_two"`` scales are the
             form fixed-point FPGA flows (hls4ml, FINN) map exactly.
         rounding: Weight rounding during QAT, ``"nearest"`` or ``"stochastic"``.
         range_method: Weight clipping range, ``"mse"`` (searched per channel) or ``"max"``.
@@ -365,7 +367,7 @@ class TrainingRecipe:
     calibration_batches: int = 4
     seed: int = 0
     loss: str = DEFAULT_LOSS
-    power_of_two_scales: bool = False
+    quantizer: str = "uniform"
     rounding: str = "nearest"
     range_method: str = "mse"
     symmetric_weights: bool = True
@@ -385,6 +387,7 @@ class TrainingRecipe:
                     f"TrainingRecipe.{name} must be one of {list(allowed)}, "
                     f"got {getattr(self, name)!r}."
                 )
+        quantizer_entry(self.quantizer)  # an unknown name fails here, not in the first trial
         if self.mode == "qat" and self.epochs < 1:
             raise ValueError(f"TrainingRecipe.epochs must be >= 1 for QAT, got {self.epochs}.")
         if not self.lr > 0:
@@ -397,7 +400,7 @@ class TrainingRecipe:
     def quantizer_options(self) -> dict[str, Any]:
         """The keyword arguments of :func:`~optuna_kmtpe.quant.apply_config` this recipe sets."""
         return {
-            "power_of_two_scales": self.power_of_two_scales,
+            "quantizer": self.quantizer,
             "rounding": self.rounding,
             "range_method": self.range_method,
             "symmetric_weights": self.symmetric_weights,

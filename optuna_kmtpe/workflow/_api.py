@@ -66,7 +66,9 @@ def search(
         callbacks: Extra ``study.optimize`` callbacks.
         **settings: Any :class:`~optuna_kmtpe.workflow.SearchSettings` field (``n_trials``,
             ``storage``, ``study_name``, ``objectives``, ``budgets``, ``device``, ``loss``
-            (``"mse"`` for float regression targets, with a ``metric``), ...).
+            (``"mse"`` for float regression targets, with a ``metric``), ``quantizer`` (a
+            name registered in this process with
+            :func:`~optuna_kmtpe.quant.register_quantizer` too), ...).
 
     Returns:
         The study (``study.best_trials`` is the Pareto front).
@@ -103,12 +105,9 @@ def search(
         label = getattr(metric, "__name__", type(metric).__name__).strip("<>")
         names["metric"] = f"{_registry.IN_MEMORY_PREFIX}{label}"
     with _registered(names, model=model, splits=splits, metric=metric):
-        run_settings = SearchSettings(
-            model=names["model"],
-            data=names["data"],
-            metric=names.get("metric"),
-            metric_direction=metric_direction,
-            **settings,
+        # The keys of a TOML file, deprecated aliases included.
+        run_settings = SearchSettings.from_dict(
+            {**settings, **names, "metric_direction": metric_direction}
         )
         study = run_search(run_settings, log=log, progress=progress, callbacks=callbacks)
     log(f"Pareto front of study {study.study_name!r}:")

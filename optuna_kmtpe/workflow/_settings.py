@@ -15,8 +15,11 @@ from optuna_kmtpe._registry import dataset_names
 from optuna_kmtpe._registry import is_import_path
 from optuna_kmtpe._registry import metric_names
 from optuna_kmtpe._registry import model_names
+from optuna_kmtpe._registry import quantizer_entry
 from optuna_kmtpe.config import DEFAULT_LOSS
 from optuna_kmtpe.config import LOSS_NAMES
+from optuna_kmtpe.config import RANGE_METHODS
+from optuna_kmtpe.config import ROUNDING_MODES
 from optuna_kmtpe.config import check_bit_choices
 from optuna_kmtpe.config import check_width_choices
 from optuna_kmtpe.hardware._device import DEFAULT_DEVICE
@@ -28,15 +31,16 @@ from optuna_kmtpe.records import redact_credentials
 
 SAMPLERS: tuple[str, ...] = ("kmtpe", "tpe", "random", "nsga2")
 
-QUANTIZER_SETTINGS: Mapping[str, tuple[Any, ...]] = {
-    "power_of_two_scales": (False, True),
-    "rounding": ("nearest", "stochastic"),
-    "range_method": ("mse", "max"),
-    "symmetric_weights": (True, False),
-    "symmetric_acts": (False, True),
-}
-"""The quantizer options of a search and their values, the default first: the settings (and
-flags, TOML keys) that ``workflow.recipe_for`` passes to ``quant.TrainingRecipe``."""
+QUANTIZER_SETTINGS: tuple[str, ...] = (
+    "quantizer",
+    "rounding",
+    "range_method",
+    "symmetric_weights",
+    "symmetric_acts",
+)
+"""The quantizer options of a search: the settings (and flags, TOML keys) that
+``workflow.recipe_for`` passes to ``quant.TrainingRecipe`` and the model export writes into its
+metadata."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,9 +155,11 @@ class SearchSettings:
             0.42 s with 1 thread and 11.7 s with 2 on a loaded 2-core machine) and torch's
             default otherwise.
         cache_dir: Where float checkpoints are cached (None: ``default_cache_dir()``).
-        power_of_two_scales: Quantize with power-of-two scales (weights and activations):
-            rescaling becomes a bit shift and the exported model maps exactly onto
-            fixed-point FPGA types (hls4ml, FINN); see ``docs/export.md`` for its accuracy cost.
+        quantizer: The registered quantizer of every quantized layer (``uniform``, ``binary``,
+            ``power_of_two``, or yours, registered with ``quant.register_quantizer`` in each
+            process that runs trials). ``power_of_two`` scales make rescaling a bit shift, which
+            fixed-point FPGA types (hls4ml, FINN) map exactly (its accuracy cost:
+            ``docs/export.md``); the deprecated ``power_of_two_scales = true`` means it too.
         rounding: Weight rounding in QAT, ``nearest`` or ``stochastic`` (unbiased, seeded).
         range_method: Weight clipping range, ``mse`` (the per-channel range with the smallest
             squared error; matters at 2-4 bits) or ``max`` (the largest magnitude).
@@ -199,7 +205,7 @@ class SearchSettings:
     hessian_max_probes: int | None = None
     torch_threads: int | None = None
     cache_dir: str | None = None
-    power_of_two_scales: bool = False
+    quantizer: str = "uniform"
     rounding: str = "nearest"
     range_method: str = "mse"
     symmetric_weights: bool = True
@@ -271,7 +277,8 @@ class SearchSettings:
             raise ValueError(f"torch_threads must be >= 1, got {self.torch_threads}.")
         if self.mode not in ("qat", "ptq"):
             raise ValueError(f"mode must be 'qat' or 'ptq', got {self.mode!r}.")
-        for name, allowed in QUANTIZER_SETTINGS.items():
+        quantizer_entry(self.quantizer)  # ValueError naming the registered quantizers
+        for name, allowed in (("rounding", ROUNDING_MODES), ("range_method", RANGE_METHODS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(
                     f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}."
@@ -368,7 +375,7 @@ _FIELD_TYPES: Mapping[str, tuple[type | tuple[type, ...], bool]] = {
     "hessian_max_probes": (int, True),
     "torch_threads": (int, True),
     "cache_dir": (str, True),
-    "power_of_two_scales": (bool, False),
+    "quantizer": (str, False),
     "rounding": (str, False),
     "range_method": (str, False),
     "symmetric_weights": (bool, False),
@@ -385,11 +392,24 @@ _TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", Mappin
 
 
 def normalize_keys(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Setting names from attribute or command-line names (``trials`` -> ``n_trials``)."""
+    """Setting names from attribute or command-line names (``trials`` -> ``n_trials``).
+
+    The deprecated ``power_of_two_scales`` (a flag, a TOML key, and a key of the settings that
+    studies stored before the ``quantizer`` setting) becomes ``quantizer = "power_of_two"``
+    when true and is dropped when false: this is its only definition.
+    """
     normalized = {}
     for key, value in data.items():
         name = str(key).replace("-", "_")
         normalized[_ALIASES.get(name, name)] = value
+    power_of_two = normalized.pop("power_of_two_scales", False)
+    if not isinstance(power_of_two, bool):
+        raise ValueError(f"power_of_two_scales must be true or false, got {power_of_two!r}.")
+    if power_of_two and normalized.setdefault("quantizer", "power_of_two") != "power_of_two":
+        raise ValueError(
+            "power_of_two_scales (deprecated) means quantizer 'power_of_two', which conflicts "
+            f"with quantizer {normalized['quantizer']!r}: set the quantizer only."
+        )
     return normalized
 
 

@@ -168,7 +168,7 @@ def test_float_layers_stay_float_in_qdq(float_model: torch.nn.Module, digits: ob
 def test_power_of_two_export_has_fixed_point_types(
     float_model: torch.nn.Module, digits: object
 ) -> None:
-    qmodel = _qat(float_model, digits, CONFIG, power_of_two_scales=True)
+    qmodel = _qat(float_model, digits, CONFIG, quantizer="power_of_two")
     model = export.to_onnx(qmodel, example_input=digits.val.tensors[0][:2], format="qonnx")
     for node in model.graph.node:
         if node.op_type in ("Quant", "BipolarQuant"):

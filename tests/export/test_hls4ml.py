@@ -33,7 +33,7 @@ def test_hls4ml_c_simulation_matches_the_quantized_model(tmp_path: Path) -> None
     config = QuantConfig.uniform(["net.1", "net.3", "net.5"], weight_bits=4, act_bits=6)
     # hls4ml 1.3.0 folds a weight Quant into its constant only when all its scales are equal
     # (per-channel scales that differ crash its precision inference: docs/export.md).
-    qmodel = apply_config(model, config, power_of_two_scales=True, per_channel=False)
+    qmodel = apply_config(model, config, quantizer="power_of_two", per_channel=False)
     calibrate(qmodel, loader, num_batches=4)
     qmodel = qat_finetune(qmodel, loader, epochs=1, seed=0, progress=False)
 

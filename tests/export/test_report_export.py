@@ -28,7 +28,7 @@ def test_report_exports_the_trials_model_in_every_format(
         qat_epochs=1,
         pretrain_epochs=3,
         hessian_max_probes=16,
-        power_of_two_scales=True,
+        quantizer="power_of_two",
         cache_dir=str(tmp_path / "cache"),
     )
     run_search(settings, log=lambda _msg: None, progress=False)
@@ -46,7 +46,7 @@ def test_report_exports_the_trials_model_in_every_format(
         runtime = "qonnx" if fmt == "qonnx" else "onnxruntime"
         assert f"Checked the file with {runtime}: 100.00% argmax agreement" in out
         meta = {p.key: json.loads(p.value) for p in onnx.load(path).metadata_props}
-        assert meta["trial"] == 0 and meta["power_of_two_scales"] is True
+        assert meta["trial"] == 0 and meta["quantizer"] == "power_of_two"
     hls_config = json.loads((tmp_path / "model.qonnx.hls4ml.json").read_text())
     assert hls_config["LayerName"]["features_0"]["kmtpe"]["weight"]["exact_fixed_point"]
 

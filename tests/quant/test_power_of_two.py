@@ -61,7 +61,7 @@ def test_apply_config_quantizes_the_whole_model_with_power_of_two_scales() -> No
     torch.manual_seed(0)
     model = DigitsCNN().eval()
     config = QuantConfig.uniform(quantizable_layers(model), weight_bits=4, act_bits=4)
-    qmodel = apply_config(model, config, power_of_two_scales=True)
+    qmodel = apply_config(model, config, quantizer="power_of_two")
     calibrate(qmodel, [torch.rand(32, 1, 8, 8)], num_batches=1)
     for name, layer in quantizable_layers(qmodel).items():
         scale, _ = layer.input_quantizer.qparams()

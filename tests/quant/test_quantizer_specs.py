@@ -72,8 +72,8 @@ def test_builtins_are_registered_and_options_are_validated() -> None:
 def test_one_bit_weights_are_binary_and_the_binary_spec_only_takes_one_bit() -> None:
     model = DigitsCNN()
     config = QuantConfig.uniform(quantizable_layers(model), weight_bits=1, act_bits=4)
-    for power_of_two in (False, True):
-        qmodel = apply_config(model, config, power_of_two_scales=power_of_two).eval()
+    for quantizer, power_of_two in (("uniform", False), ("power_of_two", True)):
+        qmodel = apply_config(model, config, quantizer=quantizer).eval()
         layer = qmodel.features[0]
         assert isinstance(layer.quant_spec, BinaryQuantizer)
         assert layer.quant_spec.power_of_two is power_of_two
@@ -90,8 +90,6 @@ def test_a_spec_without_a_one_bit_form_refuses_one_bit_weights(fixed_step: str) 
     config = QuantConfig.uniform(quantizable_layers(model), weight_bits=1, act_bits=4)
     with pytest.raises(ValueError, match="1-bit"):
         apply_config(model, config, quantizer=fixed_step)
-    with pytest.raises(ValueError, match="power-of-two"):
-        apply_config(model, config, quantizer=fixed_step, power_of_two_scales=True)
 
 
 def test_a_new_spec_registered_here_trains_evaluates_and_exports(fixed_step: str) -> None:

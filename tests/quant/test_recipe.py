@@ -88,7 +88,7 @@ def test_every_quantizer_option_reaches_the_layers(digits, mode: str) -> None:
         mode=mode,
         epochs=1,
         calibration_batches=1,
-        power_of_two_scales=True,
+        quantizer="power_of_two",
         rounding="stochastic",
         range_method="max",
         symmetric_weights=False,
