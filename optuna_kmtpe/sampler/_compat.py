@@ -12,8 +12,8 @@ from functools import lru_cache
 import inspect
 
 
-# (dotted location, expected parameter names in order, or None for a non-callable attribute)
-REQUIRED_PRIVATE_API: tuple[tuple[str, tuple[str, ...] | None], ...] = (
+# (dotted location, expected parameter names in order)
+REQUIRED_PRIVATE_API: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("optuna.samplers.TPESampler._sample", ("self", "study", "trial", "search_space")),
     (
         "optuna.samplers.TPESampler._sample_relative",
@@ -84,8 +84,6 @@ def find_private_api_changes() -> list[str]:
             obj = _resolve(dotted)
         except (ImportError, AttributeError) as error:
             problems.append(f"{dotted} is missing ({error!r})")
-            continue
-        if expected is None:
             continue
         try:
             names = tuple(inspect.signature(obj).parameters)  # type: ignore[arg-type]

@@ -52,13 +52,11 @@ class CutResult(NamedTuple):
         n_below: Number of best-ranked trials in the good set.
         n_middle_end: End (exclusive) of the middle band; ``n_below <= n_middle_end``.
         n_clusters: Number of clusters actually used (``<=`` requested).
-        n_window: Number of best losses clustered.
     """
 
     n_below: int
     n_middle_end: int
     n_clusters: int
-    n_window: int
 
 
 class SplitResult(NamedTuple):
@@ -118,7 +116,7 @@ def kmeans_cut(
     y = np.asarray(sorted_losses, dtype=float)
     c = y.size
     if c == 0:
-        return CutResult(0, 0, 0, 0)
+        return CutResult(0, 0, 0)
     n_min = min(max(n_min, 1), c)
     n_max = min(max(n_max, n_min), c)
     window = min(c, max(n_max + 1, math.ceil(window_factor * n_max)))
@@ -144,7 +142,7 @@ def kmeans_cut(
         # at 1 where TPE reaches 0, 8 of 10 seeds).
     middle_end_candidates = ends[ends > cut]
     middle_end = int(middle_end_candidates[0]) if middle_end_candidates.size else max(cut, window)
-    return CutResult(cut, middle_end, int(result.centers.size), window)
+    return CutResult(cut, middle_end, int(result.centers.size))
 
 
 def _finite_surrogate(values: np.ndarray) -> np.ndarray:
