@@ -132,10 +132,9 @@ class HardwareReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (layers as a list of dicts)."""
-        data = dataclasses.asdict(self)
-        data["violations"] = dict(self.violations)
+        data = dataclasses.asdict(self)  # nested records and dicts copied, tuples kept
         data["violation_messages"] = list(self.violation_messages)
-        data["layers"] = [layer.to_dict() for layer in self.layers]
+        data["layers"] = list(data["layers"])
         return data
 
 
@@ -197,23 +196,16 @@ class FPGAModel:
             pixel_parallel = max(1, self.device.dsp_count // (self.rows * self.cols))
         self.pixel_parallel = _check_size(pixel_parallel, "pixel_parallel")
         if isinstance(packing, str):
-            if packing not in PACKING_VARIANTS:
-                raise ValueError(
-                    f"Unknown packing {packing!r}; use one of {PACKING_VARIANTS} or a callable "
-                    f"p(weight_bits, act_bits) -> products per DSP per cycle."
-                )
-            packing_fn = make_packing(self.device.dsp_kind, packing)
-        elif callable(packing):
-            packing_fn = packing
-        else:
+            packing = make_packing(self.device.dsp_kind, packing)
+        elif not callable(packing):
             raise ValueError(
-                f"packing must be a variant name {PACKING_VARIANTS} or a callable, got "
+                f"packing must be a variant name {PACKING_VARIANTS} or a callable "
+                f"p(weight_bits, act_bits) -> products per DSP per cycle, got "
                 f"{type(packing).__name__}."
             )
-        self.packing = packing_fn
-        axis = packing_axis
-        if axis is None:
-            axis = DSP_KINDS[self.device.dsp_kind].packing_axis
+        self.packing = packing
+        default_axis = DSP_KINDS[self.device.dsp_kind].packing_axis
+        axis = default_axis if packing_axis is None else packing_axis
         if axis not in ("output", "reduction"):
             raise ValueError(f"packing_axis must be 'output' or 'reduction', got {axis!r}.")
         self.packing_axis = axis
@@ -231,7 +223,7 @@ class FPGAModel:
             dram_bandwidth=float(self.device.dram_bandwidth),
             static_power_w=float(self.device.static_power_w),
             pack_reduction=axis == "reduction",
-            packing_table=np.asarray(packing_table(packing_fn), dtype=np.float64),
+            packing_table=np.asarray(packing_table(packing), dtype=np.float64),
             double_buffer=self.double_buffer,
             output_bits=output_bits,
             energy=self.energy,
@@ -270,17 +262,9 @@ class FPGAModel:
             The :class:`HardwareReport`.
         """
         network = _as_network(shapes)
-        if not isinstance(config, QuantConfig):
-            raise ValueError(
-                f"config must be a QuantConfig, got {type(config).__name__}; build one with "
-                f"QuantConfig({{name: LayerConfig(...)}})."
-            )
-        config.check_layers(network.names)
+        weight_bits, act_bits, widths = config_arrays(network, [config])
         batch = _check_size(batch, "batch")
-        layer_configs = [config.layer(name) for name in network.names]
-        weight_bits = np.array([[c.weight_bits for c in layer_configs]], dtype=np.int64)
-        act_bits = np.array([[c.act_bits for c in layer_configs]], dtype=np.int64)
-        pruned = network.layout.pruned([c.width for c in layer_configs])
+        pruned = network.layout.pruned(widths)
         totals, per_layer = _costs.batch_costs(
             self._accelerator,
             self._tables(network, batch),
@@ -297,11 +281,11 @@ class FPGAModel:
                 kind=layer.kind,
                 in_channels=int(pruned.in_channels[0, j]),
                 out_channels=int(pruned.out_channels[0, j]),
-                weight_bits=layer_config.weight_bits,
-                act_bits=layer_config.act_bits,
+                weight_bits=int(weight_bits[0, j]),
+                act_bits=int(act_bits[0, j]),
                 **{field: cast(values[field][j]) for field, cast in _COST_FIELDS},
             )
-            for j, (layer, layer_config) in enumerate(zip(network, layer_configs))
+            for j, layer in enumerate(network)
         )
         bram_used = int(totals["bram_used"][0])
         violations, messages = self._violations(bram_used)
@@ -452,7 +436,8 @@ def config_arrays(
     for config in configs:
         if not isinstance(config, QuantConfig):
             raise ValueError(
-                f"configs must hold QuantConfig objects, got {type(config).__name__}."
+                f"configs must hold QuantConfig objects, got {type(config).__name__}; build "
+                f"one with QuantConfig({{name: LayerConfig(...)}})."
             )
         config.check_layers(network.names)
         rows.append([dataclasses.astuple(config.layer(name)) for name in network.names])
