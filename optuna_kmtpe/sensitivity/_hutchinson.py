@@ -152,9 +152,7 @@ def _exact_trace(hvp: HVP, like: torch.Tensor) -> RunningStats:
         flat.zero_()
         flat[position] = 1.0
         total += float(hvp(flat.reshape(like.shape)).flatten()[position])
-    stats = RunningStats(count=like.numel(), mean=total, m2=0.0)
-    stats.exact = True
-    return stats
+    return RunningStats(count=like.numel(), mean=total, exact=True)
 
 
 def _deflate(
