@@ -92,13 +92,6 @@ def _unevaluated(
     return new_sample_mask(samples, search_space, seen)
 
 
-def _pad(columns: np.ndarray, index: np.ndarray, width: int) -> np.ndarray:
-    """Rows with ``columns`` at ``index`` and NaN elsewhere (to stack partial loss vectors)."""
-    out = np.full((len(columns), width), np.nan)
-    out[:, index] = columns
-    return out
-
-
 def _nondomination_rank(losses: np.ndarray, n_head: int) -> np.ndarray:
     return _fast_non_domination_rank(losses, n_below=max(1, n_head))
 
@@ -472,8 +465,10 @@ class KMeansTPESampler(TPESampler):
         losses = observed * signs
         if self._reference_point is not None:
             reference = np.asarray(self._reference_point, dtype=float) * signs
-        else:
-            reference = default_reference(np.vstack([losses, _pad(known, known_idx, len(signs))]))
+        else:  # the candidates' known losses count, their unknown ones (NaN) do not
+            padded = np.full((len(known), len(signs)), np.nan)
+            padded[:, known_idx] = known
+            reference = default_reference(np.vstack([losses, padded]))
 
         mean = np.zeros((len(candidates), unknown_idx.size))
         std = np.zeros_like(mean)
