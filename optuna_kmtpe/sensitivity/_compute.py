@@ -6,6 +6,7 @@ from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Sequence
 import copy
+import functools
 import math
 import time
 from typing import Any
@@ -196,35 +197,24 @@ def compute_sensitivity(
         desc="Hessian traces",
         unit="round",
     ) as bar:
+        traces = functools.partial(
+            hutchinson_traces,
+            target_rel_err=target_rel_err * sqrt_b,
+            min_probes=min_probes,
+            max_probes=max_probes,
+            generator=generator,
+            on_round=lambda _active: bar.update(1),
+        )
         for x, y in batches:
             graph = _GradientGraph(work, modules, weights, loss_fn, x, y, capture_acts)
             losses.append(graph.loss_value)
             done_before = bar.n
             weight_stats.append(
-                hutchinson_traces(
-                    graph.weight_hvps(),
-                    weights,
-                    target_rel_err=target_rel_err * sqrt_b,
-                    min_probes=min_probes,
-                    max_probes=max_probes,
-                    generator=generator,
-                    deflation_rank=deflation_rank,
-                    on_round=lambda _active: bar.update(1),
-                )
+                traces(graph.weight_hvps(), weights, deflation_rank=deflation_rank)
             )
             if activations:
                 act_numel = [int(act[0].numel()) for act in graph.acts]
-                act_stats.append(
-                    hutchinson_traces(
-                        graph.act_hvps(),
-                        graph.acts,
-                        target_rel_err=target_rel_err * sqrt_b,
-                        min_probes=min_probes,
-                        max_probes=max_probes,
-                        generator=generator,
-                        on_round=lambda _active: bar.update(1),
-                    )
-                )
+                act_stats.append(traces(graph.act_hvps(), graph.acts))
             for index, hvp in enumerate(graph.weight_hvps()):
                 _add_quadratic(quadratic[index], hvp, quant_errors[index], len(batches))
                 _add_quadratic(width_quadratic[index], hvp, prune_errors[index], len(batches))

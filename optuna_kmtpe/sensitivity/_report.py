@@ -192,12 +192,8 @@ class SensitivityReport:
     @property
     def weight_bits(self) -> tuple[int, ...]:
         """Candidate weight bit-widths that every layer has a perturbation for."""
-        if not self.layers:
-            return ()
-        common = set(self.layers[0].perturbation)
-        for layer in self.layers[1:]:
-            common &= set(layer.perturbation)
-        return tuple(sorted(common))
+        tables = [set(layer.perturbation) for layer in self.layers]
+        return tuple(sorted(set.intersection(*tables))) if tables else ()
 
     @property
     def has_activation_traces(self) -> bool:
