@@ -63,8 +63,6 @@ def parse_config(raw: Any) -> dict[str, dict[str, Any]] | None:
     Accepts ``QuantConfig.to_dict()`` output or ``QuantConfig.to_json()`` text. A malformed
     config is not an error here: the dashboard shows what it can.
     """
-    if raw is None:
-        return None
     try:
         if isinstance(raw, str):
             return QuantConfig.from_json(raw).to_dict()
