@@ -11,14 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from optuna_kmtpe._metric_names import BOPS
 from optuna_kmtpe._metric_names import DSP_USED
-from optuna_kmtpe._metric_names import ENERGY_J
 from optuna_kmtpe._metric_names import FEASIBLE
 from optuna_kmtpe._metric_names import LATENCY_S
 from optuna_kmtpe._metric_names import LAYER_LATENCY_S
-from optuna_kmtpe._metric_names import SIZE_BITS
-from optuna_kmtpe._metric_names import THROUGHPUT_IPS
 from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.geometry import LayerShape
 from optuna_kmtpe.geometry import NetworkShape
@@ -75,11 +71,10 @@ class LayerCost:
         return dataclasses.asdict(self)
 
 
+# The Python type of a field (annotations are strings here) of the records built from arrays.
+_TYPES = {"int": int, "float": float, "str": str}
 # LayerCost fields read from the per-layer cost arrays (packing..bops), with their Python type.
-_COST_FIELDS = tuple(
-    (f.name, {"int": int, "float": float, "str": str}[f.type])
-    for f in dataclasses.fields(LayerCost)[6:]
-)
+_COST_FIELDS = tuple((f.name, _TYPES[f.type]) for f in dataclasses.fields(LayerCost)[6:])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,27 +282,24 @@ class FPGAModel:
             )
             for j, layer in enumerate(network)
         )
-        bram_used = int(totals["bram_used"][0])
-        violations, messages = self._violations(bram_used)
+        # The totals are keyed by HardwareReport field (latency_s, ..., bram_used, ..., macs).
+        network_costs = {
+            f.name: _TYPES[f.type](totals[f.name][0])
+            for f in dataclasses.fields(HardwareReport)
+            if f.name in totals
+        }
+        violations, messages = self._violations(network_costs["bram_used"])
         return HardwareReport(
             device=self.device.name,
             batch=batch,
-            latency_s=float(totals[LATENCY_S][0]),
-            throughput_ips=float(totals[THROUGHPUT_IPS][0]),
-            sequential_throughput_ips=float(totals["sequential_throughput_ips"][0]),
-            energy_j=float(totals[ENERGY_J][0]),
-            energy_per_inference_j=float(totals["energy_per_inference_j"][0]),
             dsp_used=self.dsp_used,
             dsp_available=self.device.dsp_count,
-            bram_used=bram_used,
             bram_available=self.device.bram36,
             feasible=not violations,
             violations=violations,
             violation_messages=messages,
-            size_bits=int(totals[SIZE_BITS][0]),
-            bops=int(totals[BOPS][0]),
-            macs=int(totals["macs"][0]),
             layers=layers,
+            **network_costs,
         )
 
     def evaluate_batch(
