@@ -438,17 +438,11 @@ def _quantization_errors(
 ) -> list[dict[int, torch.Tensor]]:
     """``Q_b(W) - W`` per layer and candidate bit-width (per-channel symmetric)."""
     quantizer = UniformQuantizer()
-    errors = []
     with torch.no_grad():
-        for weight in weights:
-            w = weight.detach()
-            errors.append(
-                {
-                    bits: quantizer.fake_quantize_weight(w, bits) - w
-                    for bits in sorted(set(bits_list))
-                }
-            )
-    return errors
+        return [
+            {bits: quantizer.fake_quantize_weight(w, bits) - w for bits in sorted(set(bits_list))}
+            for w in (weight.detach() for weight in weights)
+        ]
 
 
 def _pruning_errors(
