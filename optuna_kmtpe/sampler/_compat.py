@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 import inspect
+import pkgutil
 
 
 # (dotted location, expected parameter names in order)
@@ -61,27 +62,12 @@ REQUIRED_TPE_ATTRIBUTES: tuple[str, ...] = (
 )
 
 
-def _resolve(dotted: str) -> object:
-    import importlib
-
-    parts = dotted.split(".")
-    for i in range(len(parts), 0, -1):
-        try:
-            obj: object = importlib.import_module(".".join(parts[:i]))
-        except ImportError:
-            continue
-        for attr in parts[i:]:
-            obj = getattr(obj, attr)
-        return obj
-    raise ImportError(dotted)
-
-
 def find_private_api_changes() -> list[str]:
     """Return one message per private Optuna name that is missing or changed its signature."""
     problems = []
     for dotted, expected in REQUIRED_PRIVATE_API:
         try:
-            obj = _resolve(dotted)
+            obj = pkgutil.resolve_name(dotted)
         except (ImportError, AttributeError) as error:
             problems.append(f"{dotted} is missing ({error!r})")
             continue

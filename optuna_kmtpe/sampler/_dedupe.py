@@ -48,9 +48,7 @@ def n_choices(distribution: BaseDistribution) -> float:
     """Number of values of a distribution (``inf`` for a continuous float)."""
     if isinstance(distribution, CategoricalDistribution):
         return float(len(distribution.choices))
-    if isinstance(distribution, IntDistribution):
-        if distribution.log:
-            return float(distribution.high - distribution.low + 1)
+    if isinstance(distribution, IntDistribution):  # (a log scale has step 1)
         return float((distribution.high - distribution.low) // distribution.step + 1)
     if isinstance(distribution, FloatDistribution) and distribution.step is not None:
         return float(round((distribution.high - distribution.low) / distribution.step) + 1)

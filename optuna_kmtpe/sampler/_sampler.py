@@ -78,18 +78,15 @@ def default_n_clusters(n_finished: int) -> int:
     return 3
 
 
-def _unevaluated(
-    samples: dict[str, np.ndarray],
+def _evaluated_keys(
     search_space: dict[str, BaseDistribution],
     history: list[FrozenTrial],
     fixed: dict[str, Any],
     exclude_number: int,
-) -> np.ndarray | None:
-    """True for samples not yet evaluated; ``None`` when nothing is (or everything is)."""
+) -> set[tuple[float, ...]] | None:
+    """The evaluated configs (``_dedupe`` keys); ``None`` when nothing is (or everything is)."""
     seen = exhausted_keys(history, search_space, fixed, exclude_number=exclude_number)
-    if not seen or len(seen) >= space_size(search_space):
-        return None
-    return new_sample_mask(samples, search_space, seen)
+    return seen if seen and len(seen) < space_size(search_space) else None
 
 
 def _nondomination_rank(losses: np.ndarray, n_head: int) -> np.ndarray:
@@ -357,14 +354,13 @@ class KMeansTPESampler(TPESampler):
         acquisition = self._compute_acquisition_func(samples, mpe_below, mpe_above)
         if discrete:
             samples, acquisition = self._drop_evaluated(
-                study, trial, search_space, history, samples, acquisition, mpe_below, mpe_above
+                trial, search_space, history, samples, acquisition, mpe_below, mpe_above
             )
         chosen = TPESampler._compare(samples, acquisition)
         return {name: dist.to_external_repr(chosen[name]) for name, dist in search_space.items()}
 
     def _drop_evaluated(
         self,
-        study: Study,
         trial: FrozenTrial,
         search_space: dict[str, BaseDistribution],
         history: list[FrozenTrial],
@@ -380,11 +376,11 @@ class KMeansTPESampler(TPESampler):
         exhausted or none of those draws finds a new config.
         """
         fixed = {k: v for k, v in trial.params.items() if k not in search_space}
-        if _unevaluated(samples, search_space, history, fixed, trial.number) is None:
+        seen = _evaluated_keys(search_space, history, fixed, trial.number)
+        if seen is None:
             return samples, acquisition
         for attempt in range(_DEDUPE_ROUNDS):
-            fresh = _unevaluated(samples, search_space, history, fixed, trial.number)
-            assert fresh is not None
+            fresh = new_sample_mask(samples, search_space, seen)
             if fresh.any():
                 return {k: v[fresh] for k, v in samples.items()}, acquisition[fresh]
             if attempt < _DEDUPE_ROUNDS // 2:
@@ -439,7 +435,8 @@ class KMeansTPESampler(TPESampler):
             search_space,
         )
         if all(is_discrete(d) for d in search_space.values()):
-            fresh = _unevaluated(samples, search_space, history, {}, trial.number)
+            seen = _evaluated_keys(search_space, history, {}, trial.number)
+            fresh = None if seen is None else new_sample_mask(samples, search_space, seen)
             if fresh is not None and fresh.any():
                 samples = {k: v[fresh] for k, v in samples.items()}
         candidates = to_external(samples, search_space)
