@@ -252,23 +252,17 @@ class SensitivityReport:
             >>> SensitivityReport.load_from_study(study) == report
             True
         """
-        layer_dicts = [layer.to_dict() for layer in self.layers]
+        data = self.to_dict()
         chunks: list[list[dict[str, Any]]] = [[]]
         size = 0
-        for layer_dict in layer_dicts:
+        for layer_dict in data["layers"]:
             length = len(json.dumps(layer_dict))
             if chunks[-1] and size + length > _MAX_ATTR_CHARS:
                 chunks.append([])
                 size = 0
             chunks[-1].append(layer_dict)
             size += length
-        header = {
-            "format_version": REPORT_FORMAT_VERSION,
-            "settings": dict(self.settings),
-            "layers": chunks[0],
-            "extra_chunks": len(chunks) - 1,
-        }
-        study.set_user_attr(key, header)
+        study.set_user_attr(key, {**data, "layers": chunks[0], "extra_chunks": len(chunks) - 1})
         for index, chunk in enumerate(chunks[1:], start=1):
             study.set_user_attr(f"{key}:{index}", chunk)
 
