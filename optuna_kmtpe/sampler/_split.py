@@ -246,10 +246,9 @@ TIEBREAKS: dict[str, RankTieBreak] = {"hssp": hssp_tiebreak, "spread": spread_ti
 def normalized_losses(losses: np.ndarray) -> np.ndarray:
     """Each objective scaled to [0, 1] over the finite values; non-finite ones at 2."""
     clipped = np.where(np.isfinite(losses), losses, np.nan)
-    low = np.nanmin(clipped, axis=0) if np.isfinite(clipped).any() else 0.0
-    high = np.nanmax(clipped, axis=0) if np.isfinite(clipped).any() else 1.0
-    low = np.nan_to_num(low, nan=0.0)
-    high = np.nan_to_num(high, nan=1.0)
+    any_finite = np.isfinite(clipped).any()
+    low = np.nan_to_num(np.nanmin(clipped, axis=0), nan=0.0) if any_finite else 0.0
+    high = np.nan_to_num(np.nanmax(clipped, axis=0), nan=1.0) if any_finite else 1.0
     span = np.where(high > low, high - low, 1.0)
     z = (losses - low) / span
     normalized: np.ndarray = np.nan_to_num(np.clip(z, -1.0, 2.0), nan=2.0)
