@@ -124,11 +124,7 @@ def config_summary(config: Mapping[str, Mapping[str, Any]] | None, *, sep: str =
 
 
 def _config_layers(points: Sequence[TrialPoint]) -> list[str]:
-    layers: dict[str, None] = {}
-    for p in points:
-        for layer in p.config or {}:
-            layers.setdefault(layer, None)
-    return list(layers)
+    return list(dict.fromkeys(layer for p in points for layer in p.config or {}))
 
 
 def _sort_key(metric: str | None, maximize: bool):  # type: ignore[no-untyped-def]

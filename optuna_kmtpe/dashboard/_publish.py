@@ -161,9 +161,7 @@ class _Publisher:
             self._save_figure(study, graph_id, fig)
 
         run = user_attrs.get(records.STUDY_RUN)
-        counts = {state.name: 0 for state in TrialState}
-        for trial in trials:
-            counts[trial.state.name] += 1
+        counts = {state.name: sum(t.state == state for t in trials) for state in TrialState}
         note = summary_markdown(
             study_name=study.study_name,
             run=run if isinstance(run, Mapping) else None,
