@@ -301,9 +301,7 @@ def device_from_dict(data: Mapping[str, Any], *, where: str = "device") -> FPGAD
             f"{where}: unknown keys {unknown} and missing keys {missing}; an FPGADevice needs "
             f"{sorted(required)} and may add {sorted(fields - required)}."
         )
-    values = dict(data)
-    if "sources" in values:
-        values["sources"] = tuple(values["sources"])
+    values = dict(data)  # (FPGADevice makes the sources a tuple)
     for field in ("dsp_count", "bram36", "uram"):
         value = values.get(field)
         if isinstance(value, float) and value.is_integer():

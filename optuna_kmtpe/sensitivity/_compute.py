@@ -242,8 +242,7 @@ def compute_sensitivity(
         n_params = int(weights[index].numel())
         trace, stderr, probes = _combine([stats[index] for stats in weight_stats])
         out_channels, in_channels, _, _ = layer_channels(module)
-        act_trace = act_stderr = None
-        numel = None
+        act_trace = act_stderr = numel = None
         if activations:
             numel = act_numel[index]
             total, total_err, _ = _combine([stats[index] for stats in act_stats])
