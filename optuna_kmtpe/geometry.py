@@ -217,16 +217,12 @@ class LayerShape:
             object.__setattr__(self, field, value)
         if not self.input_shape or not self.output_shape:
             raise ValueError(f"{where}: input_shape and output_shape must not be empty.")
-        if math.prod(self.output_shape) % self.out_channels:
-            raise ValueError(
-                f"{where}: output_shape {self.output_shape} does not hold out_channels="
-                f"{self.out_channels} channels; give the shape without the batch axis."
-            )
-        if math.prod(self.input_shape) % self.in_channels:
-            raise ValueError(
-                f"{where}: input_shape {self.input_shape} does not hold in_channels="
-                f"{self.in_channels} channels; give the shape without the batch axis."
-            )
+        for shape, channels in (("output_shape", "out_channels"), ("input_shape", "in_channels")):
+            if math.prod(getattr(self, shape)) % getattr(self, channels):
+                raise ValueError(
+                    f"{where}: {shape} {getattr(self, shape)} does not hold {channels}="
+                    f"{getattr(self, channels)} channels; give the shape without the batch axis."
+                )
         if self.in_channels % self.groups or self.out_channels % self.groups:
             raise ValueError(
                 f"{where}: groups={self.groups} must divide in_channels={self.in_channels} and "

@@ -106,10 +106,6 @@ def _layer_field(config: Mapping[str, Mapping[str, Any]], layer: str, field: str
     return config.get(layer, {}).get(field, default)
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.4g}"
-
-
 def config_summary(config: Mapping[str, Mapping[str, Any]] | None, *, sep: str = "<br>") -> str:
     """A compact per-layer ``w/a/width`` text of a config, for hover labels and tables.
 
@@ -128,11 +124,7 @@ def config_summary(config: Mapping[str, Mapping[str, Any]] | None, *, sep: str =
 
 
 def _config_layers(points: Sequence[TrialPoint]) -> list[str]:
-    layers: dict[str, None] = {}
-    for p in points:
-        for layer in p.config or {}:
-            layers.setdefault(layer, None)
-    return list(layers)
+    return list(dict.fromkeys(layer for p in points for layer in p.config or {}))
 
 
 def _sort_key(metric: str | None, maximize: bool):  # type: ignore[no-untyped-def]
@@ -192,24 +184,19 @@ def layer_config_heatmap(
     rows = [f"#{p.number}" for p in front]
 
     fig = go.Figure()
-    hover_fields = [
-        [
-            [
-                _bits_label(_layer_field(p.config, layer, "weight_bits")),  # type: ignore[arg-type]
-                _bits_label(_layer_field(p.config, layer, "act_bits")),  # type: ignore[arg-type]
-                f"{_layer_field(p.config, layer, 'width'):g}",  # type: ignore[arg-type]
-            ]
-            for layer in columns
-        ]
+    # Each cell's weight bits, activation bits and width (rows: trials, columns: layers), and
+    # their texts (drawn one field at a time, all three in the hover).
+    cells = [
+        [[_layer_field(p.config, layer, f) for f, _ in _FIELDS] for layer in columns]  # type: ignore[arg-type]
         for p in front
+    ]
+    labels = [
+        [[_bits_label(w), _bits_label(a), f"{width:g}"] for w, a, width in row] for row in cells
     ]
     for index, (field, label) in enumerate(_FIELDS):
         is_bits = field != "width"
-        z, text = [], []
-        for p in front:
-            raw = [_layer_field(p.config, layer, field) for layer in columns]  # type: ignore[arg-type]
-            z.append([_bits_display(v) if is_bits else v for v in raw])
-            text.append([_bits_label(v) if is_bits else f"{v:g}" for v in raw])
+        z = [[_bits_display(c[index]) if is_bits else c[index] for c in row] for row in cells]
+        text = [[c[index] for c in row] for row in labels]
         colorbar: dict[str, Any] = {"title": {"text": label}}
         if is_bits:
             colorbar.update(_BIT_TICKS)
@@ -220,7 +207,7 @@ def layer_config_heatmap(
                 y=rows,
                 text=text,
                 texttemplate="%{text}",
-                customdata=hover_fields,
+                customdata=labels,
                 hovertemplate=(
                     "trial %{y}<br>layer %{x}<br>weight bits %{customdata[0]}, "
                     "act bits %{customdata[1]}, width %{customdata[2]}<extra></extra>"
@@ -379,7 +366,7 @@ def pareto_front_figure(
 
     def full_hover(p: TrialPoint) -> str:
         lines = [f"<b>trial #{p.number}</b>"]
-        lines += [f"{k}: {_fmt(v)}" for k, v in p.metrics.items()]
+        lines += [f"{k}: {v:.4g}" for k, v in p.metrics.items()]
         lines.append(config_summary(p.config))
         return "<br>".join(lines)
 

@@ -15,6 +15,7 @@ import optuna_dashboard
 import plotly.graph_objects as go
 
 from optuna_kmtpe import records
+from optuna_kmtpe import sampler
 from optuna_kmtpe.dashboard import _keys
 from optuna_kmtpe.dashboard._figures import layer_config_heatmap
 from optuna_kmtpe.dashboard._figures import pareto_front_figure
@@ -40,16 +41,9 @@ DEFAULT_PARETO_AXES: tuple[str, str, str | None] = (
 
 
 def load_split_history(study: optuna.Study) -> list[dict[str, Any]]:
-    """The K-Means TPE split diagnostics of ``study``, or ``[]`` where there are none.
-
-    Imports ``optuna_kmtpe.sampler.split_history`` lazily, so the dashboard works (without the
-    split plot) when the sampler package does not provide it.
-    """
-    try:
-        from optuna_kmtpe.sampler import split_history
-    except ImportError:
-        return []
-    return [dict(row) for row in split_history(study)]
+    """The K-Means TPE split diagnostics of ``study``, or ``[]`` where there are none
+    (:func:`optuna_kmtpe.sampler.split_history`)."""
+    return [dict(row) for row in sampler.split_history(study)]
 
 
 def publish_trial_notes(study: optuna.Study, trials: Sequence[FrozenTrial]) -> int:
@@ -167,9 +161,7 @@ class _Publisher:
             self._save_figure(study, graph_id, fig)
 
         run = user_attrs.get(records.STUDY_RUN)
-        counts = {state.name: 0 for state in TrialState}
-        for trial in trials:
-            counts[trial.state.name] += 1
+        counts = {state.name: sum(t.state == state for t in trials) for state in TrialState}
         note = summary_markdown(
             study_name=study.study_name,
             run=run if isinstance(run, Mapping) else None,
@@ -255,10 +247,12 @@ class DashboardCallback:
         max_heatmap_trials: int = 40,
         pareto_axes: tuple[str, str, str | None] = DEFAULT_PARETO_AXES,
     ) -> None:
-        if isinstance(every_n_trials, bool) or not isinstance(every_n_trials, int):
+        if (
+            isinstance(every_n_trials, bool)
+            or not isinstance(every_n_trials, int)
+            or (every_n_trials < 1)
+        ):
             raise ValueError(f"every_n_trials must be an int >= 1, got {every_n_trials!r}.")
-        if every_n_trials < 1:
-            raise ValueError(f"every_n_trials must be >= 1, got {every_n_trials}.")
         self._every_n_trials = every_n_trials
         self._publisher = _Publisher(
             max_heatmap_trials=max_heatmap_trials, pareto_axes=pareto_axes

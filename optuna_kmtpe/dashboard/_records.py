@@ -63,8 +63,6 @@ def parse_config(raw: Any) -> dict[str, dict[str, Any]] | None:
     Accepts ``QuantConfig.to_dict()`` output or ``QuantConfig.to_json()`` text. A malformed
     config is not an error here: the dashboard shows what it can.
     """
-    if raw is None:
-        return None
     try:
         if isinstance(raw, str):
             return QuantConfig.from_json(raw).to_dict()
@@ -141,11 +139,9 @@ def points_from_trials(
         objective_rows.append(row if complete_row else None)  # type: ignore[arg-type]
 
     candidates = [i for i, row in enumerate(objective_rows) if row is not None]
-    front: set[int] = set()
-    if candidates:
-        values = np.array([objective_rows[i] for i in candidates], dtype=float)
-        mask = pareto_mask(values, directions)
-        front = {candidates[j] for j in np.flatnonzero(mask)}
+    values = np.array([objective_rows[i] for i in candidates], dtype=float)
+    mask = pareto_mask(values.reshape(len(candidates), len(directions)), directions)
+    front = {candidates[j] for j in np.flatnonzero(mask)}
     return [dataclasses.replace(p, pareto=True) if i in front else p for i, p in enumerate(drafts)]
 
 

@@ -61,20 +61,16 @@ class FPGADevice:
             raise ValueError(
                 f"{where}: dsp_kind={self.dsp_kind!r}; use one of {tuple(DSP_KINDS)}."
             )
-        for field in ("dsp_count", "bram36"):
+        for field, low in (("dsp_count", 1), ("bram36", 1), ("uram", 0)):
             value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{where}: {field} must be a positive int, got {value!r}.")
-        if isinstance(self.uram, bool) or not isinstance(self.uram, int) or self.uram < 0:
-            raise ValueError(f"{where}: uram must be an int >= 0, got {self.uram!r}.")
-        for field in ("clock_hz", "dram_bandwidth"):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{where}: {field} must be an int >= {low}, got {value!r}.")
+        for field in ("clock_hz", "dram_bandwidth", "static_power_w"):
             value = getattr(self, field)
-            if not _is_number(value) or not value > 0:
-                raise ValueError(f"{where}: {field} must be a positive number, got {value!r}.")
-        if not _is_number(self.static_power_w) or self.static_power_w < 0:
-            raise ValueError(
-                f"{where}: static_power_w must be a number >= 0, got {self.static_power_w!r}."
-            )
+            strict = field != "static_power_w"  # only the static power may be 0
+            if not _is_number(value) or value < 0 or (strict and value == 0):
+                bound = "> 0" if strict else ">= 0"
+                raise ValueError(f"{where}: {field} must be a number {bound}, got {value!r}.")
         object.__setattr__(self, "sources", tuple(self.sources))
 
     def __str__(self) -> str:
@@ -305,9 +301,7 @@ def device_from_dict(data: Mapping[str, Any], *, where: str = "device") -> FPGAD
             f"{where}: unknown keys {unknown} and missing keys {missing}; an FPGADevice needs "
             f"{sorted(required)} and may add {sorted(fields - required)}."
         )
-    values = dict(data)
-    if "sources" in values:
-        values["sources"] = tuple(values["sources"])
+    values = dict(data)  # (FPGADevice makes the sources a tuple)
     for field in ("dsp_count", "bram36", "uram"):
         value = values.get(field)
         if isinstance(value, float) and value.is_integer():

@@ -11,14 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from optuna_kmtpe._metric_names import BOPS
 from optuna_kmtpe._metric_names import DSP_USED
-from optuna_kmtpe._metric_names import ENERGY_J
 from optuna_kmtpe._metric_names import FEASIBLE
 from optuna_kmtpe._metric_names import LATENCY_S
 from optuna_kmtpe._metric_names import LAYER_LATENCY_S
-from optuna_kmtpe._metric_names import SIZE_BITS
-from optuna_kmtpe._metric_names import THROUGHPUT_IPS
 from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.geometry import LayerShape
 from optuna_kmtpe.geometry import NetworkShape
@@ -75,11 +71,10 @@ class LayerCost:
         return dataclasses.asdict(self)
 
 
+# The Python type of a field (annotations are strings here) of the records built from arrays.
+_TYPES = {"int": int, "float": float, "str": str}
 # LayerCost fields read from the per-layer cost arrays (packing..bops), with their Python type.
-_COST_FIELDS = tuple(
-    (f.name, {"int": int, "float": float, "str": str}[f.type])
-    for f in dataclasses.fields(LayerCost)[6:]
-)
+_COST_FIELDS = tuple((f.name, _TYPES[f.type]) for f in dataclasses.fields(LayerCost)[6:])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,10 +127,9 @@ class HardwareReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (layers as a list of dicts)."""
-        data = dataclasses.asdict(self)
-        data["violations"] = dict(self.violations)
+        data = dataclasses.asdict(self)  # nested records and dicts copied, tuples kept
         data["violation_messages"] = list(self.violation_messages)
-        data["layers"] = [layer.to_dict() for layer in self.layers]
+        data["layers"] = list(data["layers"])
         return data
 
 
@@ -197,23 +191,16 @@ class FPGAModel:
             pixel_parallel = max(1, self.device.dsp_count // (self.rows * self.cols))
         self.pixel_parallel = _check_size(pixel_parallel, "pixel_parallel")
         if isinstance(packing, str):
-            if packing not in PACKING_VARIANTS:
-                raise ValueError(
-                    f"Unknown packing {packing!r}; use one of {PACKING_VARIANTS} or a callable "
-                    f"p(weight_bits, act_bits) -> products per DSP per cycle."
-                )
-            packing_fn = make_packing(self.device.dsp_kind, packing)
-        elif callable(packing):
-            packing_fn = packing
-        else:
+            packing = make_packing(self.device.dsp_kind, packing)
+        elif not callable(packing):
             raise ValueError(
-                f"packing must be a variant name {PACKING_VARIANTS} or a callable, got "
+                f"packing must be a variant name {PACKING_VARIANTS} or a callable "
+                f"p(weight_bits, act_bits) -> products per DSP per cycle, got "
                 f"{type(packing).__name__}."
             )
-        self.packing = packing_fn
-        axis = packing_axis
-        if axis is None:
-            axis = DSP_KINDS[self.device.dsp_kind].packing_axis
+        self.packing = packing
+        default_axis = DSP_KINDS[self.device.dsp_kind].packing_axis
+        axis = default_axis if packing_axis is None else packing_axis
         if axis not in ("output", "reduction"):
             raise ValueError(f"packing_axis must be 'output' or 'reduction', got {axis!r}.")
         self.packing_axis = axis
@@ -231,7 +218,7 @@ class FPGAModel:
             dram_bandwidth=float(self.device.dram_bandwidth),
             static_power_w=float(self.device.static_power_w),
             pack_reduction=axis == "reduction",
-            packing_table=np.asarray(packing_table(packing_fn), dtype=np.float64),
+            packing_table=np.asarray(packing_table(packing), dtype=np.float64),
             double_buffer=self.double_buffer,
             output_bits=output_bits,
             energy=self.energy,
@@ -270,17 +257,9 @@ class FPGAModel:
             The :class:`HardwareReport`.
         """
         network = _as_network(shapes)
-        if not isinstance(config, QuantConfig):
-            raise ValueError(
-                f"config must be a QuantConfig, got {type(config).__name__}; build one with "
-                f"QuantConfig({{name: LayerConfig(...)}})."
-            )
-        config.check_layers(network.names)
+        weight_bits, act_bits, widths = config_arrays(network, [config])
         batch = _check_size(batch, "batch")
-        layer_configs = [config.layer(name) for name in network.names]
-        weight_bits = np.array([[c.weight_bits for c in layer_configs]], dtype=np.int64)
-        act_bits = np.array([[c.act_bits for c in layer_configs]], dtype=np.int64)
-        pruned = network.layout.pruned([c.width for c in layer_configs])
+        pruned = network.layout.pruned(widths)
         totals, per_layer = _costs.batch_costs(
             self._accelerator,
             self._tables(network, batch),
@@ -297,33 +276,30 @@ class FPGAModel:
                 kind=layer.kind,
                 in_channels=int(pruned.in_channels[0, j]),
                 out_channels=int(pruned.out_channels[0, j]),
-                weight_bits=layer_config.weight_bits,
-                act_bits=layer_config.act_bits,
+                weight_bits=int(weight_bits[0, j]),
+                act_bits=int(act_bits[0, j]),
                 **{field: cast(values[field][j]) for field, cast in _COST_FIELDS},
             )
-            for j, (layer, layer_config) in enumerate(zip(network, layer_configs))
+            for j, layer in enumerate(network)
         )
-        bram_used = int(totals["bram_used"][0])
-        violations, messages = self._violations(bram_used)
+        # The totals are keyed by HardwareReport field (latency_s, ..., bram_used, ..., macs).
+        network_costs = {
+            f.name: _TYPES[f.type](totals[f.name][0])
+            for f in dataclasses.fields(HardwareReport)
+            if f.name in totals
+        }
+        violations, messages = self._violations(network_costs["bram_used"])
         return HardwareReport(
             device=self.device.name,
             batch=batch,
-            latency_s=float(totals[LATENCY_S][0]),
-            throughput_ips=float(totals[THROUGHPUT_IPS][0]),
-            sequential_throughput_ips=float(totals["sequential_throughput_ips"][0]),
-            energy_j=float(totals[ENERGY_J][0]),
-            energy_per_inference_j=float(totals["energy_per_inference_j"][0]),
             dsp_used=self.dsp_used,
             dsp_available=self.device.dsp_count,
-            bram_used=bram_used,
             bram_available=self.device.bram36,
             feasible=not violations,
             violations=violations,
             violation_messages=messages,
-            size_bits=int(totals[SIZE_BITS][0]),
-            bops=int(totals[BOPS][0]),
-            macs=int(totals["macs"][0]),
             layers=layers,
+            **network_costs,
         )
 
     def evaluate_batch(
@@ -452,7 +428,8 @@ def config_arrays(
     for config in configs:
         if not isinstance(config, QuantConfig):
             raise ValueError(
-                f"configs must hold QuantConfig objects, got {type(config).__name__}."
+                f"configs must hold QuantConfig objects, got {type(config).__name__}; build "
+                f"one with QuantConfig({{name: LayerConfig(...)}})."
             )
         config.check_layers(network.names)
         rows.append([dataclasses.astuple(config.layer(name)) for name in network.names])

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 import inspect
+import pkgutil
 
 
-# (dotted location, expected parameter names in order, or None for a non-callable attribute)
-REQUIRED_PRIVATE_API: tuple[tuple[str, tuple[str, ...] | None], ...] = (
+# (dotted location, expected parameter names in order)
+REQUIRED_PRIVATE_API: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("optuna.samplers.TPESampler._sample", ("self", "study", "trial", "search_space")),
     (
         "optuna.samplers.TPESampler._sample_relative",
@@ -61,31 +62,14 @@ REQUIRED_TPE_ATTRIBUTES: tuple[str, ...] = (
 )
 
 
-def _resolve(dotted: str) -> object:
-    import importlib
-
-    parts = dotted.split(".")
-    for i in range(len(parts), 0, -1):
-        try:
-            obj: object = importlib.import_module(".".join(parts[:i]))
-        except ImportError:
-            continue
-        for attr in parts[i:]:
-            obj = getattr(obj, attr)
-        return obj
-    raise ImportError(dotted)
-
-
 def find_private_api_changes() -> list[str]:
     """Return one message per private Optuna name that is missing or changed its signature."""
     problems = []
     for dotted, expected in REQUIRED_PRIVATE_API:
         try:
-            obj = _resolve(dotted)
+            obj = pkgutil.resolve_name(dotted)
         except (ImportError, AttributeError) as error:
             problems.append(f"{dotted} is missing ({error!r})")
-            continue
-        if expected is None:
             continue
         try:
             names = tuple(inspect.signature(obj).parameters)  # type: ignore[arg-type]

@@ -48,9 +48,7 @@ def n_choices(distribution: BaseDistribution) -> float:
     """Number of values of a distribution (``inf`` for a continuous float)."""
     if isinstance(distribution, CategoricalDistribution):
         return float(len(distribution.choices))
-    if isinstance(distribution, IntDistribution):
-        if distribution.log:
-            return float(distribution.high - distribution.low + 1)
+    if isinstance(distribution, IntDistribution):  # (a log scale has step 1)
         return float((distribution.high - distribution.low) // distribution.step + 1)
     if isinstance(distribution, FloatDistribution) and distribution.step is not None:
         return float(round((distribution.high - distribution.low) / distribution.step) + 1)
@@ -123,21 +121,15 @@ def exhausted_keys(
 _MISSING = object()
 
 
-def sample_keys(
-    samples: Mapping[str, np.ndarray], search_space: Mapping[str, BaseDistribution]
-) -> list[Key]:
-    """Keys of a batch of samples in internal representation (one array per parameter)."""
-    names = sorted(search_space)
-    columns = [
-        [internal_key(search_space[n], float(v)) for v in np.asarray(samples[n])] for n in names
-    ]
-    return list(zip(*columns)) if columns else []
-
-
 def new_sample_mask(
     samples: Mapping[str, np.ndarray],
     search_space: Mapping[str, BaseDistribution],
     seen: set[Key],
 ) -> np.ndarray:
-    """True for each sample whose config is not in ``seen``."""
-    return np.array([key not in seen for key in sample_keys(samples, search_space)], dtype=bool)
+    """True for each sample (internal representation, one array per parameter) whose config
+    is not in ``seen``."""
+    columns = [
+        [internal_key(search_space[n], float(v)) for v in np.asarray(samples[n])]
+        for n in sorted(search_space)
+    ]
+    return np.array([key not in seen for key in zip(*columns)], dtype=bool)

@@ -48,23 +48,37 @@ def free_volume(corners: np.ndarray, points: np.ndarray, reference: np.ndarray) 
         return box
     if d == 0:
         return np.zeros(n_candidates)
+    if d == 2:
+        return _free_area(corners, points, reference, np.asarray(len(points)))
     clipped = np.minimum(np.maximum(points[None, :, :], corners[:, None, :]), reference)
     if d == 1:
         return box - (reference[0] - clipped[:, :, 0].min(axis=1))
-    if d == 2:
-        order = np.argsort(clipped[:, :, 0], axis=1, kind="stable")
-        x = np.take_along_axis(clipped[:, :, 0], order, axis=1)
-        y = np.take_along_axis(clipped[:, :, 1], order, axis=1)
-        running_min = np.minimum.accumulate(y, axis=1)
-        widths = np.diff(np.concatenate([x, np.full((n_candidates, 1), reference[0])], 1), axis=1)
-        dominated = np.sum(widths * (reference[1] - running_min), axis=1)
-        return np.clip(box - dominated, 0.0, None)
     out = np.empty(n_candidates)
     for c in range(n_candidates):
         inside = clipped[c][np.all(clipped[c] < reference, axis=1)]
         dominated = float(compute_hypervolume(inside, reference)) if len(inside) else 0.0
         out[c] = max(box[c] - dominated, 0.0)
     return out
+
+
+def _free_area(
+    corners: np.ndarray, points: np.ndarray, reference: np.ndarray, prefix: np.ndarray
+) -> np.ndarray:
+    """:func:`free_volume` in two dimensions of the first ``prefix`` points (an integer array
+    that broadcasts against ``(C,)``: one prefix for all, per candidate, or ``(J, 1)``).
+
+    The dominated area is a sweep over the points sorted by their first coordinate (an order
+    clipping to a corner does not change), where the points outside the prefix are lifted to
+    the reference and add nothing.
+    """
+    box = np.prod(np.clip(reference - corners, 0.0, None), axis=1)
+    by_x = np.argsort(points[:, 0], kind="stable")
+    x = np.minimum(np.maximum(points[by_x, 0][None, :], corners[:, :1]), reference[0])  # (C, m)
+    y = np.minimum(np.maximum(points[by_x, 1][None, :], corners[:, 1:2]), reference[1])
+    widths = np.diff(np.concatenate([x, np.full((len(corners), 1), reference[0])], 1), axis=1)
+    member = by_x < np.asarray(prefix)[..., None]  # each sorted point in the prefix?
+    running = np.minimum.accumulate(np.where(member, y, reference[1]), axis=-1)
+    return np.clip(box - np.sum(widths * (reference[1] - running), axis=-1), 0.0, None)
 
 
 def _integrated_cdf(t: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -150,16 +164,7 @@ def own_prefix_free_volumes(
                 for c, j in enumerate(prefix)
             ]
         )
-    n_candidates, m = len(corners), len(points)
-    box = np.prod(np.clip(reference - corners, 0.0, None), axis=1)
-    by_x = np.argsort(points[:, 0], kind="stable")
-    rank = np.arange(m)[by_x]
-    x = np.minimum(np.maximum(points[by_x, 0][None, :], corners[:, :1]), reference[0])
-    y = np.minimum(np.maximum(points[by_x, 1][None, :], corners[:, 1:2]), reference[1])
-    widths = np.diff(np.concatenate([x, np.full((n_candidates, 1), reference[0])], 1), axis=1)
-    heights = np.where(rank[None, :] < np.asarray(prefix)[:, None], y, reference[1])
-    running = np.minimum.accumulate(heights, axis=1)
-    return np.clip(box - np.sum(widths * (reference[1] - running), axis=1), 0.0, None)
+    return _free_area(corners, points, reference, prefix)
 
 
 def prefix_free_volumes(
@@ -168,9 +173,7 @@ def prefix_free_volumes(
     """``free_volume(corners, points[:j], reference)`` for every ``j = 0..m`` at once.
 
     Returns an ``(m + 1, C)`` array. For one and two dimensions this is vectorized over ``j``
-    too: the dominated area of a prefix is a sweep over the points sorted by their first
-    coordinate (an order clipping to a corner does not change), where points outside the
-    prefix are lifted to the reference and add nothing.
+    too (in two, one sweep of :func:`_free_area` per prefix, chunked).
     """
     m, d = points.shape
     n_candidates = len(corners)
@@ -184,20 +187,10 @@ def prefix_free_volumes(
         return np.clip(free.T, 0.0, None)
     if d > 2:
         return np.stack([free_volume(corners, points[:j], reference) for j in range(m + 1)])
-    by_x = np.argsort(points[:, 0], kind="stable")
-    rank = np.arange(m)[by_x]  # each point's position in the prefix order (given order)
-    px, py = points[by_x, 0], points[by_x, 1]
-    x = np.minimum(np.maximum(px[None, :], corners[:, :1]), reference[0])  # (C, m)
-    y = np.minimum(np.maximum(py[None, :], corners[:, 1:2]), reference[1])
-    widths = np.diff(np.concatenate([x, np.full((n_candidates, 1), reference[0])], 1), axis=1)
     out = np.empty((m + 1, n_candidates))
     # Chunks of prefixes bound the memory to about 4M floats.
     step = max(1, int(4_000_000 // max(1, n_candidates * m)))
     for start in range(0, m + 1, step):
         prefixes = np.arange(start, min(m + 1, start + step))
-        member = rank[None, :] < prefixes[:, None]  # (J, m)
-        heights = np.where(member[:, None, :], y[None, :, :], reference[1])
-        running = np.minimum.accumulate(heights, axis=2)
-        dominated = np.sum(widths[None] * (reference[1] - running), axis=2)
-        out[prefixes] = np.clip(box[None, :] - dominated, 0.0, None)
+        out[prefixes] = _free_area(corners, points, reference, prefixes[:, None])
     return out

@@ -150,9 +150,7 @@ def _optimal_cluster_starts(z: np.ndarray, mult: np.ndarray, k: int) -> np.ndarr
     starts = np.zeros(k, dtype=int)
     i = m
     for c in range(k - 1, 0, -1):
-        j = int(argmins[c][i])
-        starts[c] = j
-        i = j
+        starts[c] = i = int(argmins[c][i])
     return starts
 
 

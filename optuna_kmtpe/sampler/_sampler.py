@@ -16,6 +16,7 @@ from optuna.study._multi_objective import _fast_non_domination_rank
 from optuna.trial import TrialState
 
 from optuna_kmtpe.sampler._compat import check_private_api
+from optuna_kmtpe.sampler._dedupe import EVALUATED_STATES
 from optuna_kmtpe.sampler._dedupe import exhausted_keys
 from optuna_kmtpe.sampler._dedupe import is_discrete
 from optuna_kmtpe.sampler._dedupe import new_sample_mask
@@ -45,16 +46,13 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 
-#: Default bounds of the good share. One objective: TPE's 10%, because every k-means-chosen
+#: Default bounds of the good share (both). One objective: TPE's 10%, because every k-means-chosen
 #: size measured on the broad suite (shares 0.05-0.1, 0.05-0.2, 0.05-0.3) lost to it on
 #: mixed-integer, noisy and conditional problems (docs/sampler.md); the k-means cut then only
 #: decides at ties. Several objectives: MOTPE's 10% with its hypervolume subset selection,
 #: because the cheaper k-means rank split reached 0.99 of MOTPE's hypervolume (7 of 10
 #: problems lost); ``multi_objective_tiebreak="spread"`` keeps the cheap rule.
-DEFAULT_MIN_GOOD_FRACTION_SO = 0.1
-DEFAULT_MAX_GOOD_FRACTION_SO = 0.1
-DEFAULT_MIN_GOOD_FRACTION_MO = 0.1
-DEFAULT_MAX_GOOD_FRACTION_MO = 0.1
+DEFAULT_GOOD_FRACTION = 0.1
 
 #: Rounds of fresh candidates drawn when every candidate repeats an evaluated config (the first
 #: half from l(x), the rest uniformly from the space).
@@ -80,25 +78,15 @@ def default_n_clusters(n_finished: int) -> int:
     return 3
 
 
-def _unevaluated(
-    samples: dict[str, np.ndarray],
+def _evaluated_keys(
     search_space: dict[str, BaseDistribution],
     history: list[FrozenTrial],
     fixed: dict[str, Any],
     exclude_number: int,
-) -> np.ndarray | None:
-    """True for samples not yet evaluated; ``None`` when nothing is (or everything is)."""
+) -> set[tuple[float, ...]] | None:
+    """The evaluated configs (``_dedupe`` keys); ``None`` when nothing is (or everything is)."""
     seen = exhausted_keys(history, search_space, fixed, exclude_number=exclude_number)
-    if not seen or len(seen) >= space_size(search_space):
-        return None
-    return new_sample_mask(samples, search_space, seen)
-
-
-def _pad(columns: np.ndarray, index: np.ndarray, width: int) -> np.ndarray:
-    """Rows with ``columns`` at ``index`` and NaN elsewhere (to stack partial loss vectors)."""
-    out = np.full((len(columns), width), np.nan)
-    out[:, index] = columns
-    return out
+    return seen if seen and len(seen) < space_size(search_space) else None
 
 
 def _nondomination_rank(losses: np.ndarray, n_head: int) -> np.ndarray:
@@ -140,8 +128,8 @@ class KMeansTPESampler(TPESampler):
     Args:
         n_clusters: k, either an int or a schedule ``k(n_finished_trials) -> int``.
         min_good_fraction: The good set holds at least this share of finished trials (and at
-            least one trial). ``None``: 0.1 for one objective (TPE's share), 0.05 for several
-            (never above ``max_good_fraction``).
+            least one trial). ``None``: 0.1, TPE's and MOTPE's share (never above
+            ``max_good_fraction``).
         max_good_fraction: The good set holds at most this share. ``None``: 0.1 (never below
             ``min_good_fraction``). Between the two bounds k-means chooses the cut; equal
             bounds leave it only the choice at tied values.
@@ -311,12 +299,13 @@ class KMeansTPESampler(TPESampler):
         if cached is not None and cached[0] == key:
             cached_result: SplitResult = cached[1]
             return cached_result
+        min_good_fraction, max_good_fraction = self._resolved_good_fractions()
         result = split_trials(
             trials,
             study.directions,
             n_clusters=self._n_clusters,
-            min_good_fraction=self._resolved_good_fractions(study)[0],
-            max_good_fraction=self._resolved_good_fractions(study)[1],
+            min_good_fraction=min_good_fraction,
+            max_good_fraction=max_good_fraction,
             max_good_trials=self._max_good_trials,
             window_factor=self._window_factor,
             middle_weight=self._middle_weight,
@@ -328,19 +317,21 @@ class KMeansTPESampler(TPESampler):
             study._storage.set_trial_user_attr(trial._trial_id, SPLIT_ATTR_KEY, result.info)
         return result
 
-    def _resolved_good_fractions(self, study: Study) -> tuple[float, float]:
-        multi = study._is_multi_objective()
-        low = self._min_good_fraction
-        high = self._max_good_fraction
+    def _split_inputs(self, history: list[FrozenTrial], trial: FrozenTrial) -> list[FrozenTrial]:
+        """The trials the split sees: never WAITING ones, RUNNING ones with the constant liar."""
+        return [
+            t
+            for t in history
+            if t.number != trial.number
+            and t.state != TrialState.WAITING
+            and (self._constant_liar or t.state != TrialState.RUNNING)
+        ]
+
+    def _resolved_good_fractions(self) -> tuple[float, float]:
+        low, high = self._min_good_fraction, self._max_good_fraction
         if low is None:
-            low = DEFAULT_MIN_GOOD_FRACTION_MO if multi else DEFAULT_MIN_GOOD_FRACTION_SO
-            if high is not None:
-                low = min(low, high)
-        if high is None:
-            high = max(
-                DEFAULT_MAX_GOOD_FRACTION_MO if multi else DEFAULT_MAX_GOOD_FRACTION_SO, low
-            )
-        return low, high
+            low = DEFAULT_GOOD_FRACTION if high is None else min(DEFAULT_GOOD_FRACTION, high)
+        return low, max(DEFAULT_GOOD_FRACTION, low) if high is None else high
 
     def _sample(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -354,15 +345,7 @@ class KMeansTPESampler(TPESampler):
         history = study._get_trials(
             deepcopy=False, states=states, use_cache=not (self._constant_liar or discrete)
         )
-        trials = [
-            t
-            for t in history
-            if t.number != trial.number
-            and (t.state in (TrialState.COMPLETE, TrialState.PRUNED) or self._constant_liar)
-            and t.state != TrialState.WAITING
-        ]
-
-        split = self._split(study, trial, trials)
+        split = self._split(study, trial, self._split_inputs(history, trial))
         mpe_below = self._build_parzen_estimator(
             study, search_space, split.below, handle_below=True
         )
@@ -371,14 +354,13 @@ class KMeansTPESampler(TPESampler):
         acquisition = self._compute_acquisition_func(samples, mpe_below, mpe_above)
         if discrete:
             samples, acquisition = self._drop_evaluated(
-                study, trial, search_space, history, samples, acquisition, mpe_below, mpe_above
+                trial, search_space, history, samples, acquisition, mpe_below, mpe_above
             )
         chosen = TPESampler._compare(samples, acquisition)
         return {name: dist.to_external_repr(chosen[name]) for name, dist in search_space.items()}
 
     def _drop_evaluated(
         self,
-        study: Study,
         trial: FrozenTrial,
         search_space: dict[str, BaseDistribution],
         history: list[FrozenTrial],
@@ -394,11 +376,11 @@ class KMeansTPESampler(TPESampler):
         exhausted or none of those draws finds a new config.
         """
         fixed = {k: v for k, v in trial.params.items() if k not in search_space}
-        if _unevaluated(samples, search_space, history, fixed, trial.number) is None:
+        seen = _evaluated_keys(search_space, history, fixed, trial.number)
+        if seen is None:
             return samples, acquisition
         for attempt in range(_DEDUPE_ROUNDS):
-            fresh = _unevaluated(samples, search_space, history, fixed, trial.number)
-            assert fresh is not None
+            fresh = new_sample_mask(samples, search_space, seen)
             if fresh.any():
                 return {k: v[fresh] for k, v in samples.items()}, acquisition[fresh]
             if attempt < _DEDUPE_ROUNDS // 2:
@@ -429,27 +411,14 @@ class KMeansTPESampler(TPESampler):
         signs = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in study.directions])
         history = [
             t
-            for t in study._get_trials(
-                deepcopy=False,
-                states=(
-                    TrialState.COMPLETE,
-                    TrialState.PRUNED,
-                    TrialState.RUNNING,
-                    TrialState.WAITING,
-                ),
-                use_cache=False,
-            )
+            for t in study._get_trials(deepcopy=False, states=EVALUATED_STATES, use_cache=False)
             if t.number != trial.number
-        ]
-        split_trials_ = [
-            t
-            for t in history
-            if t.state != TrialState.WAITING
-            and (self._constant_liar or t.state != TrialState.RUNNING)
         ]
         # l(x) only proposes half of the candidates here and EHVI picks among them, so the
         # cheap spread rule replaces the hypervolume subset selection at the cut rank.
-        split = self._split(study, trial, split_trials_, mo_tiebreak=spread_tiebreak)
+        split = self._split(
+            study, trial, self._split_inputs(history, trial), mo_tiebreak=spread_tiebreak
+        )
         mpe_below = self._build_parzen_estimator(study, search_space, split.below, True)
         mpe_above = self._build_weighted_above(study, search_space, split)
 
@@ -466,7 +435,8 @@ class KMeansTPESampler(TPESampler):
             search_space,
         )
         if all(is_discrete(d) for d in search_space.values()):
-            fresh = _unevaluated(samples, search_space, history, {}, trial.number)
+            seen = _evaluated_keys(search_space, history, {}, trial.number)
+            fresh = None if seen is None else new_sample_mask(samples, search_space, seen)
             if fresh is not None and fresh.any():
                 samples = {k: v[fresh] for k, v in samples.items()}
         candidates = to_external(samples, search_space)
@@ -474,12 +444,12 @@ class KMeansTPESampler(TPESampler):
         raw_known = [list(self._known_objectives(dict(c))) for c in candidates]
         mask = known_mask(raw_known[0], len(signs))
         known_idx, unknown_idx = np.flatnonzero(mask), np.flatnonzero(~mask)
-        known = (
-            np.array([[float(v[i]) for i in known_idx] for v in raw_known]).reshape(
-                len(candidates), known_idx.size
-            )
-            * signs[known_idx]
-        )
+
+        def known_losses(raw: list[list[Any]]) -> np.ndarray:
+            values = np.array([[float(v[i]) for i in known_idx] for v in raw])
+            return values.reshape(len(raw), known_idx.size) * signs[known_idx]
+
+        known = known_losses(raw_known)
 
         complete = [
             t
@@ -492,8 +462,10 @@ class KMeansTPESampler(TPESampler):
         losses = observed * signs
         if self._reference_point is not None:
             reference = np.asarray(self._reference_point, dtype=float) * signs
-        else:
-            reference = default_reference(np.vstack([losses, _pad(known, known_idx, len(signs))]))
+        else:  # the candidates' known losses count, their unknown ones (NaN) do not
+            padded = np.full((len(known), len(signs)), np.nan)
+            padded[:, known_idx] = known
+            reference = default_reference(np.vstack([losses, padded]))
 
         mean = np.zeros((len(candidates), unknown_idx.size))
         std = np.zeros_like(mean)
@@ -520,19 +492,12 @@ class KMeansTPESampler(TPESampler):
             ]
             if running and self._constant_liar:
                 # Believe the forecast for configs other workers are evaluating right now.
-                r_known = (
-                    np.array(
-                        [
-                            [float(list(self._known_objectives(dict(p)))[i]) for i in known_idx]
-                            for p in running
-                        ]
-                    ).reshape(len(running), known_idx.size)
-                    * signs[known_idx]
-                )
                 r_mean, _ = self._predictor.predict(running)
                 r_mean = np.asarray(r_mean, float).reshape(len(running), -1) * signs[unknown_idx]
                 running_losses = np.zeros((len(running), len(signs)))
-                running_losses[:, known_idx] = r_known
+                running_losses[:, known_idx] = known_losses(
+                    [list(self._known_objectives(dict(p))) for p in running]
+                )
                 running_losses[:, unknown_idx] = r_mean
 
         order = np.concatenate([unknown_idx, known_idx])

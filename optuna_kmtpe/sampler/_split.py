@@ -52,13 +52,11 @@ class CutResult(NamedTuple):
         n_below: Number of best-ranked trials in the good set.
         n_middle_end: End (exclusive) of the middle band; ``n_below <= n_middle_end``.
         n_clusters: Number of clusters actually used (``<=`` requested).
-        n_window: Number of best losses clustered.
     """
 
     n_below: int
     n_middle_end: int
     n_clusters: int
-    n_window: int
 
 
 class SplitResult(NamedTuple):
@@ -118,7 +116,7 @@ def kmeans_cut(
     y = np.asarray(sorted_losses, dtype=float)
     c = y.size
     if c == 0:
-        return CutResult(0, 0, 0, 0)
+        return CutResult(0, 0, 0)
     n_min = min(max(n_min, 1), c)
     n_max = min(max(n_max, n_min), c)
     window = min(c, max(n_max + 1, math.ceil(window_factor * n_max)))
@@ -144,7 +142,7 @@ def kmeans_cut(
         # at 1 where TPE reaches 0, 8 of 10 seeds).
     middle_end_candidates = ends[ends > cut]
     middle_end = int(middle_end_candidates[0]) if middle_end_candidates.size else max(cut, window)
-    return CutResult(cut, middle_end, int(result.centers.size), window)
+    return CutResult(cut, middle_end, int(result.centers.size))
 
 
 def _finite_surrogate(values: np.ndarray) -> np.ndarray:
@@ -248,10 +246,9 @@ TIEBREAKS: dict[str, RankTieBreak] = {"hssp": hssp_tiebreak, "spread": spread_ti
 def normalized_losses(losses: np.ndarray) -> np.ndarray:
     """Each objective scaled to [0, 1] over the finite values; non-finite ones at 2."""
     clipped = np.where(np.isfinite(losses), losses, np.nan)
-    low = np.nanmin(clipped, axis=0) if np.isfinite(clipped).any() else 0.0
-    high = np.nanmax(clipped, axis=0) if np.isfinite(clipped).any() else 1.0
-    low = np.nan_to_num(low, nan=0.0)
-    high = np.nan_to_num(high, nan=1.0)
+    any_finite = np.isfinite(clipped).any()
+    low = np.nan_to_num(np.nanmin(clipped, axis=0), nan=0.0) if any_finite else 0.0
+    high = np.nan_to_num(np.nanmax(clipped, axis=0), nan=1.0) if any_finite else 1.0
     span = np.where(high > low, high - low, 1.0)
     z = (losses - low) / span
     normalized: np.ndarray = np.nan_to_num(np.clip(z, -1.0, 2.0), nan=2.0)
@@ -323,19 +320,10 @@ def split_trials(
     cap = None if multi_objective else max_good_trials
     n_min, n_max = good_set_bounds(n_finished, min_good_fraction, max_good_fraction, cap)
 
-    info: dict[str, float | int | None] = {
-        "k": 0,
-        "n_below": 0,
-        "n_middle": 0,
-        "n_above": 0,
-        "n_running": len(running),
-        "threshold_good": None,
-        "threshold_bad": None,
-    }
     # role: 0 good, 1 middle band, 2 bad; ignored trials (FAIL, WAITING) stay at -1.
     role = np.full(len(trials), -1, dtype=np.int8)
     role[running] = 2
-    n_below_complete = 0
+    cut, sorted_scores = CutResult(0, 0, 0), np.zeros(0)
     if complete:
         complete_idx = np.asarray(complete)
         signs = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in directions])
@@ -373,15 +361,9 @@ def split_trials(
         role[ranked[: cut.n_below]] = 0
         role[ranked[cut.n_below : cut.n_middle_end]] = 1
         role[ranked[cut.n_middle_end :]] = 2
-        n_below_complete = cut.n_below
-        info["k"] = cut.n_clusters
-        if cut.n_below:
-            info["threshold_good"] = _json_float(sorted_scores[cut.n_below - 1])
-        if cut.n_middle_end:
-            info["threshold_bad"] = _json_float(sorted_scores[cut.n_middle_end - 1])
 
     # Too few complete trials: fill the good set up to n_min like TPE, pruned then infeasible.
-    shortfall = max(0, n_min - n_below_complete)
+    shortfall = max(0, n_min - cut.n_below)
     direction = directions[0]
     pruned.sort(key=lambda i: pruned_trial_score(trials[i], direction))
     infeasible.sort(key=lambda i: infeasible_score(trials[i]))
@@ -395,12 +377,19 @@ def split_trials(
     above_idx = np.flatnonzero(role >= 1)
     above = [trials[i] for i in above_idx]
     factors = np.where(role[above_idx] == 1, middle_weight, 1.0)
-    info["n_below"] = len(below)
-    info["n_middle"] = int(np.sum(role == 1))
-    info["n_above"] = len(above)
+    info: dict[str, float | int | None] = {
+        "k": cut.n_clusters,
+        "n_below": len(below),
+        "n_middle": int(np.sum(role == 1)),
+        "n_above": len(above),
+        "n_running": len(running),
+        "threshold_good": _threshold(sorted_scores, cut.n_below),
+        "threshold_bad": _threshold(sorted_scores, cut.n_middle_end),
+    }
     return SplitResult(below, above, factors, info)
 
 
-def _json_float(value: float) -> float | None:
-    value = float(value)
+def _threshold(sorted_scores: np.ndarray, end: int) -> float | None:
+    """The worst of the first ``end`` scores; ``None`` when there are none or it is infinite."""
+    value = float(sorted_scores[end - 1]) if end else math.inf
     return value if math.isfinite(value) else None

@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
+import dataclasses
+import itertools
 import math
 from typing import Any
 from typing import Protocol
@@ -188,11 +190,7 @@ class AdditiveBayesianRegression:
             raise RuntimeError("Call fit() before predict().")
         features = encode(params, self._space)
         prior = self._prior(params, self._n_outputs)
-        means, stds = [], []
-        for j, column in enumerate(self._columns):
-            mean, std = column.predict(features, prior[:, j])
-            means.append(mean)
-            stds.append(std)
+        means, stds = zip(*(c.predict(features, prior[:, j]) for j, c in enumerate(self._columns)))
         return np.column_stack(means), np.column_stack(stds)
 
 
@@ -201,20 +199,13 @@ class AdditiveBayesianRegression:
 PRIOR_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
+@dataclasses.dataclass(frozen=True)
 class _Posterior:
-    def __init__(
-        self,
-        mean: np.ndarray,
-        covariance: np.ndarray,
-        noise: float,
-        prior_center: float,
-        prior_scale: float,
-    ) -> None:
-        self.mean = mean
-        self.covariance = covariance
-        self.noise = noise
-        self.prior_center = prior_center
-        self.prior_scale = prior_scale
+    mean: np.ndarray
+    covariance: np.ndarray
+    noise: float
+    prior_center: float
+    prior_scale: float
 
     def predict(self, features: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         design = _design(features)
@@ -238,6 +229,9 @@ def _fit_column(
     spread = float(np.std(prior)) if n >= 2 else 0.0
     scales = PRIOR_SCALES if has_prior and n >= 3 and spread > 0 else (1.0,)
     design = _design(features)
+    # Prior scales of the weights and of the noise (x the residual's spread); with too little
+    # data to choose, the first (weakest) setting.
+    grid = list(itertools.product((0.1, 0.3, 1.0), (0.03, 0.1, 0.3, 1.0)))[: None if n >= 3 else 1]
     best: tuple[float, np.ndarray, np.ndarray, float, float] | None = None
     for prior_scale in scales:
         residual = y - (center + prior_scale * (prior - center))
@@ -247,23 +241,16 @@ def _fit_column(
         scale = scale if scale > 0 else prior_std
         offset = float(residual.mean()) if n else 0.0
         intercept_std = 3.0 * scale if (n >= 1 or not has_prior) else prior_std
-        for weight_factor in (0.1, 0.3, 1.0):
-            for noise_factor in (0.03, 0.1, 0.3, 1.0):
-                prior_var = np.concatenate(
-                    ([intercept_std**2], np.full(d, (weight_factor * scale) ** 2))
-                )
-                noise = max(noise_factor * scale, 1e-9)
-                evidence, mean, covariance = _posterior(
-                    design, residual - offset, prior_var, noise
-                )
-                if best is None or evidence > best[0]:
-                    mean = mean.copy()
-                    mean[0] += offset
-                    best = (evidence, mean, covariance, noise, prior_scale)
-                if n < 3:
-                    break  # too little data to choose: keep the first (weakest) setting
-            if n < 3:
-                break
+        for weight_factor, noise_factor in grid:
+            prior_var = np.concatenate(
+                ([intercept_std**2], np.full(d, (weight_factor * scale) ** 2))
+            )
+            noise = max(noise_factor * scale, 1e-9)
+            evidence, mean, covariance = _posterior(design, residual - offset, prior_var, noise)
+            if best is None or evidence > best[0]:
+                mean = mean.copy()
+                mean[0] += offset
+                best = (evidence, mean, covariance, noise, prior_scale)
     assert best is not None
     _, mean, covariance, noise, prior_scale = best
     return _Posterior(mean, covariance, noise, center, prior_scale)

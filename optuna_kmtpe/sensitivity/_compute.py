@@ -6,6 +6,7 @@ from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Sequence
 import copy
+import functools
 import math
 import time
 from typing import Any
@@ -134,7 +135,16 @@ def compute_sensitivity(
         >>> report.names
         ('net.1', 'net.3', 'net.5')
     """
-    _validate(num_batches, target_rel_err, max_probes, min_probes, weight_bits)
+    if num_batches < 1:
+        raise ValueError(f"num_batches must be >= 1, got {num_batches}.")
+    if not target_rel_err > 0:
+        raise ValueError(f"target_rel_err must be > 0 (e.g. 0.01 for 1%), got {target_rel_err}.")
+    if min_probes < 2 or max_probes < 2:
+        raise ValueError(
+            f"min_probes and max_probes must be >= 2 (a standard error needs 2 probes), got "
+            f"min_probes={min_probes}, max_probes={max_probes}."
+        )
+    check_bit_choices(weight_bits, field="weight_bits", allow_float=False)
     for bits in act_bits:
         check_bits(bits, field="act_bits")
     min_probes = min(min_probes, max_probes)
@@ -168,17 +178,13 @@ def compute_sensitivity(
 
     generator = torch.Generator().manual_seed(seed)
     quant_errors = _quantization_errors(weights, weight_bits)
-    quadratic: list[dict[int, float]] = [
-        dict.fromkeys(sorted(set(weight_bits)), 0.0) for _ in weights
-    ]
-    act_quadratic: list[dict[int, float]] = [
-        dict.fromkeys(sorted(set(act_bits)), 0.0) for _ in weights
-    ]
-    capture_acts = activations or bool(act_bits)
     prune_errors = _pruning_errors(weights, widths)
-    width_quadratic: list[dict[float, float]] = [
-        dict.fromkeys(sorted(set(widths)), 0.0) for _ in weights
-    ]
+    capture_acts = activations or bool(act_bits)
+    # The second-order terms per layer, summed over batches: 0 where a layer has no curvature.
+    quadratic, act_quadratic, width_quadratic = (
+        [dict.fromkeys(sorted(set(keys)), 0.0) for _ in weights]
+        for keys in (weight_bits, act_bits, widths)
+    )
     weight_stats: list[list[RunningStats]] = []
     act_stats: list[list[RunningStats]] = []
     act_numel: list[int] = []
@@ -191,39 +197,24 @@ def compute_sensitivity(
         desc="Hessian traces",
         unit="round",
     ) as bar:
+        traces = functools.partial(
+            hutchinson_traces,
+            target_rel_err=target_rel_err * sqrt_b,
+            min_probes=min_probes,
+            max_probes=max_probes,
+            generator=generator,
+            on_round=lambda _active: bar.update(1),
+        )
         for x, y in batches:
             graph = _GradientGraph(work, modules, weights, loss_fn, x, y, capture_acts)
             losses.append(graph.loss_value)
             done_before = bar.n
-
-            def tick(_active: int) -> None:
-                bar.update(1)
-
             weight_stats.append(
-                hutchinson_traces(
-                    graph.weight_hvps(),
-                    weights,
-                    target_rel_err=target_rel_err * sqrt_b,
-                    min_probes=min_probes,
-                    max_probes=max_probes,
-                    generator=generator,
-                    deflation_rank=deflation_rank,
-                    on_round=tick,
-                )
+                traces(graph.weight_hvps(), weights, deflation_rank=deflation_rank)
             )
             if activations:
                 act_numel = [int(act[0].numel()) for act in graph.acts]
-                act_stats.append(
-                    hutchinson_traces(
-                        graph.act_hvps(),
-                        graph.acts,
-                        target_rel_err=target_rel_err * sqrt_b,
-                        min_probes=min_probes,
-                        max_probes=max_probes,
-                        generator=generator,
-                        on_round=tick,
-                    )
-                )
+                act_stats.append(traces(graph.act_hvps(), graph.acts))
             for index, hvp in enumerate(graph.weight_hvps()):
                 _add_quadratic(quadratic[index], hvp, quant_errors[index], len(batches))
                 _add_quadratic(width_quadratic[index], hvp, prune_errors[index], len(batches))
@@ -251,8 +242,7 @@ def compute_sensitivity(
         n_params = int(weights[index].numel())
         trace, stderr, probes = _combine([stats[index] for stats in weight_stats])
         out_channels, in_channels, _, _ = layer_channels(module)
-        act_trace = act_stderr = None
-        numel = None
+        act_trace = act_stderr = numel = None
         if activations:
             numel = act_numel[index]
             total, total_err, _ = _combine([stats[index] for stats in act_stats])
@@ -293,25 +283,6 @@ def compute_sensitivity(
         "torch": torch.__version__,
     }
     return SensitivityReport(layers=tuple(results), settings=settings)
-
-
-def _validate(
-    num_batches: int,
-    target_rel_err: float,
-    max_probes: int,
-    min_probes: int,
-    weight_bits: Sequence[int],
-) -> None:
-    if num_batches < 1:
-        raise ValueError(f"num_batches must be >= 1, got {num_batches}.")
-    if not target_rel_err > 0:
-        raise ValueError(f"target_rel_err must be > 0 (e.g. 0.01 for 1%), got {target_rel_err}.")
-    if min_probes < 2 or max_probes < 2:
-        raise ValueError(
-            f"min_probes and max_probes must be >= 2 (a standard error needs 2 probes), got "
-            f"min_probes={min_probes}, max_probes={max_probes}."
-        )
-    check_bit_choices(weight_bits, field="weight_bits", allow_float=False)
 
 
 def _take_batches(source: Iterable[Batch] | Batch, num_batches: int) -> list[Batch]:
@@ -426,18 +397,15 @@ def _top_eigenvalues(
     max_iter: int,
     tol: float,
 ) -> list[float]:
-    cached: list[_GradientGraph] = []
+    # One batch: its gradient graph is built once and serves every iteration.
+    single = None
     if len(batches) == 1:
-        cached = [_GradientGraph(model, modules, weights, loss_fn, *batches[0], False)]
+        single = _GradientGraph(model, modules, weights, loss_fn, *batches[0], False)
 
     def hvp(vectors: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
         totals: list[torch.Tensor | None] = [None] * len(vectors)
         for x, y in batches:
-            graph = (
-                cached[0]
-                if cached
-                else _GradientGraph(model, modules, weights, loss_fn, x, y, False)
-            )
+            graph = single or _GradientGraph(model, modules, weights, loss_fn, x, y, False)
             for index, (product_fn, vector) in enumerate(zip(graph.weight_hvps(), vectors)):
                 if vector is None:
                     continue
@@ -469,17 +437,11 @@ def _quantization_errors(
 ) -> list[dict[int, torch.Tensor]]:
     """``Q_b(W) - W`` per layer and candidate bit-width (per-channel symmetric)."""
     quantizer = UniformQuantizer()
-    errors = []
     with torch.no_grad():
-        for weight in weights:
-            w = weight.detach()
-            errors.append(
-                {
-                    bits: quantizer.fake_quantize_weight(w, bits) - w
-                    for bits in sorted(set(bits_list))
-                }
-            )
-    return errors
+        return [
+            {bits: quantizer.fake_quantize_weight(w, bits) - w for bits in sorted(set(bits_list))}
+            for w in (weight.detach() for weight in weights)
+        ]
 
 
 def _pruning_errors(

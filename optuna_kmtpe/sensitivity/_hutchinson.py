@@ -105,7 +105,6 @@ def hutchinson_traces(
     stats = [RunningStats() for _ in hvps]
     offsets = [0.0] * len(hvps)
     bases: list[torch.Tensor | None] = [None] * len(hvps)
-    extra_products = [0] * len(hvps)
     active = []
     for index, hvp in enumerate(hvps):
         numel = shapes[index].numel()
@@ -118,7 +117,6 @@ def hutchinson_traces(
                 offsets[index], bases[index] = _deflate(
                     hvp, shapes[index], deflation_rank, generator
                 )
-                extra_products[index] = 2 * deflation_rank
             active.append(index)
     while active:
         still_active = []
@@ -140,8 +138,8 @@ def hutchinson_traces(
         active = still_active
         if on_round is not None:
             on_round(len(active))
-    for index, extra in enumerate(extra_products):
-        stats[index].products = stats[index].count + extra
+    for index, basis in enumerate(bases):  # a deflated block took 2k products more
+        stats[index].products = stats[index].count + (0 if basis is None else 2 * deflation_rank)
     return stats
 
 
@@ -152,9 +150,7 @@ def _exact_trace(hvp: HVP, like: torch.Tensor) -> RunningStats:
         flat.zero_()
         flat[position] = 1.0
         total += float(hvp(flat.reshape(like.shape)).flatten()[position])
-    stats = RunningStats(count=like.numel(), mean=total, m2=0.0)
-    stats.exact = True
-    return stats
+    return RunningStats(count=like.numel(), mean=total, exact=True)
 
 
 def _deflate(

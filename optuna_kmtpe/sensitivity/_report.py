@@ -81,13 +81,9 @@ class LayerSensitivity:
     @property
     def rel_stderr(self) -> float:
         """``trace_stderr / |trace|`` (``inf`` for a zero trace with noise, 0 when both are 0)."""
-        return _rel(self.trace_stderr, self.trace)
-
-    @property
-    def act_rel_stderr(self) -> float | None:
-        if self.act_trace is None or self.act_trace_stderr is None:
-            return None
-        return _rel(self.act_trace_stderr, self.act_trace)
+        if self.trace == 0.0:
+            return 0.0 if self.trace_stderr == 0.0 else math.inf
+        return abs(self.trace_stderr / self.trace)
 
     def omega(self, bits: int, *, kind: str = "trace") -> float:
         """Sensitivity of this layer at ``bits``.
@@ -118,10 +114,8 @@ class LayerSensitivity:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        data["perturbation"] = {str(b): float(v) for b, v in sorted(self.perturbation.items())}
-        for key in ("quadratic", "act_quadratic", "width_quadratic"):
-            table = getattr(self, key)
-            data[key] = {str(b): float(v) for b, v in sorted(table.items())}
+        for key, _ in _TABLES:
+            data[key] = {str(b): float(v) for b, v in sorted(getattr(self, key).items())}
         return data
 
     @classmethod
@@ -132,26 +126,20 @@ class LayerSensitivity:
             raise ValueError(
                 f"LayerSensitivity.from_dict: missing key(s) {sorted(missing)} in {dict(data)!r}."
             )
-        values = {k: v for k, v in data.items() if k in fields}
-        values["perturbation"] = {
-            int(b): float(v) for b, v in dict(data.get("perturbation", {})).items()
-        }
-        for key in ("quadratic", "act_quadratic"):
-            values[key] = {int(b): float(v) for b, v in dict(data.get(key, {})).items()}
-        values["width_quadratic"] = {
-            float(w): float(v) for w, v in dict(data.get("width_quadratic", {})).items()
-        }
-        values.setdefault("kind", "")
-        values.setdefault("out_channels", 1)
-        values.setdefault("in_channels", 1)
-        values.setdefault("num_probes", 0)
+        values = {"kind": "", "out_channels": 1, "in_channels": 1, "num_probes": 0}
+        values.update((k, v) for k, v in data.items() if k in fields)
+        for key, cast in _TABLES:
+            values[key] = {cast(b): float(v) for b, v in dict(data.get(key, {})).items()}
         return cls(**values)
 
 
-def _rel(stderr: float, mean: float) -> float:
-    if mean == 0.0:
-        return 0.0 if stderr == 0.0 else math.inf
-    return abs(stderr / mean)
+#: The per-bit (per-width) tables of a layer and the type of their keys (JSON makes them str).
+_TABLES = (
+    ("perturbation", int),
+    ("quadratic", int),
+    ("act_quadratic", int),
+    ("width_quadratic", float),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,12 +192,8 @@ class SensitivityReport:
     @property
     def weight_bits(self) -> tuple[int, ...]:
         """Candidate weight bit-widths that every layer has a perturbation for."""
-        if not self.layers:
-            return ()
-        common = set(self.layers[0].perturbation)
-        for layer in self.layers[1:]:
-            common &= set(layer.perturbation)
-        return tuple(sorted(common))
+        tables = [set(layer.perturbation) for layer in self.layers]
+        return tuple(sorted(set.intersection(*tables))) if tables else ()
 
     @property
     def has_activation_traces(self) -> bool:
@@ -268,23 +252,17 @@ class SensitivityReport:
             >>> SensitivityReport.load_from_study(study) == report
             True
         """
-        layer_dicts = [layer.to_dict() for layer in self.layers]
+        data = self.to_dict()
         chunks: list[list[dict[str, Any]]] = [[]]
         size = 0
-        for layer_dict in layer_dicts:
+        for layer_dict in data["layers"]:
             length = len(json.dumps(layer_dict))
             if chunks[-1] and size + length > _MAX_ATTR_CHARS:
                 chunks.append([])
                 size = 0
             chunks[-1].append(layer_dict)
             size += length
-        header = {
-            "format_version": REPORT_FORMAT_VERSION,
-            "settings": dict(self.settings),
-            "layers": chunks[0],
-            "extra_chunks": len(chunks) - 1,
-        }
-        study.set_user_attr(key, header)
+        study.set_user_attr(key, {**data, "layers": chunks[0], "extra_chunks": len(chunks) - 1})
         for index, chunk in enumerate(chunks[1:], start=1):
             study.set_user_attr(f"{key}:{index}", chunk)
 

@@ -9,6 +9,7 @@ order ``below`` and caps.
 from __future__ import annotations
 
 from collections.abc import Sequence
+import functools
 from typing import TYPE_CHECKING
 from typing import NamedTuple
 
@@ -201,15 +202,7 @@ def pareto_monotone(
     if method == "auto":
         method = "enumerate" if count_monotone(caps, below) <= MAX_ENUMERATE else "milp"
     if method == "enumerate":
-        points = [
-            LevelPoint(
-                sum(sizes[i][b] for i, b in enumerate(levels)),
-                sum(omegas[i][b] for i, b in enumerate(levels)),
-                levels,
-            )
-            for levels in iter_monotone(caps, below)
-        ]
-        return _non_dominated(points)
+        return _non_dominated([_point(sizes, omegas, v) for v in iter_monotone(caps, below)])
     if method != "milp":
         raise ValueError(f"method must be 'auto', 'enumerate' or 'milp', got {method!r}.")
     frontier: list[LevelPoint] = []
@@ -235,18 +228,15 @@ def select(
 ) -> LevelPoint | None:
     """The config of minimal Omega (then minimal size) with size <= budget, or ``None``."""
     if below is None or not any(below):
-        candidates = [p for p in pareto_independent(sizes, omegas, caps) if p.size <= budget]
-        return min(candidates, key=lambda p: (p.omega, p.size)) if candidates else None
-    if method == "auto":
-        method = "enumerate" if count_monotone(caps, below) <= MAX_ENUMERATE else "milp"
-    if method == "enumerate":
-        candidates = [
-            p
-            for p in pareto_monotone(sizes, omegas, caps, below, method="enumerate")
-            if p.size <= budget
-        ]
-        return min(candidates, key=lambda p: (p.omega, p.size)) if candidates else None
-    return select_milp(sizes, omegas, caps, below, budget)
+        points = pareto_independent(sizes, omegas, caps)
+    elif method == "enumerate" or (
+        method == "auto" and count_monotone(caps, below) <= MAX_ENUMERATE
+    ):
+        points = pareto_monotone(sizes, omegas, caps, below, method="enumerate")
+    else:
+        return select_milp(sizes, omegas, caps, below, budget)
+    candidates = [p for p in points if p.size <= budget]
+    return min(candidates, key=lambda p: (p.omega, p.size)) if candidates else None
 
 
 def select_milp(
@@ -267,7 +257,6 @@ def select_milp(
 
     n_layers = len(sizes)
     columns = [(i, b) for i in range(n_layers) for b in range(len(sizes[i]))]
-    index = {key: k for k, key in enumerate(columns)}
     size_vec = np.array([sizes[i][b] for i, b in columns], dtype=float)
     omega_vec = np.array([omegas[i][b] for i, b in columns], dtype=float)
     size_scale = max(float(size_vec.max()), 1.0)
@@ -275,24 +264,13 @@ def select_milp(
     size_vec /= size_scale
     omega_vec /= omega_scale
 
-    rows: list[np.ndarray] = []
-    lower: list[float] = []
-    upper: list[float] = []
-    for i in range(n_layers):
-        row = np.zeros(len(columns))
-        for b in range(len(sizes[i])):
-            row[index[(i, b)]] = 1.0
-        rows.append(row)
-        lower.append(1.0)
-        upper.append(1.0)
+    layer = np.array([i for i, _ in columns])
+    level = np.array([b for _, b in columns], dtype=float)
+    rows = [(layer == i).astype(float) for i in range(n_layers)]
+    lower, upper = [1.0] * n_layers, [1.0] * n_layers
     for i, lower_set in enumerate(below):
         for j in lower_set:
-            row = np.zeros(len(columns))
-            for b in range(len(sizes[i])):
-                row[index[(i, b)]] += b
-            for b in range(len(sizes[j])):
-                row[index[(j, b)]] -= b
-            rows.append(row)
+            rows.append(level * (layer == i) - level * (layer == j))
             lower.append(0.0)
             upper.append(np.inf)
     if np.isfinite(budget):
@@ -300,33 +278,31 @@ def select_milp(
         lower.append(-np.inf)
         upper.append(budget / size_scale)
     col_upper = np.array([1.0 if b <= caps[i] else 0.0 for i, b in columns])
-    bounds = Bounds(np.zeros(len(columns)), col_upper)
-    integrality = np.ones(len(columns))
-    options = {"mip_rel_gap": 0.0}
-    constraints = [LinearConstraint(np.array(rows), np.array(lower), np.array(upper))]
-    first = milp(
-        omega_vec, constraints=constraints, integrality=integrality, bounds=bounds, options=options
+    solve = functools.partial(
+        milp,
+        integrality=np.ones(len(columns)),
+        bounds=Bounds(np.zeros(len(columns)), col_upper),
+        options={"mip_rel_gap": 0.0},
     )
+    constraints = [LinearConstraint(np.array(rows), np.array(lower), np.array(upper))]
+    first = solve(omega_vec, constraints=constraints)
     if first.status != 0 or first.x is None:
         return None
     best_omega = float(omega_vec @ np.round(first.x))
     tie = LinearConstraint(omega_vec[None, :], -np.inf, best_omega + 1e-9)
-    second = milp(
-        size_vec,
-        constraints=constraints + [tie],
-        integrality=integrality,
-        bounds=bounds,
-        options=options,
-    )
+    second = solve(size_vec, constraints=constraints + [tie])
     solution = second.x if second.status == 0 and second.x is not None else first.x
-    chosen = np.round(solution).astype(int)
     levels = [0] * n_layers
-    for k, (i, b) in enumerate(columns):
-        if chosen[k]:
-            levels[i] = b
-    levels_t = tuple(levels)
+    for k in np.flatnonzero(np.round(solution).astype(int)):
+        levels[columns[k][0]] = columns[k][1]
+    return _point(sizes, omegas, tuple(levels))
+
+
+def _point(
+    sizes: Sequence[Sequence[float]], omegas: Sequence[Sequence[float]], levels: tuple[int, ...]
+) -> LevelPoint:
     return LevelPoint(
-        sum(sizes[i][b] for i, b in enumerate(levels_t)),
-        sum(omegas[i][b] for i, b in enumerate(levels_t)),
-        levels_t,
+        sum(sizes[i][b] for i, b in enumerate(levels)),
+        sum(omegas[i][b] for i, b in enumerate(levels)),
+        levels,
     )

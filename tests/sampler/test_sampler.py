@@ -5,6 +5,7 @@ import math
 import os
 from pathlib import Path
 import pickle
+import pkgutil
 import subprocess
 import sys
 from typing import Any
@@ -51,7 +52,7 @@ def _params(sampler: KMeansTPESampler, objective: Any = _mixed_objective, n: int
     ids=[d for d, _ in _compat.REQUIRED_PRIVATE_API],
 )
 def test_canary_private_optuna_name(dotted: str, expected: tuple[str, ...]) -> None:
-    obj = _compat._resolve(dotted)
+    obj = pkgutil.resolve_name(dotted)
     names = tuple(inspect.signature(obj).parameters)  # type: ignore[arg-type]
     assert names == expected, (
         f"Optuna changed the private name {dotted}: expected parameters {expected}, found {names}."
