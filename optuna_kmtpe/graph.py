@@ -510,21 +510,17 @@ def _producer_of(
     layer: nn.Module,
     layers: dict[str, nn.Module],
 ) -> tuple[str | None, int]:
-    if len(sources) != 1 or axis is None:
+    if len(sources) != 1 or axis is None or _INPUT in sources:
         return None, 1
     (source,) = sources
-    if source == _INPUT:
-        return None, 1
     in_shape = _shape(node.all_input_nodes[0])
     channel_axis = 1 if not isinstance(layer, nn.Linear) else _last_axis(node.all_input_nodes[0])
     if in_shape is None or axis != channel_axis:
         return None, 1  # e.g. a Linear applied along a conv's length axis
     out_channels = layer_channels(layers[source])[0]
     in_channels = layer_channels(layer)[1]
-    if in_channels % out_channels != 0:
-        return None, 1
-    mult = in_channels // out_channels
-    if mult != 1 and not isinstance(layer, nn.Linear):
+    mult, rest = divmod(in_channels, out_channels)
+    if rest or (mult != 1 and not isinstance(layer, nn.Linear)):
         return None, 1
     return source, mult
 
