@@ -48,7 +48,8 @@ QONNX_DOMAIN = "qonnx.custom_op.general"
 OPSET = 18
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
-_COMPUTE_OPS = ("Conv", "Gemm", "MatMul")
+COMPUTE_OPS = ("Conv", "Gemm", "MatMul")
+"""The ONNX ops of a quantizable layer's computation (named after the layer in the export)."""
 _PASS_THROUGH_OPS = ("Transpose", "Reshape", "Identity")
 
 
@@ -228,7 +229,7 @@ def _compute_node(graph: onnx.GraphProto, weight_name: str, layer: str) -> int:
     for _ in range(4):
         readers = [(i, n) for i, n in enumerate(graph.node) if wanted & set(n.input)]
         for index, node in readers:
-            if node.op_type in _COMPUTE_OPS:
+            if node.op_type in COMPUTE_OPS:
                 return index
         wanted = {out for _, n in readers if n.op_type in _PASS_THROUGH_OPS for out in n.output}
         if not wanted:
