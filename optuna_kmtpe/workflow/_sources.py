@@ -298,7 +298,7 @@ def _as_tensor_dataset(dataset: Any, where: str, *, loss: str = DEFAULT_LOSS) ->
         try:
             inputs = torch.stack([torch.as_tensor(x) for x, _ in items])
             if loss == DEFAULT_LOSS:
-                labels = torch.as_tensor([_scalar(y) for _, y in items])
+                labels = torch.as_tensor([y.item() if hasattr(y, "item") else y for _, y in items])
             else:
                 labels = torch.stack([torch.as_tensor(y) for _, y in items])
         except (RuntimeError, TypeError, ValueError) as exc:
@@ -338,10 +338,6 @@ def _regression_dataset(inputs: torch.Tensor, targets: torch.Tensor, where: str)
 
 def _is_pair(item: Any) -> bool:
     return isinstance(item, (tuple, list)) and len(item) == 2
-
-
-def _scalar(label: Any) -> Any:
-    return label.item() if hasattr(label, "item") else label
 
 
 def build_float_model(settings: SearchSettings, splits: DatasetSplits) -> nn.Module:
