@@ -302,14 +302,14 @@ def call_with_accepted(function: Callable[..., Any], /, **available: Any) -> Any
 
 
 for _name, _target, _description in (
-    ("digits_cnn", "optuna_kmtpe.models._registry:digits_cnn", "small CNN for 8x8 digits"),
+    ("digits_cnn", "optuna_kmtpe.models:DigitsCNN", "small CNN for 8x8 digits"),
     ("mlp", "optuna_kmtpe.models._registry:mlp", "MLP on flattened inputs of any shape"),
-    ("resnet20", "optuna_kmtpe.models._registry:resnet20", "ResNet-20 for 32x32 images"),
-    ("resnet20_1d", "optuna_kmtpe.models._registry:resnet20_1d", "ResNet-20 for 1-D signals"),
+    ("resnet20", "optuna_kmtpe.models:ResNet20", "ResNet-20 for 32x32 images"),
+    ("resnet20_1d", "optuna_kmtpe.models:ResNet20_1D", "ResNet-20 for 1-D signals"),
 ):
     register_model(_name, _target, description=_description)
 for _name, _target, _description in (
-    ("digits", "optuna_kmtpe.data._builtin:digits", "embedded 8x8 digits"),
+    ("digits", "optuna_kmtpe.data:load_digits", "embedded 8x8 digits"),
     ("mnist1d", "optuna_kmtpe.data._builtin:mnist1d", "MNIST-1D, generated offline"),
     ("mnist", "optuna_kmtpe.data._builtin:mnist", "MNIST (vision extra, --data-dir)"),
     ("cifar10", "optuna_kmtpe.data._builtin:cifar10", "CIFAR-10 (vision extra, --data-dir)"),

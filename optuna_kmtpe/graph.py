@@ -58,7 +58,8 @@ _PASS_THROUGH_MODULES: tuple[type[nn.Module], ...] = (
     nn.AdaptiveMaxPool1d,
     nn.AdaptiveMaxPool2d,
 )
-_PASS_THROUGH_FUNCTIONS: frozenset[Any] = frozenset(
+# The functions, and tensor methods by name, that keep the channel dimension as it is.
+_PASS_THROUGH_OPS: frozenset[Any] = frozenset(
     {
         F.relu,
         F.relu6,
@@ -82,20 +83,23 @@ _PASS_THROUGH_FUNCTIONS: frozenset[Any] = frozenset(
         torch.tanh,
         F.sigmoid,
         F.tanh,
+        *("relu", "relu_", "sigmoid", "tanh", "contiguous", "clone", "float", "detach"),
     }
 )
-_PASS_THROUGH_METHODS: frozenset[str] = frozenset(
-    {"relu", "relu_", "sigmoid", "tanh", "contiguous", "clone", "float", "detach"}
-)
 # Shape queries read metadata only: channels do not flow through them.
-_METADATA_METHODS: frozenset[str] = frozenset({"size", "dim", "numel", "ndimension"})
-_RESHAPE_FUNCTIONS: frozenset[Any] = frozenset({torch.flatten, torch.reshape})
+_METADATA_OPS: frozenset[Any] = frozenset({getattr, "size", "dim", "numel", "ndimension"})
+_RESHAPE_OPS: frozenset[Any] = frozenset(
+    {torch.flatten, torch.reshape, "flatten", "view", "reshape"}
+)
 # Reductions over axes other than the channel axis keep each channel apart (global pooling).
-_REDUCTION_FUNCTIONS: frozenset[Any] = frozenset({torch.mean, torch.sum, torch.amax, torch.amin})
-_REDUCTION_METHODS: frozenset[str] = frozenset({"mean", "sum", "amax", "amin"})
-_RESHAPE_METHODS: frozenset[str] = frozenset({"flatten", "view", "reshape"})
+_REDUCTION_OPS: frozenset[Any] = frozenset(
+    {torch.mean, torch.sum, torch.amax, torch.amin, "mean", "sum", "amax", "amin"}
+)
+_TRANSPOSE_OPS: frozenset[Any] = frozenset(
+    {torch.transpose, torch.permute, "transpose", "permute"}
+)
 # Element-wise binary ops: two tensors with channels meeting here are tied (residuals).
-_ELEMENTWISE_FUNCTIONS: frozenset[Any] = frozenset(
+_ELEMENTWISE_OPS: frozenset[Any] = frozenset(
     {
         operator.add,
         operator.iadd,
@@ -107,10 +111,8 @@ _ELEMENTWISE_FUNCTIONS: frozenset[Any] = frozenset(
         torch.mul,
         torch.sub,
         torch.div,
+        *("add", "add_", "mul", "mul_", "sub", "sub_", "div", "div_"),
     }
-)
-_ELEMENTWISE_METHODS: frozenset[str] = frozenset(
-    {"add", "add_", "mul", "mul_", "sub", "sub_", "div", "div_"}
 )
 # Modules with one parameter (or statistic) per channel: they follow a pruned layer.
 _PER_CHANNEL_TYPES: tuple[type[nn.Module], ...] = (
@@ -439,9 +441,9 @@ def _analyse(traced: torch.fx.GraphModule, layers: dict[str, nn.Module]) -> Chan
             if getattr(layer, "groups", 1) != 1:
                 block(in_sources, f"it feeds the grouped convolution {name!r}")
                 reasons.setdefault(name, "grouped convolutions keep their width")
-        elif not in_sources or _is_metadata_query(node):
+        elif not in_sources or _calls(node, _METADATA_OPS):
             continue
-        elif _is_elementwise(node):
+        elif _calls(node, _ELEMENTWISE_OPS):
             flows[node] = _Flow(in_sources, axis)
             if any(_is_constant_tensor(arg, flows) for arg in node.all_input_nodes):
                 block(in_sources, f"its channels meet a fixed-size tensor in {node.name!r}")
@@ -455,11 +457,12 @@ def _analyse(traced: torch.fx.GraphModule, layers: dict[str, nn.Module]) -> Chan
                 if node.target in (torch.cat, torch.concat, torch.stack):
                     tie_sets.append(set(in_sources))
                 block(in_sources, f"its channels pass through {_describe(node, modules)}")
-            elif node.op == "call_module":
-                module = modules[str(node.target)]
-                if calls[str(node.target)] > 1 and _has_channel_state(module):
+            elif node.op == "call_module" and isinstance(
+                modules[str(node.target)], _PER_CHANNEL_TYPES
+            ):
+                if calls[str(node.target)] > 1:
                     block(in_sources, f"it feeds {node.target!r}, a module called more than once")
-                elif _has_channel_state(module):
+                else:
                     for source in in_sources - {_INPUT}:
                         followers.setdefault(source, []).append(str(node.target))
 
@@ -507,21 +510,17 @@ def _producer_of(
     layer: nn.Module,
     layers: dict[str, nn.Module],
 ) -> tuple[str | None, int]:
-    if len(sources) != 1 or axis is None:
+    if len(sources) != 1 or axis is None or _INPUT in sources:
         return None, 1
     (source,) = sources
-    if source == _INPUT:
-        return None, 1
     in_shape = _shape(node.all_input_nodes[0])
     channel_axis = 1 if not isinstance(layer, nn.Linear) else _last_axis(node.all_input_nodes[0])
     if in_shape is None or axis != channel_axis:
         return None, 1  # e.g. a Linear applied along a conv's length axis
     out_channels = layer_channels(layers[source])[0]
     in_channels = layer_channels(layer)[1]
-    if in_channels % out_channels != 0:
-        return None, 1
-    mult = in_channels // out_channels
-    if mult != 1 and not isinstance(layer, nn.Linear):
+    mult, rest = divmod(in_channels, out_channels)
+    if rest or (mult != 1 and not isinstance(layer, nn.Linear)):
         return None, 1
     return source, mult
 
@@ -538,69 +537,38 @@ def _follow(node: torch.fx.Node, axis: int | None, modules: dict[str, nn.Module]
         return None
     channels = in_shape[axis]
     new_axis: int | None = None
-    if _is_pass_through(node, modules):
+    if _calls(node, _PASS_THROUGH_OPS, modules, _PASS_THROUGH_MODULES):
         new_axis = axis
         module = modules.get(str(node.target)) if node.op == "call_module" else None
-        if _has_channel_state(module) and axis != 1:
+        if isinstance(module, _PER_CHANNEL_TYPES) and axis != 1:
             return None  # BatchNorm normalizes axis 1, not these channels
-    elif _is_reshape(node, modules):
+    elif _calls(node, _RESHAPE_OPS, modules, (nn.Flatten,)):
         if out_shape == in_shape:
             new_axis = axis
         elif axis == 1 and _is_flatten_like(in_shape, out_shape) and not _fixed_size(node):
             return 1
     elif node.op == "call_function" and node.target is operator.getitem:
         new_axis = _axis_after_index(node.args[1], axis)
-    elif _is_reduction(node):
+    elif _calls(node, _REDUCTION_OPS):
         new_axis = _axis_after_reduction(node, axis, len(in_shape))
-    elif _is_transpose(node):
+    elif _calls(node, _TRANSPOSE_OPS):
         new_axis = _axis_after_transpose(node, axis, len(in_shape))
     if new_axis is None or new_axis >= len(out_shape) or out_shape[new_axis] != channels:
         return None
     return new_axis
 
 
-def _has_channel_state(module: nn.Module | None) -> bool:
-    return isinstance(module, _PER_CHANNEL_TYPES)
-
-
-def _is_pass_through(node: torch.fx.Node, modules: dict[str, nn.Module]) -> bool:
+def _calls(
+    node: torch.fx.Node,
+    ops: frozenset[Any],
+    modules: dict[str, nn.Module] | None = None,
+    module_types: tuple[type[nn.Module], ...] = (),
+) -> bool:
+    """Whether ``node`` calls one of ``ops`` (functions, and tensor methods by name) or, given
+    ``modules``, a module of one of ``module_types``."""
     if node.op == "call_module":
-        return isinstance(modules.get(str(node.target)), _PASS_THROUGH_MODULES)
-    if node.op == "call_function":
-        return node.target in _PASS_THROUGH_FUNCTIONS
-    return node.op == "call_method" and node.target in _PASS_THROUGH_METHODS
-
-
-def _is_reshape(node: torch.fx.Node, modules: dict[str, nn.Module]) -> bool:
-    if node.op == "call_module":
-        return isinstance(modules.get(str(node.target)), nn.Flatten)
-    if node.op == "call_function":
-        return node.target in _RESHAPE_FUNCTIONS
-    return node.op == "call_method" and node.target in _RESHAPE_METHODS
-
-
-def _is_metadata_query(node: torch.fx.Node) -> bool:
-    if node.op == "call_method":
-        return node.target in _METADATA_METHODS
-    return node.op == "call_function" and node.target is getattr
-
-
-def _is_elementwise(node: torch.fx.Node) -> bool:
-    if node.op == "call_function":
-        return node.target in _ELEMENTWISE_FUNCTIONS
-    return node.op == "call_method" and node.target in _ELEMENTWISE_METHODS
-
-
-def _is_reduction(node: torch.fx.Node) -> bool:
-    if node.op == "call_function":
-        return node.target in _REDUCTION_FUNCTIONS
-    return node.op == "call_method" and node.target in _REDUCTION_METHODS
-
-
-def _is_transpose(node: torch.fx.Node) -> bool:
-    if node.op == "call_function":
-        return node.target in (torch.transpose, torch.permute)
-    return node.op == "call_method" and node.target in ("transpose", "permute")
+        return modules is not None and isinstance(modules.get(str(node.target)), module_types)
+    return node.op in ("call_function", "call_method") and node.target in ops
 
 
 def _is_constant_tensor(node: torch.fx.Node, flows: dict[torch.fx.Node, _Flow]) -> bool:

@@ -236,9 +236,10 @@ def cost_metrics() -> tuple[str, ...]:
     )
 
 
-def metric(name: str) -> Metric:
-    """The :class:`Metric` called ``name``: built-in, or a plain one (4 digits, no unit)."""
-    return METRICS.get(name) or Metric(name, "maximize", "", name)
+def metric(name: str, direction: str = "maximize") -> Metric:
+    """The :class:`Metric` called ``name``: built-in, or a plain one (4 digits, no unit) in
+    ``direction``."""
+    return METRICS.get(name) or Metric(name, direction, "", name)
 
 
 def objective_metrics(objectives: Sequence[str], *, quality: Metric) -> tuple[Metric, ...]:
@@ -279,10 +280,7 @@ def study_metrics(study: optuna.Study) -> tuple[Metric, ...]:
     if isinstance(stored, Mapping) and len(stored.get("objectives", ())) == len(directions):
         return tuple(Metric.from_dict(m) for m in stored["objectives"])
     names = study.metric_names or [f"value{i}" for i in range(len(directions))]
-    return tuple(
-        METRICS[name] if name in METRICS else Metric(name, direction, "", name)
-        for name, direction in zip(names, directions)
-    )
+    return tuple(metric(name, direction) for name, direction in zip(names, directions))
 
 
 def study_quality(study: optuna.Study) -> Metric:

@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 from optuna_kmtpe.data._digits import DatasetSplits
-from optuna_kmtpe.data._digits import load_digits
 from optuna_kmtpe.data._mnist1d import load_mnist1d
 from optuna_kmtpe.data._vision import load_cifar10
 from optuna_kmtpe.data._vision import load_mnist
-
-
-def digits(*, seed: int) -> DatasetSplits:
-    """scikit-learn's 8x8 digits (:func:`~optuna_kmtpe.data.load_digits`)."""
-    return load_digits(seed=seed)
 
 
 def mnist1d(*, seed: int, n_samples: int | None = None) -> DatasetSplits:

@@ -41,7 +41,6 @@ def load_digits(
         >>> splits.input_shape, len(splits.train) + len(splits.val) + len(splits.test)
         ((1, 8, 8), 1797)
     """
-    check_split_fractions(val_fraction, test_fraction)
     from sklearn.datasets import load_digits as _sk_load_digits
 
     bunch = _sk_load_digits()

@@ -8,6 +8,7 @@ passes ``download=True``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import os
 from typing import Any
 
@@ -54,17 +55,9 @@ def load_cifar10(
         >>> splits.input_shape  # doctest: +SKIP
         (3, 32, 32)
     """
-    raw = _load_torchvision("CIFAR10", root, download)
-    train_x = np.asarray(raw["train"].data).transpose(0, 3, 1, 2)
-    test_x = np.asarray(raw["test"].data).transpose(0, 3, 1, 2)
+    # torchvision holds CIFAR-10 images channels-last.
     return _splits(
-        train_x,
-        np.asarray(raw["train"].targets),
-        test_x,
-        np.asarray(raw["test"].targets),
-        name="cifar10",
-        val_fraction=val_fraction,
-        seed=seed,
+        "CIFAR10", root, download, val_fraction, seed, lambda x: x.transpose(0, 3, 1, 2)
     )
 
 
@@ -84,24 +77,7 @@ def load_mnist(
         >>> splits.input_shape  # doctest: +SKIP
         (1, 28, 28)
     """
-    raw = _load_torchvision("MNIST", root, download)
-    train_x = _as_numpy(raw["train"].data)[:, None]
-    test_x = _as_numpy(raw["test"].data)[:, None]
-    return _splits(
-        train_x,
-        _as_numpy(raw["train"].targets),
-        test_x,
-        _as_numpy(raw["test"].targets),
-        name="mnist",
-        val_fraction=val_fraction,
-        seed=seed,
-    )
-
-
-def _as_numpy(values: Any) -> np.ndarray:
-    if isinstance(values, torch.Tensor):
-        return values.numpy()
-    return np.asarray(values)
+    return _splits("MNIST", root, download, val_fraction, seed, lambda x: x[:, None])
 
 
 def _load_torchvision(name: str, root: str | os.PathLike[str], download: bool) -> dict[str, Any]:
@@ -134,15 +110,18 @@ def _load_torchvision(name: str, root: str | os.PathLike[str], download: bool) -
 
 
 def _splits(
-    train_x: np.ndarray,
-    train_y: np.ndarray,
-    test_x: np.ndarray,
-    test_y: np.ndarray,
-    *,
     name: str,
+    root: str | os.PathLike[str],
+    download: bool,
     val_fraction: float,
     seed: int,
+    to_nchw: Callable[[np.ndarray], np.ndarray],
 ) -> DatasetSplits:
+    """The torchvision dataset ``name`` as splits: images laid out ``(N, C, H, W)`` by
+    ``to_nchw``, a stratified, seeded ``val_fraction`` of the training set as ``val``."""
+    raw = _load_torchvision(name, root, download)
+    train_x, test_x = (to_nchw(np.asarray(raw[split].data)) for split in ("train", "test"))
+    train_y, test_y = (np.asarray(raw[split].targets) for split in ("train", "test"))
     if not 0.0 < val_fraction < 0.9:
         raise ValueError(f"val_fraction must be in (0, 0.9), got {val_fraction}.")
     from sklearn.model_selection import train_test_split
@@ -163,5 +142,5 @@ def _splits(
         test=as_dataset(test_x, test_y),
         input_shape=tuple(int(d) for d in train_x.shape[1:]),
         num_classes=int(max(train_y.max(), test_y.max()) + 1),
-        name=name,
+        name=name.lower(),
     )

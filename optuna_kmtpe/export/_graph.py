@@ -48,7 +48,8 @@ QONNX_DOMAIN = "qonnx.custom_op.general"
 OPSET = 18
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
-_COMPUTE_OPS = ("Conv", "Gemm", "MatMul")
+COMPUTE_OPS = ("Conv", "Gemm", "MatMul")
+"""The ONNX ops of a quantizable layer's computation (named after the layer in the export)."""
 _PASS_THROUGH_OPS = ("Transpose", "Reshape", "Identity")
 
 
@@ -97,8 +98,8 @@ def build_graph(
     graph = model.graph
     _use_global_pooling(graph, rank=example_input.dim())
     initializers = {init.name: init for init in graph.initializer}
-    twin_weights = {name: _array(initializers[f"{name}.weight"]) for name in layers if
-                    f"{name}.weight" in initializers}  # fmt: skip
+    twin_weights = {name: onnx.numpy_helper.to_array(initializers[f"{name}.weight"]) for name
+                    in layers if f"{name}.weight" in initializers}  # fmt: skip
     new_nodes: dict[int, list[onnx.NodeProto]] = {}  # compute-node index -> nodes before it
     for name, params in layers.items():
         weight_name = f"{name}.weight"
@@ -228,7 +229,7 @@ def _compute_node(graph: onnx.GraphProto, weight_name: str, layer: str) -> int:
     for _ in range(4):
         readers = [(i, n) for i, n in enumerate(graph.node) if wanted & set(n.input)]
         for index, node in readers:
-            if node.op_type in _COMPUTE_OPS:
+            if node.op_type in COMPUTE_OPS:
                 return index
         wanted = {out for _, n in readers if n.op_type in _PASS_THROUGH_OPS for out in n.output}
         if not wanted:
@@ -241,19 +242,15 @@ def _compute_node(graph: onnx.GraphProto, weight_name: str, layer: str) -> int:
 def _check_twin_weight(name: str, twin: np.ndarray, params: LayerQuantization) -> None:
     """The exported weight must be the integer weights times their scale (catches any change
     between the forward pass and the integer description)."""
-    assert params.weight is not None and params.weight_int is not None
-    dequantized = _dequantized(params.weight, params.weight_int)
-    if not np.array_equal(twin, dequantized):
+    weight, q = params.weight, params.weight_int
+    assert weight is not None and q is not None
+    shape = (-1,) + (1,) * (q.dim() - 1) if weight.scale.dim() else ()
+    dequantized = (q.float() - weight.zero_point.reshape(shape)) * weight.scale.reshape(shape)
+    if not np.array_equal(twin, dequantized.numpy()):  # binary too: q = +-1, zero point 0
         raise ExportError(
             f"Layer {name!r}: the forward pass's weights differ from scale * (q - zero_point); "
             "the quantizer state is inconsistent (was the model changed after calibration?)."
         )
-
-
-def _dequantized(params: QuantizerParams, q: torch.Tensor) -> np.ndarray:
-    shape = (-1,) + (1,) * (q.dim() - 1) if params.scale.dim() else ()
-    value = (q.float() - params.zero_point.reshape(shape)) * params.scale.reshape(shape)
-    return value.numpy()  # binary too: q = +-1, zero point 0
 
 
 def _quantize_weight(
@@ -408,12 +405,6 @@ def _replace_initializer(graph: onnx.GraphProto, old: str, value: np.ndarray, ne
             del graph.initializer[index]
             break
     _add_initializer(graph, new, value)
-
-
-def _array(init: onnx.TensorProto) -> np.ndarray:
-    from onnx import numpy_helper
-
-    return numpy_helper.to_array(init)
 
 
 def _rewire(graph: onnx.GraphProto, old: str, new: str, *, skip: list[onnx.NodeProto]) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from optuna_kmtpe.export._graph import COMPUTE_OPS
 from optuna_kmtpe.export._graph import quantized_layers
 from optuna_kmtpe.quant import QuantizerParams
 
@@ -190,13 +191,12 @@ def _preprocess(qonnx_model: Any) -> Any:
     from qonnx.util.cleanup import cleanup_model
 
     proto = qonnx_model if isinstance(qonnx_model, onnx.ModelProto) else onnx.load(qonnx_model)
-    compute = ("Conv", "Gemm", "MatMul")
-    names = [n.name for n in proto.graph.node if n.op_type in compute]
+    names = [n.name for n in proto.graph.node if n.op_type in COMPUTE_OPS]
     wrapper = cleanup_model(ModelWrapper(proto.SerializeToString()))
     wrapper = wrapper.transform(ConvertToChannelsLastAndClean())
     wrapper = wrapper.transform(GemmToMatMul())
     wrapper = cleanup_model(wrapper)
-    nodes = [n for n in wrapper.graph.node if n.op_type in compute]
+    nodes = [n for n in wrapper.graph.node if n.op_type in COMPUTE_OPS]
     if len(nodes) == len(names):
         for node, name in zip(nodes, names):
             node.name = hls4ml_layer_name(name)

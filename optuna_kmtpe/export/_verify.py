@@ -126,27 +126,22 @@ def compare_outputs(
     """
     outputs = outputs.reshape(reference.shape)
     max_abs_diff = float(np.abs(outputs - reference).max())
+    agreement = accuracy = reference_accuracy = max_rel_diff = None
     if regression:
         scale = float(np.abs(reference).max())
-        return ExportCheck(
-            runtime=runtime,
-            samples=len(reference),
-            agreement=None,
-            accuracy=None,
-            reference_accuracy=None,
-            max_abs_diff=max_abs_diff,
-            max_rel_diff=max_abs_diff / scale if scale > 0 else max_abs_diff,
-        )
-    predicted, expected = outputs.argmax(axis=1), reference.argmax(axis=1)
-    accuracy = reference_accuracy = None
-    if labels is not None:
-        accuracy = float((predicted == labels).mean())
-        reference_accuracy = float((expected == labels).mean())
+        max_rel_diff = max_abs_diff / scale if scale > 0 else max_abs_diff
+    else:
+        predicted, expected = outputs.argmax(axis=1), reference.argmax(axis=1)
+        agreement = float((predicted == expected).mean())
+        if labels is not None:
+            accuracy = float((predicted == labels).mean())
+            reference_accuracy = float((expected == labels).mean())
     return ExportCheck(
         runtime=runtime,
         samples=len(reference),
-        agreement=float((predicted == expected).mean()),
+        agreement=agreement,
         accuracy=accuracy,
         reference_accuracy=reference_accuracy,
         max_abs_diff=max_abs_diff,
+        max_rel_diff=max_rel_diff,
     )

@@ -1,5 +1,7 @@
-"""The built-in model builders and :func:`build_model`, on the public registry
-(:mod:`optuna_kmtpe._registry`). Each builder receives what it needs from the data."""
+"""The MLP's builder and :func:`build_model`, on the registry (:mod:`optuna_kmtpe._registry`).
+
+The other built-in models are registered as their classes, whose keywords (``num_classes``,
+``in_channels``) are what the registry passes; the MLP needs its input size from the shape."""
 
 from __future__ import annotations
 
@@ -11,29 +13,11 @@ from optuna_kmtpe._registry import call_with_accepted
 from optuna_kmtpe._registry import model_entry
 from optuna_kmtpe._registry import model_names
 from optuna_kmtpe.models._small import MLP
-from optuna_kmtpe.models._small import DigitsCNN
-from optuna_kmtpe.models.resnet import ResNet20
-from optuna_kmtpe.models.resnet1d import ResNet20_1D
-
-
-def digits_cnn(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """The small CNN for 8x8 digits (:class:`~optuna_kmtpe.models.DigitsCNN`)."""
-    return DigitsCNN(num_classes=num_classes, in_channels=input_shape[0])
 
 
 def mlp(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """An MLP on flattened inputs of any shape (:class:`~optuna_kmtpe.models.MLP`)."""
     return MLP(in_features=math.prod(input_shape), num_classes=num_classes)
-
-
-def resnet20(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """ResNet-20 for images (:class:`~optuna_kmtpe.models.ResNet20`)."""
-    return ResNet20(num_classes=num_classes, in_channels=input_shape[0])
-
-
-def resnet20_1d(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """ResNet-20 for 1-D signals (:class:`~optuna_kmtpe.models.ResNet20_1D`)."""
-    return ResNet20_1D(num_classes=num_classes, in_channels=input_shape[0])
 
 
 MODEL_NAMES: tuple[str, ...] = ("digits_cnn", "mlp", "resnet20", "resnet20_1d")

@@ -288,13 +288,11 @@ class MPQObjective:
         return values[0] if len(values) == 1 else tuple(values)
 
     def _violations(self, costs: CostRecord) -> dict[str, float]:
-        violations: dict[str, float] = {}
-        for name, budget in self.budgets.items():
-            # Relative excess, so that violations of different units are comparable.
-            violations[name] = float(costs.metrics[name]) / budget - 1.0
-        for name, amount in costs.violations.items():
-            violations[f"device_{name}"] = float(amount)
-        return violations
+        # Relative excess, so that violations of different units are comparable.
+        violations = {
+            n: float(costs.metrics[n]) / budget - 1.0 for n, budget in self.budgets.items()
+        }
+        return {**violations, **{f"device_{n}": float(a) for n, a in costs.violations.items()}}
 
     def _epoch_reporter(
         self, trial: optuna.Trial, costs: CostRecord

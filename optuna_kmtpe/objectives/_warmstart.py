@@ -210,7 +210,6 @@ def enqueue_warm_starts(
     """
     if study.user_attrs.get(keys.STUDY_WARM_STARTED):
         return 0
-    enqueued = 0
     seen: set[tuple[tuple[str, Any], ...]] = set()
     for label, config in configs:
         try:
@@ -222,9 +221,8 @@ def enqueue_warm_starts(
             continue
         seen.add(signature)
         study.enqueue_trial(params, user_attrs={keys.WARM_START: label}, skip_if_exists=True)
-        enqueued += 1
     study.set_user_attr(keys.STUDY_WARM_STARTED, True)
-    return enqueued
+    return len(seen)
 
 
 def warm_start_study(

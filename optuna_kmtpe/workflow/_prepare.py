@@ -107,14 +107,17 @@ def _check_data_dir(settings: SearchSettings) -> None:
         )
 
 
-def check_inputs(settings: SearchSettings) -> None:
-    """Check, without writing anything, that the job's dataset and cache directory are usable.
+def check_settings(settings: SearchSettings) -> None:
+    """Fail fast, before anything is written, loaded or trained: names that do not exist, a
+    user's model, data or metric that cannot be imported or does not fit
+    (:func:`~optuna_kmtpe.workflow._sources.check_sources`), a dataset directory that is
+    missing, a cache directory that cannot be created or written.
 
     Raises:
-        ValueError: A torchvision dataset without ``data_dir``, or a cache directory that is
-            not a directory or cannot be created or written.
+        ValueError: One of those (a torchvision dataset without ``data_dir`` included).
         FileNotFoundError: A ``data_dir`` that does not exist.
     """
+    hardware.get_device(settings.device)
     _check_data_dir(settings)
     cache = settings.resolved_cache_dir
     existing = cache
@@ -130,15 +133,6 @@ def check_inputs(settings: SearchSettings) -> None:
             f"The cache directory {str(cache)!r} is not writable ({str(existing)!r}). Pass "
             "another --cache-dir (or set KMTPE_CACHE_DIR)."
         )
-
-
-def check_settings(settings: SearchSettings) -> None:
-    """Fail fast, before anything is written, loaded or trained: names that do not exist, a
-    user's model, data or metric that cannot be imported or does not fit
-    (:func:`~optuna_kmtpe.workflow._sources.check_sources`), a dataset directory that is
-    missing, a cache directory that cannot be written."""
-    hardware.get_device(settings.device)
-    check_inputs(settings)
     check_sources(settings)
 
 

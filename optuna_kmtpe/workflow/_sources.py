@@ -76,11 +76,6 @@ def _memoized(key: Hashable, keep: Any, compute: Callable[[], Any]) -> Any:
     return value
 
 
-def clear_memo() -> None:
-    """Forget the splits and models this process loaded and built (tests, long sessions)."""
-    _memo.clear()
-
-
 def import_callable(spec: str, *, what: str) -> Callable[..., Any]:
     """The callable named by ``spec`` (``MODULE:CALLABLE``), with the working directory on
     ``sys.path`` (as ``python -m`` has it).
@@ -135,17 +130,25 @@ def _in_memory_hint(name: str, what: str) -> str:
     )
 
 
-def _resolve(name: str, what: str) -> tuple[Callable[..., Any], RegistryEntry | None]:
-    """The callable behind a registered name or an import path, and its registry entry."""
+def _registered(name: str, what: str) -> RegistryEntry | None:
+    """The registry entry of ``name`` (None for an import path); ``what``: ``"model"``,
+    ``"data"`` or ``"metric"``."""
     if is_import_path(name):
-        return import_callable(name, what=what), None
+        return None
     lookup = {"model": model_entry, "data": dataset_entry, "metric": metric_entry}[what]
     try:
-        entry = lookup(name)
+        return lookup(name)
     except ValueError:
         if name.startswith(IN_MEMORY_PREFIX):
             raise ValueError(_in_memory_hint(name, what)) from None
         raise
+
+
+def _resolve(name: str, what: str) -> tuple[Callable[..., Any], RegistryEntry | None]:
+    """The callable behind a registered name or an import path, and its registry entry."""
+    entry = _registered(name, what)
+    if entry is None:
+        return import_callable(name, what=what), None
     try:
         return entry.resolve(), entry
     except Exception as exc:  # noqa: BLE001 - a lazy reference of a user's registration
@@ -153,11 +156,8 @@ def _resolve(name: str, what: str) -> tuple[Callable[..., Any], RegistryEntry | 
 
 
 def _is_builtin(entry: RegistryEntry | None) -> bool:
-    return (
-        entry is not None
-        and isinstance(entry.target, str)
-        and (entry.target.startswith(_BUILTIN_PREFIX))
-    )
+    target = entry.target if entry is not None else None
+    return isinstance(target, str) and target.startswith(_BUILTIN_PREFIX)
 
 
 def _call(function: Callable[..., Any], name: str, what: str, **available: Any) -> Any:
@@ -246,16 +246,20 @@ def as_splits(
         raise ValueError(f"{where}: the splits' inputs differ in shape: {sorted(shapes)}.")
     labels = [t.tensors[1] for t in tensors]
     if loss != DEFAULT_LOSS:
-        return _regression_splits(tensors, shape=shapes.pop(), name=name, where=where)
-    low = min(int(y.min()) for y in labels)
-    num_classes = max(int(y.max()) for y in labels) + 1
-    if low < 0 or num_classes < 2:
-        raise ValueError(
-            f"{where}: labels must be class indices 0..K-1 with K >= 2, got labels from {low} "
-            f"to {num_classes - 1}."
-        )
-    if isinstance(result, DatasetSplits):
-        num_classes = max(num_classes, result.num_classes)
+        dims = {1 if y.dim() == 1 else int(y.shape[1]) for y in labels}
+        if len(dims) != 1:
+            raise ValueError(f"{where}: the splits' targets differ in size: {sorted(dims)}.")
+        num_classes = dims.pop()
+    else:
+        low = min(int(y.min()) for y in labels)
+        num_classes = max(int(y.max()) for y in labels) + 1
+        if low < 0 or num_classes < 2:
+            raise ValueError(
+                f"{where}: labels must be class indices 0..K-1 with K >= 2, got labels from "
+                f"{low} to {num_classes - 1}."
+            )
+        if isinstance(result, DatasetSplits):
+            num_classes = max(num_classes, result.num_classes)
     if len(tensors) == 2:
         tensors.append(tensors[1])
     return DatasetSplits(
@@ -264,26 +268,6 @@ def as_splits(
         test=tensors[2],
         input_shape=shapes.pop(),
         num_classes=num_classes,
-        name=name,
-    )
-
-
-def _regression_splits(
-    tensors: list[Any], *, shape: tuple[int, ...], name: str, where: str
-) -> DatasetSplits:
-    from optuna_kmtpe.data import DatasetSplits
-
-    dims = {1 if t.tensors[1].dim() == 1 else int(t.tensors[1].shape[1]) for t in tensors}
-    if len(dims) != 1:
-        raise ValueError(f"{where}: the splits' targets differ in size: {sorted(dims)}.")
-    if len(tensors) == 2:
-        tensors.append(tensors[1])
-    return DatasetSplits(
-        train=tensors[0],
-        val=tensors[1],
-        test=tensors[2],
-        input_shape=shape,
-        num_classes=dims.pop(),
         name=name,
     )
 
@@ -314,7 +298,7 @@ def _as_tensor_dataset(dataset: Any, where: str, *, loss: str = DEFAULT_LOSS) ->
         try:
             inputs = torch.stack([torch.as_tensor(x) for x, _ in items])
             if loss == DEFAULT_LOSS:
-                labels = torch.as_tensor([_scalar(y) for _, y in items])
+                labels = torch.as_tensor([y.item() if hasattr(y, "item") else y for _, y in items])
             else:
                 labels = torch.stack([torch.as_tensor(y) for _, y in items])
         except (RuntimeError, TypeError, ValueError) as exc:
@@ -354,10 +338,6 @@ def _regression_dataset(inputs: torch.Tensor, targets: torch.Tensor, where: str)
 
 def _is_pair(item: Any) -> bool:
     return isinstance(item, (tuple, list)) and len(item) == 2
-
-
-def _scalar(label: Any) -> Any:
-    return label.item() if hasattr(label, "item") else label
 
 
 def build_float_model(settings: SearchSettings, splits: DatasetSplits) -> nn.Module:
@@ -466,10 +446,7 @@ def metric_function(
     settings: SearchSettings,
 ) -> Callable[[torch.Tensor, torch.Tensor], float] | None:
     """The user's validation metric of ``settings.metric`` (None: accuracy)."""
-    if settings.metric is None:
-        return None
-    function, _entry = _resolve(settings.metric, "metric")
-    return function
+    return None if settings.metric is None else _resolve(settings.metric, "metric")[0]
 
 
 def check_sources(settings: SearchSettings) -> None:
@@ -488,17 +465,6 @@ def check_sources(settings: SearchSettings) -> None:
         _resolve(settings.model, "model")
     splits = load_splits(settings)
     build_float_model(settings, splits)
-
-
-def _registered(name: str, what: str) -> RegistryEntry | None:
-    if is_import_path(name):
-        return None
-    try:
-        return model_entry(name) if what == "model" else dataset_entry(name)
-    except ValueError:
-        if name.startswith(IN_MEMORY_PREFIX):
-            raise ValueError(_in_memory_hint(name, what)) from None
-        raise
 
 
 def source_key(settings: SearchSettings, splits: DatasetSplits) -> dict[str, str] | None:
@@ -521,7 +487,7 @@ def source_key(settings: SearchSettings, splits: DatasetSplits) -> dict[str, str
         with_values = settings.pretrain_epochs == 0
         key["model_state"] = _hash_state(state, with_values=with_values)
         if settings.checkpoint is not None:
-            key["checkpoint"] = _hash_file(settings.checkpoint)
+            key["checkpoint"] = _digest([Path(settings.checkpoint).read_bytes()])
     if not _is_builtin(data_reg):
         key["data"] = settings.data
         key["data_code"] = _hash_code(data_function)
@@ -568,10 +534,6 @@ def _hash_state(state: Mapping[str, Any], *, with_values: bool) -> str:
     return _digest(parts)
 
 
-def _hash_file(path: str) -> str:
-    return _digest([Path(path).read_bytes()])
-
-
 def _hash_splits(splits: DatasetSplits) -> str:
     parts = [str(splits.num_classes).encode()]
     for split in (splits.train, splits.val, splits.test):
@@ -594,7 +556,8 @@ def check_stored_sources(study: optuna.Study, key: Mapping[str, str] | None) -> 
         StudyError: Naming what changed.
     """
     stored = study.user_attrs.get(STUDY_SOURCES)
-    if stored is None or dict(stored) == dict(key or {}):
+    current = dict(key or {})
+    if stored is None or dict(stored) == current:
         return
     labels = {
         "model_code": "the model's code",
@@ -604,7 +567,6 @@ def check_stored_sources(study: optuna.Study, key: Mapping[str, str] | None) -> 
         "data_content": "the data",
         "metric_code": "the metric's code",
     }
-    current = dict(key or {})
     changed = [
         labels.get(name, name)
         for name in sorted(set(stored) | set(current))

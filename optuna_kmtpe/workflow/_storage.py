@@ -176,19 +176,14 @@ def retry_trial(study: optuna.Study, trial: FrozenTrial) -> None:
     }
     user_attrs = {k: v for k, v in trial.user_attrs.items() if k in _RETRY_USER_ATTRS}
     if fixed:  # enqueued parameters (study.enqueue_trial's format), sampled ones on top
-        retry = optuna.create_trial(
-            state=TrialState.WAITING,
-            user_attrs=user_attrs,
-            system_attrs={**system_attrs, "fixed_params": {**fixed, **trial.params}},
-        )
-    else:
-        retry = optuna.create_trial(
-            state=TrialState.WAITING,
-            params=trial.params,
-            distributions=trial.distributions,
-            user_attrs=user_attrs,
-            system_attrs=system_attrs,
-        )
+        system_attrs["fixed_params"] = {**fixed, **trial.params}
+    retry = optuna.create_trial(
+        state=TrialState.WAITING,
+        params=None if fixed else trial.params,
+        distributions=None if fixed else trial.distributions,
+        user_attrs=user_attrs,
+        system_attrs=system_attrs,
+    )
     study.add_trial(retry)
 
 

@@ -9,7 +9,6 @@ from optuna.trial import TrialState
 
 from optuna_kmtpe import records as keys
 from optuna_kmtpe.objectives._metrics import quality_metric
-from optuna_kmtpe.records import Metric
 from optuna_kmtpe.records import objective_metrics
 from optuna_kmtpe.records import save_study_metrics
 from optuna_kmtpe.workflow._prepare import SearchJob
@@ -31,11 +30,6 @@ COUNTED = (TrialState.COMPLETE,)
 def count_complete(study: optuna.Study) -> int:
     """The trials that count toward ``n_trials`` (:data:`COUNTED`)."""
     return len(study.get_trials(deepcopy=False, states=COUNTED))
-
-
-def settings_quality(settings: SearchSettings) -> Metric:
-    """The quality metric of a run: accuracy, or the user's ``metric`` under its own name."""
-    return quality_metric(settings.metric, direction=settings.metric_direction)
 
 
 def existing_study(
@@ -90,7 +84,8 @@ def create_study(
 ) -> optuna.Study:
     """Create the study and store its settings and sensitivity report (after every check)."""
     storage = storage or open_storage(settings.storage, create=True)
-    quality = settings_quality(settings)
+    # Accuracy, or the user's metric under its own name.
+    quality = quality_metric(settings.metric, direction=settings.metric_direction)
     directions = [m.direction for m in objective_metrics(settings.objectives, quality=quality)]
     study = optuna.create_study(
         study_name=settings.study_name,
