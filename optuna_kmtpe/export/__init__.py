@@ -135,9 +135,9 @@ def export_model(
 def run_exported(model: Any, inputs: torch.Tensor | np.ndarray, *, format: str) -> np.ndarray:
     """Outputs of an exported model (path or ``ModelProto``): QONNX by qonnx's executor, QDQ by
     onnxruntime."""
+    _require_onnx()  # before importing onnx: a missing extra gets the install hint
     import onnx
 
-    _require_onnx()
     if format not in _RUNTIMES:
         raise ValueError(f"run_exported runs {sorted(_RUNTIMES)} models, not {format!r}.")
     proto = model if isinstance(model, onnx.ModelProto) else onnx.load(os.fspath(model))
