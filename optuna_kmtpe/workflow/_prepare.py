@@ -133,7 +133,24 @@ def check_settings(settings: SearchSettings) -> None:
             f"The cache directory {str(cache)!r} is not writable ({str(existing)!r}). Pass "
             "another --cache-dir (or set KMTPE_CACHE_DIR)."
         )
+    _check_quantizer_bits(settings)
     check_sources(settings)
+
+
+def _check_quantizer_bits(settings: SearchSettings) -> None:
+    """Every weight bit-width the search offers must be one the quantizer quantizes (binary:
+    1 bit only), or every trial drawing another would fail."""
+    from optuna_kmtpe import quant  # torch: workflow stays torch-free at import
+
+    spec = quant.quantizer_spec(settings.quantizer)
+    for bits in settings.weight_bits:
+        try:
+            spec.for_weight_bits(bits)
+        except ValueError as exc:
+            raise ValueError(
+                f"quantizer {settings.quantizer!r} cannot use weight_bits {bits}: {exc} Set "
+                "--weight-bits to bit-widths it quantizes, or choose another --quantizer."
+            ) from None
 
 
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:

@@ -137,6 +137,10 @@ def test_settings_stored_before_the_quantizer_setting_load_and_resume() -> None:
         (["--quantizer", "binary", "--power-of-two-scales"], "conflicts with quantizer 'binary'"),
         (["--rounding", "up"], "rounding must be one of ['nearest', 'stochastic'], got 'up'."),
         (["--range-method", "minmax"], "range_method must be one of ['max', 'mse']"),
+        (
+            ["--quantizer", "binary", "--weight-bits", "1,2"],
+            "quantizer 'binary' cannot use weight_bits 2: The binary quantizer quantizes 1-bit",
+        ),
     ],
 )
 def test_a_bad_flag_value_is_one_error_line(
