@@ -374,7 +374,7 @@ def channel_graph(model: nn.Module, example_input: torch.Tensor) -> ChannelGraph
     try:
         model.eval()
         try:
-            traced = torch.fx.symbolic_trace(model)
+            traced = _trace(model, layers)
         except Exception as exc:  # fx raises many types for untraceable Python code
             warnings.warn(
                 f"torch.fx could not trace {type(model).__name__} ({exc}); width search is "
@@ -389,6 +389,18 @@ def channel_graph(model: nn.Module, example_input: torch.Tensor) -> ChannelGraph
         return _analyse(traced, layers)
     finally:
         model.train(was_training)
+
+
+def _trace(model: nn.Module, layers: dict[str, nn.Module]) -> torch.fx.GraphModule:
+    """``torch.fx.symbolic_trace`` with every quantizable layer as one call: the package's own
+    quantized twins hold activation quantizers whose range logic fx cannot trace."""
+    leaves = {id(layer) for layer in layers.values()}
+
+    class LayerTracer(torch.fx.Tracer):
+        def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+            return id(module) in leaves or super().is_leaf_module(module, qualified_name)
+
+    return torch.fx.GraphModule(model, LayerTracer().trace(model), type(model).__name__)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import optuna
@@ -339,5 +340,9 @@ def test_a_user_subclass_of_a_torch_layer_is_refused_before_the_search() -> None
     # Its quantized twin would run nn.Conv2d's forward and drop the factor 2 silently.
     with pytest.raises(UnsupportedModelError, match=r"Layer 'scaled': it is a _ScaledConv"):
         channel_graph(_HasScaledConv(), torch.zeros(1, 1, 8, 8))
+    float_graph = channel_graph(DigitsCNN(), torch.zeros(1, 1, 8, 8))
     qmodel = apply_config(DigitsCNN(), {"features.0": LayerConfig(4, 8)})
-    channel_graph(qmodel, torch.zeros(1, 1, 8, 8))  # the package's own twins pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # traced, not the untraceable fallback
+        quantized_graph = channel_graph(qmodel, torch.zeros(1, 1, 8, 8))
+    assert quantized_graph == float_graph  # the package's own twins pass, with the same graph
