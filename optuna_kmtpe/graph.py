@@ -318,11 +318,14 @@ class ChannelGraph:
             concatenation (residual connections). Each group has two or more layers.
         prunable: Whether a layer's output width may be searched: False for the layers that
             produce the model output, tied layers, layers called more than once and the layers
-            feeding them, layers feeding grouped convolutions, and layers feeding any op the
-            analysis cannot follow (normalizations over channels, attention, matmul, ...).
+            feeding them, layers feeding grouped convolutions (a depthwise convolution is
+            followed through instead: its producer stays prunable and it shrinks along), and
+            layers feeding any op the analysis cannot follow (normalizations over channels,
+            attention, matmul, ...).
         reasons: For each non-prunable layer, why (for error messages).
         followers: For each prunable layer, the modules with one parameter or statistic per
-            channel (BatchNorm, PReLU) that read its output channels and shrink with it.
+            channel (BatchNorm, PReLU, a depthwise convolution) that read its output channels
+            and shrink with it.
     """
 
     layers: tuple[str, ...]
@@ -450,7 +453,15 @@ def _analyse(traced: torch.fx.GraphModule, layers: dict[str, nn.Module]) -> Chan
             multiplier[name] = mult
             if producer is None:
                 block(in_sources - {_INPUT}, f"its channels feed {name!r} in a way not followed")
-            if getattr(layer, "groups", 1) != 1:
+            if getattr(layer, "groups", 1) == 1:
+                pass
+            elif producer is not None and mult == 1 and _is_depthwise(layer):
+                # One filter per channel: narrowing the producer narrows it too, and its
+                # output channels are the producer's (what follows it constrains the producer).
+                flows[node] = _Flow(in_sources, axis)
+                followers.setdefault(producer, []).append(name)
+                reasons.setdefault(name, f"depthwise: its channels are {producer!r}'s")
+            else:
                 block(in_sources, f"it feeds the grouped convolution {name!r}")
                 reasons.setdefault(name, "grouped convolutions keep their width")
         elif not in_sources or _calls(node, _METADATA_OPS):
@@ -494,6 +505,10 @@ def _analyse(traced: torch.fx.GraphModule, layers: dict[str, nn.Module]) -> Chan
         reasons=reasons,
         followers={name: tuple(followers.get(name, ())) for name in names if prunable[name]},
     )
+
+
+def _is_depthwise(layer: nn.Module) -> bool:
+    return layer.groups == layer.in_channels == layer.out_channels
 
 
 def _describe(node: torch.fx.Node, modules: dict[str, nn.Module]) -> str:

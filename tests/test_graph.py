@@ -1,14 +1,18 @@
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
 
+from optuna_kmtpe.config import LayerConfig
 from optuna_kmtpe.graph import channel_graph
 from optuna_kmtpe.graph import quantizable_layers
 from optuna_kmtpe.models import MLP
 from optuna_kmtpe.models import DigitsCNN
 from optuna_kmtpe.models import ResNet20
+from optuna_kmtpe.quant import apply_config
 
 
 def test_digits_cnn_chain() -> None:
@@ -112,3 +116,56 @@ def test_no_quantizable_layer() -> None:
         quantizable_layers(nn.Sequential(nn.ReLU()))
     with pytest.raises(ValueError, match="torch.nn.Module"):
         quantizable_layers("not a model")  # type: ignore[arg-type]
+
+
+class _InvertedResidualHead(nn.Module):
+    """Expand 1x1 -> BN -> depthwise 3x3 -> BN -> project 1x1 (MobileNetV2's block, no skip)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.expand = nn.Conv2d(2, 8, 1, bias=False)
+        self.expand_bn = nn.BatchNorm2d(8)
+        self.depthwise = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.depthwise_bn = nn.BatchNorm2d(8)
+        self.project = nn.Conv2d(8, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.expand_bn(self.expand(x)))
+        h = torch.relu(self.depthwise_bn(self.depthwise(h)))
+        return self.project(h).mean((2, 3))
+
+
+def test_a_depthwise_convolution_is_followed_through() -> None:
+    model = _InvertedResidualHead().eval()
+    x = torch.randn(2, 2, 5, 5)
+    g = channel_graph(model, x)
+    assert g.prunable == {"expand": True, "depthwise": False, "project": False}
+    assert "its channels are 'expand''s" in g.reasons["depthwise"]
+    assert g.followers["expand"] == ("expand_bn", "depthwise", "depthwise_bn")
+    assert g.producers["depthwise"] == g.producers["project"] == "expand"
+    # Narrowing the expansion narrows the depthwise filters and the projection's inputs: the
+    # pruned model computes exactly the full model with those channels' filters removed.
+    pruned = apply_config(model, {"expand": LayerConfig(32, 32, 0.5)}, example_input=x)
+    assert (pruned.depthwise.groups, pruned.depthwise.out_channels) == (4, 4)
+    assert pruned.project.in_channels == 4
+    kept = [int(i) for i in torch.linalg.vector_norm(model.expand.weight, 1, (1, 2, 3)).argsort()]
+    reference = copy.deepcopy(model)
+    with torch.no_grad():
+        reference.expand.weight[kept[:4]] = 0.0  # the 4 smallest filters (L1) are removed
+        reference.expand_bn.bias[kept[:4]] = 0.0
+        reference.depthwise.bias[kept[:4]] = -1e9  # relu of the depthwise output gives 0
+    torch.testing.assert_close(pruned(x), reference(x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_depthwise_convolution_whose_channels_meet_the_output_blocks_its_producer() -> None:
+    class DepthwiseOut(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.expand = nn.Conv2d(2, 4, 1)
+            self.depthwise = nn.Conv2d(4, 4, 3, groups=4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.depthwise(self.expand(x))
+
+    g = channel_graph(DepthwiseOut(), torch.zeros(1, 2, 5, 5))
+    assert g.prunable == {"expand": False, "depthwise": False}

@@ -278,9 +278,10 @@ def _prune(model: nn.Module, graph: ChannelGraph, kept: dict[str, torch.Tensor])
             layer.out_features = len(index)
         else:
             layer.out_channels = len(index)
-        for follower_name in graph.followers.get(name, ()):
+        followers = graph.followers.get(name, ())
+        for follower_name in followers:
             _prune_per_channel_module(modules[follower_name], index)
-        for consumer_name in graph.consumers(name):
+        for consumer_name in set(graph.consumers(name)) - set(followers):
             consumer = modules[consumer_name]
             multiplier = graph.input_multiplier[consumer_name]
             columns = (index[:, None] * multiplier + torch.arange(multiplier)[None]).reshape(-1)
@@ -301,6 +302,12 @@ def _select(module: nn.Module, name: str, index: torch.Tensor, *, dim: int) -> N
 
 
 def _prune_per_channel_module(module: nn.Module, index: torch.Tensor) -> None:
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)):  # depthwise: one filter per channel
+        for attr in ("weight", "bias"):
+            if getattr(module, attr, None) is not None:
+                _select(module, attr, index, dim=0)
+        module.in_channels = module.out_channels = module.groups = len(index)
+        return
     if isinstance(module, nn.PReLU):
         if module.num_parameters > 1:
             _select(module, "weight", index, dim=0)
