@@ -84,7 +84,6 @@ DATASET_DEFAULTS: Mapping[str, DatasetDefaults] = {
 }
 """Per-dataset defaults of ``SearchSettings`` (one place for every dataset-dependent default)."""
 
-DATASETS: tuple[str, ...] = tuple(DATASET_DEFAULTS)
 USER_DATA_DEFAULTS = dataclasses.replace(_DIGITS_DEFAULTS, model=None)
 """Defaults of registered or imported datasets: the digits recipe, and no default model."""
 _DATASET_DEPENDENT: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(DatasetDefaults))
@@ -352,43 +351,15 @@ _ALIASES: Mapping[str, str] = {
 RESUMABLE: tuple[str, ...] = ("n_trials", "timeout", "torch_threads", "cache_dir", "storage")
 """Settings a resumed run or a worker may change; every other one is fixed by the study."""
 
-_FIELD_TYPES: Mapping[str, tuple[type | tuple[type, ...], bool]] = {
-    "model": (str, True),
-    "data": (str, False),
-    "data_dir": (str, True),
-    "data_samples": (int, True),
-    "constrained": (bool, False),
-    "budgets": (Mapping, False),
-    "device": (str, False),
-    "n_trials": (int, False),
-    "timeout": ((int, float), True),
-    "seed": (int, False),
-    "storage": (str, False),
-    "study_name": (str, False),
-    "sampler": (str, False),
-    "warm_start": (bool, False),
-    "mode": (str, False),
-    "qat_epochs": (int, False),
-    "lr": ((int, float), True),
-    "pretrain_epochs": (int, True),
-    "batch_size": (int, False),
-    "hessian_max_probes": (int, True),
-    "torch_threads": (int, True),
-    "cache_dir": (str, True),
-    "quantizer": (str, False),
-    "rounding": (str, False),
-    "range_method": (str, False),
-    "symmetric_weights": (bool, False),
-    "symmetric_acts": (bool, False),
-    "checkpoint": (str, True),
-    "metric": (str, True),
-    "metric_direction": (str, False),
-    "loss": (str, False),
+_SCALAR_TYPES: Mapping[str, tuple[type | tuple[type, ...], str]] = {
+    "str": (str, "a string"),
+    "int": (int, "an integer"),
+    "float": ((int, float), "a number"),
+    "bool": (bool, "true or false"),
+    "Mapping[str, float]": (Mapping, "a table"),
 }
-"""Expected type of each scalar setting and whether None is allowed (the lists are checked by
-``_as_list``); bool never passes for a number."""
-
-_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", Mapping: "a table"}
+"""What each scalar annotation of ``SearchSettings`` accepts (``X | None``: None too), and its
+name in errors; the lists are checked by ``_as_list``. bool never passes for a number."""
 
 
 def normalize_keys(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -448,17 +419,21 @@ def load_settings(
 
 
 def _check_types(settings: SearchSettings) -> None:
-    for name, (kind, optional) in _FIELD_TYPES.items():
-        value = getattr(settings, name)
+    for field in dataclasses.fields(settings):
+        annotation = str(field.type)  # "int", "str | None", ... (annotations are postponed)
+        optional = annotation.endswith(" | None")
+        scalar = _SCALAR_TYPES.get(annotation.removesuffix(" | None"))
+        if scalar is None:
+            continue  # a list, checked by _as_list
+        kind, expected = scalar
+        name, value = field.name, getattr(settings, field.name)
         if value is None and optional:
             continue
         if isinstance(value, os.PathLike) and kind is str:
             object.__setattr__(settings, name, os.fspath(value))
             continue
-        numeric = kind in (int, (int, float))
-        if isinstance(value, kind) and not (numeric and isinstance(value, bool)):
+        if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
             continue
-        expected = "a number" if kind == (int, float) else _TYPE_NAMES[kind]  # type: ignore[index]
         raise ValueError(
             f"{name} must be {expected}{' or unset' if optional else ''}, got {value!r} "
             f"({type(value).__name__})."
