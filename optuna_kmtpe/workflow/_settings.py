@@ -237,15 +237,20 @@ class SearchSettings:
         _check_source_name(self.model, "model", model_names())
         if self.metric is not None:
             _check_source_name(self.metric, "metric", metric_names())
-        if self.metric_direction not in ("maximize", "minimize"):
-            raise ValueError(
-                "metric_direction must be 'maximize' or 'minimize', got "
-                f"{self.metric_direction!r}."
-            )
+        for name, allowed in (
+            ("metric_direction", ("maximize", "minimize")),
+            ("loss", LOSS_NAMES),
+            ("sampler", SAMPLERS),
+            ("mode", ("qat", "ptq")),
+            ("rounding", ROUNDING_MODES),
+            ("range_method", RANGE_METHODS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}."
+                )
         if self.metric is None and self.metric_direction != "maximize":
             raise ValueError("metric_direction applies to a metric; accuracy is maximized.")
-        if self.loss not in LOSS_NAMES:
-            raise ValueError(f"loss must be one of {list(LOSS_NAMES)}, got {self.loss!r}.")
         if self.loss == "mse" and self.metric is None:
             raise ValueError(
                 "loss 'mse' (a regression) needs a metric: accuracy means nothing there. Pass "
@@ -261,8 +266,6 @@ class SearchSettings:
                 raise ValueError(f"data_samples must be >= 100, got {self.data_samples}.")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive, finite number, got {self.lr}.")
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"Unknown sampler {self.sampler!r}; choose one of {list(SAMPLERS)}.")
         if self.n_trials < 1:
             raise ValueError(f"n_trials must be >= 1, got {self.n_trials}.")
         if self.timeout is not None and not (self.timeout > 0 and math.isfinite(self.timeout)):
@@ -274,14 +277,7 @@ class SearchSettings:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         if self.torch_threads is not None and self.torch_threads < 1:
             raise ValueError(f"torch_threads must be >= 1, got {self.torch_threads}.")
-        if self.mode not in ("qat", "ptq"):
-            raise ValueError(f"mode must be 'qat' or 'ptq', got {self.mode!r}.")
         quantizer_entry(self.quantizer)  # ValueError naming the registered quantizers
-        for name, allowed in (("rounding", ROUNDING_MODES), ("range_method", RANGE_METHODS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(
-                    f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}."
-                )
         if not self.study_name:
             raise ValueError("study_name must not be empty.")
         if not self.storage:
