@@ -32,18 +32,6 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
-def _csv(kind: type) -> Any:
-    def parse(text: str) -> list[Any]:
-        try:
-            return [kind(part) for part in text.split(",") if part.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected comma-separated {kind.__name__} values, got {text!r}"
-            ) from None
-
-    return parse
-
-
 def _budget(text: str) -> tuple[str, float]:
     name, sep, value = text.partition("=")
     try:
@@ -144,9 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--data-samples", type=int, help="samples generated for mnist1d (default 5000)"
     )
-    search.add_argument("--weight-bits", type=_csv(int), help="candidate weight bits, e.g. 2,4,8")
-    search.add_argument("--act-bits", type=_csv(int), help="candidate activation bits, e.g. 4,8")
-    search.add_argument("--widths", type=_csv(float), help="candidate widths, e.g. 0.5,0.75,1")
+    # The lists stay strings here: the settings parse "2,4,8" as they do in a TOML file.
+    search.add_argument("--weight-bits", help="candidate weight bits, e.g. 2,4,8")
+    search.add_argument("--act-bits", help="candidate activation bits, e.g. 4,8")
+    search.add_argument("--widths", help="candidate widths, e.g. 0.5,0.75,1")
     # Every search flag's dest is its setting's name and its default None (unset): the settings
     # given are read off the parsed arguments (_search_overrides).
     order = search.add_mutually_exclusive_group()
@@ -167,7 +156,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument(
         "--objectives",
-        type=_csv(str),
         help=f"comma-separated metrics from {_metric_names()} (e.g. accuracy,latency_s,energy_j)",
     )
     search.add_argument(
