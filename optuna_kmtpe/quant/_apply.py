@@ -143,11 +143,6 @@ def apply_config(
         _prune(qmodel, graph, kept)
         _check_forward(qmodel, example_input, kept)
 
-    options: dict[str, Any] = {
-        "spec": spec,
-        "act_momentum": act_momentum,
-        "range_update_interval": range_update_interval,
-    }
     q_layers = quantizable_layers(qmodel)
     paths = module_paths(qmodel)
     for index, name in enumerate(layers):
@@ -158,8 +153,10 @@ def apply_config(
                 layer,
                 weight_bits=layer_config.weight_bits,
                 act_bits=layer_config.act_bits,
+                spec=spec,
+                act_momentum=act_momentum,
+                range_update_interval=range_update_interval,
                 seed=seed + index,
-                **options,
             )
             layer.kept_out_channels = kept[name].tolist() if name in kept else None
             for path in paths[name]:  # every alias, so that no call runs the float layer
