@@ -32,18 +32,6 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
-def _csv(kind: type) -> Any:
-    def parse(text: str) -> list[Any]:
-        try:
-            return [kind(part) for part in text.split(",") if part.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected comma-separated {kind.__name__} values, got {text!r}"
-            ) from None
-
-    return parse
-
-
 def _budget(text: str) -> tuple[str, float]:
     name, sep, value = text.partition("=")
     try:
@@ -144,24 +132,30 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--data-samples", type=int, help="samples generated for mnist1d (default 5000)"
     )
-    search.add_argument("--weight-bits", type=_csv(int), help="candidate weight bits, e.g. 2,4,8")
-    search.add_argument("--act-bits", type=_csv(int), help="candidate activation bits, e.g. 4,8")
-    search.add_argument("--widths", type=_csv(float), help="candidate widths, e.g. 0.5,0.75,1")
+    # The lists stay strings here: the settings parse "2,4,8" as they do in a TOML file.
+    search.add_argument("--weight-bits", help="candidate weight bits, e.g. 2,4,8")
+    search.add_argument("--act-bits", help="candidate activation bits, e.g. 4,8")
+    search.add_argument("--widths", help="candidate widths, e.g. 0.5,0.75,1")
+    # Every search flag's dest is its setting's name and its default None (unset): the settings
+    # given are read off the parsed arguments (_search_overrides).
     order = search.add_mutually_exclusive_group()
     order.add_argument(
         "--hard-order",
-        action="store_true",
+        action="store_const",
+        const=True,
+        dest="constrained",
         help="constrain the space by the Hessian order (a more sensitive layer never gets "
         "fewer bits); by default the Hessian is used softly, as the sampler's accuracy prior",
     )
     order.add_argument(
         "--unconstrained",
-        action="store_true",
+        action="store_const",
+        const=False,
+        dest="constrained",
         help="search every layer independently (the default; kept for old command lines)",
     )
     search.add_argument(
         "--objectives",
-        type=_csv(str),
         help=f"comma-separated metrics from {_metric_names()} (e.g. accuracy,latency_s,energy_j)",
     )
     search.add_argument(
@@ -186,7 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--seed", type=int, help="seed of data split, training and sampler")
     _add_study_args(search, defaults=False)
     search.add_argument("--sampler", help="kmtpe (default), tpe, random or nsga2")
-    search.add_argument("--no-warm-start", action="store_true", help="do not enqueue warm starts")
+    search.add_argument(
+        "--no-warm-start",
+        action="store_false",
+        dest="warm_start",
+        default=None,
+        help="do not enqueue warm starts",
+    )
     search.add_argument(
         "--quantizer",
         metavar="NAME",
@@ -197,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument(
         "--power-of-two-scales",
         action="store_true",
+        default=None,
         help="deprecated: the same as --quantizer power_of_two",
     )
     search.add_argument("--rounding", help="weight rounding in QAT: nearest (default), stochastic")
@@ -290,28 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _search_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings given as flags (None: not given)."""
-    overrides: dict[str, Any] = {}
-    for name in (
-        "model", "data", "data_dir", "data_samples", "weight_bits", "act_bits", "widths",
-        "objectives", "device", "n_trials", "timeout", "seed", "storage", "study_name", "sampler",
-        "mode", "lr", "pretrain_epochs", "cache_dir", "hessian_max_probes", "torch_threads",
-        "qat_epochs", "checkpoint", "metric", "metric_direction", "loss", "quantizer",
-        "rounding", "range_method", "symmetric_weights", "symmetric_acts",
-    ):  # fmt: skip
-        value = getattr(args, name, None)
-        if value is not None:
-            overrides[name] = value
-    if args.unconstrained:
-        overrides["constrained"] = False
-    if args.hard_order:
-        overrides["constrained"] = True
-    if args.no_warm_start:
-        overrides["warm_start"] = False
-    if args.power_of_two_scales:
-        overrides["power_of_two_scales"] = True
-    if args.budget:
-        overrides["budgets"] = dict(args.budget)
+    """The settings given as flags: every search flag but these, where not None (not given)."""
+    not_settings = ("command", "verbose", "config", "quiet")
+    overrides = {k: v for k, v in vars(args).items() if v is not None and k not in not_settings}
+    if "budget" in overrides:
+        overrides["budgets"] = dict(overrides.pop("budget"))
     return overrides
 
 

@@ -143,12 +143,9 @@ class LayerConfig:
     width: float = 1.0
 
     def __post_init__(self) -> None:
-        self._validate(where="LayerConfig")
-
-    def _validate(self, *, where: str) -> None:
-        check_bits(self.weight_bits, field="weight_bits", where=where)
-        check_bits(self.act_bits, field="act_bits", where=where)
-        check_width(self.width, where=where)
+        check_bits(self.weight_bits, field="weight_bits", where="LayerConfig")
+        check_bits(self.act_bits, field="act_bits", where="LayerConfig")
+        check_width(self.width, where="LayerConfig")
 
     def to_dict(self) -> dict[str, Any]:
         return {"weight_bits": self.weight_bits, "act_bits": self.act_bits, "width": self.width}

@@ -33,7 +33,7 @@ from optuna_kmtpe.graph import quantizable_layers
 from optuna_kmtpe.graph import record_layer_calls
 from optuna_kmtpe.quant._apply import applied_config
 from optuna_kmtpe.quant._apply import as_quant_config
-from optuna_kmtpe.quant._apply import narrowed_layers
+from optuna_kmtpe.quant._apply import kept_output_channels
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
@@ -134,7 +134,7 @@ def layer_report(
     facts = [layer_channels(layer) for layer in layers.values()]
     # On a model from apply_config the widths are already physical: never apply them twice.
     widths = [1.0 if own is not None else cfg.layer(name).width for name in names]
-    graph = None if own is not None else narrowed_layers(model, layers, cfg, example_input)[1]
+    graph = None if own is not None else kept_output_channels(model, layers, cfg, example_input)[1]
     producers: list[int | None] = [None] * len(names)
     multiplier = [1] * len(names)
     if graph is not None:

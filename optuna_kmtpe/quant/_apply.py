@@ -38,14 +38,7 @@ APPLIED_CONFIG_ATTR = "kmtpe_quant_config"
 
 def as_quant_config(config: QuantConfig | Mapping[str, Any]) -> QuantConfig:
     """Accept a :class:`QuantConfig` or a plain mapping (validated by ``QuantConfig``)."""
-    if isinstance(config, QuantConfig):
-        return config
-    if isinstance(config, Mapping):
-        return QuantConfig(config)
-    raise ValueError(
-        f"config must be a QuantConfig (or a dict of layer name -> LayerConfig), got "
-        f"{type(config).__name__}."
-    )
+    return config if isinstance(config, QuantConfig) else QuantConfig(config)
 
 
 def applied_config(model: nn.Module) -> QuantConfig | None:
@@ -143,18 +136,13 @@ def apply_config(
                 f"forward may differ; only exact nn.Conv1d/nn.Conv2d/nn.Linear layers can be "
                 f"quantized. Leave {name!r} out of the config (float) or use the torch class."
             )
-    kept, graph = _kept_output_channels(model, layers, config, example_input, graph=graph)
+    kept, graph = kept_output_channels(model, layers, config, example_input, graph=graph)
 
     qmodel = copy.deepcopy(model)
     if graph is not None and example_input is not None:
         _prune(qmodel, graph, kept)
         _check_forward(qmodel, example_input, kept)
 
-    options: dict[str, Any] = {
-        "spec": spec,
-        "act_momentum": act_momentum,
-        "range_update_interval": range_update_interval,
-    }
     q_layers = quantizable_layers(qmodel)
     paths = module_paths(qmodel)
     for index, name in enumerate(layers):
@@ -165,8 +153,10 @@ def apply_config(
                 layer,
                 weight_bits=layer_config.weight_bits,
                 act_bits=layer_config.act_bits,
+                spec=spec,
+                act_momentum=act_momentum,
+                range_update_interval=range_update_interval,
                 seed=seed + index,
-                **options,
             )
             layer.kept_out_channels = kept[name].tolist() if name in kept else None
             for path in paths[name]:  # every alias, so that no call runs the float layer
@@ -189,15 +179,16 @@ def _is_quantized(config: QuantConfig, name: str) -> bool:
     return not (is_float_bits(layer.weight_bits) and is_float_bits(layer.act_bits))
 
 
-def narrowed_layers(
+def kept_output_channels(
     model: nn.Module,
     layers: dict[str, nn.Module],
     config: QuantConfig,
     example_input: torch.Tensor | None,
     *,
     graph: ChannelGraph | None = None,
-) -> tuple[dict[str, int], ChannelGraph | None]:
-    """The layers ``config`` narrows (name -> kept output channels) and the channel graph.
+) -> tuple[dict[str, torch.Tensor], ChannelGraph | None]:
+    """The layers ``config`` narrows (name -> sorted indices of the output channels kept: the
+    top-k L1 norms of :func:`channel_keep_order`) and the channel graph.
 
     The graph is ``graph`` when given (traced once by the caller), else traced here, and only
     when some layer is narrowed.
@@ -236,20 +227,7 @@ def narrowed_layers(
                 f"{why}; keep its width at 1.0. Layers whose width can be searched: "
                 f"{list(graph.prunable_layers)}."
             )
-    return narrowed, graph
-
-
-def _kept_output_channels(
-    model: nn.Module,
-    layers: dict[str, nn.Module],
-    config: QuantConfig,
-    example_input: torch.Tensor | None,
-    *,
-    graph: ChannelGraph | None = None,
-) -> tuple[dict[str, torch.Tensor], ChannelGraph | None]:
-    """Sorted indices of the output channels each pruned layer keeps (top-k L1 norms)."""
-    narrowed, graph = narrowed_layers(model, layers, config, example_input, graph=graph)
-    kept: dict[str, torch.Tensor] = {}
+    kept = {}
     for name, k in narrowed.items():
         order = channel_keep_order(layers[name].weight.detach())
         kept[name] = torch.sort(order[:k]).values

@@ -115,31 +115,28 @@ def recalibrate_batchnorm(
         return
     quantizers = [q for q in activation_quantizers(model).values() if q.enabled]
     momenta = [bn.momentum for bn in norms]
-    saved_modes = {module: module.training for module in model.modules()}
     saved_ranges = [
         (q.min_val.clone(), q.max_val.clone(), q.initialized.clone()) for q in quantizers
     ]
-    try:
-        model.eval()
+    with _eval_mode(model):
         for bn in norms:
             bn.reset_running_stats()
             bn.momentum = None  # cumulative average over the batches
             bn.train()
         for quantizer in quantizers:
             quantizer.start_observing("minmax")  # pass-through while BN statistics settle
-        with torch.no_grad():
-            for inputs in _limited(batches_on(loader, model_device(model)), num_batches):
-                model(inputs)
-    finally:
-        for bn, momentum in zip(norms, momenta):
-            bn.momentum = momentum
-        for quantizer, (low, high, initialized) in zip(quantizers, saved_ranges):
-            quantizer.stop_observing()
-            quantizer.min_val.copy_(low)
-            quantizer.max_val.copy_(high)
-            quantizer.initialized.copy_(initialized)
-        for module, training in saved_modes.items():
-            module.training = training
+        try:
+            with torch.no_grad():
+                for inputs in _limited(batches_on(loader, model_device(model)), num_batches):
+                    model(inputs)
+        finally:
+            for bn, momentum in zip(norms, momenta):
+                bn.momentum = momentum
+            for quantizer, (low, high, initialized) in zip(quantizers, saved_ranges):
+                quantizer.stop_observing()
+                quantizer.min_val.copy_(low)
+                quantizer.max_val.copy_(high)
+                quantizer.initialized.copy_(initialized)
 
 
 @contextlib.contextmanager

@@ -140,16 +140,12 @@ def export_quantized(
         >>> layer["weight_bits"], max(max(abs(v) for v in row) for row in layer["weight_int"])
         (3, 3)
     """
-    own = applied_config(qmodel)
-    if config is None and own is None:
+    cfg = as_quant_config(config) if config is not None else applied_config(qmodel)
+    if cfg is None:
         raise ValueError(
             "export_quantized needs a model returned by apply_config (or pass its config=)."
         )
-    cfg = as_quant_config(config) if config is not None else own
-    assert cfg is not None
-    layers: dict[str, Any] = {}
-    for name, layer in quantizable_layers(qmodel).items():
-        layers[name] = _export_layer(layer)
+    layers = {name: _export_layer(layer) for name, layer in quantizable_layers(qmodel).items()}
     return {"format": EXPORT_FORMAT, "config": cfg.to_dict(), "layers": layers}
 
 

@@ -68,12 +68,6 @@ def make_criterion(name: str) -> nn.Module:
         >>> float(criterion(torch.zeros(4, 1), torch.ones(4)))
         1.0
     """
-    validate_loss(name)
-    return LOSSES[name]()
-
-
-def validate_loss(name: object) -> str:
-    """``name`` if it is a known loss, else a ``ValueError`` saying which ones exist."""
     if not isinstance(name, str) or name not in LOSS_NAMES:
         raise ValueError(f"loss must be one of {list(LOSS_NAMES)}, got {name!r}.")
-    return name
+    return LOSSES[name]()

@@ -250,8 +250,10 @@ class QuantizedLayerMixin:
         ratio = self.weight_clip_ratio
         return ratio if self.quant_spec.per_channel else ratio[:1]
 
-    def _quant_repr(self) -> str:
-        return f"weight_bits={self.weight_bits}, act_bits={self.act_bits}"
+    def extra_repr(self) -> str:
+        # super() is the torch layer (nn.Conv2d, ...): it follows this mixin in each class's MRO.
+        torch_repr = super().extra_repr()  # type: ignore[misc]
+        return f"{torch_repr}, weight_bits={self.weight_bits}, act_bits={self.act_bits}"
 
 
 class QuantConv1d(QuantizedLayerMixin, nn.Conv1d):
@@ -260,18 +262,12 @@ class QuantConv1d(QuantizedLayerMixin, nn.Conv1d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(self.input_quantizer(x), self.quantized_weight(), self.bias)
 
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, {self._quant_repr()}"
-
 
 class QuantConv2d(QuantizedLayerMixin, nn.Conv2d):
     """``nn.Conv2d`` (also grouped/depthwise) with fake-quantized weights and input activations."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(self.input_quantizer(x), self.quantized_weight(), self.bias)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, {self._quant_repr()}"
 
 
 class QuantLinear(QuantizedLayerMixin, nn.Linear):
@@ -280,11 +276,7 @@ class QuantLinear(QuantizedLayerMixin, nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(self.input_quantizer(x), self.quantized_weight(), self.bias)
 
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, {self._quant_repr()}"
 
-
-QuantLayer = QuantConv1d | QuantConv2d | QuantLinear
 _QUANT_CLASS: dict[type[nn.Module], type[nn.Module]] = {
     nn.Conv1d: QuantConv1d,
     nn.Conv2d: QuantConv2d,

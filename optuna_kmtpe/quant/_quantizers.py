@@ -160,12 +160,6 @@ def _broadcast(values: torch.Tensor, weight: torch.Tensor, per_channel: bool) ->
     return values.reshape(())
 
 
-def _clip_ratios(rows: torch.Tensor) -> torch.Tensor:
-    return torch.linspace(
-        _MSE_MIN_RATIO, 1.0, _MSE_GRID_SIZE, dtype=rows.dtype, device=rows.device
-    )
-
-
 def _params_from_ratio(
     rows: torch.Tensor, bits: int, symmetric: bool, ratio: torch.Tensor, power_of_two: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -196,17 +190,15 @@ def _search_clip_ratio(
     rows: torch.Tensor, bits: int, symmetric: bool, power_of_two: bool
 ) -> torch.Tensor:
     """Per row, the clipping ratio on a grid in [0.3, 1] with the smallest squared error."""
-    ratios = _clip_ratios(rows)[:, None]  # (grid, 1)
+    ratios = torch.linspace(
+        _MSE_MIN_RATIO, 1.0, _MSE_GRID_SIZE, dtype=rows.dtype, device=rows.device
+    )[:, None]  # (grid, 1)
     scale, zero_point = _params_from_ratio(rows[None], bits, symmetric, ratios, power_of_two)
     q_min, q_max = integer_range(bits, signed=symmetric)
     scale, zero_point = scale[..., None], zero_point[..., None]  # (grid, rows, 1)
     q = torch.clamp(torch.round(rows[None] / scale + zero_point), q_min, q_max)
     errors = ((q - zero_point) * scale - rows[None]).square().sum(dim=2)  # (grid, rows)
     return ratios[:, 0][errors.argmin(dim=0)]
-
-
-def _check_quantized(bits: int, what: str) -> None:
-    check_bits(bits, field=f"{what} bits", allow_float=False)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -306,7 +298,7 @@ class QuantizerSpec:
             clip_ratio: A cached :meth:`weight_clip_ratio` (skips the MSE search).
             generator: Rounds stochastically, if the spec's ``rounding`` says so.
         """
-        _check_quantized(bits, "weight")
+        check_bits(bits, field="weight bits", allow_float=False)
         spec = self.for_weight_bits(bits)
         scale, zero_point = spec.weight_qparams(weight, bits, clip_ratio=clip_ratio)
         with torch.no_grad():
@@ -345,7 +337,7 @@ class QuantizerSpec:
             >>> round(float(scale), 4), float(zero_point)
             (0.01, 0.0)
         """
-        _check_quantized(bits, "activation")
+        check_bits(bits, field="activation bits", allow_float=False)
         low = torch.as_tensor(min_val, dtype=torch.float32).clamp_max(0.0)
         high = torch.as_tensor(max_val, dtype=torch.float32).clamp_min(0.0)
         _, q_max = integer_range(bits, signed=self.symmetric_acts)

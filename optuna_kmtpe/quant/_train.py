@@ -330,7 +330,7 @@ def ptq(
     qmodel = apply_config(model, config, example_input=example_input, **apply_options)
     if recalibrate_bn:
         recalibrate_batchnorm(qmodel, calib_loader, num_batches=num_batches)
-    if any(True for _ in _enabled_quantizers(qmodel)):
+    if activation_quantizers(qmodel):  # calibrate skips float ones, refuses a float model
         calibrate(qmodel, calib_loader, method=method, num_batches=num_batches)
     return qmodel.eval()
 
@@ -518,7 +518,7 @@ def run_recipe(
             measured=measure(qmodel, val_loader, extra_metrics, loss=recipe.loss),
         )
     qmodel = apply_config(model, config, example_input=example_input, graph=graph, **options)
-    if any(True for _ in _enabled_quantizers(qmodel)):
+    if activation_quantizers(qmodel):
         calibrate(qmodel, train_loader, num_batches=recipe.calibration_batches)
     scores: list[float] = []
     scored: list[nn.Module] = []
@@ -553,10 +553,6 @@ def run_recipe(
         stopped_early=len(scores) < recipe.epochs,
         measured=measure(scored[0], val_loader, extra_metrics, loss=recipe.loss),
     )
-
-
-def _enabled_quantizers(model: nn.Module) -> Iterable[nn.Module]:
-    return (q for q in activation_quantizers(model).values() if q.enabled)
 
 
 def _fit(

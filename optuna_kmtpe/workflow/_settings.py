@@ -84,7 +84,6 @@ DATASET_DEFAULTS: Mapping[str, DatasetDefaults] = {
 }
 """Per-dataset defaults of ``SearchSettings`` (one place for every dataset-dependent default)."""
 
-DATASETS: tuple[str, ...] = tuple(DATASET_DEFAULTS)
 USER_DATA_DEFAULTS = dataclasses.replace(_DIGITS_DEFAULTS, model=None)
 """Defaults of registered or imported datasets: the digits recipe, and no default model."""
 _DATASET_DEPENDENT: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(DatasetDefaults))
@@ -238,15 +237,20 @@ class SearchSettings:
         _check_source_name(self.model, "model", model_names())
         if self.metric is not None:
             _check_source_name(self.metric, "metric", metric_names())
-        if self.metric_direction not in ("maximize", "minimize"):
-            raise ValueError(
-                "metric_direction must be 'maximize' or 'minimize', got "
-                f"{self.metric_direction!r}."
-            )
+        for name, allowed in (
+            ("metric_direction", ("maximize", "minimize")),
+            ("loss", LOSS_NAMES),
+            ("sampler", SAMPLERS),
+            ("mode", ("qat", "ptq")),
+            ("rounding", ROUNDING_MODES),
+            ("range_method", RANGE_METHODS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}."
+                )
         if self.metric is None and self.metric_direction != "maximize":
             raise ValueError("metric_direction applies to a metric; accuracy is maximized.")
-        if self.loss not in LOSS_NAMES:
-            raise ValueError(f"loss must be one of {list(LOSS_NAMES)}, got {self.loss!r}.")
         if self.loss == "mse" and self.metric is None:
             raise ValueError(
                 "loss 'mse' (a regression) needs a metric: accuracy means nothing there. Pass "
@@ -262,8 +266,6 @@ class SearchSettings:
                 raise ValueError(f"data_samples must be >= 100, got {self.data_samples}.")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive, finite number, got {self.lr}.")
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"Unknown sampler {self.sampler!r}; choose one of {list(SAMPLERS)}.")
         if self.n_trials < 1:
             raise ValueError(f"n_trials must be >= 1, got {self.n_trials}.")
         if self.timeout is not None and not (self.timeout > 0 and math.isfinite(self.timeout)):
@@ -275,14 +277,7 @@ class SearchSettings:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         if self.torch_threads is not None and self.torch_threads < 1:
             raise ValueError(f"torch_threads must be >= 1, got {self.torch_threads}.")
-        if self.mode not in ("qat", "ptq"):
-            raise ValueError(f"mode must be 'qat' or 'ptq', got {self.mode!r}.")
         quantizer_entry(self.quantizer)  # ValueError naming the registered quantizers
-        for name, allowed in (("rounding", ROUNDING_MODES), ("range_method", RANGE_METHODS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(
-                    f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}."
-                )
         if not self.study_name:
             raise ValueError("study_name must not be empty.")
         if not self.storage:
@@ -352,43 +347,15 @@ _ALIASES: Mapping[str, str] = {
 RESUMABLE: tuple[str, ...] = ("n_trials", "timeout", "torch_threads", "cache_dir", "storage")
 """Settings a resumed run or a worker may change; every other one is fixed by the study."""
 
-_FIELD_TYPES: Mapping[str, tuple[type | tuple[type, ...], bool]] = {
-    "model": (str, True),
-    "data": (str, False),
-    "data_dir": (str, True),
-    "data_samples": (int, True),
-    "constrained": (bool, False),
-    "budgets": (Mapping, False),
-    "device": (str, False),
-    "n_trials": (int, False),
-    "timeout": ((int, float), True),
-    "seed": (int, False),
-    "storage": (str, False),
-    "study_name": (str, False),
-    "sampler": (str, False),
-    "warm_start": (bool, False),
-    "mode": (str, False),
-    "qat_epochs": (int, False),
-    "lr": ((int, float), True),
-    "pretrain_epochs": (int, True),
-    "batch_size": (int, False),
-    "hessian_max_probes": (int, True),
-    "torch_threads": (int, True),
-    "cache_dir": (str, True),
-    "quantizer": (str, False),
-    "rounding": (str, False),
-    "range_method": (str, False),
-    "symmetric_weights": (bool, False),
-    "symmetric_acts": (bool, False),
-    "checkpoint": (str, True),
-    "metric": (str, True),
-    "metric_direction": (str, False),
-    "loss": (str, False),
+_SCALAR_TYPES: Mapping[str, tuple[type | tuple[type, ...], str]] = {
+    "str": (str, "a string"),
+    "int": (int, "an integer"),
+    "float": ((int, float), "a number"),
+    "bool": (bool, "true or false"),
+    "Mapping[str, float]": (Mapping, "a table"),
 }
-"""Expected type of each scalar setting and whether None is allowed (the lists are checked by
-``_as_list``); bool never passes for a number."""
-
-_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", Mapping: "a table"}
+"""What each scalar annotation of ``SearchSettings`` accepts (``X | None``: None too), and its
+name in errors; the lists are checked by ``_as_list``. bool never passes for a number."""
 
 
 def normalize_keys(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -448,17 +415,21 @@ def load_settings(
 
 
 def _check_types(settings: SearchSettings) -> None:
-    for name, (kind, optional) in _FIELD_TYPES.items():
-        value = getattr(settings, name)
+    for field in dataclasses.fields(settings):
+        annotation = str(field.type)  # "int", "str | None", ... (annotations are postponed)
+        optional = annotation.endswith(" | None")
+        scalar = _SCALAR_TYPES.get(annotation.removesuffix(" | None"))
+        if scalar is None:
+            continue  # a list, checked by _as_list
+        kind, expected = scalar
+        name, value = field.name, getattr(settings, field.name)
         if value is None and optional:
             continue
         if isinstance(value, os.PathLike) and kind is str:
             object.__setattr__(settings, name, os.fspath(value))
             continue
-        numeric = kind in (int, (int, float))
-        if isinstance(value, kind) and not (numeric and isinstance(value, bool)):
+        if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
             continue
-        expected = "a number" if kind == (int, float) else _TYPE_NAMES[kind]  # type: ignore[index]
         raise ValueError(
             f"{name} must be {expected}{' or unset' if optional else ''}, got {value!r} "
             f"({type(value).__name__})."
