@@ -107,22 +107,8 @@ def run_method(
 ) -> optuna.Study:
     sampler_name, constrained, warm, forecast = METHODS[name]
     space = spaces[constrained]
-    objective = make_objective(
-        model=job.model,
-        train_loader=job.train_loader,
-        val_loader=job.val_loader,
-        space=space,
-        fpga=job.fpga,
-        example_input=job.example_input,
-        recipe=recipe_for(job.settings),
-        early_stop=None,  # curves must compare full QAT accuracies
-        accuracy_cache=cache,
-    )
-    options = (
-        sampler_forecast(objective, report=job.report, model=job.model, val_loader=job.val_loader)
-        if forecast
-        else None
-    )
+    objective = job_objective(job, space, cache)
+    options = job_forecast(job, objective) if forecast else None
     if sampler_name == "gp":
         sampler: optuna.samplers.BaseSampler = optuna.samplers.GPSampler(seed=seed)
     else:
@@ -137,12 +123,37 @@ def run_method(
     return study
 
 
-def job_warm_starts(job: Any, space: Any, n_trials: int) -> list[tuple[str, QuantConfig]]:
+def job_objective(job: Any, space: Any, cache: dict) -> Any:
+    return make_objective(
+        model=job.model,
+        train_loader=job.train_loader,
+        val_loader=job.val_loader,
+        space=space,
+        fpga=job.fpga,
+        example_input=job.example_input,
+        recipe=recipe_for(job.settings),
+        early_stop=None,  # curves must compare full QAT accuracies
+        accuracy_cache=cache,
+    )
+
+
+def job_forecast(job: Any, objective: Any) -> dict[str, Any] | None:
+    return sampler_forecast(
+        objective, report=job.report, model=job.model, val_loader=job.val_loader
+    )
+
+
+def job_warm_starts(
+    job: Any, space: Any, n_trials: int, cache: dict
+) -> list[tuple[str, QuantConfig]]:
+    """The full method's warm starts (its forecast chooses their base)."""
     return warm_start_configs(
         space,
         weight_bits=job.settings.weight_bits,
         act_bits=job.settings.act_bits,
         n_trials=n_trials,
+        forecast=job_forecast(job, job_objective(job, space, cache)),
+        log=lambda message: None,
     )
 
 
@@ -549,7 +560,7 @@ def reference_configs(
         cache=cache,
     )
     rows = []
-    for label, config in job_warm_starts(job, space, n_trials):
+    for label, config in job_warm_starts(job, space, n_trials, cache):
         report = job.fpga.evaluate(job.shapes, config)
         rows.append(
             (

@@ -32,6 +32,7 @@ def warm_start_configs(
     weight_bits: Sequence[int],
     act_bits: Sequence[int],
     n_trials: int | None = None,
+    forecast: Mapping[str, Any] | None = None,
     log: Callable[[str], None] = print,
 ) -> list[tuple[str, QuantConfig]]:
     """Uniform 8-bit and 4-bit configs, then what the sampler cannot know before training.
@@ -46,7 +47,10 @@ def warm_start_configs(
     0.0381 against 0.0353 with the HAWQ-V2 selections, TPE's 60-trial hypervolume reached in
     34 trials instead of 44 (docs/sampler.md). With more prunable layers they cost too much of
     the budget: on MNIST-1D (9 prunable layers, 40 trials) they lowered the hypervolume at
-    every budget.
+    every budget. With a ``forecast``, the 4-bit base of these configs (and the uniform one)
+    becomes the cheapest uniform config whose forecast drop is within the forecast's own prior
+    uncertainty (:func:`cheapest_safe_uniform`): digits, uniform 3-bit weights and 4-bit
+    activations, which add hypervolume themselves while they measure the widths.
 
     Otherwise: HAWQ-V2 selections at 3 size budgets. Under budgets, a config that
     breaks one is replaced by the nearest config that fits (:func:`warm_starts_within_budgets`,
@@ -59,13 +63,17 @@ def warm_start_configs(
     """
     layers = list(space.layer_names)
     configs: list[tuple[str, QuantConfig]] = []
-    for bits in (8, 4):
-        if bits in weight_bits:
-            config = _uniform(layers, bits, act_bits)
-            configs.append((f"uniform-w{bits}a{config[layers[0]].act_bits}", config))
     pruned = pruning_warm_starts(space, weight_bits=weight_bits, act_bits=act_bits)
     if n_trials is not None and len(pruned) > PRUNED_WARM_START_SHARE * n_trials:
         pruned = []
+    base = cheapest_safe_uniform(space, forecast, weight_bits, act_bits) if pruned else None
+    for bits in (8, 4):
+        if bits in weight_bits:
+            config = base if bits == 4 and base is not None else _uniform(layers, bits, act_bits)
+            first = config[layers[0]]
+            configs.append((f"uniform-w{first.weight_bits}a{first.act_bits}", config))
+    if base is not None:
+        pruned = pruning_warm_starts(space, weight_bits=weight_bits, act_bits=act_bits, base=base)
     # The space's own frontier: its (budget-pruned, monotone) configs, so each one is enqueueable.
     frontier = [] if pruned else space.hawq_v2_frontier()
     for fraction in (0.25, 0.5, 0.75):
@@ -83,10 +91,14 @@ def warm_start_configs(
 
 
 def pruning_warm_starts(
-    space: Any, *, weight_bits: Sequence[int], act_bits: Sequence[int]
+    space: Any,
+    *,
+    weight_bits: Sequence[int],
+    act_bits: Sequence[int],
+    base: QuantConfig | None = None,
 ) -> list[tuple[str, QuantConfig]]:
-    """One config per prunable layer: uniform 4-bit (or the widest searched bits) with that
-    layer alone at its smallest width; ``[]`` when no width is searched.
+    """One config per prunable layer: ``base`` (default uniform 4-bit, or the widest searched
+    bits) with that layer alone at its smallest width; ``[]`` when no width is searched.
 
     Example:
         >>> from types import SimpleNamespace
@@ -99,13 +111,73 @@ def pruning_warm_starts(
     prunable = getattr(space, "prunable", ())
     if not widths or not prunable:
         return []
-    base = _uniform(list(space.layer_names), 4 if 4 in weight_bits else max(weight_bits), act_bits)
+    if base is None:
+        bits = 4 if 4 in weight_bits else max(weight_bits)
+        base = _uniform(list(space.layer_names), bits, act_bits)
     smallest = min(widths)
     return [
         (f"pruned-{name}-w{smallest:g}", base.replace(name, width=smallest))
         for name in space.layer_names
         if name in prunable
     ]
+
+
+def cheapest_safe_uniform(
+    space: Any,
+    forecast: Mapping[str, Any] | None,
+    weight_bits: Sequence[int],
+    act_bits: Sequence[int],
+) -> QuantConfig | None:
+    """The uniform config of least cost whose forecast is as good as uniform max-bit's within
+    the forecast's prior uncertainty (``predictor.prior_std``), or ``None`` without a forecast.
+
+    A forecast drop smaller than the prior's own uncertainty is no evidence of a loss, so the
+    cheaper config is as safe a base for the warm starts as uniform 4-bit and adds more
+    hypervolume itself. Cost: the sum of the exact costs, each relative to the reference point.
+    Measured on digits (10 paired seeds x 60 trials, ``benchmarks/mpq_search.py``): uniform
+    3-bit weights with 4-bit activations as the base, hypervolume at 10 trials 0.0371 against
+    0.0345 with 4-bit; uniform 2-bit weights (forecast 2 points down, outside the uncertainty)
+    lost at every budget.
+
+    Example:
+        >>> cheapest_safe_uniform(None, None, [2, 4, 8], [4, 8]) is None
+        True
+    """
+    predictor = None if forecast is None else forecast.get("predictor")
+    prior = getattr(predictor, "prior_mean", None)
+    if prior is None:
+        return None
+    known, reference = forecast["known_objectives"], forecast["reference_point"]  # type: ignore[index]
+    signs = [
+        -1.0 if keys.METRICS[name].direction == "maximize" else 1.0
+        for name in known.metrics
+        if keys.METRICS[name].source != keys.COST
+    ]
+    layers = list(space.layer_names)
+
+    def forecast_losses(config: QuantConfig) -> list[float]:
+        """The prior's forecast of each training objective, as a loss (lower is better)."""
+        return [sign * v for sign, v in zip(signs, prior(space.params_for(config)), strict=True)]
+
+    widest = forecast_losses(
+        QuantConfig.uniform(layers, weight_bits=max(weight_bits), act_bits=max(act_bits))
+    )
+    best: tuple[float, QuantConfig] | None = None
+    for w in sorted(weight_bits):
+        for a in sorted(act_bits):
+            config = QuantConfig.uniform(layers, weight_bits=w, act_bits=a)
+            losses = forecast_losses(config)
+            if any(v - top > predictor.prior_std for v, top in zip(losses, widest)):
+                continue
+            costs = known.cost_fn(config).metrics
+            cost = sum(
+                float(costs[name]) / float(limit)
+                for name, limit in zip(known.metrics, reference)
+                if keys.METRICS[name].source == keys.COST
+            )
+            if best is None or cost < best[0]:
+                best = (cost, config)
+    return None if best is None else best[1]
 
 
 def _uniform(layers: list[str], bits: int, act_bits: Sequence[int]) -> QuantConfig:
@@ -250,7 +322,12 @@ def warm_start_study(
         The number of trials enqueued.
     """
     configs = warm_start_configs(
-        space, weight_bits=weight_bits, act_bits=act_bits, n_trials=max_trials, log=log
+        space,
+        weight_bits=weight_bits,
+        act_bits=act_bits,
+        n_trials=max_trials,
+        forecast=forecast,
+        log=log,
     )
     # With the forecast on, uniform max-bit lies on the reference point and adds nothing
     # (digits, 10 seeds: hypervolume at 10 trials 0.0351 without it, 0.0306 with it).

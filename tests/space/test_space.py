@@ -417,6 +417,59 @@ def test_with_widths_each_prunable_layer_is_pruned_alone_instead_of_hawq_v2() ->
     assert not [label for label, _ in short if label.startswith("pruned-")]
 
 
+@pytest.mark.parametrize("two_bit_drop, base", [(0.005, (2, 4)), (0.02, (4, 4))])
+def test_with_a_forecast_the_pruned_warm_starts_sit_on_the_cheapest_safe_uniform_config(
+    two_bit_drop: float, base: tuple[int, int]
+) -> None:
+    from types import SimpleNamespace
+
+    from optuna_kmtpe.objectives import warm_start_configs
+
+    report = make_report(4, seed=13)
+    names = list(MonotoneSearchSpace(report, weight_bits=(4,)).layer_names)
+    space = MonotoneSearchSpace(
+        report, weight_bits=(2, 4, 8), act_bits=(4, 8), widths=(0.5, 1.0),
+        prunable_layers=names[:2],
+    )  # fmt: skip
+
+    def accuracy(params: dict) -> list[float]:
+        config = space.config_from_params(params)
+        weight = min(c.weight_bits for c in config.values())
+        act = min(c.act_bits for c in config.values())
+        return [0.99 - {2: two_bit_drop, 4: 0.003, 8: 0.0}[weight] - {4: 0.002, 8: 0.0}[act]]
+
+    # The exact costs grow with the bits; what warm starts read of KnownCosts and the predictor.
+    energy = lambda config: sum(c.weight_bits + c.act_bits for c in config.values())  # noqa: E731
+    forecast = {
+        "known_objectives": SimpleNamespace(
+            metrics=("accuracy", "energy_j"),
+            cost_fn=lambda config: SimpleNamespace(metrics={"energy_j": energy(config)}),
+        ),
+        "predictor": SimpleNamespace(prior_mean=accuracy, prior_std=0.01),
+        "reference_point": [0.9, 1000.0],
+    }
+    warm = warm_start_configs(
+        space, weight_bits=(2, 4, 8), act_bits=(4, 8), n_trials=40, forecast=forecast
+    )
+    # A forecast drop within the prior's 1 point is no evidence: the cheapest such config is the
+    # base of the uniform and the pruned warm starts (2 points down is not safe: 4-bit).
+    assert [label for label, _ in warm][:2] == ["uniform-w8a8", f"uniform-w{base[0]}a{base[1]}"]
+    pruned = [config for label, config in warm if label.startswith("pruned-")]
+    assert len(pruned) == 2
+    assert all(
+        {(c.weight_bits, c.act_bits) for c in config.values()} == {base} for config in pruned
+    )
+    # Without a forecast, or on the HAWQ-V2 path, the base stays uniform 4-bit.
+    plain = dict(warm_start_configs(space, weight_bits=(2, 4, 8), act_bits=(4, 8), n_trials=40))
+    assert "uniform-w4a4" in plain
+    hawq = dict(
+        warm_start_configs(
+            space, weight_bits=(2, 4, 8), act_bits=(4, 8), n_trials=10, forecast=forecast
+        )
+    )
+    assert "uniform-w4a4" in hawq and not [label for label in hawq if "pruned" in label]
+
+
 def test_paired_activation_bits_follow_weights_and_stay_in_the_space() -> None:
     # Without an activation order every layer gets exactly the smallest act choice >= its
     # weights; with one, the projection onto the order may move some layers, and the result is
