@@ -2,7 +2,9 @@
 
 :func:`warm_start_study` is the one policy, used by ``kmtpe search``, ``optuna_kmtpe.search``
 and ``benchmarks/mpq_search.py``: uniform 8/4-bit configs, then either one pruned config per
-prunable layer or, when no width is searched, HAWQ-V2 selections (:func:`warm_start_configs`),
+prunable layer (on the cheapest uniform config the forecast cannot tell from full precision) or,
+when no width is searched or too many layers are prunable, HAWQ-V2 selections
+(:func:`warm_start_configs`),
 moved inside the budgets, dropped where the forecast says they add
 nothing (:func:`warm_starts_inside`), at most as many as the study will run, enqueued once
 (:func:`enqueue_warm_starts`).

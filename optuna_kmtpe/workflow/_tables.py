@@ -30,7 +30,7 @@ def warm_start_line(n_warm: int, *, n_trials: int, sampler: str) -> str:
         >>> warm_start_line(5, n_trials=5, sampler="kmtpe").split(": ")[1]
         'all 5 trials are warm starts, the kmtpe sampler proposes none (use --trials > 5).'
     """
-    head = f"Enqueued {n_warm} warm-start configs (uniform 8/4-bit, then pruned or HAWQ-V2): "
+    head = f"Enqueued {n_warm} warm-start configs (uniform bits, then pruned or HAWQ-V2): "
     if n_warm >= n_trials:
         return (
             f"{head}all {n_trials} trials are warm starts, the {sampler} sampler proposes none "
