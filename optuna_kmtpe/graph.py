@@ -453,17 +453,16 @@ def _analyse(traced: torch.fx.GraphModule, layers: dict[str, nn.Module]) -> Chan
             multiplier[name] = mult
             if producer is None:
                 block(in_sources - {_INPUT}, f"its channels feed {name!r} in a way not followed")
-            if getattr(layer, "groups", 1) == 1:
-                pass
-            elif producer is not None and mult == 1 and _is_depthwise(layer):
-                # One filter per channel: narrowing the producer narrows it too, and its
-                # output channels are the producer's (what follows it constrains the producer).
-                flows[node] = _Flow(in_sources, axis)
-                followers.setdefault(producer, []).append(name)
-                reasons.setdefault(name, f"depthwise: its channels are {producer!r}'s")
-            else:
-                block(in_sources, f"it feeds the grouped convolution {name!r}")
-                reasons.setdefault(name, "grouped convolutions keep their width")
+            if getattr(layer, "groups", 1) != 1:
+                if producer is not None and mult == 1 and _is_depthwise(layer):
+                    # One filter per channel: narrowing the producer narrows it too, and its
+                    # output channels are the producer's (what follows constrains the producer).
+                    flows[node] = _Flow(in_sources, axis)
+                    followers.setdefault(producer, []).append(name)
+                    reasons.setdefault(name, f"depthwise: its channels are {producer!r}'s")
+                else:
+                    block(in_sources, f"it feeds the grouped convolution {name!r}")
+                    reasons.setdefault(name, "grouped convolutions keep their width")
         elif not in_sources or _calls(node, _METADATA_OPS):
             continue
         elif _calls(node, _ELEMENTWISE_OPS):

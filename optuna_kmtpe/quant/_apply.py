@@ -259,7 +259,7 @@ def _prune(model: nn.Module, graph: ChannelGraph, kept: dict[str, torch.Tensor])
         followers = graph.followers.get(name, ())
         for follower_name in followers:
             _prune_per_channel_module(modules[follower_name], index)
-        for consumer_name in set(graph.consumers(name)) - set(followers):
+        for consumer_name in (c for c in graph.consumers(name) if c not in followers):
             consumer = modules[consumer_name]
             multiplier = graph.input_multiplier[consumer_name]
             columns = (index[:, None] * multiplier + torch.arange(multiplier)[None]).reshape(-1)
