@@ -65,17 +65,21 @@ def warm_start_configs(
     """
     layers = list(space.layer_names)
     configs: list[tuple[str, QuantConfig]] = []
-    pruned = pruning_warm_starts(space, weight_bits=weight_bits, act_bits=act_bits)
-    if n_trials is not None and len(pruned) > PRUNED_WARM_START_SHARE * n_trials:
-        pruned = []
-    base = cheapest_safe_uniform(space, forecast, weight_bits, act_bits) if pruned else None
+    n_pruned = len(_width_layers(space))
+    use_pruned = n_pruned > 0 and (
+        n_trials is None or n_pruned <= PRUNED_WARM_START_SHARE * n_trials
+    )
+    base = cheapest_safe_uniform(space, forecast, weight_bits, act_bits) if use_pruned else None
     for bits in (8, 4):
         if bits in weight_bits:
             config = base if bits == 4 and base is not None else _uniform(layers, bits, act_bits)
             first = config[layers[0]]
             configs.append((f"uniform-w{first.weight_bits}a{first.act_bits}", config))
-    if base is not None:
-        pruned = pruning_warm_starts(space, weight_bits=weight_bits, act_bits=act_bits, base=base)
+    pruned = (
+        pruning_warm_starts(space, weight_bits=weight_bits, act_bits=act_bits, base=base)
+        if use_pruned
+        else []
+    )
     # The space's own frontier: its (budget-pruned, monotone) configs, so each one is enqueueable.
     frontier = [] if pruned else space.hawq_v2_frontier()
     for fraction in (0.25, 0.5, 0.75):
@@ -109,19 +113,22 @@ def pruning_warm_starts(
         ...     space, weight_bits=[4, 8], act_bits=[4, 8])]
         [('pruned-a-w0.5', 0.5, 1.0)]
     """
-    widths = getattr(space, "widths", None)
-    prunable = getattr(space, "prunable", ())
-    if not widths or not prunable:
+    names = _width_layers(space)
+    if not names:
         return []
     if base is None:
         bits = 4 if 4 in weight_bits else max(weight_bits)
         base = _uniform(list(space.layer_names), bits, act_bits)
-    smallest = min(widths)
-    return [
-        (f"pruned-{name}-w{smallest:g}", base.replace(name, width=smallest))
-        for name in space.layer_names
-        if name in prunable
-    ]
+    smallest = min(space.widths)
+    return [(f"pruned-{name}-w{smallest:g}", base.replace(name, width=smallest)) for name in names]
+
+
+def _width_layers(space: Any) -> list[str]:
+    """The layers whose width the space searches, in layer order (none without widths)."""
+    if not getattr(space, "widths", None):
+        return []
+    prunable = getattr(space, "prunable", ())
+    return [name for name in space.layer_names if name in prunable]
 
 
 def cheapest_safe_uniform(
@@ -145,11 +152,14 @@ def cheapest_safe_uniform(
         >>> cheapest_safe_uniform(None, None, [2, 4, 8], [4, 8]) is None
         True
     """
-    predictor = None if forecast is None else forecast.get("predictor")
-    prior = getattr(predictor, "prior_mean", None)
-    if prior is None:
+    if forecast is None:
         return None
-    known, reference = forecast["known_objectives"], forecast["reference_point"]  # type: ignore[index]
+    predictor = forecast.get("predictor")
+    prior = getattr(predictor, "prior_mean", None)
+    prior_std = getattr(predictor, "prior_std", None)
+    if prior is None or prior_std is None:  # a user's predictor without a prior
+        return None
+    known, reference = forecast["known_objectives"], forecast["reference_point"]
     signs = [
         -1.0 if keys.METRICS[name].direction == "maximize" else 1.0
         for name in known.metrics
@@ -169,7 +179,7 @@ def cheapest_safe_uniform(
         for a in sorted(act_bits):
             config = QuantConfig.uniform(layers, weight_bits=w, act_bits=a)
             losses = forecast_losses(config)
-            if any(v - top > predictor.prior_std for v, top in zip(losses, widest)):
+            if any(v - top > prior_std for v, top in zip(losses, widest)):
                 continue
             costs = known.cost_fn(config).metrics
             cost = sum(
