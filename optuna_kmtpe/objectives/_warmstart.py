@@ -124,9 +124,8 @@ def pruning_warm_starts(
 
 
 def _width_layers(space: Any) -> list[str]:
-    """The layers whose width the space searches, in layer order (none without widths)."""
-    if not getattr(space, "widths", None):
-        return []
+    """The layers whose width the space searches, in layer order (the space leaves
+    ``prunable`` empty when it searches no widths)."""
     prunable = getattr(space, "prunable", ())
     return [name for name in space.layer_names if name in prunable]
 
