@@ -22,8 +22,10 @@ add nothing (the float model reaches ~99%, so the interesting front lies above 9
 is a deterministic function of the config under the fixed QAT recipe, so one config -> accuracy
 memo is shared by all methods and seeds (it saves time and changes no result).
 
-Usage: ``python benchmarks/mpq_search.py [--task digits|mnist1d] [--quick] [--seeds 5]
-[--trials 60] [--methods full,tpe_raw,gp] [--plot out.png] [--jobs 16] [--results-dir DIR]``.
+Usage: ``python benchmarks/mpq_search.py [--task digits|mnist1d] [--task-seed 0] [--quick]
+[--seeds 5] [--trials 60] [--methods full,tpe_raw,gp] [--plot out.png] [--jobs 16]
+[--results-dir DIR]``. ``--task-seed`` draws the task again (data split, float pre-training,
+sensitivity): a sampler change should win on several draws, not on one.
 ``--jobs`` runs (method, seed) studies in parallel processes of one torch thread each (they
 share the accuracy cache file); ``--results-dir`` keeps each finished study's curve, so a run
 that was stopped (or ran on another machine) resumes with only the missing studies.
@@ -180,6 +182,13 @@ def main() -> None:
         "(new methods, more seeds) retrain nothing already trained under the same task and recipe",
     )
     parser.add_argument(
+        "--task-seed",
+        type=int,
+        default=0,
+        help="seed of the data split, float pre-training and sensitivity: another draw of the "
+        "same task (the sampler seeds stay 0..seeds-1)",
+    )
+    parser.add_argument(
         "--jobs", type=int, default=1, help="parallel processes (1 torch thread each)"
     )
     parser.add_argument(
@@ -194,7 +203,7 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
     # The `kmtpe search` defaults of the task: digits CNN or ResNet-20-1D, pynq-z2, 2 QAT epochs.
-    settings = SearchSettings(data=args.task)
+    settings = SearchSettings(data=args.task, seed=args.task_seed)
     job = prepare_job(settings, None, log=lambda m: print(m, flush=True), progress=False)
     spaces = {
         constrained: build_space(settings.replace(constrained=constrained), job.report, job.graph)
@@ -304,6 +313,7 @@ def main() -> None:
                 },
                 "best_method": max(medians, key=lambda name: float(medians[name][-1])),
                 "task": args.task,
+                "task_seed": args.task_seed,
                 "trials_ratio_vs_tpe": round(ratio, 2) if ratio else None,
                 "trials_ratio_vs_tpe_at_budget": ratio_at,
                 "hv_reference_configs": round(reference_hv, 5),
@@ -327,15 +337,15 @@ def run_studies(
     """Yield one result dict per (seed, method): stored ones first, then fresh ones."""
     todo = []
     for seed, name in pending:
-        stored = _load_result(args.results_dir, args.task, name, seed, n_trials)
+        stored = _load_result(args.results_dir, _task_tag(args), name, seed, n_trials)
         if stored is not None:
             yield {**stored, "stored": True}
         else:
             todo.append((seed, name))
     if args.jobs <= 1:
-        _WORKER.update(_worker_state(args.task, args.accuracy_cache, cache=cache))
+        _WORKER.update(_worker_state(args.task, args.accuracy_cache, args.task_seed, cache=cache))
         for seed, name in todo:
-            yield _save_result(args.results_dir, args.task, _run_study(name, seed, n_trials))
+            yield _save_result(args.results_dir, _task_tag(args), _run_study(name, seed, n_trials))
         return
     import concurrent.futures
     import multiprocessing
@@ -346,20 +356,27 @@ def run_studies(
         max_workers=args.jobs,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
-        initargs=(args.task, args.accuracy_cache),
+        initargs=(args.task, args.accuracy_cache, args.task_seed),
     ) as pool:
         futures = [pool.submit(_run_study, name, seed, n_trials) for seed, name in todo]
         for future in concurrent.futures.as_completed(futures):
-            yield _save_result(args.results_dir, args.task, future.result())
+            yield _save_result(args.results_dir, _task_tag(args), future.result())
 
 
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_state(task: str, cache_path: str | None, cache: Any = None) -> dict[str, Any]:
+def _task_tag(args: argparse.Namespace) -> str:
+    """The task's name in stored results (another task seed is another task)."""
+    return args.task if args.task_seed == 0 else f"{args.task}-taskseed{args.task_seed}"
+
+
+def _worker_state(
+    task: str, cache_path: str | None, task_seed: int = 0, cache: Any = None
+) -> dict[str, Any]:
     # One torch thread per process: small models train fastest that way, and N processes
     # share N cores. The thread count is not part of the recipe (the cache stays valid).
-    settings = SearchSettings(data=task, torch_threads=1)
+    settings = SearchSettings(data=task, seed=task_seed, torch_threads=1)
     job = prepare_job(settings, None, log=lambda m: None, progress=False)
     spaces = {
         constrained: build_space(settings.replace(constrained=constrained), job.report, job.graph)
@@ -375,9 +392,9 @@ def _worker_state(task: str, cache_path: str | None, cache: Any = None) -> dict[
     }
 
 
-def _init_worker(task: str, cache_path: str | None) -> None:
+def _init_worker(task: str, cache_path: str | None, task_seed: int) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    _WORKER.update(_worker_state(task, cache_path))
+    _WORKER.update(_worker_state(task, cache_path, task_seed))
 
 
 def _run_study(name: str, seed: int, n_trials: int) -> dict[str, Any]:

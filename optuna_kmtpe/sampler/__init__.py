@@ -14,6 +14,7 @@ from optuna_kmtpe.sampler._sampler import SPLIT_ATTR_KEY
 from optuna_kmtpe.sampler._sampler import KMeansTPESampler
 from optuna_kmtpe.sampler._sampler import default_n_clusters
 from optuna_kmtpe.sampler._surrogate import AdditiveBayesianRegression
+from optuna_kmtpe.sampler._surrogate import LatentPredictor
 from optuna_kmtpe.sampler._surrogate import ObjectivePredictor
 
 
@@ -23,6 +24,7 @@ __all__ = [
     "PREDICTION_ATTR_KEY",
     "KMeans1DResult",
     "KMeansTPESampler",
+    "LatentPredictor",
     "SPLIT_ATTR_KEY",
     "default_n_clusters",
     "kmeans_1d",

@@ -36,6 +36,7 @@ from optuna_kmtpe.sampler._split import infeasible_score
 from optuna_kmtpe.sampler._split import split_trials
 from optuna_kmtpe.sampler._split import spread_tiebreak
 from optuna_kmtpe.sampler._surrogate import AdditiveBayesianRegression
+from optuna_kmtpe.sampler._surrogate import LatentPredictor
 from optuna_kmtpe.sampler._surrogate import ObjectivePredictor
 
 
@@ -478,7 +479,16 @@ class KMeansTPESampler(TPESampler):
             ceiling = reference[unknown_idx] + np.maximum(reference[unknown_idx] - best, 0.0)
             targets = np.minimum(targets, ceiling) * signs[unknown_idx]
             self._predictor.fit([t.params for t in complete], targets, search_space)
-            mean, std = self._predictor.predict(candidates)
+            # The acquisition integrates over the uncertainty about each config's objective,
+            # not over the noise of one measurement (where the predictor tells them apart):
+            # with the noise in it, EHVI kept drawing near-copies of one cheap config for a
+            # lucky draw (docs/sampler.md, "Digits, sixth round").
+            predict = (
+                self._predictor.predict_latent
+                if isinstance(self._predictor, LatentPredictor)
+                else self._predictor.predict
+            )
+            mean, std = predict(candidates)
             mean = np.asarray(mean, dtype=float).reshape(len(candidates), -1) * signs[unknown_idx]
             std = np.asarray(std, dtype=float).reshape(len(candidates), -1)
             running = [
@@ -511,13 +521,16 @@ class KMeansTPESampler(TPESampler):
                 np.argmax(self._compute_acquisition_func(samples, mpe_below, mpe_above))
             )
         if unknown_idx.size:
+            # The recorded std is the predictive one (noise included): what a measured value
+            # is compared with.
+            _, predictive_std = self._predictor.predict([candidates[best_index]])
             study._storage.set_trial_user_attr(
                 trial._trial_id,
                 PREDICTION_ATTR_KEY,
                 {
                     "objectives": [int(i) for i in unknown_idx],
                     "mean": [float(v) for v in mean[best_index] * signs[unknown_idx]],
-                    "std": [float(v) for v in std[best_index]],
+                    "std": [float(v) for v in np.ravel(predictive_std)],
                     "ehvi": float(ehvi[best_index]),
                     "n_candidates": len(candidates),
                 },

@@ -50,6 +50,13 @@ class ObjectivePredictor(Protocol):
     that are not known before a trial (one column each, in the study's own units and
     directions); ``predict`` returns the predictive mean and standard deviation of those
     columns for new parameters.
+
+    A predictor that separates its observation noise from its uncertainty about the
+    objective itself may also define ``predict_latent(params)`` (:class:`LatentPredictor`):
+    the same mean, and the standard deviation without the noise. The sampler's expected
+    improvement then integrates over that uncertainty alone, so it does not keep drawing
+    configs whose only promise is a lucky draw of the noise (docs/sampler.md, "Digits, sixth
+    round").
     """
 
     def fit(
@@ -60,6 +67,15 @@ class ObjectivePredictor(Protocol):
     ) -> None: ...
 
     def predict(self, params: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@runtime_checkable
+class LatentPredictor(ObjectivePredictor, Protocol):
+    """An :class:`ObjectivePredictor` that also forecasts the noise-free objective."""
+
+    def predict_latent(
+        self, params: Sequence[Mapping[str, Any]]
+    ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def encode(
@@ -186,11 +202,23 @@ class AdditiveBayesianRegression:
 
     def predict(self, params: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
         """Predictive mean and standard deviation, each of shape ``(len(params), n_outputs)``."""
+        return self._predict(params, noise=True)
+
+    def predict_latent(self, params: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """The same mean, and the standard deviation of the noise-free objective (the model's
+        uncertainty about the additive function alone)."""
+        return self._predict(params, noise=False)
+
+    def _predict(
+        self, params: Sequence[Mapping[str, Any]], *, noise: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
         if not self._columns:
             raise RuntimeError("Call fit() before predict().")
         features = encode(params, self._space)
         prior = self._prior(params, self._n_outputs)
-        means, stds = zip(*(c.predict(features, prior[:, j]) for j, c in enumerate(self._columns)))
+        means, stds = zip(
+            *(c.predict(features, prior[:, j], noise=noise) for j, c in enumerate(self._columns))
+        )
         return np.column_stack(means), np.column_stack(stds)
 
 
@@ -207,11 +235,15 @@ class _Posterior:
     prior_center: float
     prior_scale: float
 
-    def predict(self, features: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def predict(
+        self, features: np.ndarray, prior: np.ndarray, *, noise: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
         design = _design(features)
         base = self.prior_center + self.prior_scale * (prior - self.prior_center)
         mean = base + design @ self.mean
-        variance = np.einsum("ij,jk,ik->i", design, self.covariance, design) + self.noise**2
+        variance = np.einsum("ij,jk,ik->i", design, self.covariance, design)
+        if noise:
+            variance = variance + self.noise**2
         return mean, np.sqrt(np.maximum(variance, 1e-300))
 
 

@@ -138,6 +138,66 @@ def test_additive_regression_learns_levels_and_starts_from_the_prior() -> None:
         model.fit(params, values[:3], space)
 
 
+def test_latent_forecast_leaves_out_the_noise_the_predictive_one_keeps() -> None:
+    # One parameter, its levels measured 50 times each with noise of std 1: the model is sure
+    # of each level's mean (latent std small) but a new measurement still scatters by ~1.
+    space = {"a": IntDistribution(0, 3)}
+    rng = np.random.default_rng(0)
+    params = [{"a": a} for a in range(4) for _ in range(50)]
+    values = np.array([[2.0 * p["a"] + rng.normal()] for p in params])
+    model = AdditiveBayesianRegression()
+    model.fit(params, values, space)
+    test = [{"a": a} for a in range(4)]
+    mean, std = model.predict(test)
+    latent_mean, latent_std = model.predict_latent(test)
+    np.testing.assert_allclose(latent_mean, mean)
+    assert np.all(std[:, 0] > 0.5) and np.all(std[:, 0] < 1.5)  # the noise (its grid is coarse)
+    assert np.all(latent_std[:, 0] < 0.3)
+    assert np.all(latent_std > 0)
+
+
+class _SpyPredictor:
+    """The default model, counting which forecast the sampler asks for."""
+
+    def __init__(self, *, latent: bool) -> None:
+        self.model = AdditiveBayesianRegression(prior_mean=prior, prior_std=0.01)
+        self.calls = {"predict": 0, "predict_latent": 0}
+        if latent:
+            self.predict_latent = self._predict_latent
+
+    def fit(self, params: Any, values: np.ndarray, search_space: Any) -> None:
+        self.model.fit(params, values, search_space)
+
+    def predict(self, params: Any) -> tuple[np.ndarray, np.ndarray]:
+        self.calls["predict"] += 1
+        return self.model.predict(params)
+
+    def _predict_latent(self, params: Any) -> tuple[np.ndarray, np.ndarray]:
+        self.calls["predict_latent"] += 1
+        return self.model.predict_latent(params)
+
+
+@pytest.mark.parametrize("latent", [True, False])
+def test_acquisition_uses_the_latent_forecast_where_the_predictor_has_one(latent: bool) -> None:
+    spy = _SpyPredictor(latent=latent)
+    sampler = KMeansTPESampler(
+        seed=0, known_objectives=known, reference_point=REFERENCE, predictor=spy,
+        n_startup_trials=1,
+    )  # fmt: skip
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    study.optimize(objective, n_trials=8)
+    model_chosen = 7
+    assert spy.calls["predict_latent"] == (model_chosen if latent else 0)
+    # Every pick also records the predictive forecast of the chosen config (noise included),
+    # the one a measured value is compared with.
+    assert spy.calls["predict"] == (model_chosen if latent else 2 * model_chosen)
+    last = study.trials[-1]
+    _, predictive_std = spy.model.predict([last.params])
+    recorded = last.user_attrs[PREDICTION_ATTR_KEY]["std"][0]
+    assert recorded >= spy.model.predict_latent([last.params])[1][0, 0]
+    assert recorded == pytest.approx(predictive_std[0, 0], rel=0.5)
+
+
 def test_known_objectives_with_a_prior_beat_tpe_early() -> None:
     # Paired seeds, 20 trials: the Hessian-like prior and the exact cost make the first
     # trials count; TPE learns both from scratch.
