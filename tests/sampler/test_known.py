@@ -156,6 +156,28 @@ def test_latent_forecast_leaves_out_the_noise_the_predictive_one_keeps() -> None
     assert np.all(latent_std > 0)
 
 
+def test_few_trials_keep_a_large_single_effect_plausible() -> None:
+    # The warm-start pattern: one base config and each of three layers changed alone, with
+    # effects of -10, -4 and -3 points that a flat prior does not know. Four trials cannot
+    # tell a model that calls the spread noise from one that believes the effects; averaged
+    # over the prior scales by evidence, the forecast of all three changes together stays
+    # below the base and keeps the additive truth inside two standard deviations.
+    space = {name: IntDistribution(0, 2) for name in "abcd"}
+    effects = {"a": 0.10, "b": 0.04, "c": 0.03}
+
+    def truth(p: dict[str, Any]) -> float:
+        return 0.97 - sum(effect for name, effect in effects.items() if p[name] == 0)
+
+    base = dict.fromkeys("abcd", 2)
+    params = [base] + [{**base, name: 0} for name in effects]
+    model = AdditiveBayesianRegression(prior_mean=lambda p: [0.98], prior_std=0.01)
+    model.fit(params, np.array([[truth(p)] for p in params]), space)
+    all_changed = {**base, "a": 0, "b": 0, "c": 0}
+    mean, std = model.predict_latent([all_changed, base])
+    assert mean[0, 0] < mean[1, 0] - 0.03
+    assert abs(mean[0, 0] - truth(all_changed)) < 2 * std[0, 0]
+
+
 class _SpyPredictor:
     """The default model, counting which forecast the sampler asks for."""
 
