@@ -69,6 +69,14 @@ def test_float_noise_of_another_cpu_is_not_drift() -> None:
         "trial 2: accuracy 98.15%  latency_s 20.43us  energy_j 5.157uJ  w6-3-3-6 a6-4-4-6 x1-1-1-1"
     )
     assert close(quoted, other)  # another warm start: its costs are checked by check_costs
+    crashed = (
+        "trial 4: accuracy 77.41% (forecast 95.57% +-6.81%)  latency_s 11.46us  "
+        "energy_j 2.560uJ  w3-6-4-6 a6-4-4-8 x.5-.5-.5-1"
+    )
+    # A config QAT barely trains moves by more than a sample or two (seen: 82.22% on another
+    # CPU), but not without bound.
+    assert close(crashed, crashed.replace("77.41%", "82.22%"))
+    assert not close(crashed, crashed.replace("77.41%", "90.74%"))
     assert not close(quoted, quoted.replace("98.52%", "98.52% (forecast 98.0% +-0.3%)"))
     row = "features.0  1     3.040e-02  9.0e-05  144     0           2,3,4,6,8    4,6,8"
     assert close(row, row.replace("3.040e-02  9.0e-05", "2.838e-02  1.1e-04"))
