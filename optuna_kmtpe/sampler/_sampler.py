@@ -482,7 +482,7 @@ class KMeansTPESampler(TPESampler):
             # The acquisition integrates over the uncertainty about each config's objective,
             # not over the noise of one measurement (where the predictor tells them apart):
             # with the noise in it, EHVI kept drawing near-copies of one cheap config for a
-            # lucky draw (docs/sampler.md, "Digits, sixth round").
+            # lucky draw (docs/sampler.md, "Digits, seventh round").
             predict = (
                 self._predictor.predict_latent
                 if isinstance(self._predictor, LatentPredictor)

@@ -58,8 +58,8 @@ class ObjectivePredictor(Protocol):
     objective itself may also define ``predict_latent(params)`` (:class:`LatentPredictor`):
     the same mean, and the standard deviation without the noise. The sampler's expected
     improvement then integrates over that uncertainty alone, so it does not keep drawing
-    configs whose only promise is a lucky draw of the noise (docs/sampler.md, "Digits, sixth
-    round").
+    configs whose only promise is a lucky draw of the noise (docs/sampler.md, "Digits,
+    seventh round").
     """
 
     def fit(
