@@ -133,9 +133,9 @@ def _close(quoted: str, fresh: str) -> bool:
     Figures that come out of training move on another CPU: small numbers in scientific notation
     (a Hessian trace and its standard error) by up to :data:`TRACE_NOISE`, accuracies by up to
     :data:`ACCURACY_NOISE` points or :data:`ERROR_NOISE` of the error rate. A trial line may
-    show another config (the warm starts follow
-    the traces, the sampler follows the accuracies): then only its form is compared here, and
-    :func:`check_costs` checks the README's own configs against the cost model.
+    show another config (the warm starts follow the traces, the sampler follows the
+    accuracies): then only its form is compared here, and :func:`check_costs` checks the
+    README's own configs against the cost model.
     """
     q, f = _TRIAL_FIGURES.match(quoted), _TRIAL_FIGURES.match(fresh)
     if q or f:

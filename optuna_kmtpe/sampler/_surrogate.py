@@ -245,7 +245,8 @@ class _Average:
     def predict(
         self, features: np.ndarray, prior: np.ndarray, *, noise: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
-        means, stds = zip(*(m.predict(features, prior, noise=noise) for m in self.members))
+        design = _design(features)  # once for all members
+        means, stds = zip(*(m.predict(design, prior, noise=noise) for m in self.members))
         mean_stack, std_stack = np.vstack(means), np.vstack(stds)
         mean = self.weights @ mean_stack
         # Law of total variance: the members' own variance plus their disagreement.
@@ -262,9 +263,9 @@ class _Posterior:
     prior_scale: float
 
     def predict(
-        self, features: np.ndarray, prior: np.ndarray, *, noise: bool = True
+        self, design: np.ndarray, prior: np.ndarray, *, noise: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
-        design = _design(features)
+        """Mean and std at the rows of ``design`` (:func:`_design` of the features)."""
         base = self.prior_center + self.prior_scale * (prior - self.prior_center)
         mean = base + design @ self.mean
         variance = np.einsum("ij,jk,ik->i", design, self.covariance, design)
