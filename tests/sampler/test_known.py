@@ -16,6 +16,7 @@ import pytest
 from optuna_kmtpe import KMeansTPESampler
 from optuna_kmtpe.sampler import PREDICTION_ATTR_KEY
 from optuna_kmtpe.sampler import AdditiveBayesianRegression
+from optuna_kmtpe.sampler import _surrogate as surrogate
 from optuna_kmtpe.sampler._ehvi import expected_improvement
 from optuna_kmtpe.sampler._ehvi import free_volume
 
@@ -178,16 +179,73 @@ def test_few_trials_keep_a_large_single_effect_plausible() -> None:
     assert abs(mean[0, 0] - truth(all_changed)) < 2 * std[0, 0]
 
 
+def _additive_data(
+    n: int, seed: int
+) -> tuple[dict[str, IntDistribution], list[dict[str, Any]], Any]:
+    space = {name: IntDistribution(0, 3) for name in "abcde"}
+    rng = np.random.default_rng(seed)
+    effects = {name: rng.uniform(-0.02, 0.0, 4) for name in space}
+    params = [{name: int(v) for name, v in zip(space, row)} for row in rng.integers(0, 4, (n, 5))]
+
+    def truth(p: dict[str, Any]) -> float:
+        return 0.97 + sum(float(effects[name][p[name]]) for name in space)
+
+    return space, params, truth
+
+
+@pytest.mark.parametrize("dof, distorted", [(surrogate.NOISE_DOF, False), (1e12, True)])
+def test_one_crash_does_not_distort_the_levels_it_shares(
+    monkeypatch: pytest.MonkeyPatch, dof: float, distorted: bool
+) -> None:
+    # Forty configs of an additive accuracy, one of which collapses to 10%: the t likelihood
+    # gives the crash a small weight, so configs that share its levels keep their forecast. The
+    # Gaussian likelihood (dof -> infinity) drags them toward it; the test shows both.
+    monkeypatch.setattr(surrogate, "NOISE_DOF", dof)
+    space, params, truth = _additive_data(40, seed=0)
+    values = np.array([[truth(p)] for p in params])
+    values[0, 0] = 0.10
+    model = AdditiveBayesianRegression()
+    model.fit(params, values, space)
+    neighbours = [{**params[0], name: (params[0][name] + 1) % 4} for name in space]
+    mean, _ = model.predict_latent(neighbours)
+    error = np.max(np.abs(mean[:, 0] - [truth(p) for p in neighbours]))
+    assert (error > 0.03) == distorted
+
+
+def test_a_level_that_always_crashes_is_fitted_as_its_effect() -> None:
+    # Every config with a = 0 collapses (the halved first conv of digits): those residuals are
+    # small once the level's weight explains them, so the forecast of an unseen a = 0 config
+    # is a crash too, not the mean of the others.
+    space, params, truth = _additive_data(30, seed=1)
+
+    def measured(p: dict[str, Any]) -> float:
+        return truth(p) - (0.2 if p["a"] == 0 else 0.0)
+
+    model = AdditiveBayesianRegression()
+    model.fit(params, np.array([[measured(p)] for p in params]), space)
+    seen = {tuple(p.values()) for p in params}
+    unseen = [
+        p
+        for p in ({"a": 0, "b": b, "c": c, "d": 1, "e": 2} for b in range(4) for c in range(4))
+        if tuple(p.values()) not in seen
+    ]
+    mean, std = model.predict_latent(unseen)
+    assert sum(p["a"] == 0 for p in params) >= 5
+    np.testing.assert_allclose(mean[:, 0], [measured(p) for p in unseen], atol=0.03)
+
+
 class _SpyPredictor:
     """The default model, counting which forecast the sampler asks for."""
 
     def __init__(self, *, latent: bool) -> None:
         self.model = AdditiveBayesianRegression(prior_mean=prior, prior_std=0.01)
         self.calls = {"predict": 0, "predict_latent": 0}
+        self.fitted: list[np.ndarray] = []
         if latent:
             self.predict_latent = self._predict_latent
 
     def fit(self, params: Any, values: np.ndarray, search_space: Any) -> None:
+        self.fitted.append(np.array(values))
         self.model.fit(params, values, search_space)
 
     def predict(self, params: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -218,6 +276,26 @@ def test_acquisition_uses_the_latent_forecast_where_the_predictor_has_one(latent
     recorded = last.user_attrs[PREDICTION_ATTR_KEY]["std"][0]
     assert recorded >= spy.model.predict_latent([last.params])[1][0, 0]
     assert recorded == pytest.approx(predictive_std[0, 0], rel=0.5)
+
+
+def test_the_predictor_sees_crashes_as_measured() -> None:
+    # Values far past the reference point (here every config with b0 = 2 collapses to 10%)
+    # reach the predictor unchanged, in the study's units: how far a config falls is data.
+    def crashing(trial: optuna.Trial) -> tuple[float, float]:
+        acc, size = objective(trial)
+        return (0.10 if trial.params["b0"] == 2 else acc), size
+
+    spy = _SpyPredictor(latent=True)
+    sampler = KMeansTPESampler(
+        seed=0, known_objectives=known, reference_point=REFERENCE, predictor=spy,
+        n_startup_trials=6,
+    )  # fmt: skip
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    study.optimize(crashing, n_trials=14)
+    last_fit = spy.fitted[-1][:, 0]
+    measured = [t.values[0] for t in study.trials[: len(last_fit)]]
+    assert 0.10 in measured
+    np.testing.assert_allclose(np.sort(last_fit), np.sort(measured))
 
 
 def test_known_objectives_with_a_prior_beat_tpe_early() -> None:
