@@ -36,7 +36,6 @@ from collections.abc import Callable
 from collections.abc import Mapping
 from collections.abc import Sequence
 import dataclasses
-import itertools
 import math
 from typing import Any
 from typing import Protocol
@@ -246,6 +245,13 @@ PRIOR_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 #: out of the average (their weight would be under 1/1000).
 EVIDENCE_CUTOFF = math.log(1000.0)
 
+#: Prior scales of the weights and of the noise, as multiples of the residual's spread; with too
+#: little data to choose (fewer than 3 trials), the first (weakest) of each. (A floor at
+#: prior_std and wider weight/noise grids were measured: digits full method 0.0352 vs 0.0379
+#: median hypervolume over seeds 0-2; weights up to 3x changed nothing with the t noise.)
+WEIGHT_FACTORS = (0.1, 0.3, 1.0)
+NOISE_FACTORS = (0.03, 0.1, 0.3, 1.0)
+
 #: Degrees of freedom of the Student-t noise: a residual of 3 noise scales keeps 27% of its
 #: weight, one of 10 keeps 3% (digits, four draws: 2 beat 4 and 1; docs/sampler.md, "Digits,
 #: eighth round").
@@ -308,29 +314,27 @@ def _fit_column(
     spread = float(np.std(prior)) if n >= 2 else 0.0
     scales = PRIOR_SCALES if has_prior and n >= 3 and spread > 0 else (1.0,)
     design = _design(features)
-    # Prior scales of the weights and of the noise (x the residual's spread); with too little
-    # data to choose, the first (weakest) setting.
-    grid = list(itertools.product((0.1, 0.3, 1.0), (0.03, 0.1, 0.3, 1.0)))[: None if n >= 3 else 1]
+    weight_factors = WEIGHT_FACTORS if n >= 3 else WEIGHT_FACTORS[:1]
+    noise_factors = np.array(NOISE_FACTORS if n >= 3 else NOISE_FACTORS[:1])
     fits: list[tuple[float, _Posterior]] = []
     for prior_scale in scales:
         residual = y - (center + prior_scale * (prior - center))
         scale = float(np.std(residual)) if n >= 3 else prior_std
-        # (A floor at prior_std and wider weight/noise grids were measured: digits full
-        # method 0.0352 vs 0.0379 median hypervolume over seeds 0-2; not kept.)
         scale = scale if scale > 0 else prior_std
         offset = float(residual.mean()) if n else 0.0
         intercept_std = 3.0 * scale if (n >= 1 or not has_prior) else prior_std
-        for weight_factor, noise_factor in grid:
+        for weight_factor in weight_factors:
             prior_var = np.concatenate(
                 ([intercept_std**2], np.full(d, (weight_factor * scale) ** 2))
             )
-            noise = max(noise_factor * scale, 1e-9)
-            evidence, mean, covariance = _robust_posterior(
-                design, residual - offset, prior_var, noise
-            )
-            mean = mean.copy()
-            mean[0] += offset
-            fits.append((evidence, _Posterior(mean, covariance, noise, center, prior_scale)))
+            noises = np.maximum(noise_factors * scale, 1e-9)
+            for noise, (evidence, mean, covariance) in zip(
+                noises, _robust_posteriors(design, residual - offset, prior_var, noises)
+            ):
+                mean[0] += offset
+                fits.append(
+                    (evidence, _Posterior(mean, covariance, float(noise), center, prior_scale))
+                )
     # Average over the settings by their evidence instead of taking the best one: with a few
     # trials a near-constant model (all differences called noise) and one that believes a
     # layer's large effect are about as likely, and their disagreement is real uncertainty.
@@ -340,53 +344,65 @@ def _fit_column(
     return _Average(weights / weights.sum(), tuple(fits[i][1] for i in kept))
 
 
-def _robust_posterior(
-    design: np.ndarray, target: np.ndarray, prior_var: np.ndarray, noise: float
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """:func:`_posterior` under Student-t noise of scale ``noise`` (:data:`NOISE_DOF`).
+def _robust_posteriors(
+    design: np.ndarray, target: np.ndarray, prior_var: np.ndarray, noises: np.ndarray
+) -> list[tuple[float, np.ndarray, np.ndarray]]:
+    """:func:`_posterior` under Student-t noise (:data:`NOISE_DOF`) of each scale in ``noises``.
 
     The mode is found by reweighting (the EM algorithm of the t likelihood): each step
     weights every trial by its expected precision, ``(nu + 1) / (nu + (residual / noise)^2)``,
     and refits the Gaussian posterior with noise ``noise / sqrt(weight)`` per trial. The
     covariance is that last fit's, and the evidence is the Laplace approximation at the mode:
     the exact t log-likelihood of the residuals, the weights' log prior, and the Gaussian
-    volume of the posterior (exact when the noise is Gaussian). Below 3 trials nothing can be
-    an outlier of anything: the Gaussian fit.
+    volume of the posterior (exact when the noise is Gaussian). All noise scales are solved as
+    one batch (the sampler refits on every trial). Below 3 trials nothing can be an outlier of
+    anything: the Gaussian fit.
     """
     if target.size < 3:
-        return _posterior(design, target, prior_var, noise)
+        return [_posterior(design, target, prior_var, float(noise)) for noise in noises]
     keep = prior_var > 0
     x, inverse_prior = design[:, keep], 1.0 / prior_var[keep]
-    weight = np.ones(target.size)
+    precision_of_noise = 1.0 / noises[:, None] ** 2  # (K, 1)
+    weight = np.ones((len(noises), target.size))  # (K, n)
 
     def normal_equations() -> tuple[np.ndarray, np.ndarray]:
-        precision = (x.T * weight) @ x / noise**2 + np.diag(inverse_prior)
-        return precision, x.T @ (weight * target) / noise**2
+        scaled_weight = weight * precision_of_noise
+        precision = (x.T[None, :, :] * scaled_weight[:, None, :]) @ x + np.diag(inverse_prior)
+        return precision, (scaled_weight * target) @ x  # (K, d, d), (K, d)
 
-    for _ in range(ROBUST_ITERATIONS):  # only the mean is needed on the way
-        scaled = (target - x @ np.linalg.solve(*normal_equations())) / noise
+    for _ in range(ROBUST_ITERATIONS):  # only the means are needed on the way
+        precision, projected = normal_equations()
+        means = np.linalg.solve(precision, projected[:, :, None])[:, :, 0]
+        scaled = (target - means @ x.T) / noises[:, None]
         weight = (NOISE_DOF + 1.0) / (NOISE_DOF + scaled**2)
-    root = np.sqrt(weight)  # rows scaled by sqrt(weight): noise / sqrt(weight) per trial
-    _, mean, covariance = _posterior(design * root[:, None], target * root, prior_var, noise)
-    scaled = (target - design @ mean) / noise
+    precision, projected = normal_equations()
+    chol = np.linalg.cholesky(precision)
+    covariances = np.linalg.inv(precision)
+    means = (covariances @ projected[:, :, None])[:, :, 0]
+    scaled = (target - means @ x.T) / noises[:, None]
     dof = NOISE_DOF
-    log_likelihood = float(
-        np.sum(
-            math.lgamma((dof + 1.0) / 2.0)
-            - math.lgamma(dof / 2.0)
-            - 0.5 * math.log(dof * math.pi)
-            - math.log(noise)
-            - (dof + 1.0) / 2.0 * np.log1p(scaled**2 / dof)
-        )
+    log_likelihood = np.sum(
+        math.lgamma((dof + 1.0) / 2.0)
+        - math.lgamma(dof / 2.0)
+        - 0.5 * math.log(dof * math.pi)
+        - np.log(noises)[:, None]
+        - (dof + 1.0) / 2.0 * np.log1p(scaled**2 / dof),
+        axis=1,
     )
-    _, log_det_covariance = np.linalg.slogdet(covariance[np.ix_(keep, keep)])
-    # log p(y) ~ log p(y | w*) + log p(w*) + (d/2) log(2 pi) + 0.5 log det(covariance)
-    evidence = log_likelihood - 0.5 * (
-        float(np.sum(mean[keep] ** 2 * inverse_prior))
+    # log p(y) ~ log p(y | w*) + log p(w*) + (d/2) log(2 pi) - 0.5 log det(precision)
+    evidences = log_likelihood - 0.5 * (
+        np.sum(means**2 * inverse_prior, axis=1)
         + float(np.log(prior_var[keep]).sum())
-        - log_det_covariance
+        + 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
     )
-    return evidence, mean, covariance
+    out = []
+    for evidence, mean_kept, covariance_kept in zip(evidences, means, covariances):
+        mean = np.zeros(prior_var.size)
+        mean[keep] = mean_kept
+        covariance = np.zeros((prior_var.size, prior_var.size))
+        covariance[np.ix_(keep, keep)] = covariance_kept
+        out.append((float(evidence), mean, covariance))
+    return out
 
 
 def _posterior(
