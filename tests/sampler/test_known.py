@@ -257,14 +257,18 @@ class _SpyPredictor:
         return self.model.predict_latent(params)
 
 
+def _spy_study(spy: _SpyPredictor, *, n_startup_trials: int) -> optuna.Study:
+    sampler = KMeansTPESampler(
+        seed=0, known_objectives=known, reference_point=REFERENCE, predictor=spy,
+        n_startup_trials=n_startup_trials,
+    )  # fmt: skip
+    return optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+
+
 @pytest.mark.parametrize("latent", [True, False])
 def test_acquisition_uses_the_latent_forecast_where_the_predictor_has_one(latent: bool) -> None:
     spy = _SpyPredictor(latent=latent)
-    sampler = KMeansTPESampler(
-        seed=0, known_objectives=known, reference_point=REFERENCE, predictor=spy,
-        n_startup_trials=1,
-    )  # fmt: skip
-    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    study = _spy_study(spy, n_startup_trials=1)
     study.optimize(objective, n_trials=8)
     model_chosen = 7
     assert spy.calls["predict_latent"] == (model_chosen if latent else 0)
@@ -286,11 +290,7 @@ def test_the_predictor_sees_crashes_as_measured() -> None:
         return (0.10 if trial.params["b0"] == 2 else acc), size
 
     spy = _SpyPredictor(latent=True)
-    sampler = KMeansTPESampler(
-        seed=0, known_objectives=known, reference_point=REFERENCE, predictor=spy,
-        n_startup_trials=6,
-    )  # fmt: skip
-    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    study = _spy_study(spy, n_startup_trials=6)
     study.optimize(crashing, n_trials=14)
     last_fit = spy.fitted[-1][:, 0]
     measured = [t.values[0] for t in study.trials[: len(last_fit)]]
