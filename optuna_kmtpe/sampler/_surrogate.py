@@ -329,11 +329,11 @@ def _fit_column(
         scale = scale if scale > 0 else prior_std
         offset = float(residual.mean()) if n else 0.0
         intercept_std = 3.0 * scale if (n >= 1 or not has_prior) else prior_std
+        noises = np.maximum(noise_factors * scale, 1e-9)
         for weight_factor in weight_factors:
             prior_var = np.concatenate(
                 ([intercept_std**2], np.full(d, (weight_factor * scale) ** 2))
             )
-            noises = np.maximum(noise_factors * scale, 1e-9)
             for noise, (evidence, mean, covariance) in zip(
                 noises, _robust_posteriors(design, residual - offset, prior_var, noises)
             ):
@@ -402,14 +402,21 @@ def _robust_posteriors(
         + float(np.log(prior_var[keep]).sum())
         + 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
     )
-    out = []
-    for evidence, mean_kept, covariance_kept in zip(evidences, means, covariances):
-        mean = np.zeros(prior_var.size)
-        mean[keep] = mean_kept
-        covariance = np.zeros((prior_var.size, prior_var.size))
-        covariance[np.ix_(keep, keep)] = covariance_kept
-        out.append((float(evidence), mean, covariance))
-    return out
+    return [
+        (float(evidence), *_embed(keep, mean_kept, covariance_kept))
+        for evidence, mean_kept, covariance_kept in zip(evidences, means, covariances)
+    ]
+
+
+def _embed(
+    keep: np.ndarray, mean_kept: np.ndarray, covariance_kept: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The posterior over all weights: those with zero prior variance (``~keep``) fixed at 0."""
+    mean = np.zeros(keep.size)
+    mean[keep] = mean_kept
+    covariance = np.zeros((keep.size, keep.size))
+    covariance[np.ix_(keep, keep)] = covariance_kept
+    return mean, covariance
 
 
 def _posterior(
@@ -430,10 +437,7 @@ def _posterior(
     covariance_kept = np.linalg.inv(a)
     projected = x.T @ target / noise**2
     mean_kept = covariance_kept @ projected
-    mean = np.zeros(prior_var.size)
-    mean[keep] = mean_kept
-    covariance = np.zeros((prior_var.size, prior_var.size))
-    covariance[np.ix_(keep, keep)] = covariance_kept
+    mean, covariance = _embed(keep, mean_kept, covariance_kept)
     if n == 0:
         return 0.0, mean, covariance
     log_det_kernel = (

@@ -229,7 +229,7 @@ def test_a_level_that_always_crashes_is_fitted_as_its_effect() -> None:
         for p in ({"a": 0, "b": b, "c": c, "d": 1, "e": 2} for b in range(4) for c in range(4))
         if tuple(p.values()) not in seen
     ]
-    mean, std = model.predict_latent(unseen)
+    mean, _ = model.predict_latent(unseen)
     assert sum(p["a"] == 0 for p in params) >= 5
     np.testing.assert_allclose(mean[:, 0], [measured(p) for p in unseen], atol=0.03)
 
