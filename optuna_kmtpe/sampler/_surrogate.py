@@ -311,9 +311,10 @@ DOMINANT_EFFECT_FACTOR = 10.0
 DOMINANT_EFFECT_TRIALS_PER_PARAMETER = 20
 
 #: At most this many parameters get that hypothesis, those that alone explain most of the
-#: values: each costs a solve on every trial (with MNIST-1D's 49 parameters, all of them made
-#: a refit take 5 s instead of 0.2; 16 take 1.7 s). Three were measured too few: on digits
-#: (11 parameters) the search ended lower on one draw of four (task seed 1, 9 seeds of 10).
+#: values: each costs a solve on every trial (MNIST-1D's space, 49 parameters, 60 trials: a
+#: refit takes 0.03 s without the hypotheses, 0.25 s with 16, 0.9 s with all 49). Three were
+#: measured too few: on digits (11 parameters, all kept) the search ended lower on one draw of
+#: four (task seed 1, 9 seeds of 10).
 DOMINANT_EFFECT_CANDIDATES = 16
 
 #: Prior probability that one parameter dominates (shared evenly among the parameters); the
@@ -341,9 +342,29 @@ class _Average:
 
 
 @dataclasses.dataclass(frozen=True)
+class _LowRankCovariance:
+    """``diag(prior_var) - factor.T @ factor``: the weights' posterior covariance from a fit
+    with fewer trials than weights (``factor`` has one row per trial), kept factored."""
+
+    prior_var: np.ndarray
+    factor: np.ndarray
+
+    def dense(self) -> np.ndarray:
+        return np.diag(self.prior_var) - self.factor.T @ self.factor
+
+
+def _quadratic_form(covariance: np.ndarray | _LowRankCovariance, design: np.ndarray) -> np.ndarray:
+    """``z^T covariance z`` for every row ``z`` of ``design``."""
+    if isinstance(covariance, _LowRankCovariance):
+        projected = design @ covariance.factor.T
+        return design**2 @ covariance.prior_var - np.sum(projected**2, axis=1)
+    return np.einsum("ij,jk,ik->i", design, covariance, design)
+
+
+@dataclasses.dataclass(frozen=True)
 class _Posterior:
     mean: np.ndarray
-    covariance: np.ndarray
+    covariance: np.ndarray | _LowRankCovariance
     noise: float
     prior_center: float
     prior_scale: float
@@ -354,7 +375,7 @@ class _Posterior:
         """Mean and std at the rows of ``design`` (:func:`_design` of the features)."""
         base = self.prior_center + self.prior_scale * (prior - self.prior_center)
         mean = base + design @ self.mean
-        variance = np.einsum("ij,jk,ik->i", design, self.covariance, design)
+        variance = _quadratic_form(self.covariance, design)
         if noise:
             variance = variance + self.noise**2
         return mean, np.sqrt(np.maximum(variance, 1e-300))
@@ -476,12 +497,16 @@ def _robust_posteriors(
     prior_vars: np.ndarray,
     noises: np.ndarray,
     outer: np.ndarray | None = None,
-) -> list[tuple[float, np.ndarray, np.ndarray]]:
+    *,
+    dual: bool | None = None,
+) -> list[tuple[float, np.ndarray, np.ndarray | _LowRankCovariance]]:
     """:func:`_posterior` under Student-t noise (:data:`NOISE_DOF`), one per setting.
 
     Setting ``k`` has the prior variances ``prior_vars[k]`` (one per column of ``design``;
     zeros in the same columns for all settings) and the noise scale ``noises[k]``; ``outer`` is
-    :func:`_row_outer_products` of ``design`` if already computed.
+    :func:`_row_outer_products` of ``design`` if already computed. ``dual``: solve in the
+    trials' space (:func:`_dual_robust_posteriors`); by default when there are fewer trials
+    than weights.
     The fit reweights (the EM algorithm of the t likelihood, :data:`ROBUST_ITERATIONS` steps
     from the Gaussian fit, which stop short of the mode on purpose): each step
     weights every trial by its expected precision, ``(nu + 1) / (nu + (residual / noise)^2)``,
@@ -499,6 +524,8 @@ def _robust_posteriors(
     keep = prior_vars[0] > 0
     x, inverse_prior = design[:, keep], 1.0 / prior_vars[:, keep]  # (n, d), (K, d)
     d = x.shape[1]
+    if dual if dual is not None else target.size < d:
+        return _dual_robust_posteriors(keep, x, target, prior_vars[:, keep], noises)
     if outer is None or not keep.all():
         outer = _row_outer_products(x)
     precision_of_noise = 1.0 / noises[:, None] ** 2  # (K, 1)
@@ -520,18 +547,8 @@ def _robust_posteriors(
     chol = np.linalg.cholesky(precision)
     covariances = np.linalg.inv(precision)
     means = (covariances @ projected[:, :, None])[:, :, 0]
-    scaled = (target - means @ x.T) / noises[:, None]
-    dof = NOISE_DOF
-    log_likelihood = np.sum(
-        math.lgamma((dof + 1.0) / 2.0)
-        - math.lgamma(dof / 2.0)
-        - 0.5 * math.log(dof * math.pi)
-        - np.log(noises)[:, None]
-        - (dof + 1.0) / 2.0 * np.log1p(scaled**2 / dof),
-        axis=1,
-    )
     # log p(y) ~ log p(y | w*) + log p(w*) + (d/2) log(2 pi) - 0.5 log det(precision)
-    evidences = log_likelihood - 0.5 * (
+    evidences = _t_log_likelihood(target - means @ x.T, noises) - 0.5 * (
         np.sum(means**2 * inverse_prior, axis=1)
         - np.log(inverse_prior).sum(axis=1)
         + 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
@@ -540,6 +557,62 @@ def _robust_posteriors(
         (float(evidence), *_embed(keep, mean_kept, covariance_kept))
         for evidence, mean_kept, covariance_kept in zip(evidences, means, covariances)
     ]
+
+
+def _dual_robust_posteriors(
+    keep: np.ndarray, x: np.ndarray, target: np.ndarray, prior_vars: np.ndarray, noises: np.ndarray
+) -> list[tuple[float, np.ndarray, _LowRankCovariance]]:
+    """:func:`_robust_posteriors` with fewer trials than weights: the same fit, solved in the
+    trials' space (``A = X Lambda X^T + R``, n x n, instead of d x d) and the covariance kept
+    factored (``Lambda - Lambda X^T A^-1 X Lambda``), so a space of many parameters costs
+    ``O(n^2 d)`` per setting, not ``O(d^3)``. ``x`` and ``prior_vars`` hold the kept columns.
+    """
+    n = target.size
+    diagonal = np.arange(n)
+    scaled_x = x[None, :, :] * prior_vars[:, None, :]  # X Lambda, (K, n, d)
+    kernel = scaled_x @ x.T  # X Lambda X^T, (K, n, n)
+    weight = np.ones((len(noises), n))
+    for step in range(ROBUST_ITERATIONS + 1):
+        row_var = noises[:, None] ** 2 / weight  # (K, n)
+        a = kernel.copy()
+        a[:, diagonal, diagonal] += row_var
+        alpha = np.linalg.solve(a, np.broadcast_to(target, (len(noises), n))[:, :, None])
+        means = (alpha.transpose(0, 2, 1) @ scaled_x)[:, 0, :]  # Lambda X^T A^-1 y, (K, d)
+        if step < ROBUST_ITERATIONS:  # only the means are needed on the way
+            scaled = (target - means @ x.T) / noises[:, None]
+            weight = (NOISE_DOF + 1.0) / (NOISE_DOF + scaled**2)
+    chol = np.linalg.cholesky(a)
+    factors = np.linalg.solve(chol, scaled_x)  # L^-1 X Lambda, (K, n, d)
+    # log det(X^T R^-1 X + Lambda^-1) + sum log Lambda = log det A - sum log R (determinant lemma)
+    evidences = _t_log_likelihood(target - means @ x.T, noises) - 0.5 * (
+        np.sum(means**2 / prior_vars, axis=1)
+        + 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+        - np.log(row_var).sum(axis=1)
+    )
+    results = []
+    for evidence, mean_kept, prior_var, factor in zip(evidences, means, prior_vars, factors):
+        mean = np.zeros(keep.size)
+        mean[keep] = mean_kept
+        full_prior_var = np.zeros(keep.size)
+        full_prior_var[keep] = prior_var
+        full_factor = np.zeros((n, keep.size))
+        full_factor[:, keep] = factor
+        results.append((float(evidence), mean, _LowRankCovariance(full_prior_var, full_factor)))
+    return results
+
+
+def _t_log_likelihood(residuals: np.ndarray, noises: np.ndarray) -> np.ndarray:
+    """Student-t (:data:`NOISE_DOF`) log-likelihood of each row of ``residuals`` (K, n)."""
+    dof = NOISE_DOF
+    scaled = residuals / noises[:, None]
+    return np.sum(
+        math.lgamma((dof + 1.0) / 2.0)
+        - math.lgamma(dof / 2.0)
+        - 0.5 * math.log(dof * math.pi)
+        - np.log(noises)[:, None]
+        - (dof + 1.0) / 2.0 * np.log1p(scaled**2 / dof),
+        axis=1,
+    )
 
 
 def _embed(

@@ -234,6 +234,23 @@ def test_settings_solved_as_one_batch_match_one_at_a_time() -> None:
         np.testing.assert_allclose(covariance, alone[0][2], rtol=1e-7, atol=1e-12)
 
 
+@pytest.mark.parametrize("n", [5, 12, 30])
+def test_the_dual_solve_matches_the_primal_one(n: int) -> None:
+    # With fewer trials than weights the fit is solved in the trials' space and its covariance
+    # kept factored; evidence, means and covariance must equal the weight-space solve.
+    rng = np.random.default_rng(n)
+    design = np.column_stack([np.ones(n), rng.integers(0, 2, (n, 19))]).astype(float)
+    target = design @ rng.normal(size=20) * 0.1 + rng.standard_t(2, n) * 0.05
+    prior_vars = rng.uniform(0.01, 1.0, (4, 20))
+    noises = np.array([0.01, 0.05, 0.1, 0.3])
+    primal = surrogate._robust_posteriors(design, target, prior_vars, noises, dual=False)
+    dual = surrogate._robust_posteriors(design, target, prior_vars, noises, dual=True)
+    for (e_p, m_p, c_p), (e_d, m_d, c_d) in zip(primal, dual):
+        np.testing.assert_allclose(e_d, e_p, rtol=1e-8)
+        np.testing.assert_allclose(m_d, m_p, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(c_d.dense(), c_p, rtol=1e-6, atol=1e-9)
+
+
 def _additive_data(
     n: int, seed: int
 ) -> tuple[dict[str, IntDistribution], list[dict[str, Any]], Any]:
