@@ -448,7 +448,8 @@ def _fit_column(
     else:
         profiles = [(0.0, np.ones(d))]
     fits: list[tuple[float, _Posterior]] = []
-    outer = _row_outer_products(design) if n >= 3 else None
+    # Shared by every prior scale's batch; the trials'-space solve does not use it.
+    outer = _row_outer_products(design) if n >= 3 and not _solve_in_trial_space(design) else None
     for prior_scale in scales:
         residual = y - (center + prior_scale * (prior - center))
         scale = float(np.std(residual)) if n >= 3 else prior_std
@@ -483,6 +484,11 @@ def _fit_column(
     kept = np.flatnonzero(evidences >= evidences.max() - EVIDENCE_CUTOFF)
     weights = np.exp(evidences[kept] - evidences.max())
     return _Average(weights / weights.sum(), tuple(fits[i][1] for i in kept))
+
+
+def _solve_in_trial_space(x: np.ndarray) -> bool:
+    """Whether the fit is cheaper in the trials' space: fewer trials (rows) than weights."""
+    return x.shape[0] < x.shape[1]
 
 
 def _row_outer_products(design: np.ndarray) -> np.ndarray:
@@ -524,7 +530,7 @@ def _robust_posteriors(
     keep = prior_vars[0] > 0
     x, inverse_prior = design[:, keep], 1.0 / prior_vars[:, keep]  # (n, d), (K, d)
     d = x.shape[1]
-    if dual if dual is not None else target.size < d:
+    if dual if dual is not None else _solve_in_trial_space(x):
         return _dual_robust_posteriors(keep, x, target, prior_vars[:, keep], noises)
     if outer is None or not keep.all():
         outer = _row_outer_products(x)
@@ -591,13 +597,10 @@ def _dual_robust_posteriors(
     )
     results = []
     for evidence, mean_kept, prior_var, factor in zip(evidences, means, prior_vars, factors):
-        mean = np.zeros(keep.size)
-        mean[keep] = mean_kept
-        full_prior_var = np.zeros(keep.size)
-        full_prior_var[keep] = prior_var
         full_factor = np.zeros((n, keep.size))
         full_factor[:, keep] = factor
-        results.append((float(evidence), mean, _LowRankCovariance(full_prior_var, full_factor)))
+        covariance = _LowRankCovariance(_embed_vector(keep, prior_var), full_factor)
+        results.append((float(evidence), _embed_vector(keep, mean_kept), covariance))
     return results
 
 
@@ -619,11 +622,16 @@ def _embed(
     keep: np.ndarray, mean_kept: np.ndarray, covariance_kept: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """The posterior over all weights: those with zero prior variance (``~keep``) fixed at 0."""
-    mean = np.zeros(keep.size)
-    mean[keep] = mean_kept
     covariance = np.zeros((keep.size, keep.size))
     covariance[np.ix_(keep, keep)] = covariance_kept
-    return mean, covariance
+    return _embed_vector(keep, mean_kept), covariance
+
+
+def _embed_vector(keep: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """``kept`` at the positions ``keep``, zeros elsewhere."""
+    full = np.zeros(keep.size)
+    full[keep] = kept
+    return full
 
 
 def _posterior(
