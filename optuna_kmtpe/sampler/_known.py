@@ -10,8 +10,11 @@ good trials (local moves that an additive forecast ranks well).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
+import contextlib
+import functools
 from typing import Any
 
 import numpy as np
@@ -19,9 +22,28 @@ from optuna.distributions import BaseDistribution
 from optuna.distributions import CategoricalDistribution
 from optuna.distributions import FloatDistribution
 from optuna.distributions import IntDistribution
+from threadpoolctl import ThreadpoolController
 
 
 Samples = dict[str, np.ndarray]
+
+
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    return ThreadpoolController()  # inspects the loaded libraries once (about 2 ms)
+
+
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """Run the block with one BLAS thread.
+
+    The forecast and the expected improvement multiply small matrices (a few hundred rows),
+    where a multi-threaded BLAS spends more time waking and spinning its threads than
+    computing: with both cores busy (``n_jobs``, a second study) a refit on 100 trials took
+    3x the CPU time of the single-threaded one (``benchmarks/sampler_overhead.py``).
+    """
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        yield
 
 
 def uniform_samples(

@@ -26,6 +26,7 @@ from optuna_kmtpe.sampler._known import concatenate
 from optuna_kmtpe.sampler._known import default_reference
 from optuna_kmtpe.sampler._known import known_mask
 from optuna_kmtpe.sampler._known import mutations
+from optuna_kmtpe.sampler._known import single_threaded_blas
 from optuna_kmtpe.sampler._known import to_external
 from optuna_kmtpe.sampler._known import to_internal
 from optuna_kmtpe.sampler._known import uniform_samples
@@ -401,7 +402,8 @@ class KMeansTPESampler(TPESampler):
         )
         if len(finished) < self._n_startup_trials:
             return {}
-        return self._sample_known(study, trial, search_space)
+        with single_threaded_blas():
+            return self._sample_known(study, trial, search_space)
 
     def _sample_known(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]

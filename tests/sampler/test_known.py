@@ -437,3 +437,24 @@ def test_bad_known_objectives_fail_clearly() -> None:
     study.optimize(objective, n_trials=1)
     with pytest.raises(ValueError, match="one per objective"):
         study.optimize(objective, n_trials=1)
+
+
+def test_the_forecast_runs_on_one_blas_thread_and_restores_the_setting() -> None:
+    # Small matrices: a multi-threaded BLAS there costs more CPU waking its threads than it
+    # saves (3x the CPU time of a refit with both cores busy); the user's setting comes back.
+    from threadpoolctl import threadpool_info
+    from threadpoolctl import threadpool_limits
+
+    def blas_threads() -> list[int]:
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    seen: list[list[int]] = []
+    spy = _SpyPredictor(latent=True)
+    fit = spy.fit
+    spy.fit = lambda *args: (seen.append(blas_threads()), fit(*args))[1]  # type: ignore
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        _spy_study(spy, n_startup_trials=1).optimize(objective, n_trials=4)
+        assert blas_threads() == before
+    assert before and before != [1] * len(before)  # the limit below is the sampler's doing
+    assert seen and all(threads == [1] * len(threads) for threads in seen)
