@@ -39,8 +39,10 @@ def single_threaded_blas() -> Iterator[None]:
 
     The forecast and the expected improvement multiply small matrices (a few hundred rows),
     where a multi-threaded BLAS spends more time waking and spinning its threads than
-    computing: with both cores busy (``n_jobs``, a second study) a refit on 100 trials took
-    3x the CPU time of the single-threaded one (``benchmarks/sampler_overhead.py``).
+    computing: with both cores busy (``n_jobs``, a second study) a known-objectives trial on
+    100 finished trials took 91 ms of CPU instead of 32 (docs/sampler.md, "Digits, tenth
+    round"; ``benchmarks/sampler_overhead.py`` pins one thread itself, so it does not show
+    this).
     """
     with _blas_controller().limit(limits=1, user_api="blas"):
         yield
