@@ -141,7 +141,13 @@ def job_objective(job: Any, space: Any, cache: dict) -> Any:
 
 def job_forecast(job: Any, objective: Any) -> dict[str, Any] | None:
     return sampler_forecast(
-        objective, report=job.report, model=job.model, val_loader=job.val_loader
+        objective,
+        report=job.report,
+        model=job.model,
+        val_loader=job.val_loader,
+        calibration_loader=job.train_loader,
+        example_input=job.example_input,
+        graph=job.graph,
     )
 
 

@@ -14,6 +14,7 @@ from optuna_kmtpe.objectives._factory import make_objective
 from optuna_kmtpe.objectives._factory import quantized_accuracy_fn
 from optuna_kmtpe.objectives._forecast import HessianAccuracyPrior
 from optuna_kmtpe.objectives._forecast import KnownCosts
+from optuna_kmtpe.objectives._forecast import measured_pruning_changes
 from optuna_kmtpe.objectives._forecast import sampler_forecast
 from optuna_kmtpe.objectives._metrics import COST_METRICS
 from optuna_kmtpe.objectives._objective import CostRecord
@@ -57,5 +58,6 @@ __all__ = [
     "make_objective",
     "quantized_accuracy_fn",
     "records",
+    "measured_pruning_changes",
     "sampler_forecast",
 ]

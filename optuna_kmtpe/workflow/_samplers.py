@@ -67,6 +67,9 @@ def forecast_for(
         model=job.model,
         val_loader=job.val_loader,
         loss=settings.loss,
+        calibration_loader=job.train_loader,
+        example_input=job.example_input,
+        graph=job.graph,
     )
 
 

@@ -117,3 +117,26 @@ def test_hessian_prior_sums_weight_and_activation_terms() -> None:
         floor=0.1,
     )
     assert huge({"a_w": 2, "a_a": 8, "b_w": 8, "b_a": 8}) == [0.1]  # never below chance
+
+
+def test_measured_width_changes_add_in_the_metrics_own_units() -> None:
+    accuracy = HessianAccuracyPrior(
+        space=WidthSpace(),
+        quadratic={},
+        act_quadratic={},
+        width_change={"a": {0.5: -0.07, 0.75: -0.01}},
+        base_accuracy=0.98,
+    )
+    assert accuracy({"a_width": 0.5}) == pytest.approx([0.91])
+    assert accuracy({"a_width": 0.75}) == pytest.approx([0.97])
+    assert accuracy({"a_width": 1.0}) == pytest.approx([0.98])
+    # The validation loss rises by its own measured change (not through loss_to_accuracy).
+    loss = HessianAccuracyPrior(
+        space=WidthSpace(),
+        quadratic={},
+        act_quadratic={},
+        width_change={"a": {0.5: 0.4}},
+        base_accuracy=0.3,
+        loss_to_accuracy=-1.0,
+    )
+    assert loss({"a_width": 0.5}) == pytest.approx([0.7])

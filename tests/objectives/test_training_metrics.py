@@ -164,6 +164,91 @@ def test_the_forecast_predicts_every_training_objective_from_the_hessian() -> No
     )
 
 
+class WidthBitsSpace(BitsSpace):
+    """:class:`BitsSpace` over the digits CNN's layers, whose convs may be pruned."""
+
+    layer_names = ("features.0", "features.3", "features.7", "classifier")
+    widths = (0.5, 0.75, 1.0)
+    prunable = frozenset({"features.0", "features.3"})
+
+    def config_from_params(self, params: dict[str, Any]) -> QuantConfig:
+        return QuantConfig(
+            {
+                n: LayerConfig(weight_bits=8, act_bits=8, width=params.get(f"{n}.width", 1.0))
+                for n in self.layer_names
+            }
+        )
+
+
+def test_the_forecast_measures_what_pruning_each_layer_alone_costs() -> None:
+    import torch
+
+    from optuna_kmtpe import quant
+    from optuna_kmtpe.data import load_digits
+    from optuna_kmtpe.data import make_loader
+    from optuna_kmtpe.models import DigitsCNN
+    from optuna_kmtpe.objectives import measured_pruning_changes
+
+    torch.manual_seed(0)
+    splits = load_digits(seed=0)
+    model = DigitsCNN()
+    train = list(make_loader(splits.train, batch_size=64, shuffle=True))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(3):  # a float model that classifies, so pruning it costs accuracy
+        for x, y in train:
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    val = list(make_loader(splits.val, batch_size=256))
+    space = WidthBitsSpace()
+    objective = MPQObjective(
+        space=space,
+        cost_fn=lambda config: CostRecord(metrics={"latency_s": 1e-6}),
+        accuracy_fn=lambda config, report: 0.9,
+        metrics=(records.ACCURACY, records.LATENCY_S),
+    )
+    example = val[0][0][:2]
+    report = _Report()
+    forecast = sampler_forecast(
+        objective,
+        report=report,
+        model=model,
+        val_loader=val,
+        calibration_loader=train,
+        example_input=example,
+    )
+    assert forecast is not None
+    prior = forecast["predictor"].prior_mean
+    base = quant.measure(model, val, [records.ACCURACY])[records.ACCURACY]
+    assert prior({}) == pytest.approx([base])
+    # Each pruned layer's measured change: a direct PTQ of the same configs agrees.
+    full = QuantConfig.uniform(list(space.layer_names), weight_bits=8, act_bits=8)
+
+    def ptq_accuracy(config: QuantConfig) -> float:
+        qmodel = quant.ptq(model, config, train[:4], example_input=example, num_batches=4)
+        return quant.measure(qmodel, val, [records.ACCURACY])[records.ACCURACY]
+
+    halved = ptq_accuracy(full.replace("features.0", width=0.5)) - ptq_accuracy(full)
+    assert halved < -0.01  # halving the first conv of a trained CNN costs accuracy
+    assert prior({"features.0.width": 0.5}) == pytest.approx([base + halved])
+    both = measured_pruning_changes(
+        model, full, {"features.0": [0.5, 1.0], "features.3": [0.75]},
+        calibration_loader=train, val_loader=val, metrics=[records.ACCURACY],
+        example_input=example,
+    )[records.ACCURACY]  # fmt: skip
+    assert both["features.0"] == {0.5: pytest.approx(halved)}  # width 1.0 is no change
+    assert prior({"features.0.width": 0.5, "features.3.width": 0.75}) == pytest.approx(
+        [base + halved + both["features.3"][0.75]]
+    )
+    # The float model is never changed; without the calibration data widths get no prior.
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    plain = sampler_forecast(objective, report=report, model=model, val_loader=val)
+    assert plain is not None
+    assert plain["predictor"].prior_mean({"features.0.width": 0.5}) == pytest.approx([base])
+
+
 def _tiny_job() -> dict[str, Any]:
     import torch
     from torch import nn
