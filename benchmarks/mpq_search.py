@@ -50,12 +50,12 @@ from optuna._hypervolume import compute_hypervolume  # benchmark-only use of a p
 
 from optuna_kmtpe.config import QuantConfig
 from optuna_kmtpe.objectives import make_objective
-from optuna_kmtpe.objectives import sampler_forecast
 from optuna_kmtpe.objectives import warm_start_configs
 from optuna_kmtpe.objectives import warm_start_study
 from optuna_kmtpe.sampler import PREDICTION_ATTR_KEY
 from optuna_kmtpe.workflow import SearchSettings
 from optuna_kmtpe.workflow import build_space
+from optuna_kmtpe.workflow import forecast_for
 from optuna_kmtpe.workflow import make_sampler
 from optuna_kmtpe.workflow import prepare_job
 from optuna_kmtpe.workflow import recipe_for
@@ -140,15 +140,7 @@ def job_objective(job: Any, space: Any, cache: dict) -> Any:
 
 
 def job_forecast(job: Any, objective: Any) -> dict[str, Any] | None:
-    return sampler_forecast(
-        objective,
-        report=job.report,
-        model=job.model,
-        val_loader=job.val_loader,
-        calibration_loader=job.train_loader,
-        example_input=job.example_input,
-        graph=job.graph,
-    )
+    return forecast_for(job.settings, objective, job)
 
 
 def job_warm_starts(

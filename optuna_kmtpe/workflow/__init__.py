@@ -21,6 +21,7 @@ from optuna_kmtpe.workflow._prepare import prepare_job
 from optuna_kmtpe.workflow._prepare import pretrained_model
 from optuna_kmtpe.workflow._prepare import recipe_for
 from optuna_kmtpe.workflow._run import run_search
+from optuna_kmtpe.workflow._samplers import forecast_for
 from optuna_kmtpe.workflow._samplers import make_sampler
 from optuna_kmtpe.workflow._settings import SearchSettings
 from optuna_kmtpe.workflow._settings import default_cache_dir
@@ -42,6 +43,7 @@ __all__ = [
     "format_pareto_table",
     "load_stored_settings",
     "load_study",
+    "forecast_for",
     "make_sampler",
     "open_storage",
     "pareto_rows",
