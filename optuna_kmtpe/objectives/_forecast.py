@@ -270,8 +270,8 @@ def sampler_forecast(
     # weights (half the first conv's channels: forecast -1.6 points, QAT -40), and with them
     # the digits search ended lower (0.0352 vs 0.0385 median hypervolume, seeds 0-2). Measured
     # by PTQ instead, pruning goes in: over 80 paired digits searches (four draws x 20 seeds)
-    # the search ended above the prior without it on 52 at 20 trials and 52 at 60, below on 28
-    # (docs/sampler.md, "Digits, fourteenth round").
+    # the search ended above the prior without it on 47 at 20 trials and 50 at 40, below on 33
+    # and 30 (docs/sampler.md, "Digits, fourteenth round").
     widths = getattr(space, "widths", None) or ()
     prunable = [name for name in space.layer_names if name in getattr(space, "prunable", ())]
     changes: dict[str, dict[str, dict[float, float]]] = {}
