@@ -86,13 +86,17 @@ def test_one_rerun_after_a_kill_completes_the_study(
     )
     try:
         deadline = time.monotonic() + 240
+        came = False
         while time.monotonic() < deadline and proc.poll() is None:
-            if moment(_trials(storage, file)):
+            came = moment(_trials(storage, file))
+            if came:
                 break
             time.sleep(0.1)
         if proc.poll() is not None:
             pytest.fail(f"the search ended before the moment to kill it: {proc.stderr.read()!r}")
-        assert moment(_trials(storage, file)), "the moment to kill never came"
+        # Not checked again: a short trial may finish between two reads, and the signal lands
+        # on whatever runs then (the rerun must cope with any moment).
+        assert came, "the moment to kill never came"
     finally:
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
