@@ -56,8 +56,8 @@ __all__ = [
     "warm_starts_inside",
     "hardware_cost_fn",
     "make_objective",
+    "measured_pruning_changes",
     "quantized_accuracy_fn",
     "records",
-    "measured_pruning_changes",
     "sampler_forecast",
 ]

@@ -279,7 +279,7 @@ def sampler_forecast(
         changes = measured_pruning_changes(
             model,
             worst,
-            {name: [w for w in widths if w < 1.0] for name in prunable},
+            {name: list(widths) for name in prunable},  # full width is skipped there
             calibration_loader=calibration_loader,
             val_loader=val_loader,
             metrics=training,
