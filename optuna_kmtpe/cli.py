@@ -188,6 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not enqueue warm starts",
     )
     search.add_argument(
+        "--no-pruning-prior",
+        action="store_false",
+        dest="pruning_prior",
+        default=None,
+        help="do not measure pruned layers by post-training quantization before the search "
+        "(the sampler then learns what each width costs from trained trials alone)",
+    )
+    search.add_argument(
         "--quantizer",
         metavar="NAME",
         help=f"registered quantizer of every layer: {_names('quantizer')} (default uniform; "

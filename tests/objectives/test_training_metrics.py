@@ -188,6 +188,8 @@ def test_the_forecast_measures_what_pruning_each_layer_alone_costs() -> None:
     from optuna_kmtpe.data import make_loader
     from optuna_kmtpe.models import DigitsCNN
     from optuna_kmtpe.objectives import measured_pruning_changes
+    from optuna_kmtpe.workflow import SearchSettings
+    from optuna_kmtpe.workflow import forecast_for
 
     torch.manual_seed(0)
     splits = load_digits(seed=0)
@@ -247,6 +249,17 @@ def test_the_forecast_measures_what_pruning_each_layer_alone_costs() -> None:
     plain = sampler_forecast(objective, report=report, model=model, val_loader=val)
     assert plain is not None
     assert plain["predictor"].prior_mean({"features.0.width": 0.5}) == pytest.approx([base])
+    # `kmtpe search` measures it by default; --no-pruning-prior (pruning_prior=False) does not.
+    job = SimpleNamespace(
+        report=report, model=model, val_loader=val, train_loader=train, example_input=example,
+        graph=None,
+    )  # fmt: skip
+    for enabled, expected in ((True, base + halved), (False, base)):
+        options = forecast_for(SearchSettings(pruning_prior=enabled), objective, job)
+        assert options is not None
+        assert options["predictor"].prior_mean({"features.0.width": 0.5}) == pytest.approx(
+            [expected]
+        )
 
 
 def _tiny_job() -> dict[str, Any]:

@@ -163,3 +163,25 @@ def test_float_training_shows_progress(monkeypatch, tmp_path) -> None:  # type: 
     settings = SearchSettings(cache_dir=str(tmp_path), pretrain_epochs=1)
     pretrained_model(settings, load_data(settings), log=lambda _m: None, progress=True)
     assert seen == [True]
+
+
+def test_the_pruning_prior_is_on_by_default_and_a_flag_or_key_turns_it_off(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from optuna_kmtpe.cli import _search_settings
+    from optuna_kmtpe.cli import build_parser
+    from optuna_kmtpe.workflow import SearchSettings
+    from optuna_kmtpe.workflow._settings import load_settings
+
+    def parsed(*flags: str) -> SearchSettings:
+        return _search_settings(build_parser().parse_args(["search", *flags]))
+
+    assert parsed().pruning_prior is True
+    assert parsed("--no-pruning-prior").pruning_prior is False
+    path = tmp_path / "run.toml"
+    path.write_text("[search]\npruning-prior = false\n")
+    settings, names = load_settings(config=path, overrides={})
+    assert settings.pruning_prior is False and "pruning_prior" in names
+    assert SearchSettings.from_dict(settings.to_dict()) == settings  # stored and read back
+    # A study stored before the setting existed loads with the default.
+    stored = SearchSettings().to_dict()
+    del stored["pruning_prior"]
+    assert SearchSettings.from_dict(stored).pruning_prior is True
