@@ -611,7 +611,7 @@ def plot(
         ax.fill_between(x, q25[name], q75[name], alpha=0.12)
     ax.axhline(reference_hv, color="grey", ls="--", lw=1)
     ax.annotate(
-        "uniform 8/4-bit + HAWQ-V2 selections alone",
+        "the full method's warm starts alone",
         (1, reference_hv),
         textcoords="offset points",
         xytext=(2, 3),
