@@ -29,6 +29,7 @@ from typing import Any
 
 from optuna_kmtpe.config import DEFAULT_LOSS
 from optuna_kmtpe.config import QuantConfig
+from optuna_kmtpe.objectives._warmstart import width_layers
 from optuna_kmtpe.records import ACCURACY
 from optuna_kmtpe.records import COST
 from optuna_kmtpe.records import METRICS
@@ -197,7 +198,7 @@ def measured_pruning_changes(
             pruned,
             calibration,
             example_input=example_input,
-            num_batches=PRUNING_CALIBRATION_BATCHES,
+            num_batches=None,  # all of `calibration`, already cut to its length
             graph=graph,
         )
         return quant.measure(qmodel, val_loader, metrics, loss=loss)
@@ -273,7 +274,7 @@ def sampler_forecast(
     # the search ended above the prior without it on 47 at 20 trials and 50 at 40, below on 33
     # and 30 (docs/sampler.md, "Digits, fourteenth round").
     widths = getattr(space, "widths", None) or ()
-    prunable = [name for name in space.layer_names if name in getattr(space, "prunable", ())]
+    prunable = width_layers(space)
     changes: dict[str, dict[str, dict[float, float]]] = {}
     if calibration_loader is not None and example_input is not None and widths and prunable:
         changes = measured_pruning_changes(

@@ -65,7 +65,7 @@ def warm_start_configs(
     """
     layers = list(space.layer_names)
     configs: list[tuple[str, QuantConfig]] = []
-    n_pruned = len(_width_layers(space))
+    n_pruned = len(width_layers(space))
     use_pruned = n_pruned > 0 and (
         n_trials is None or n_pruned <= PRUNED_WARM_START_SHARE * n_trials
     )
@@ -113,7 +113,7 @@ def pruning_warm_starts(
         ...     space, weight_bits=[4, 8], act_bits=[4, 8])]
         [('pruned-a-w0.5', 0.5, 1.0)]
     """
-    names = _width_layers(space)
+    names = width_layers(space)
     if not names:
         return []
     if base is None:
@@ -123,7 +123,7 @@ def pruning_warm_starts(
     return [(f"pruned-{name}-w{smallest:g}", base.replace(name, width=smallest)) for name in names]
 
 
-def _width_layers(space: Any) -> list[str]:
+def width_layers(space: Any) -> list[str]:
     """The layers whose width the space searches, in layer order (the space leaves
     ``prunable`` empty when it searches no widths)."""
     prunable = getattr(space, "prunable", ())
