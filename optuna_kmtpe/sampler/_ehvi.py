@@ -97,6 +97,7 @@ def expected_improvement(
     std: np.ndarray,
     front: np.ndarray,
     reference: np.ndarray,
+    best_possible: np.ndarray | None = None,
 ) -> np.ndarray:
     """Expected hypervolume improvement of candidates (see the module docstring).
 
@@ -106,6 +107,9 @@ def expected_improvement(
         std: ``(C, d_u)`` forecast standard deviations.
         front: ``(m, d_u + d_k)`` current points, unknown objectives first.
         reference: ``(d_u + d_k,)`` reference point, unknown objectives first.
+        best_possible: ``(d_u,)`` lowest loss each unknown objective can reach (``-inf``:
+            unbounded). The forecast is censored there: the chance of a value beyond it counts
+            as that value, so a Gaussian tail past a metric's ceiling earns no credit.
 
     Returns:
         ``(C,)`` expected improvements (``>= 0``). With one unknown objective, candidates
@@ -117,6 +121,7 @@ def expected_improvement(
     std = np.maximum(np.asarray(std, dtype=float).reshape(len(known), -1), 1e-12)
     front = np.asarray(front, dtype=float).reshape(-1, len(reference))
     d_u = mean.shape[1]
+    floor = np.full(d_u, -np.inf) if best_possible is None else np.asarray(best_possible, float)
     front = front[np.all(front < reference, axis=1)]
     if len(front):
         front = np.unique(front, axis=0)  # the front's points, each once
@@ -124,12 +129,13 @@ def expected_improvement(
     if d_u == 0:
         return free_volume(known, front, reference)
     if d_u > 1:
-        optimistic = np.column_stack([mean - std, known])
+        optimistic = np.column_stack([np.maximum(mean - std, floor), known])
         return free_volume(optimistic, front, reference)
     r_y = reference[0]
     order = np.argsort(front[:, 0], kind="stable")
     front = front[order]
-    thresholds = np.concatenate(([-np.inf], front[:, 0], [r_y]))
+    # Censored at the floor: P(max(y, floor) <= t) is 0 below it, so the sum starts there.
+    thresholds = np.maximum(np.concatenate(([-np.inf], front[:, 0], [r_y])), floor[0])
     mu, sigma = mean[:, 0], std[:, 0]
     g = _integrated_cdf(thresholds[None, :], mu[:, None], sigma[:, None])  # (C, m + 2)
     weights = np.diff(g, axis=1)  # (C, m + 1)

@@ -91,6 +91,15 @@ def _evaluated_keys(
     return seen if seen and len(seen) < space_size(search_space) else None
 
 
+def _is_nonnegative_number(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
 def _nondomination_rank(losses: np.ndarray, n_head: int) -> np.ndarray:
     return _fast_non_domination_rank(losses, n_below=max(1, n_head))
 
@@ -174,6 +183,13 @@ class KMeansTPESampler(TPESampler):
             for nothing. ``None``: the worst observed value of each objective plus 10% of its
             range.
         n_candidates: Candidates scored per sample in the known-objectives mode.
+        upside_limit: Known-objectives mode: how far past the best value measured so far an
+            unknown objective's forecast may count, in the objective's own units (one number
+            for every unknown objective, or one per objective with ``None`` for no limit).
+            For metrics that saturate (an accuracy near its float model's), a Gaussian
+            forecast's tail past the best measured value is mostly not there, and credit for it
+            sends trials to configs that can only tie the best one. ``None`` (default): no
+            limit.
     """
 
     def __init__(
@@ -198,6 +214,7 @@ class KMeansTPESampler(TPESampler):
         predictor: ObjectivePredictor | None = None,
         reference_point: Sequence[float] | None = None,
         n_candidates: int = 128,
+        upside_limit: float | Sequence[float | None] | None = None,
     ) -> None:
         check_private_api()
         if known_objectives is not None:
@@ -225,6 +242,18 @@ class KMeansTPESampler(TPESampler):
             raise TypeError("multi_objective_tiebreak must be a name or a callable.")
         if n_candidates < 1:
             raise ValueError(f"n_candidates must be >= 1; got {n_candidates}.")
+        limits = (
+            []
+            if upside_limit is None
+            else [upside_limit]
+            if isinstance(upside_limit, (int, float))
+            else list(upside_limit)
+        )
+        if not all(v is None or _is_nonnegative_number(v) for v in limits):
+            raise ValueError(
+                "upside_limit must be a finite number >= 0, or a sequence of such numbers or "
+                f"None (one per objective); got {upside_limit!r}."
+            )
         if not callable(n_clusters) and (
             isinstance(n_clusters, bool) or not isinstance(n_clusters, int) or n_clusters < 1
         ):
@@ -269,6 +298,7 @@ class KMeansTPESampler(TPESampler):
         self._predictor = predictor if predictor is not None else AdditiveBayesianRegression()
         self._reference_point = None if reference_point is None else tuple(reference_point)
         self._n_candidates = n_candidates
+        self._upside_limit = upside_limit
         # Threads of study.optimize(n_jobs>1) share this instance: cache per thread.
         self._local = threading.local()
 
@@ -279,6 +309,7 @@ class KMeansTPESampler(TPESampler):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("_upside_limit", None)  # pickled before it existed
         self._local = threading.local()
 
     def _split(
@@ -514,7 +545,14 @@ class KMeansTPESampler(TPESampler):
 
         order = np.concatenate([unknown_idx, known_idx])
         front = np.vstack([losses, running_losses])[:, order]
-        ehvi = expected_improvement(known, mean, std, front, reference[order])
+        ehvi = expected_improvement(
+            known,
+            mean,
+            std,
+            front,
+            reference[order],
+            best_possible=self._best_possible(losses, unknown_idx),
+        )
         if ehvi.max() > 0:
             best_index = int(np.argmax(ehvi))
         else:
@@ -538,6 +576,28 @@ class KMeansTPESampler(TPESampler):
                 },
             )
         return candidates[best_index]
+
+    def _best_possible(self, losses: np.ndarray, unknown_idx: np.ndarray) -> np.ndarray | None:
+        """Lowest loss each unknown objective is credited with: best measured minus its
+        ``upside_limit`` (``-inf`` where there is none)."""
+        limit = self._upside_limit
+        if limit is None or unknown_idx.size == 0 or len(losses) == 0:
+            return None
+        if isinstance(limit, (int, float)):
+            per_objective = [float(limit)] * losses.shape[1]
+        else:
+            per_objective = list(limit)
+            if len(per_objective) != losses.shape[1]:
+                raise ValueError(
+                    f"upside_limit has {len(per_objective)} entries for a study with "
+                    f"{losses.shape[1]} objectives; give one per objective (None: no limit)."
+                )
+        margin = np.array(
+            [np.inf if per_objective[i] is None else float(per_objective[i]) for i in unknown_idx]
+        )
+        with np.errstate(all="ignore"):
+            best = np.nanmin(np.where(np.isfinite(losses), losses, np.nan)[:, unknown_idx], axis=0)
+        return np.where(np.isfinite(best), best - margin, -np.inf)
 
     def _build_weighted_above(
         self, study: Study, search_space: dict[str, BaseDistribution], split: SplitResult

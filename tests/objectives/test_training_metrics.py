@@ -162,6 +162,12 @@ def test_the_forecast_predicts_every_training_objective_from_the_hessian() -> No
     assert forecast["reference_point"] == pytest.approx(
         [base[records.ACCURACY] - 0.05, base[records.VAL_LOSS] + 0.05, 16e-6]
     )
+    # Accuracy is credited at most one validation draw's luck (16 examples) past the best
+    # measured value; the loss and the exact cost are not limited.
+    p = base[records.ACCURACY]
+    upside, loss_upside, cost_upside = forecast["upside_limit"]
+    assert upside == pytest.approx(max((p * (1 - p) / 16) ** 0.5, 1 / 16))
+    assert loss_upside is None and cost_upside is None
 
 
 class WidthBitsSpace(BitsSpace):
