@@ -242,13 +242,10 @@ class KMeansTPESampler(TPESampler):
             raise TypeError("multi_objective_tiebreak must be a name or a callable.")
         if n_candidates < 1:
             raise ValueError(f"n_candidates must be >= 1; got {n_candidates}.")
-        limits = (
-            []
-            if upside_limit is None
-            else [upside_limit]
-            if isinstance(upside_limit, (int, float))
-            else list(upside_limit)
-        )
+        # One number for every objective, or a tuple (an iterator is read once, here).
+        if upside_limit is not None and not isinstance(upside_limit, (int, float)):
+            upside_limit = tuple(upside_limit)
+        limits = upside_limit if isinstance(upside_limit, tuple) else (upside_limit,)
         if not all(v is None or _is_nonnegative_number(v) for v in limits):
             raise ValueError(
                 "upside_limit must be a finite number >= 0, or a sequence of such numbers or "
@@ -583,15 +580,12 @@ class KMeansTPESampler(TPESampler):
         limit = self._upside_limit
         if limit is None or unknown_idx.size == 0 or len(losses) == 0:
             return None
-        if isinstance(limit, (int, float)):
-            per_objective = [float(limit)] * losses.shape[1]
-        else:
-            per_objective = list(limit)
-            if len(per_objective) != losses.shape[1]:
-                raise ValueError(
-                    f"upside_limit has {len(per_objective)} entries for a study with "
-                    f"{losses.shape[1]} objectives; give one per objective (None: no limit)."
-                )
+        per_objective = limit if isinstance(limit, tuple) else (limit,) * losses.shape[1]
+        if len(per_objective) != losses.shape[1]:
+            raise ValueError(
+                f"upside_limit has {len(per_objective)} entries for a study with "
+                f"{losses.shape[1]} objectives; give one per objective (None: no limit)."
+            )
         margin = np.array(
             [np.inf if per_objective[i] is None else float(per_objective[i]) for i in unknown_idx]
         )
