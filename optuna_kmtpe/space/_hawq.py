@@ -8,8 +8,12 @@ order ``below`` and caps.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from collections.abc import Sequence
+import contextlib
 import functools
+import os
+import sys
 from typing import TYPE_CHECKING
 from typing import NamedTuple
 
@@ -239,6 +243,35 @@ def select(
     return min(candidates, key=lambda p: (p.omega, p.size)) if candidates else None
 
 
+@contextlib.contextmanager
+def native_stdout_silenced() -> Iterator[None]:
+    """Send what native code writes to file descriptor 1 to the null device for the block.
+
+    HiGHS, the solver behind ``scipy.optimize.milp``, prints debugging lines such as
+    ``HighsMipSolverData::transformNewIntegerFeasibleSolution tmpSolver.run();`` straight from
+    C++ to the process's standard output, whatever ``disp`` says (scipy 1.17 here; HiGHS.jl
+    issues 312 and 318 report the same line): ``kmtpe search --data mnist1d`` showed 13 of them
+    in its output. Python's own ``sys.stdout`` is flushed first, so nothing printed before the
+    block is lost. Where descriptor 1 cannot be duplicated (closed), the block runs as is.
+    """
+    try:
+        sys.stdout.flush()
+    except (AttributeError, OSError, ValueError):
+        pass
+    try:
+        saved = os.dup(1)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def select_milp(
     sizes: Sequence[Sequence[float]],
     omegas: Sequence[Sequence[float]],
@@ -285,12 +318,14 @@ def select_milp(
         options={"mip_rel_gap": 0.0},
     )
     constraints = [LinearConstraint(np.array(rows), np.array(lower), np.array(upper))]
-    first = solve(omega_vec, constraints=constraints)
+    with native_stdout_silenced():
+        first = solve(omega_vec, constraints=constraints)
     if first.status != 0 or first.x is None:
         return None
     best_omega = float(omega_vec @ np.round(first.x))
     tie = LinearConstraint(omega_vec[None, :], -np.inf, best_omega + 1e-9)
-    second = solve(size_vec, constraints=constraints + [tie])
+    with native_stdout_silenced():
+        second = solve(size_vec, constraints=constraints + [tie])
     solution = second.x if second.status == 0 and second.x is not None else first.x
     levels = [0] * n_layers
     for k in np.flatnonzero(np.round(solution).astype(int)):

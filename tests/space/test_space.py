@@ -373,6 +373,37 @@ def test_milp_frontier_equals_enumeration() -> None:
     assert [p.omega for p in milp] == pytest.approx([p.omega for p in exact], rel=1e-6)
 
 
+def test_milp_solver_prints_nothing_to_stdout(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # HiGHS writes debugging lines from C++ straight to descriptor 1; a stand-in solver does
+    # the same (os.write, not print) so the test does not depend on when HiGHS does it.
+    import os
+
+    import scipy.optimize
+
+    real_milp = scipy.optimize.milp
+
+    def noisy_milp(*args: object, **kwargs: object) -> object:
+        os.write(1, b"HighsMipSolverData::transformNewIntegerFeasibleSolution tmpSolver.run();\n")
+        return real_milp(*args, **kwargs)
+
+    monkeypatch.setattr(scipy.optimize, "milp", noisy_milp)
+    report = make_report(5, seed=3)
+    space = MonotoneSearchSpace(report, weight_bits=(2, 4, 8), act_bits=None)
+    _, sizes, omegas = tables(report, space.layer_names, space.weight_bits, "trace")
+    print("before", flush=True)
+    milp = pareto_monotone(sizes, omegas, space.weight_caps, space.weight_below, method="milp")
+    print("after")
+    exact = pareto_monotone(
+        sizes, omegas, space.weight_caps, space.weight_below, method="enumerate"
+    )
+    assert [p.size for p in milp] == [p.size for p in exact]
+    out = capfd.readouterr().out
+    assert "Highs" not in out
+    assert out.splitlines() == ["before", "after"]
+
+
 def test_hawq_v2_warm_starts_are_frontier_configs_in_the_space() -> None:
     from optuna_kmtpe.objectives import warm_start_configs
 
