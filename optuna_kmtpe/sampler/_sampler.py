@@ -317,10 +317,13 @@ class KMeansTPESampler(TPESampler):
         mo_tiebreak: RankTieBreak | None = None,
     ) -> SplitResult:
         # Independent and group sampling call _sample once per parameter or group of the same
-        # trial: the split only changes when the list of trials does.
+        # trial: the split only changes when the list of trials does. The storage object and
+        # the trial's id name the trial: study and trial numbers repeat across storages (every
+        # in-memory study is study 0), and a sampler reused for a second study had taken the
+        # first one's split.
         key = (
-            study._study_id,
-            trial.number,
+            study._storage,
+            trial._trial_id,
             len(trials),
             sum(t.state == TrialState.RUNNING for t in trials),
             mo_tiebreak,

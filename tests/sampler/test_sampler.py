@@ -232,6 +232,28 @@ def test_diagnostics_and_split_history() -> None:
     assert all(SPLIT_ATTR_KEY not in t.user_attrs for t in quiet.trials)
 
 
+def test_a_sampler_reused_for_another_study_splits_that_study() -> None:
+    # Every in-memory study is study 0 with trials numbered from 0: the split cache once
+    # handed study B's trial 10 study A's split (good trials near x = 0.95, not B's 0.05).
+    def objective(target: float, bad: str) -> Any:
+        def evaluate(trial: optuna.Trial) -> float:
+            x = trial.suggest_float("x", 0, 1)
+            return (x - target) ** 2 + (trial.suggest_categorical("c", ["p", "q"]) == bad)
+
+        return evaluate
+
+    sampler = KMeansTPESampler(seed=0, multivariate=False)
+    optuna.create_study(sampler=sampler).optimize(objective(0.95, "q"), n_trials=11)
+    fresh = pickle.loads(pickle.dumps(sampler))  # the same random state, nothing cached
+    runs = []
+    for each in (sampler, fresh):
+        study = optuna.create_study(sampler=each)
+        study.optimize(objective(0.05, "p"), n_trials=11)
+        runs.append(study.trials)
+    assert [t.params for t in runs[0]] == [t.params for t in runs[1]]
+    assert SPLIT_ATTR_KEY in runs[0][-1].user_attrs
+
+
 def test_multi_objective_with_constraints_pruned_and_inf() -> None:
     def objective(trial: optuna.Trial) -> tuple[float, float]:
         x = trial.suggest_float("x", 0, 1)
