@@ -10,6 +10,7 @@ good trials (local moves that an additive forecast ranks well).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -132,11 +133,58 @@ def default_reference(losses: np.ndarray) -> np.ndarray:
     return np.nan_to_num(worst + 0.1 * span, nan=1.0)
 
 
-def known_mask(values: Sequence[float | None], n_objectives: int) -> np.ndarray:
-    """Which objectives a ``known_objectives`` result gives (``None`` or NaN: unknown)."""
-    if len(values) != n_objectives:
+def known_table(
+    function: Callable[[dict[str, Any]], Sequence[float | None]],
+    params: Sequence[Mapping[str, Any]],
+    n_objectives: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Call ``known_objectives`` on each config and check what it returns.
+
+    Returns:
+        ``(mask, values)``: which objectives are known (``None`` or NaN: unknown; the same for
+        every config) and the ``(len(params), n_known)`` known values.
+
+    Raises:
+        ValueError: a result is not one value per objective, a value is not a number, or an
+            objective is known for some configs and not for others (the forecast would then
+            cover it on some trials only): each message names the config.
+    """
+    rows = []
+    for config in params:
+        result = function(dict(config))
+        if isinstance(result, (str, bytes, Mapping)) or not isinstance(
+            result, (Sequence, np.ndarray)
+        ):
+            raise ValueError(
+                "known_objectives must return a list with one value per objective (None for "
+                f"those not known before the trial); got {type(result).__name__} "
+                f"{result!r} for {dict(config)}."
+            )
+        values = list(result)
+        if len(values) != n_objectives:
+            raise ValueError(
+                f"known_objectives returned {len(values)} values for a study with {n_objectives} "
+                "objectives; return one per objective, None for those not known before the trial."
+            )
+        try:
+            rows.append([np.nan if v is None else float(v) for v in values])
+        except (TypeError, ValueError):
+            raise ValueError(
+                "known_objectives must return numbers (or None for an unknown objective); got "
+                f"{values!r} for {dict(config)}."
+            ) from None
+    table = np.array(rows, dtype=float).reshape(len(rows), n_objectives)
+    unknown = np.isnan(table)
+    if len(table) == 0:
+        return np.zeros(n_objectives, dtype=bool), table
+    differs = np.flatnonzero(np.any(unknown != unknown[0], axis=1))
+    if len(differs):
+        row = int(differs[0])
+        changed = int(np.flatnonzero(unknown[row] != unknown[0])[0])
         raise ValueError(
-            f"known_objectives returned {len(values)} values for a study with {n_objectives} "
-            "objectives; return one per objective, None for those not known before the trial."
+            f"known_objectives returned a number for objective {changed} for some configs and "
+            f"None or NaN for others (e.g. {dict(params[row])}); return a number for every "
+            "config, or None for every config if it is not known before the trial."
         )
-    return np.array([v is not None and v == v for v in values], dtype=bool)
+    mask = ~unknown[0]
+    return mask, table[:, mask]

@@ -24,7 +24,7 @@ from optuna_kmtpe.sampler._dedupe import space_size
 from optuna_kmtpe.sampler._ehvi import expected_improvement
 from optuna_kmtpe.sampler._known import concatenate
 from optuna_kmtpe.sampler._known import default_reference
-from optuna_kmtpe.sampler._known import known_mask
+from optuna_kmtpe.sampler._known import known_table
 from optuna_kmtpe.sampler._known import mutations
 from optuna_kmtpe.sampler._known import single_threaded_blas
 from optuna_kmtpe.sampler._known import to_external
@@ -172,8 +172,12 @@ class KMeansTPESampler(TPESampler):
             ``n_candidates`` whole configs (from l(x), uniformly, and by mutating good trials),
             computes their known objectives, forecasts the others with ``predictor`` and picks
             the largest expected hypervolume improvement inside ``reference_point``. Sampling
-            is then multivariate. Must be picklable (a module-level function) for process
-            workers.
+            is then multivariate. It receives the parameters every finished trial has (the
+            relative search space): in a conditional space a branch's own parameters are
+            sampled after the pick and are not passed, so compute the known objectives from the
+            shared ones. It must return the same objectives as known (a number, not
+            ``None`` or NaN) for every config. Must be picklable (a module-level function) for
+            process workers.
         predictor: Forecast of the unknown objectives (see :class:`ObjectivePredictor`),
             refitted on the finished trials at every sample; default an
             :class:`AdditiveBayesianRegression` without prior. Give it a prior mean (for
@@ -243,7 +247,7 @@ class KMeansTPESampler(TPESampler):
         if n_candidates < 1:
             raise ValueError(f"n_candidates must be >= 1; got {n_candidates}.")
         # One number for every objective, or a tuple (an iterator is read once, here).
-        if upside_limit is not None and not isinstance(upside_limit, (int, float)):
+        if upside_limit is not None and not isinstance(upside_limit, (int, float, str, bytes)):
             upside_limit = tuple(upside_limit)
         limits = upside_limit if isinstance(upside_limit, tuple) else (upside_limit,)
         if not all(v is None or _is_nonnegative_number(v) for v in limits):
@@ -251,6 +255,18 @@ class KMeansTPESampler(TPESampler):
                 "upside_limit must be a finite number >= 0, or a sequence of such numbers or "
                 f"None (one per objective); got {upside_limit!r}."
             )
+        if reference_point is not None:
+            reference_point = tuple(reference_point)
+            if not reference_point or not all(
+                isinstance(v, (int, float, np.number))
+                and not isinstance(v, bool)
+                and math.isfinite(v)
+                for v in reference_point
+            ):
+                raise ValueError(
+                    "reference_point must be one finite number per objective (in the study's "
+                    f"units); got {reference_point!r}."
+                )
         if not callable(n_clusters) and (
             isinstance(n_clusters, bool) or not isinstance(n_clusters, int) or n_clusters < 1
         ):
@@ -293,7 +309,7 @@ class KMeansTPESampler(TPESampler):
         self._mo_tiebreak: RankTieBreak = multi_objective_tiebreak
         self._known_objectives = known_objectives
         self._predictor = predictor if predictor is not None else AdditiveBayesianRegression()
-        self._reference_point = None if reference_point is None else tuple(reference_point)
+        self._reference_point = reference_point
         self._n_candidates = n_candidates
         self._upside_limit = upside_limit
         # Threads of study.optimize(n_jobs>1) share this instance: cache per thread.
@@ -475,15 +491,9 @@ class KMeansTPESampler(TPESampler):
                 samples = {k: v[fresh] for k, v in samples.items()}
         candidates = to_external(samples, search_space)
 
-        raw_known = [list(self._known_objectives(dict(c))) for c in candidates]
-        mask = known_mask(raw_known[0], len(signs))
+        mask, known = known_table(self._known_objectives, candidates, len(signs))
         known_idx, unknown_idx = np.flatnonzero(mask), np.flatnonzero(~mask)
-
-        def known_losses(raw: list[list[Any]]) -> np.ndarray:
-            values = np.array([[float(v[i]) for i in known_idx] for v in raw])
-            return values.reshape(len(raw), known_idx.size) * signs[known_idx]
-
-        known = known_losses(raw_known)
+        known = known * signs[known_idx]
 
         complete = [
             t
@@ -495,6 +505,11 @@ class KMeansTPESampler(TPESampler):
         observed = np.array([t.values for t in complete], dtype=float).reshape(-1, len(signs))
         losses = observed * signs
         if self._reference_point is not None:
+            if len(self._reference_point) != len(signs):
+                raise ValueError(
+                    f"reference_point has {len(self._reference_point)} entries for a study with "
+                    f"{len(signs)} objectives; give one per objective."
+                )
             reference = np.asarray(self._reference_point, dtype=float) * signs
         else:  # the candidates' known losses count, their unknown ones (NaN) do not
             padded = np.full((len(known), len(signs)), np.nan)
@@ -538,9 +553,15 @@ class KMeansTPESampler(TPESampler):
                 r_mean, _ = self._predictor.predict(running)
                 r_mean = np.asarray(r_mean, float).reshape(len(running), -1) * signs[unknown_idx]
                 running_losses = np.zeros((len(running), len(signs)))
-                running_losses[:, known_idx] = known_losses(
-                    [list(self._known_objectives(dict(p))) for p in running]
+                running_mask, running_known = known_table(
+                    self._known_objectives, running, len(signs)
                 )
+                if not np.array_equal(running_mask, mask):
+                    raise ValueError(
+                        "known_objectives must know the same objectives for every config; it "
+                        "knew others for a running trial's config than for the candidates."
+                    )
+                running_losses[:, known_idx] = running_known * signs[known_idx]
                 running_losses[:, unknown_idx] = r_mean
 
         order = np.concatenate([unknown_idx, known_idx])

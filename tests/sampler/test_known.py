@@ -64,14 +64,13 @@ def hypervolume(study: optuna.Study) -> float:
 
 
 def _known_sampler(seed: int, **kw: Any) -> KMeansTPESampler:
-    return KMeansTPESampler(
-        seed=seed,
-        known_objectives=known,
-        reference_point=REFERENCE,
-        predictor=AdditiveBayesianRegression(prior_mean=prior, prior_std=0.01),
-        n_startup_trials=1,
-        **kw,
-    )
+    options: dict[str, Any] = {
+        "known_objectives": known,
+        "reference_point": REFERENCE,
+        "predictor": AdditiveBayesianRegression(prior_mean=prior, prior_std=0.01),
+        "n_startup_trials": 1,
+    }
+    return KMeansTPESampler(seed=seed, **{**options, **kw})
 
 
 def test_free_volume_matches_optunas_hypervolume() -> None:
@@ -175,6 +174,41 @@ def test_upside_limit_is_validated() -> None:
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=limited)
     study.optimize(objective, n_trials=4)
     assert len(study.trials) == 4
+
+
+def test_reference_point_is_validated() -> None:
+    for bad in ([], [0.9, float("nan")], [0.9, "1"], [True, 1.0]):
+        with pytest.raises(ValueError, match="reference_point must be one finite number"):
+            KMeansTPESampler(known_objectives=known, reference_point=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="got '0.1'"):
+        KMeansTPESampler(upside_limit="0.1")  # type: ignore[arg-type]
+    for point in ([0.9], [0.9, 1.0, 1.0]):
+        sampler = _known_sampler(0, reference_point=iter(point))
+        study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+        with pytest.raises(ValueError, match=f"{len(point)} entries for a study with 2"):
+            study.optimize(objective, n_trials=12)
+
+
+@pytest.mark.parametrize(
+    "function, match",
+    [
+        (lambda p: float(_bits(p).mean()), "must return a list .* got float"),
+        (lambda p: {"cost": 1.0}, "must return a list .* got dict"),
+        (lambda p: "1.0", "must return a list .* got str"),
+        (lambda p: [None, "cheap"], "must return numbers"),
+        (lambda p: [None], "returned 1 values for a study with 2"),
+        # The cost known for some configs only: the forecast would cover it on some trials.
+        (
+            lambda p: [None, None if p["b0"] == 2 else float(_bits(p).mean())],
+            "a number for objective 1 for some configs and None or NaN for others",
+        ),
+    ],
+)
+def test_known_objectives_results_are_checked(function: Any, match: str) -> None:
+    sampler = _known_sampler(0, known_objectives=function)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    with pytest.raises(ValueError, match=match):
+        study.optimize(objective, n_trials=12)
 
 
 def test_additive_regression_learns_levels_and_starts_from_the_prior() -> None:
