@@ -15,6 +15,7 @@ import re
 import tempfile
 from typing import TYPE_CHECKING
 from typing import Any
+import warnings
 
 import optuna
 
@@ -230,6 +231,7 @@ def pretrained_model(
 
     from optuna_kmtpe import data as kdata
     from optuna_kmtpe import quant
+    from optuna_kmtpe.graph import channel_graph
 
     torch.manual_seed(settings.seed)
     model = build_float_model(settings, splits)  # loads settings.checkpoint if given
@@ -249,6 +251,11 @@ def pretrained_model(
             return model.eval()
         except (RuntimeError, OSError, EOFError) as exc:
             log(f"Ignoring an unreadable cached checkpoint {path} ({exc}); training again.")
+    # A model the search cannot quantize is refused before its pre-training, not after (and
+    # no checkpoint is cached); an untraceable one is told about once, after training.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        channel_graph(model, splits.val.tensors[0][:2])
     log(
         f"Training the float {settings.model} on {splits.name} "
         f"({settings.pretrain_epochs} epochs)..."
@@ -345,6 +352,10 @@ def prepare_job(
     val_loader = kdata.make_loader(splits.val, batch_size=512)
     test_loader = kdata.make_loader(splits.test, batch_size=512)
     example_input = splits.val.tensors[0][:2]
+    if settings.loss == "cross_entropy":
+        warning = near_chance_warning(model, val_loader, splits.num_classes)
+        if warning:
+            log(warning)
     graph = channel_graph(model, example_input)
 
     report = SensitivityReport.load_from_study(study) if study is not None else None
@@ -371,6 +382,22 @@ def prepare_job(
         fpga=fpga,
         shapes=shapes,
         sources=sources,
+    )
+
+
+def near_chance_warning(model: nn.Module, val_loader: Any, num_classes: int) -> str | None:
+    """A warning when the float model classifies the validation data little better than
+    chance (its trials would measure noise), else ``None``."""
+    from optuna_kmtpe import quant
+
+    chance = 1.0 / max(num_classes, 1)
+    accuracy = quant.measure(model, val_loader, ["accuracy"])["accuracy"]
+    if accuracy >= chance + 0.1 * (1.0 - chance):
+        return None
+    return (
+        f"Warning: the float model scores {accuracy:.1%} on the validation split, near chance "
+        f"({chance:.1%} for {num_classes} classes): its quantized trials would measure noise. "
+        "Train it longer (--pretrain-epochs), or check the model and the labels."
     )
 
 

@@ -60,6 +60,28 @@ def three_outputs():
     return nn.Sequential(nn.Linear(30, 3))
 
 
+class _Doubled(nn.Linear):
+    def forward(self, x):
+        return 2 * super().forward(x)
+
+
+def linear_subclass(input_shape, num_classes):
+    return nn.Sequential(_Doubled(input_shape[0], num_classes))
+
+
+class _Matrix(nn.Module):
+    def __init__(self, n_in, n_out):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(n_in, n_out))
+
+    def forward(self, x):
+        return x @ self.w
+
+
+def no_layer(input_shape, num_classes):
+    return _Matrix(input_shape[0], num_classes)
+
+
 def not_a_model():
     return "a string"
 
@@ -198,6 +220,9 @@ def _main_error(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         ("digits_cnn", "{m}:data", "fails on a batch of the data"),
         ("{m}:model", "nomodule:data", "cannot import 'nomodule'"),
         ("vgg", "{m}:data", "Unknown model 'vgg'"),
+        # Refused before the float pre-training (no checkpoint cached), not after it.
+        ("{m}:linear_subclass", "{m}:data", "a subclass of nn.Linear"),
+        ("{m}:no_layer", "{m}:data", "has no quantizable layer"),
     ],
 )
 def test_user_mistakes_end_in_one_line_before_anything_is_written(
@@ -537,3 +562,21 @@ def test_regression_project_through_search_and_report(regression: tuple[Path, st
     out = kmtpe("report", "--trial", "0", "--export-model", "t0.onnx", "--format", "onnx")
     assert "equals the search's record" in out, out
     assert "outputs compared numerically" in out and "% argmax agreement" not in out, out
+
+
+def test_a_float_model_near_chance_is_warned_about() -> None:
+    from optuna_kmtpe.workflow._prepare import near_chance_warning
+
+    labels = torch.arange(100) % 10
+    inputs = nn.functional.one_hot(labels, 10).float()
+    data = [(inputs, labels)]
+    constant = nn.Linear(10, 10)
+    nn.init.zeros_(constant.weight)
+    nn.init.zeros_(constant.bias)  # always class 0: 10% on balanced labels
+    warning = near_chance_warning(constant, data, 10)
+    assert warning is not None and "scores 10.0%" in warning and "--pretrain-epochs" in warning
+    identity = nn.Linear(10, 10)
+    with torch.no_grad():
+        identity.weight.copy_(torch.eye(10))
+        identity.bias.zero_()
+    assert near_chance_warning(identity, data, 10) is None
