@@ -311,7 +311,8 @@ def _as_tensor_dataset(dataset: Any, where: str, *, loss: str = DEFAULT_LOSS) ->
     if labels.is_floating_point() and not bool((labels == labels.round()).all()):
         raise ValueError(
             f"{where}: labels must be integer class indices, got floats such as "
-            f"{float(labels.flatten()[0])}; for regression targets pass --loss mse."
+            f"{float(labels[labels != labels.round()].flatten()[0])}; for regression targets "
+            "pass --loss mse."
         )
     if labels.dim() != 1 or len(labels) != len(inputs):
         raise ValueError(
@@ -413,6 +414,13 @@ def check_outputs(
     (``(batch, target_dim)`` outputs with ``loss="mse"``)."""
     import torch
 
+    embeddings = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Embedding)]
+    if embeddings:
+        raise ValueError(
+            f"--model {name} has an nn.Embedding ({embeddings[0]!r}), which takes integer ids: "
+            "the search feeds float inputs (the first layer quantizes them), so embedding "
+            "models are not supported; embed outside the model and pass the vectors as data."
+        )
     inputs = splits.val.tensors[0][:2]
     training = model.training
     try:

@@ -82,6 +82,20 @@ def no_layer(input_shape, num_classes):
     return _Matrix(input_shape[0], num_classes)
 
 
+class _Embedded(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.embed = nn.Embedding(64, 8)
+        self.head = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        return self.head(self.embed(x.long()).mean(1))
+
+
+def embedding(input_shape, num_classes):
+    return _Embedded(num_classes)
+
+
 def not_a_model():
     return "a string"
 
@@ -223,6 +237,7 @@ def _main_error(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         # Refused before the float pre-training (no checkpoint cached), not after it.
         ("{m}:linear_subclass", "{m}:data", "a subclass of nn.Linear"),
         ("{m}:no_layer", "{m}:data", "has no quantizable layer"),
+        ("{m}:embedding", "{m}:data", "has an nn.Embedding ('embed')"),
     ],
 )
 def test_user_mistakes_end_in_one_line_before_anything_is_written(
@@ -580,3 +595,11 @@ def test_a_float_model_near_chance_is_warned_about() -> None:
         identity.weight.copy_(torch.eye(10))
         identity.bias.zero_()
     assert near_chance_warning(identity, data, 10) is None
+
+
+def test_a_fractional_label_is_the_one_quoted() -> None:
+    from optuna_kmtpe.workflow._sources import _as_tensor_dataset
+
+    pairs = TensorDataset(torch.zeros(4, 2), torch.tensor([3.0, 2.5, 1.0, 3.5]))
+    with pytest.raises(ValueError, match=r"got floats such as 2\.5;"):
+        _as_tensor_dataset(pairs, "--data x (train split)")
