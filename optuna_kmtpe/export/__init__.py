@@ -37,6 +37,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping
+import dataclasses
 import json
 import os
 from typing import Any
@@ -168,13 +169,31 @@ def check_export(
 
     Returns:
         Argmax agreement, both accuracies (with ``labels``) and the largest output difference
-        (for a regression, the largest difference, absolute and relative, only).
+        (for a regression, the largest difference, absolute and relative, only). For QDQ
+        (``"onnx"``) also the same with onnxruntime's graph optimizations off
+        (``exact_agreement``, ``exact_max_abs_diff``): the exported graph's exact meaning,
+        which tells an export error from the optimized kernels' rounding.
     """
     outputs = run_exported(exported, inputs, format=format)
     reference = reference_outputs(qmodel, inputs)
     label_array = labels.detach().cpu().numpy() if labels is not None else None
-    return compare_outputs(
+    check = compare_outputs(
         _RUNTIMES[format], outputs, reference, label_array, regression=regression
+    )
+    if format != "onnx":
+        return check
+    import onnx
+
+    proto = exported if isinstance(exported, onnx.ModelProto) else onnx.load(os.fspath(exported))
+    array = inputs.detach().cpu().numpy()
+    exact = compare_outputs(
+        _RUNTIMES[format],
+        run_onnxruntime(proto, array, optimized=False),
+        reference,
+        regression=regression,
+    )
+    return dataclasses.replace(
+        check, exact_agreement=exact.agreement, exact_max_abs_diff=exact.max_abs_diff
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +139,25 @@ def test_qdq_runs_in_onnxruntime_with_narrow_range_clips(
     assert check.runtime == "onnxruntime"
     assert check.agreement >= 0.995
     assert abs(check.accuracy - check.reference_accuracy) <= 0.005
+    # The graph as written (no fused integer kernels) is the torch model exactly.
+    assert check.exact_agreement == 1.0 and check.exact_max_abs_diff < 1e-4
+
+
+def test_the_summary_separates_the_export_from_the_runtimes_rounding() -> None:
+    fused = export.ExportCheck(
+        runtime="onnxruntime",
+        samples=150,
+        agreement=149 / 150,
+        accuracy=0.8267,
+        reference_accuracy=0.82,
+        max_abs_diff=0.25,
+        exact_agreement=1.0,
+        exact_max_abs_diff=4.8e-7,
+    )
+    assert fused.summary().startswith("onnxruntime: 99.33% argmax agreement on 150 samples")
+    assert "graph optimizations off): 100.00% agreement, max diff 4.8e-07" in fused.summary()
+    same = dataclasses.replace(fused, agreement=1.0, max_abs_diff=4.8e-7)
+    assert "optimizations" not in same.summary()
 
 
 def test_qdq_names_the_layer_it_cannot_express(
