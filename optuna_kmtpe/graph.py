@@ -187,6 +187,45 @@ def quantizable_layers(model: nn.Module) -> dict[str, nn.Module]:
     return layers
 
 
+# Layers with parameters that run in float by design and cost little: normalization folds into
+# the neighbouring layer on the FPGA, or is a per-channel scale and shift.
+_FLOAT_BY_DESIGN = (
+    nn.modules.batchnorm._BatchNorm,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.modules.instancenorm._InstanceNorm,
+    nn.PReLU,
+)
+
+
+def unquantized_parameters(model: nn.Module) -> list[tuple[str, str, int]]:
+    """Modules holding parameters that the search neither quantizes nor costs.
+
+    They run in float in every trial, and the FPGA model leaves them out of latency and energy
+    (an ``nn.LSTM``, an ``nn.Bilinear``, a bare ``nn.Parameter`` multiplied in ``forward``).
+    Normalization layers and PReLU are not listed (see ``_FLOAT_BY_DESIGN``).
+
+    Returns:
+        ``(module path, type name, parameter count)``, largest first (``""`` is the model
+        itself, for parameters it holds directly).
+
+    Example:
+        >>> model = nn.Sequential(nn.Linear(4, 8), nn.GRU(8, 8), nn.BatchNorm1d(8))
+        >>> unquantized_parameters(model)
+        [('1', 'GRU', 432)]
+    """
+    layers = quantizable_layers(model)
+    inside = tuple(f"{name}." for name in layers)
+    found = []
+    for name, module in model.named_modules():
+        if name in layers or name.startswith(inside) or isinstance(module, _FLOAT_BY_DESIGN):
+            continue
+        count = sum(p.numel() for p in module.parameters(recurse=False))
+        if count:
+            found.append((name, type(module).__name__, count))
+    return sorted(found, key=lambda row: -row[2])
+
+
 def layer_channels(layer: nn.Module) -> tuple[int, int, int, int]:
     """``(out_channels, in_channels, groups, kernel taps)`` of a quantizable layer (a Linear's
     features are its channels): the one reading of a layer's channels for every package.

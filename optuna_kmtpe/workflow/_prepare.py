@@ -357,6 +357,9 @@ def prepare_job(
         if warning:
             log(warning)
     graph = channel_graph(model, example_input)
+    warning = unquantized_warning(model)
+    if warning:
+        log(warning)
 
     report = SensitivityReport.load_from_study(study) if study is not None else None
     if report is None:
@@ -382,6 +385,25 @@ def prepare_job(
         fpga=fpga,
         shapes=shapes,
         sources=sources,
+    )
+
+
+def unquantized_warning(model: nn.Module) -> str | None:
+    """A warning naming the modules with parameters that run in float and are left out of the
+    FPGA costs (:func:`~optuna_kmtpe.graph.unquantized_parameters`), else ``None``."""
+    from optuna_kmtpe.graph import unquantized_parameters
+
+    rows = unquantized_parameters(model)
+    if not rows:
+        return None
+    total = sum(p.numel() for p in model.parameters())
+    outside = sum(count for _, _, count in rows)
+    named = ", ".join(f"{name or '(the model)'!r} ({kind})" for name, kind, _ in rows[:3])
+    more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
+    return (
+        f"Warning: {named}{more} hold {outside / max(total, 1):.0%} of the parameters but are "
+        "neither quantized nor costed: they run in float in every trial and latency and "
+        "energy leave them out. Only nn.Conv1d, nn.Conv2d and nn.Linear layers are searched."
     )
 
 

@@ -603,3 +603,23 @@ def test_a_fractional_label_is_the_one_quoted() -> None:
     pairs = TensorDataset(torch.zeros(4, 2), torch.tensor([3.0, 2.5, 1.0, 3.5]))
     with pytest.raises(ValueError, match=r"got floats such as 2\.5;"):
         _as_tensor_dataset(pairs, "--data x (train split)")
+
+
+def test_layers_left_in_float_and_out_of_the_costs_are_named() -> None:
+    from optuna_kmtpe.workflow._prepare import unquantized_warning
+
+    class Recurrent(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = nn.LSTM(8, 16, batch_first=True)
+            self.norm = nn.LayerNorm(16)
+            self.head = nn.Linear(16, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.norm(self.rnn(x)[0][:, -1]))
+
+    warning = unquantized_warning(Recurrent())
+    assert warning is not None and warning.startswith("Warning: 'rnn' (LSTM) hold 95%")
+    assert "norm" not in warning  # normalization runs in float by design
+    cnn = build_model("digits_cnn", num_classes=10, in_channels=1)
+    assert unquantized_warning(cnn) is None
