@@ -59,30 +59,55 @@ def test_known_costs_are_exact_and_leave_accuracy_unknown() -> None:
     )
 
 
-def test_warm_starts_on_the_reference_point_are_dropped() -> None:
-    # Uniform max-bit costs exactly the reference point: it can add no hypervolume.
+WORST = QuantConfig.uniform(["a", "b"], weight_bits=8, act_bits=8)
+W4A4 = QuantConfig.uniform(["a", "b"], weight_bits=4, act_bits=4)
+
+
+def _warm_forecast(cost_fn: Any) -> dict[str, Any]:
+    """The forecast options warm_starts_inside reads, for (accuracy, latency, energy)."""
     objective = MPQObjective(
         space=ParamsSpace(),
-        cost_fn=costs,
+        cost_fn=cost_fn,
         accuracy_fn=lambda config, report: 0.9,
         metrics=("accuracy", "latency_s", "energy_j"),
     )
     known = objective.known_costs()
-    worst = QuantConfig.uniform(["a", "b"], weight_bits=8, act_bits=8)
-    forecast = {
+    fewest_bits = QuantConfig.uniform(["a", "b"], weight_bits=2, act_bits=2)
+    return {
         "known_objectives": known,
-        "reference_point": known.reference_point(worst, {"accuracy": 0.9}),
+        "reference_point": known.reference_point(WORST, {"accuracy": 0.9}, fewest_bits),
     }
+
+
+def test_warm_starts_on_the_reference_point_are_dropped() -> None:
+    # Uniform max-bit costs as much as the reference point: it can add no hypervolume.
+    forecast = _warm_forecast(costs)
     configs = [
-        ("uniform-w8a8", worst),
-        ("uniform-w4a4", QuantConfig.uniform(["a", "b"], weight_bits=4, act_bits=4)),
+        ("uniform-w8a8", WORST),
+        ("uniform-w4a4", W4A4),
         ("mixed", QuantConfig.uniform(["a", "b"], weight_bits=8, act_bits=4)),
     ]
-    assert [label for label, _ in warm_starts_inside(configs, forecast)] == [
+    assert [label for label, _ in warm_starts_inside(configs, forecast, WORST)] == [
         "uniform-w4a4",
         "mixed",
     ]
     assert warm_starts_inside(configs, None) == configs  # no forecast: every warm start
+
+
+def test_warm_starts_that_tie_the_costliest_latency_are_kept() -> None:
+    # A small model on the FPGA: latency does not depend on the bits, energy does. With the
+    # region of interest ending exactly at the costliest config, every warm start was dropped.
+    def flat_latency(config: QuantConfig) -> CostRecord:
+        bits = sum(layer.weight_bits * layer.act_bits for layer in config.values())
+        return CostRecord(metrics={"latency_s": 3.6e-6, "energy_j": bits * 1e-7})
+
+    forecast = _warm_forecast(flat_latency)
+    # Only the cost the bits do not move reaches past the costliest config (by 1%).
+    assert forecast["reference_point"][1:] == pytest.approx([3.6e-6 * 1.01, 128e-7])
+    assert _warm_forecast(costs)["reference_point"][1:] == pytest.approx([128e-6, 128e-7])
+    configs = [("uniform-w8a8", WORST), ("uniform-w4a4", W4A4)]
+    kept = warm_starts_inside(configs, forecast, WORST)
+    assert [label for label, _ in kept] == ["uniform-w4a4"]
 
 
 def test_hessian_prior_sums_weight_and_activation_terms() -> None:
