@@ -256,8 +256,8 @@ def warm_starts_inside(
     A config whose exact cost reaches the reference point on any cost metric adds nothing to
     the hypervolume the sampler maximizes, whatever its accuracy, and neither does one that
     costs as much as the ``costliest`` config on every cost metric (uniform max-bit itself,
-    which the reference point lies just beyond): training it spends a trial. Without a
-    forecast every config is kept.
+    inside the region only on costs the bits do not move): training it spends a trial.
+    Without a forecast every config is kept.
 
     Args:
         configs: ``(label, config)`` pairs.

@@ -352,7 +352,7 @@ def prepare_job(
     val_loader = kdata.make_loader(splits.val, batch_size=512)
     test_loader = kdata.make_loader(splits.test, batch_size=512)
     example_input = splits.val.tensors[0][:2]
-    if settings.loss == "cross_entropy":
+    if settings.loss == DEFAULT_LOSS:  # classification: accuracy has a chance level
         warning = near_chance_warning(model, val_loader, splits.num_classes)
         if warning:
             log(warning)
