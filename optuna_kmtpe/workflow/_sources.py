@@ -226,7 +226,7 @@ def as_splits(
     """
     from optuna_kmtpe.data import DatasetSplits
 
-    where = f"--data {spec}" if spec else f"data {name!r}"
+    where = source_label("data", spec) if spec else f"data {name!r}"
     if isinstance(result, DatasetSplits):
         parts: tuple[Any, ...] = (result.train, result.val, result.test)
     elif isinstance(result, (tuple, list)) and len(result) in (2, 3):
@@ -371,7 +371,8 @@ def build_float_model(settings: SearchSettings, splits: DatasetSplits) -> nn.Mod
             )
         if not isinstance(model, nn.Module):
             raise ValueError(
-                f"--model {settings.model} must return a torch nn.Module, got {_kind(model)}."
+                f"{source_label('model', settings.model)} must return a torch nn.Module, "
+                f"got {_kind(model)}."
             )
         check_outputs(model, splits, name=settings.model, loss=settings.loss)
         return model
@@ -407,6 +408,20 @@ def _load_checkpoint(model: nn.Module, path: str) -> None:
         ) from None
 
 
+def source_label(flag: str, name: str) -> str:
+    """How an error names a model or data source: the CLI flag for a name the user typed, the
+    object itself for one passed from Python (``optuna_kmtpe.search``).
+
+    Example:
+        >>> source_label("model", "my_project:model"), source_label("model", "python.EmbNet")
+        ('--model my_project:model', 'the model EmbNet')
+    """
+    if name.startswith(IN_MEMORY_PREFIX):
+        given = name[len(IN_MEMORY_PREFIX) :]
+        return f"the {flag} {given}" if given != flag else f"the {flag} given to search()"
+    return f"--{flag} {name}"
+
+
 def check_outputs(
     model: nn.Module, splits: DatasetSplits, *, name: str, loss: str = DEFAULT_LOSS
 ) -> None:
@@ -417,9 +432,10 @@ def check_outputs(
     embeddings = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Embedding)]
     if embeddings:
         raise ValueError(
-            f"--model {name} has an nn.Embedding ({embeddings[0]!r}), which takes integer ids: "
-            "the search feeds float inputs (the first layer quantizes them), so embedding "
-            "models are not supported; embed outside the model and pass the vectors as data."
+            f"{source_label('model', name)} has an nn.Embedding ({embeddings[0]!r}), which takes "
+            "integer ids: the search feeds float inputs (the first layer quantizes them), so "
+            "embedding models are not supported; embed outside the model and pass the vectors "
+            "as data."
         )
     inputs = splits.val.tensors[0][:2]
     training = model.training
@@ -429,7 +445,7 @@ def check_outputs(
             outputs = model(inputs)
     except Exception as exc:  # noqa: BLE001 - the user's forward may raise anything
         raise ValueError(
-            f"--model {name} fails on a batch of the data (inputs of shape "
+            f"{source_label('model', name)} fails on a batch of the data (inputs of shape "
             f"{tuple(inputs.shape)}): {_describe(exc)}."
         ) from None
     finally:
@@ -439,12 +455,12 @@ def check_outputs(
         got = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else _kind(outputs)
         if loss != DEFAULT_LOSS:
             raise ValueError(
-                f"--model {name} returns outputs of shape {got} for inputs of shape "
-                f"{tuple(inputs.shape)}, but the targets have {splits.num_classes} value(s) "
+                f"{source_label('model', name)} returns outputs of shape {got} for inputs of "
+                f"shape {tuple(inputs.shape)}, but the targets have {splits.num_classes} value(s) "
                 f"per input: it must return outputs of shape {expected}."
             )
         raise ValueError(
-            f"--model {name} returns outputs of shape {got} for inputs of shape "
+            f"{source_label('model', name)} returns outputs of shape {got} for inputs of shape "
             f"{tuple(inputs.shape)}, but the data has {splits.num_classes} classes (labels "
             f"0..{splits.num_classes - 1}): it must return logits of shape {expected}."
         )

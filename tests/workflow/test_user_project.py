@@ -623,3 +623,16 @@ def test_layers_left_in_float_and_out_of_the_costs_are_named() -> None:
     assert "norm" not in warning  # normalization runs in float by design
     cnn = build_model("digits_cnn", num_classes=10, in_channels=1)
     assert unquantized_warning(cnn) is None
+
+
+def test_python_objects_are_named_as_objects_not_cli_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KMTPE_CACHE_DIR", str(tmp_path / "cache"))
+    data = TensorDataset(torch.randn(40, 6), torch.arange(40) % 2)
+    three_classes = nn.Sequential(nn.Linear(6, 3))  # the data has two
+    with pytest.raises(ValueError, match=r"^the model Sequential returns outputs of shape"):
+        optuna_kmtpe.search(three_classes, data, data, storage=f"sqlite:///{tmp_path}/s.db")
+    with pytest.raises(ValueError, match=r"^the data given to search\(\) \(train split\): items"):
+        optuna_kmtpe.search(nn.Linear(6, 2), [1, 2, 3], data, storage=f"sqlite:///{tmp_path}/s.db")
+    assert not (tmp_path / "s.db").exists()
