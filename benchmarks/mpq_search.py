@@ -203,9 +203,7 @@ def main() -> None:
     args = parser.parse_args()
     default_seeds, default_trials = TASK_RUNS[args.task]
     seeds, n_trials = (
-        (3, 25)
-        if args.quick
-        else (args.seeds or default_seeds, args.trials or default_trials)
+        (3, 25) if args.quick else (args.seeds or default_seeds, args.trials or default_trials)
     )
     methods = [m for m in METHODS if m in set(args.methods.split(",")) | {"full", "tpe_raw"}]
     unknown = set(args.methods.split(",")) - set(METHODS)
@@ -460,6 +458,7 @@ _NOT_RECIPE = (
     "constrained",
     "sampler",
     "warm_start",
+    "accuracy_window",  # the sampler's region of interest
 )
 
 

@@ -196,6 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(the sampler then learns what each width costs from trained trials alone)",
     )
     search.add_argument(
+        "--accuracy-window",
+        type=float,
+        metavar="FRACTION",
+        help="the kmtpe forecast's region of interest: accuracy down to this fraction below "
+        "the float model's counts (default 0.05); widen it when less accurate configs are "
+        "still of use",
+    )
+    search.add_argument(
         "--quantizer",
         metavar="NAME",
         help=f"registered quantizer of every layer: {_names('quantizer')} (default uniform; "

@@ -67,6 +67,7 @@ def forecast_for(
         model=job.model,
         val_loader=job.val_loader,
         loss=settings.loss,
+        accuracy_window=settings.accuracy_window,
         calibration_loader=job.train_loader if settings.pruning_prior else None,
         example_input=job.example_input,
         graph=job.graph,

@@ -266,6 +266,12 @@ def test_the_forecast_measures_what_pruning_each_layer_alone_costs() -> None:
         assert options["predictor"].prior_mean({"features.0.width": 0.5}) == pytest.approx(
             [expected]
         )
+    # The region of interest (--accuracy-window) sets the reference point's accuracy.
+    accuracy_at = objective.metrics.index(records.ACCURACY)
+    for window in (0.05, 0.2):
+        options = forecast_for(SearchSettings(accuracy_window=window), objective, job)
+        assert options is not None
+        assert options["reference_point"][accuracy_at] == pytest.approx(base - window)
 
 
 def _tiny_job() -> dict[str, Any]:

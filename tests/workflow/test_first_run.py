@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import optuna
 from optuna.trial import TrialState
+import pytest
 
 from optuna_kmtpe import records as keys
 from optuna_kmtpe.config import QuantConfig
@@ -185,3 +186,26 @@ def test_the_pruning_prior_is_on_by_default_and_a_flag_or_key_turns_it_off(tmp_p
     stored = SearchSettings().to_dict()
     del stored["pruning_prior"]
     assert SearchSettings.from_dict(stored).pruning_prior is True
+
+
+def test_the_accuracy_window_is_a_flag_a_key_and_validated(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from optuna_kmtpe.cli import _search_settings
+    from optuna_kmtpe.cli import build_parser
+    from optuna_kmtpe.workflow import SearchSettings
+    from optuna_kmtpe.workflow._settings import load_settings
+
+    def parsed(*flags: str) -> SearchSettings:
+        return _search_settings(build_parser().parse_args(["search", *flags]))
+
+    assert parsed().accuracy_window == 0.05
+    assert parsed("--accuracy-window", "0.2").accuracy_window == 0.2
+    path = tmp_path / "run.toml"
+    path.write_text("[search]\naccuracy-window = 0.15\n")
+    settings, names = load_settings(config=path, overrides={})
+    assert settings.accuracy_window == 0.15 and "accuracy_window" in names
+    stored = SearchSettings().to_dict()
+    del stored["accuracy_window"]  # a study stored before the setting existed
+    assert SearchSettings.from_dict(stored).accuracy_window == 0.05
+    for bad in (0, -0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="accuracy_window must be a fraction in"):
+            SearchSettings(accuracy_window=bad)
